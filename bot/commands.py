@@ -1,0 +1,67 @@
+"""The commands users can type, in one place so adapters can register and parse them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    usage: str
+    description: str
+    admin_only: bool = False
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("help", "/help", "how to use the bot"),
+    CommandSpec("new", "/new", "start a fresh conversation"),
+    CommandSpec("undo", "/undo [n]", "go back n versions (default 1)"),
+    CommandSpec("history", "/history", "list the versions in this conversation"),
+    CommandSpec("reset", "/reset", "forget this conversation (admins in groups)"),
+    CommandSpec("usage", "/usage", "model calls, images and tokens used"),
+    CommandSpec("stats", "/stats", "bot-wide numbers (admins)", admin_only=True),
+    CommandSpec("settings", "/settings", "current model settings (admins)", admin_only=True),
+)
+COMMAND_NAMES = frozenset(c.name for c in COMMANDS)
+#: ``/start`` is what Telegram clients send first; it is an alias of ``/help``.
+ALIASES = {"start": "help"}
+
+_COMMAND = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@(?P<bot>\w+))?(?:\s+(?P<args>.*))?$", re.S)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: str = ""
+
+
+def parse_command(text: str, bot_username: str | None = None) -> Command | None:
+    """``/undo@mybot 2`` → ``Command("undo", "2")``; ``None`` for anything else.
+
+    A command addressed to another bot (``/undo@otherbot``) is not ours. Unknown
+    commands are returned too so the engine can answer them with help.
+    """
+    match = _COMMAND.match(text.strip())
+    if not match:
+        return None
+    target = match.group("bot")
+    if target and bot_username and target.lower() != bot_username.lower():
+        return None
+    name = match.group("name").lower()
+    return Command(ALIASES.get(name, name), (match.group("args") or "").strip())
+
+
+def bare_command(text: str) -> str | None:
+    """Turn ``"undo 2"`` (a Slack mention's text) into ``"/undo 2"`` when it is a command.
+
+    Only a known command word followed by nothing or a short argument counts, so a prompt
+    like "reset the colours to the original" stays a prompt.
+    """
+    words = text.strip().split()
+    if not words or words[0].lower().lstrip("/") not in COMMAND_NAMES | set(ALIASES):
+        return None
+    if len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+        return None
+    return "/" + " ".join([words[0].lower().lstrip("/"), *words[1:]])

@@ -1,0 +1,132 @@
+"""What every image model speaks: parts, contents, results and failures.
+
+The shapes mirror Gemini's ``contents``/``parts`` because that is the richest of the
+APIs we talk to; a model turn's parts are kept *verbatim* (``extra`` carries any field
+we do not model, ``thought_signature`` is never altered) so they can be replayed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Blob:
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a turn: text, an inline image, or both absent (an opaque part).
+
+    ``extra`` holds the part's other JSON fields exactly as received (camelCase keys),
+    so that a replayed model turn is byte-for-byte what the service sent.
+    """
+
+    text: str | None = None
+    image: Blob | None = None
+    thought: bool = False
+    thought_signature: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+Role = Literal["user", "model"]
+
+
+@dataclass(frozen=True)
+class Content:
+    role: Role
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    contents: tuple[Content, ...]
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """A successful answer: at least one image, or text the user should read."""
+
+    parts: tuple[Part, ...]
+    usage: Usage = Usage()
+    model_version: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if p.text and not p.thought).strip()
+
+    @property
+    def images(self) -> list[Blob]:
+        return [p.image for p in self.parts if p.image is not None and not p.thought]
+
+
+class FailureKind(enum.Enum):
+    REFUSED = "refused"  # safety / policy block: rephrasing may help
+    NO_IMAGE = "no_image"  # the model answered but made no picture
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"  # 5xx, network, timeout after retries
+    BAD_REQUEST = "bad_request"  # 4xx we must not retry
+    AUTH = "auth"  # key missing, invalid or without access
+
+
+class ModelError(Exception):
+    """A model call that produced nothing usable, with a message fit for the user.
+
+    ``user_message`` is short, human and free of secrets; ``detail`` is for logs.
+    """
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        user_message: str,
+        *,
+        detail: str = "",
+        text: str | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(detail or user_message)
+        self.kind = kind
+        self.user_message = user_message
+        self.detail = detail
+        self.text = text
+        self.usage = usage
+
+
+class ImageModel(Protocol):
+    """An image model the engine can call; one method does the work."""
+
+    name: str
+    #: how many input images a request may carry before quality suffers
+    max_input_images: int
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        """Answer the request or raise :class:`ModelError`."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def image_cap_for(model: str) -> int:
+    """Input images a model handles well (DESIGN: 2.5 Flash ≤3, 3 Pro up to 14)."""
+    name = model.lower()
+    if "gemini-2.5" in name or "gemini-2.0" in name:
+        return 3
+    return 14
+
+
+def count_images(contents: Sequence[Content]) -> int:
+    return sum(1 for c in contents for p in c.parts if p.image is not None)

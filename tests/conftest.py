@@ -1,0 +1,73 @@
+"""Shared test setup: no test may reach anything but loopback.
+
+Like python-telegram-bot's ``OfflineRequest``, a guard makes any connection to a
+non-loopback address fail loudly, so a missing base-URL override can never reach
+Telegram, Slack or Google.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NetworkAccessError(RuntimeError):
+    pass
+
+
+def _check_host(host: Any) -> None:
+    if not isinstance(host, str) or host in ("localhost", ""):
+        return
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        raise NetworkAccessError(f"test tried to resolve non-loopback host {host!r}") from None
+    if not addr.is_loopback:
+        raise NetworkAccessError(f"test tried to reach non-loopback address {host!r}")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check_host(address[0])
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check_host(address[0])
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(host, bytes):
+        host = host.decode()
+    _check_host(host)
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any test that touches a non-loopback address."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Tests never read the developer's real credentials or ``.env``."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")) or name == "PORT":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
