@@ -1,0 +1,135 @@
+"""The context policy: which part of a thread's path is sent with a new turn.
+
+The whole tree stays in storage, but a request must stay bounded however long a thread
+gets, both in bytes (the service refuses large inline requests, and every byte costs
+latency) and in input images (2.5 Flash Image works best with at most three). So we send
+the recent path, newest first, until a byte budget is spent; older images are replaced by
+a short text marker while their turn's text stays. Two kinds of image are always kept:
+those of the newest user turn and the image being edited (the newest version on the path).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot.models.base import Blob, Content, Part, Role
+from bot.threads import ImageRef, StoredPart, Turn
+
+OMITTED_IMAGE = "[an earlier image, not resent]"
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    byte_budget: int = 8_000_000
+    max_images: int = 3
+
+
+@dataclass(frozen=True)
+class BuiltContext:
+    contents: tuple[Content, ...]
+    request_bytes: int  # inline payload as sent (base64 images, text, signatures)
+    images_sent: int
+    images_dropped: int
+    turns_sent: int
+    turns_dropped: int
+    newest_images_capped: int  # newest-turn images left out by the image cap
+
+
+def b64_len(size: int) -> int:
+    return 4 * math.ceil(size / 3)
+
+
+def _text_cost(part: StoredPart) -> int:
+    return len((part.text or "").encode()) + len(part.thought_signature or "")
+
+
+def build_context(
+    path: Sequence[Turn],
+    policy: ContextPolicy,
+    load_image: Callable[[str], bytes],
+) -> BuiltContext:
+    """Turn a root→newest path (newest = the new user turn) into request contents."""
+    if not path:
+        return BuiltContext((), 0, 0, 0, 0, 0, 0)
+    newest = path[-1]
+    chosen: set[str] = set()
+    budget = policy.byte_budget
+    capped = 0
+
+    def take(ref: ImageRef) -> bool:
+        nonlocal budget
+        if ref.sha256 in chosen:
+            return True
+        cost = b64_len(ref.size)
+        if len(chosen) >= policy.max_images or cost > budget:
+            return False
+        chosen.add(ref.sha256)
+        budget -= cost
+        return True
+
+    # 1. what must go: the newest user images, then the image being edited
+    for ref in newest.images:
+        if not take(ref):
+            capped += 1
+    edited = next((t.images for t in reversed(path[:-1]) if t.is_model and t.images), None)
+    if edited is None:
+        edited = next((t.images for t in reversed(path[:-1]) if t.images), [])
+    for ref in edited:
+        take(ref)
+
+    # 2. text of turns, newest first, until the budget ends; then optional images
+    kept_turns: list[Turn] = []
+    for turn in reversed(path):
+        cost = sum(_text_cost(p) for p in turn.parts if p.image is None or p.thought)
+        cost += sum(len(OMITTED_IMAGE) for p in turn.parts if p.image is not None)
+        if cost > budget and kept_turns:
+            break
+        budget -= cost
+        kept_turns.append(turn)
+    kept_turns.reverse()
+    for turn in reversed(kept_turns):
+        for ref in turn.images:
+            take(ref)
+    for turn in reversed(kept_turns):  # drafts (thought images) only with room to spare
+        for part in turn.parts:
+            if part.thought and part.image is not None:
+                take(part.image)
+
+    # Gemini wants the conversation to open with a user turn.
+    while kept_turns and kept_turns[0].is_model:
+        kept_turns.pop(0)
+
+    contents: list[Content] = []
+    sent_bytes = 0
+    dropped = 0
+    for turn in kept_turns:
+        parts: list[Part] = []
+        for p in turn.parts:
+            if p.image is not None and p.image.sha256 not in chosen:
+                dropped += 1
+                if not p.thought:
+                    parts.append(Part(text=OMITTED_IMAGE))
+                    sent_bytes += len(OMITTED_IMAGE)
+                continue
+            blob = Blob(p.image.mime_type, load_image(p.image.sha256)) if p.image else None
+            parts.append(Part(p.text, blob, p.thought, p.thought_signature, p.extra))
+            sent_bytes += _text_cost(p) + (b64_len(p.image.size) if p.image else 0)
+        if not parts:
+            continue
+        role: Role = "model" if turn.is_model else "user"
+        if contents and contents[-1].role == role:  # e.g. a photo, then its instruction
+            contents[-1] = Content(role, contents[-1].parts + tuple(parts))
+        else:
+            contents.append(Content(role, tuple(parts)))
+    images_sent = sum(1 for c in contents for p in c.parts if p.image is not None)
+    return BuiltContext(
+        tuple(contents),
+        sent_bytes,
+        images_sent,
+        dropped,
+        len(kept_turns),
+        len(path) - len(kept_turns),
+        capped,
+    )

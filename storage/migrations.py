@@ -1,0 +1,91 @@
+"""Versioned schema migrations, applied in order; ``PRAGMA user_version`` records the last.
+
+Append a new tuple to change the schema; never edit one that has shipped, since
+deployed databases have already run it.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the initial schema
+    (
+        """CREATE TABLE threads (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            topic_id TEXT NOT NULL DEFAULT '',
+            external_key TEXT,
+            head_turn_id INTEGER REFERENCES turns(id),
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX threads_by_key ON threads (platform, chat_id, topic_id, external_key)",
+        """CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            parent_id INTEGER REFERENCES turns(id),
+            role TEXT NOT NULL CHECK (role IN ('user', 'model')),
+            status TEXT NOT NULL,
+            author_id TEXT NOT NULL DEFAULT '',
+            author_name TEXT NOT NULL DEFAULT '',
+            parts TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            version INTEGER,
+            error TEXT
+        )""",
+        "CREATE INDEX turns_by_thread ON turns (thread_id, parent_id)",
+        """CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            mime_type TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE turn_images (
+            turn_id INTEGER NOT NULL REFERENCES turns(id),
+            sha256 TEXT NOT NULL REFERENCES images(sha256),
+            PRIMARY KEY (turn_id, sha256)
+        )""",
+        "CREATE INDEX turn_images_by_sha ON turn_images (sha256)",
+        """CREATE TABLE message_links (
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            turn_id INTEGER NOT NULL REFERENCES turns(id),
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            created_at REAL NOT NULL,
+            PRIMARY KEY (platform, chat_id, message_id)
+        )""",
+        "CREATE INDEX links_by_thread ON message_links (thread_id)",
+        """CREATE TABLE chat_state (
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            topic_id TEXT NOT NULL DEFAULT '',
+            current_thread_id INTEGER REFERENCES threads(id),
+            PRIMARY KEY (platform, chat_id, topic_id)
+        )""",
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            thread_id INTEGER,
+            model TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            images INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            request_bytes INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX usage_by_chat ON usage (platform, chat_id, user_id)",
+        """CREATE TABLE seen_events (
+            platform TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (platform, event_key)
+        )""",
+    ),
+)
