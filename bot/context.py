@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.models.base import Blob, Content, Part, Role
-from bot.threads import ImageRef, StoredPart, Turn
+from bot.threads import StoredPart, Turn
 
 OMITTED_IMAGE = "[an earlier image, not resent]"
 
@@ -54,30 +54,39 @@ def build_context(
     if not path:
         return BuiltContext((), 0, 0, 0, 0, 0, 0)
     newest = path[-1]
-    chosen: set[str] = set()
+    # Images are chosen by position (turn, part), not by hash: an image that recurs
+    # (an undo, a model echoing its input) costs again every time it is sent.
+    chosen: set[tuple[int, int]] = set()
     budget = policy.byte_budget
     capped = 0
 
-    def take(ref: ImageRef) -> bool:
+    def take(turn: Turn, index: int) -> bool:
         nonlocal budget
-        if ref.sha256 in chosen:
+        if (turn.id, index) in chosen:
             return True
+        ref = turn.parts[index].image
+        assert ref is not None
         cost = b64_len(ref.size)
         if len(chosen) >= policy.max_images or cost > budget:
             return False
-        chosen.add(ref.sha256)
+        chosen.add((turn.id, index))
         budget -= cost
         return True
 
+    def image_slots(turn: Turn, *, thoughts: bool = False) -> list[int]:
+        return [i for i, p in enumerate(turn.parts)
+                if p.image is not None and p.thought == thoughts]
+
     # 1. what must go: the newest user images, then the image being edited
-    for ref in newest.images:
-        if not take(ref):
+    for index in image_slots(newest):
+        if not take(newest, index):
             capped += 1
-    edited = next((t.images for t in reversed(path[:-1]) if t.is_model and t.images), None)
+    edited = next((t for t in reversed(path[:-1]) if t.is_model and t.images), None)
     if edited is None:
-        edited = next((t.images for t in reversed(path[:-1]) if t.images), [])
-    for ref in edited:
-        take(ref)
+        edited = next((t for t in reversed(path[:-1]) if t.images), None)
+    if edited is not None:
+        for index in image_slots(edited):
+            take(edited, index)
 
     # 2. text of turns, newest first, until the budget ends; then optional images
     kept_turns: list[Turn] = []
@@ -90,12 +99,11 @@ def build_context(
         kept_turns.append(turn)
     kept_turns.reverse()
     for turn in reversed(kept_turns):
-        for ref in turn.images:
-            take(ref)
+        for index in image_slots(turn):
+            take(turn, index)
     for turn in reversed(kept_turns):  # drafts (thought images) only with room to spare
-        for part in turn.parts:
-            if part.thought and part.image is not None:
-                take(part.image)
+        for index in image_slots(turn, thoughts=True):
+            take(turn, index)
 
     # Gemini wants the conversation to open with a user turn.
     while kept_turns and kept_turns[0].is_model:
@@ -106,8 +114,8 @@ def build_context(
     dropped = 0
     for turn in kept_turns:
         parts: list[Part] = []
-        for p in turn.parts:
-            if p.image is not None and p.image.sha256 not in chosen:
+        for index, p in enumerate(turn.parts):
+            if p.image is not None and (turn.id, index) not in chosen:
                 dropped += 1
                 if not p.thought:
                     parts.append(Part(text=OMITTED_IMAGE))

@@ -1,0 +1,147 @@
+"""A terminal chat with the bot: one message per line, interactively or from a pipe.
+
+``@path/to/image.jpg`` tokens attach images to a line (``@"with spaces.png"`` works too);
+lines starting with ``/`` are commands. Images the bot returns are saved under the output
+directory and their paths printed on lines of their own, so scripts can pick them up.
+The console is one private chat: it continues its most recent thread across runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import re
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.engine import Engine
+from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
+
+CONSOLE_CHAT = ChatKey("console", "local")
+_ATTACHMENT = re.compile(r'(?:(?<=\s)|^)@(?:"(?P<quoted>[^"]+)"|(?P<plain>\S+))')
+
+
+class ConsoleInputError(Exception):
+    """A line we cannot send (a missing or unreadable attachment)."""
+
+
+def parse_line(line: str, *, max_bytes: int, base: Path | None = None
+               ) -> tuple[str, list[InputImage]]:
+    """Split a typed line into its text and the images its ``@path`` tokens name."""
+    images: list[InputImage] = []
+    for match in _ATTACHMENT.finditer(line):
+        raw = match.group("quoted") or match.group("plain")
+        path = Path(raw).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ConsoleInputError(f"cannot read {raw}: {exc.strerror or exc}") from None
+        if size > max_bytes:
+            raise ConsoleInputError(
+                f"{raw} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+            )
+        images.append(InputImage(path.read_bytes(), None, path.name))
+    text = _ATTACHMENT.sub("", line).strip()
+    return " ".join(text.split()), images
+
+
+class ConsoleChannel:
+    """Prints replies; saves images under ``out_dir`` and prints each path on its own line."""
+
+    def __init__(self, out_dir: Path, stdout: TextIO, stderr: TextIO) -> None:
+        self.out_dir = out_dir
+        self.stdout = stdout
+        self.stderr = stderr
+        self._sent = 0
+
+    def _next_id(self) -> str:
+        self._sent += 1
+        return f"bot-{self._sent}"
+
+    async def send_text(self, text: str) -> list[str]:
+        print(f"bot: {text}", file=self.stdout, flush=True)
+        return [self._next_id()]
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
+                          ) -> list[str]:
+        if caption:
+            print(f"bot: {caption}", file=self.stdout, flush=True)
+        ids = []
+        for image in images:
+            path = await asyncio.to_thread(self._save, image)
+            print(path, file=self.stdout, flush=True)
+            ids.append(self._next_id())
+        return ids
+
+    def _save(self, image: OutputImage) -> str:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(image.data).hexdigest()[:12]
+        path = self.out_dir / f"chatbrush-{digest}.{image.extension}"
+        path.write_bytes(image.data)
+        return str(path)
+
+    async def progress(self, state: Progress) -> None:
+        if state is Progress.WORKING:
+            print("… working", file=self.stderr, flush=True)
+        elif state is Progress.QUEUED:
+            print("… waiting for the previous request", file=self.stderr, flush=True)
+
+    async def is_admin(self, sender: Sender) -> bool:
+        return True  # whoever runs the console runs the bot
+
+
+async def run_console(
+    engine: Engine,
+    *,
+    out_dir: Path,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Feed stdin lines to the engine one at a time; return at end of input."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    interactive = stdin.isatty()
+    channel = ConsoleChannel(out_dir, stdout, stderr)
+    user = getpass.getuser() or "you"
+    sender = Sender(id=user, display_name=user)
+    if interactive:
+        print(f"Chatbrush console — model: {engine.model.name}. Attach images with "
+              "@path/to/photo.jpg, /help for commands, Ctrl-D to quit.", file=stdout)
+    # Unique message ids across runs: the console's history lives in the same database.
+    run_id = uuid.uuid4().hex[:8]
+    number = 0
+    while True:
+        if interactive:
+            print("> ", end="", file=stdout, flush=True)
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            break
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            text, images = parse_line(line, max_bytes=engine.settings.chatbrush_max_upload_bytes)
+        except ConsoleInputError as exc:
+            print(f"bot: {exc}", file=stdout, flush=True)
+            continue
+        number += 1
+        incoming = Incoming(
+            chat=CONSOLE_CHAT,
+            message_id=f"{run_id}-{number}",
+            sender=sender,
+            text=text,
+            images=tuple(images),
+            is_private=True,
+        )
+        await engine.handle(incoming, channel)
+    if interactive:
+        print(file=stdout)
+    return 0

@@ -1,0 +1,175 @@
+"""The ``chatbrush`` command.
+
+``chatbrush`` with no subcommand does the most useful thing it can: run every configured
+platform, or, with no platform configured, open the console with the offline demo model.
+Adapters are found through entry points (:mod:`bot.adapters_api`), never imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from bot.adapters_api import Adapter, adapter_factories
+from bot.config import Settings, SettingsError, load_settings
+from bot.logs import setup_logging
+
+log = logging.getLogger("chatbrush")
+
+NO_KEY = (
+    "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
+    "in .env, or try the offline demo: chatbrush console --demo"
+)
+NO_PLATFORM = (
+    "No chat platform is configured (set TELEGRAM_BOT_TOKEN, or SLACK_BOT_TOKEN with "
+    "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbrush",
+        description="Conversational image editing with Gemini in Telegram and Slack. "
+        "With no command: run the configured platforms, or the demo console if none is.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
+    web = sub.add_parser("web", help="serve webhooks (Slack events, /healthz) on $PORT")
+    web.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    web.add_argument("--port", type=int, default=None, help="port (default $PORT or 8080)")
+    console = sub.add_parser("console", help="chat with the bot in this terminal")
+    console.add_argument("--demo", action="store_true",
+                         help="use the offline demo model (no API key needed)")
+    console.add_argument("--out", type=Path, default=Path("chatbrush-out"),
+                         help="where returned images are saved (default ./chatbrush-out)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"chatbrush: {exc}", file=sys.stderr)
+        return 2
+    command = args.command
+    if command is None:
+        has_platform = bool(settings.telegram_bot_token or settings.slack_bot_token)
+        if not has_platform:
+            print(f"{NO_PLATFORM}\nStarting the local console with the offline demo model.",
+                  file=sys.stderr)
+            args = build_parser().parse_args(["console", "--demo"])
+            command = "console"
+        else:
+            command = "run"
+    try:
+        if command == "console":
+            return _console(settings, demo=args.demo, out_dir=args.out)
+        if command == "web":
+            return _serve(settings, webhook=True, host=args.host,
+                          port=args.port if args.port is not None else settings.port)
+        return _serve(settings, webhook=False)
+    except SettingsError as exc:
+        print(f"chatbrush: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
+    if not demo and settings.gemini_api_key is None:
+        print(NO_KEY, file=sys.stderr)
+        return 2
+    setup_logging(settings, level=logging.WARNING)
+    (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
+    from bot.runtime import open_engine
+
+    async def go() -> int:
+        async with open_engine(settings, demo=demo) as engine:
+            result: int = await run_console(engine, out_dir=out_dir)
+            return result
+
+    return asyncio.run(go())
+
+
+def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: int = 0) -> int:
+    if settings.gemini_api_key is None:
+        print(NO_KEY, file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    return asyncio.run(_serve_async(settings, webhook=webhook, host=host, port=port))
+
+
+async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: int) -> int:
+    from aiohttp import web
+
+    from bot.runtime import open_engine
+
+    async with open_engine(settings) as engine:
+        adapters: list[Adapter] = []
+        for name, factory in adapter_factories().items():
+            adapter = factory(settings, engine)
+            if adapter is not None:
+                log.info("platform %s configured", name)
+                adapters.append(adapter)
+        if not adapters:
+            print(NO_PLATFORM, file=sys.stderr)
+            return 2
+        runner: web.AppRunner | None = None
+        if webhook:
+            app = web.Application(client_max_size=32 * 1024**2)
+            app.router.add_get("/healthz", _healthz)
+            mounted = [a.name for a in adapters if a.mount(app)]
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only", host,
+                     port)
+        try:
+            await _run_until_signal([partial(a.serve, webhook=webhook) for a in adapters])
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+    return 0
+
+
+async def _healthz(request: Any) -> Any:
+    from aiohttp import web
+
+    return web.json_response({"ok": True})
+
+
+async def _run_until_signal(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run every job until SIGINT/SIGTERM, or until one of them fails."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        await job()
+
+    tasks = [asyncio.create_task(run(job)) for job in jobs]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for task in [*tasks, stopper]:
+        task.cancel()
+    await asyncio.gather(*tasks, stopper, return_exceptions=True)
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

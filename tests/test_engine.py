@@ -1,0 +1,375 @@
+"""The engine end to end: real SQLite file, real httpx against the fake Gemini server.
+
+The only stand-in is :class:`RecordingChannel`, the port a platform adapter implements:
+it records what a user would see and hands out message ids like a chat service does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.config import Settings
+from bot.engine import Engine
+from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
+from bot.models.gemini import GeminiModel
+from bot.runtime import open_engine
+from tests.fakes.gemini import FakeGemini
+
+PRIVATE = ChatKey("telegram", "42")
+GROUP = ChatKey("telegram", "-1001")
+ANN = Sender("7", "Ann")
+BOB = Sender("8", "Bob")
+
+
+def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (320, 240)
+          ) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Sent:
+    kind: str
+    text: str | None
+    images: list[OutputImage]
+    ids: list[str]
+
+
+@dataclass
+class RecordingChannel:
+    """A chat as a user sees it: messages in order, each with the ids the service gave."""
+
+    admins: set[str] = field(default_factory=set)
+    sent: list[Sent] = field(default_factory=list)
+    progress_log: list[Progress] = field(default_factory=list)
+    counter: list[int] = field(default_factory=lambda: [1000])
+
+    def _ids(self, n: int) -> list[str]:
+        ids = [str(self.counter[0] + i) for i in range(n)]
+        self.counter[0] += n
+        return ids
+
+    async def send_text(self, text: str) -> list[str]:
+        self.sent.append(Sent("text", text, [], ids := self._ids(1)))
+        return ids
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
+                          ) -> list[str]:
+        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images))))
+        return ids
+
+    async def progress(self, state: Progress) -> None:
+        self.progress_log.append(state)
+
+    async def is_admin(self, sender: Sender) -> bool:
+        return sender.id in self.admins
+
+    @property
+    def last(self) -> Sent:
+        return self.sent[-1]
+
+    def last_text(self) -> str:
+        return self.sent[-1].text or ""
+
+
+class Chat:
+    """Sends messages like a person would, numbering them like the platform."""
+
+    def __init__(self, engine: Engine, key: ChatKey, *, private: bool) -> None:
+        self.engine = engine
+        self.key = key
+        self.private = private
+        self.channel = RecordingChannel()
+        self.next_id = 1
+
+    async def say(self, text: str = "", *images: bytes, sender: Sender = ANN,
+                  reply_to: str | None = None, reply_images: Sequence[bytes] | None = None,
+                  thread_hint: str | None = None) -> Sent:
+        message_id = str(self.next_id)
+        self.next_id += 1
+        loader = None
+        if reply_images is not None:
+            async def loader() -> list[InputImage]:
+                return [InputImage(b) for b in reply_images]
+        incoming = Incoming(
+            chat=self.key, message_id=message_id, sender=sender, text=text,
+            images=tuple(InputImage(b) for b in images), is_private=self.private,
+            reply_to=reply_to, reply_to_images=loader, thread_hint=thread_hint,
+        )
+        before = len(self.channel.sent)
+        await self.engine.handle(incoming, self.channel)
+        assert len(self.channel.sent) > before, "the bot answered nothing"
+        return self.channel.last
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGemini]:
+    async with FakeGemini() as server:
+        yield server
+
+
+def settings_for(tmp_path: Path, fake: FakeGemini, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "gemini_api_key": "test-gemini-key",
+        "gemini_base_url": fake.base_url,
+        "chatbrush_db": str(tmp_path / "bot.db"),
+        "gemini_retry_budget": 5.0,
+        "gemini_timeout": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def fast_model(settings: Settings) -> GeminiModel:
+    model = GeminiModel.from_settings(settings)
+    model.backoff_base = 0.01
+    model.jitter = 0.0
+    return model
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, fake: FakeGemini) -> AsyncIterator[Engine]:
+    settings = settings_for(tmp_path, fake)
+    async with open_engine(settings, model=fast_model(settings)) as e:
+        yield e
+
+
+async def test_multi_turn_edit_replays_the_model_turn_with_its_signatures(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    first = await dm.say("make it watercolor", photo())
+    assert first.kind == "images" and first.text and first.text.startswith("v1")
+    second = await dm.say("now add a hat")
+    assert second.kind == "images" and second.text and second.text.startswith("v2")
+
+    answer = fake.answers[0]["candidates"][0]["content"]["parts"]
+    replayed = fake.requests[1].contents[1]
+    assert replayed["role"] == "model"
+    assert replayed["parts"] == [p for p in answer if not p.get("thought")] or \
+        replayed["parts"] == answer
+    assert fake.requests[1].prompt == "now add a hat"
+
+
+async def test_gemini_3_conversation_passes_the_strict_signature_check(
+    tmp_path: Path, fake: FakeGemini
+) -> None:
+    settings = settings_for(tmp_path, fake, gemini_model="gemini-3-pro-image-preview")
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        dm = Chat(engine, PRIVATE, private=True)
+        for prompt in ("make it watercolor", "add a hat", "add a scarf"):
+            reply = await dm.say(prompt, *([photo()] if prompt.startswith("make") else []))
+            assert reply.kind == "images", reply.text
+    assert all(r.status == 200 for r in fake.requests)
+
+
+async def test_replying_to_an_older_version_branches_and_keeps_both(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    v1 = await dm.say("watercolor", photo())
+    v2 = await dm.say("add a hat")
+    v3 = await dm.say("a red scarf instead", reply_to=v1.ids[0])
+    assert v3.text and v3.text.startswith("v3")
+    branch_request = fake.requests[-1]
+    assert "add a hat" not in branch_request.texts()
+    assert branch_request.images("model")[-1] == v1.images[0].data
+    history = await dm.say("/history")
+    assert "v2 (from v1): add a hat — Ann  [other branch]" in (history.text or "")
+    assert "v3 (from v1): a red scarf instead — Ann  ← current" in (history.text or "")
+    # the old branch is still reachable: replying to v2 continues from it
+    await dm.say("make the hat blue", reply_to=v2.ids[0])
+    assert "add a hat" in fake.requests[-1].texts()
+
+
+async def test_undo_moves_back_and_the_next_edit_continues_from_there(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    v1 = await dm.say("watercolor", photo())
+    await dm.say("add a hat")
+    undone = await dm.say("/undo")
+    assert undone.kind == "images" and "Back to v1" in (undone.text or "")
+    assert undone.images[0].data == v1.images[0].data
+    await dm.say("add glasses")
+    assert "add a hat" not in fake.requests[-1].texts()
+    far = await dm.say("/undo 5")
+    assert "Undid 2 versions. Back to the original." in (far.text or "")
+
+
+async def test_undo_beyond_the_start_and_bad_arguments(engine: Engine) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    assert "no conversation yet" in ((await dm.say("/undo")).text or "")
+    await dm.say("watercolor", photo())
+    back = await dm.say("/undo 9")
+    assert "Back to the original" in (back.text or "")
+    assert "Nothing to undo" in ((await dm.say("/undo")).text or "")
+    assert "from 1 to 50" in ((await dm.say("/undo lots")).text or "")
+
+
+async def test_conversation_survives_a_restart(tmp_path: Path, fake: FakeGemini) -> None:
+    settings = settings_for(tmp_path, fake)
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        dm = Chat(engine, PRIVATE, private=True)
+        v1 = await dm.say("watercolor", photo())
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        dm = Chat(engine, PRIVATE, private=True)
+        dm.next_id = 10
+        await dm.say("now add a hat")
+        assert fake.requests[-1].images("model")[-1] == v1.images[0].data
+        history = (await dm.say("/history")).text or ""
+        assert "v1: watercolor" in history and "v2 (from v1): now add a hat" in history
+
+
+async def test_a_failed_call_keeps_the_turn_and_try_again_reuses_the_photo(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    fake.enqueue_error(400, "Request contains an invalid argument.")
+    failed = await dm.say("make it watercolor", photo((10, 200, 10)))
+    assert failed.kind == "text" and "Traceback" not in (failed.text or "")
+    assert Progress.FAILED in dm.channel.progress_log
+    assert len(fake.requests) == 1  # a 400 is not retried
+
+    retried = await dm.say("try again please")
+    assert retried.kind == "images"
+    request = fake.requests[-1]
+    assert len(request.images("user")) == 1  # the photo came back without a re-upload
+    assert "make it watercolor" not in request.texts()  # the failed turn is out of context
+    usage = (await dm.say("/usage")).text or ""
+    assert "2 model calls (1 failed)" in usage
+
+
+async def test_refusal_is_shown_clearly(engine: Engine, fake: FakeGemini) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    fake.enqueue_block("SAFETY")
+    reply = await dm.say("something unsafe", photo())
+    assert reply.kind == "text"
+    assert "safety" in (reply.text or "").lower() or "block" in (reply.text or "").lower()
+
+
+async def test_rate_limit_then_success_is_invisible_to_the_user(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    fake.enqueue_error(429, retry_delay="0.05s")
+    fake.enqueue_error(503)
+    reply = await dm.say("watercolor", photo())
+    assert reply.kind == "images"
+    assert len(fake.requests) == 3
+
+
+async def test_bad_images_are_refused_without_a_model_call(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    corrupt = photo()[:200]
+    for data, expected in ((corrupt, "image"), (b"%PDF-1.7\n...", "PDF"),
+                           (b"hello, not an image", "not an image")):
+        reply = await dm.say("watercolor", data)
+        assert reply.kind == "text" and expected.lower() in (reply.text or "").lower()
+    album = await dm.say("fuse", photo(), corrupt)
+    assert "Image 2 of 2" in (album.text or "")
+    assert fake.requests == []
+
+
+async def test_empty_and_enormous_prompts(engine: Engine, fake: FakeGemini) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    assert "too long" in ((await dm.say("x" * 5000)).text or "")
+    picture_only = await dm.say("", photo())
+    assert "What should I do with it?" in (picture_only.text or "")
+    assert fake.requests == []
+    await dm.say("make it watercolor")  # the photo sent alone is the input
+    assert len(fake.requests[-1].images("user")) == 1
+
+
+async def test_text_only_prompt_generates_and_album_fuses(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    group = Chat(engine, GROUP, private=False)
+    made = await group.say("a cat in a hat")
+    assert made.kind == "images" and fake.requests[-1].images() == []
+    fused = await group.say("put the hat from the second on the first", photo(), photo((0, 0, 255)))
+    assert fused.kind == "images" and len(fake.requests[-1].images("user")) == 2
+
+
+async def test_group_messages_start_separate_threads(engine: Engine, fake: FakeGemini) -> None:
+    group = Chat(engine, GROUP, private=False)
+    await group.say("watercolor", photo())
+    await group.say("oil painting", photo((0, 0, 200)), sender=BOB)
+    assert [len(r.contents) for r in fake.requests] == [1, 1]
+
+
+async def test_reply_to_someone_elses_photo_starts_from_that_photo(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    group = Chat(engine, GROUP, private=False)
+    posted = photo((1, 2, 250))
+    reply = await group.say("make it black and white", reply_to="555", reply_images=[posted])
+    assert reply.kind == "images"
+    sent = fake.requests[-1].images("user")
+    assert len(sent) == 1
+    assert Image.open(io.BytesIO(sent[0])).size == (320, 240)
+
+
+async def test_reset_needs_an_admin_in_groups(tmp_path: Path, fake: FakeGemini) -> None:
+    settings = settings_for(tmp_path, fake, chatbrush_admins="telegram:99")
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        group = Chat(engine, GROUP, private=False)
+        v1 = await group.say("watercolor", photo())
+        refused = await group.say("/reset", reply_to=v1.ids[0], sender=BOB)
+        assert "only chat admins" in (refused.text or "")
+        group.channel.admins.add(ANN.id)
+        done = await group.say("/reset", reply_to=v1.ids[0], sender=ANN)
+        assert "forgot" in (done.text or "")
+        # and a configured admin may too, on another thread
+        v1b = await group.say("oil", photo())
+        assert "forgot" in ((await group.say("/reset", reply_to=v1b.ids[0],
+                                             sender=Sender("99", "Op"))).text or "")
+        stats = await group.say("/stats", sender=Sender("99", "Op"))
+        assert "threads: 0" in (stats.text or "")
+
+
+async def test_turns_of_one_thread_wait_in_order_others_run_alongside(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    other = Chat(engine, ChatKey("telegram", "43"), private=True)
+    fake.pause()
+    first = asyncio.create_task(dm.say("watercolor", photo()))
+    await fake.wait_for_requests(1)
+    second = asyncio.create_task(dm.say("now add a hat"))
+    elsewhere = asyncio.create_task(other.say("oil painting", photo()))
+    await fake.wait_for_requests(2)  # the other chat's request is in flight meanwhile
+    await asyncio.sleep(0.05)
+    assert len(fake.requests) == 2
+    assert Progress.QUEUED in dm.channel.progress_log
+    fake.resume()
+    await asyncio.gather(first, second, elsewhere)
+    hat = next(r for r in fake.requests if r.prompt == "now add a hat")
+    assert hat.images("model"), "the queued turn built on the first answer"
+
+
+async def test_hundred_turn_thread_stays_bounded(tmp_path: Path, fake: FakeGemini) -> None:
+    settings = settings_for(tmp_path, fake, chatbrush_context_bytes=400_000)
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        dm = Chat(engine, PRIVATE, private=True)
+        await dm.say("start", photo(size=(640, 480)))
+        for i in range(99):
+            await dm.say(f"edit number {i}")
+    sizes = [len(r.body) for r in fake.requests]
+    images = [len(r.images()) for r in fake.requests]
+    assert len(fake.requests) == 100
+    assert max(images) <= 3
+    # the inline payload stays within the budget (plus JSON framing)
+    assert max(sizes) < 400_000 * 1.1
+    assert fake.requests[-1].images("model"), "the image being edited is always sent"
