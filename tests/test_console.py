@@ -1,0 +1,140 @@
+"""The console adapter and the ``chatbrush`` command, run as a user would run them."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adapters.console import ConsoleInputError, parse_line
+from tests.fakes.gemini import FakeGemini
+
+SCRIPT = "@photo.jpg make it black and white\nnow blur it\n/undo\n/history\n"
+
+
+def write_photo(path: Path) -> None:
+    image = Image.new("RGB", (400, 300), (220, 120, 40))
+    for x in range(0, 400, 20):  # some detail, so blurring changes pixels
+        for y in range(300):
+            image.putpixel((x, y), (10, 10, 10))
+    image.save(path)
+
+
+def chatbrush(args: list[str], stdin: str, cwd: Path, **env: str
+              ) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_"))}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+        cwd=cwd, env=clean, timeout=120, check=False,
+    )
+
+
+def saved_paths(stdout: str, cwd: Path) -> list[Path]:
+    return [cwd / line for line in stdout.splitlines() if line.startswith("chatbrush-out/")]
+
+
+def test_demo_console_edits_undoes_and_lists_history(tmp_path: Path) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    result = chatbrush(["console", "--demo"], SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    images = saved_paths(result.stdout, tmp_path)
+    assert len(images) >= 2 and all(p.exists() for p in images)
+    red, green, blue = Image.open(images[0]).convert("RGB").split()
+    assert red.tobytes() == green.tobytes() == blue.tobytes()
+    assert len({p.read_bytes() for p in images[:2]}) == 2  # the blur really changed it
+    assert "Back to v1" in result.stdout
+    assert "v2 (from v1): now blur it" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_console_continues_its_thread_across_runs(tmp_path: Path) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    chatbrush(["console", "--demo"], "@photo.jpg make it black and white\n", tmp_path)
+    second = chatbrush(["console", "--demo"], "mirror it\n/history\n", tmp_path)
+    assert "v2 (from v1): mirror it" in second.stdout
+
+
+def test_against_a_gemini_compatible_server_signatures_go_back(tmp_path: Path) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    with FakeGemini.in_thread(models=None) as fake:
+        result = chatbrush(["console"], SCRIPT, tmp_path, GEMINI_API_KEY="test-gemini-key",
+                           GEMINI_BASE_URL=fake.base_url,
+                           GEMINI_MODEL="gemini-3-pro-image-preview")
+        assert result.returncode == 0, result.stderr
+        assert len(saved_paths(result.stdout, tmp_path)) >= 2
+        first_answer = fake.answers[0]["candidates"][0]["content"]["parts"]
+        signatures = [p["thoughtSignature"] for p in first_answer if "thoughtSignature" in p]
+        replayed = fake.requests[1].parts("model")
+        assert signatures and all(
+            any(p.get("thoughtSignature") == s for p in replayed) for s in signatures
+        )
+        assert all(r.status == 200 for r in fake.requests)
+
+
+def test_without_a_key_it_explains_in_one_line(tmp_path: Path) -> None:
+    result = chatbrush(["console"], "hello\n", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "GEMINI_API_KEY" in result.stderr and "--demo" in result.stderr
+
+
+def test_a_malformed_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    result = chatbrush(["console", "--demo"], "", tmp_path, CHATBRUSH_MAX_SIDE="huge")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("chatbrush: invalid setting CHATBRUSH_MAX_SIDE")
+    assert "Traceback" not in result.stderr
+
+
+def test_no_arguments_and_no_credentials_opens_the_demo_console(tmp_path: Path) -> None:
+    result = chatbrush([], "/help\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "demo" in result.stderr.lower()
+    assert "/undo" in result.stdout
+
+
+def test_missing_attachment_is_reported_and_nothing_is_sent(tmp_path: Path) -> None:
+    with pytest.raises(ConsoleInputError, match=r"cannot read nope\.jpg"):
+        parse_line("@nope.jpg make it blue", max_bytes=10, base=tmp_path)
+    result = chatbrush(["console", "--demo"], "@nope.jpg make it blue\n/history\n", tmp_path)
+    assert "cannot read nope.jpg" in result.stdout
+    assert "no conversation yet" in result.stdout.lower() or "No versions" in result.stdout
+
+
+def test_attachment_tokens_and_quoted_paths(tmp_path: Path) -> None:
+    write_photo(tmp_path / "a b.jpg")
+    write_photo(tmp_path / "c.jpg")
+    text, images = parse_line('fuse @"a b.jpg" these @c.jpg please', max_bytes=10**7,
+                              base=tmp_path)
+    assert text == "fuse these please"
+    assert [i.filename for i in images] == ["a b.jpg", "c.jpg"]
+    assert parse_line("mail me at a@b.com", max_bytes=10, base=tmp_path) == (
+        "mail me at a@b.com", [])
+
+
+def test_oversized_attachment_is_refused_before_reading(tmp_path: Path) -> None:
+    (tmp_path / "big.jpg").write_bytes(b"\0" * 2000)
+    with pytest.raises(ConsoleInputError, match="limit"):
+        parse_line("@big.jpg hi", max_bytes=1000, base=tmp_path)
+
+
+def test_channel_saves_each_image_and_prints_its_path(tmp_path: Path) -> None:
+    import asyncio
+
+    from adapters.console import ConsoleChannel
+    from bot.events import OutputImage
+
+    out = io.StringIO()
+    channel = ConsoleChannel(tmp_path / "out", out, io.StringIO())
+    ids = asyncio.run(channel.send_images([OutputImage(b"png-1"), OutputImage(b"png-2")],
+                                          "v1 — here"))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "bot: v1 — here"
+    assert [Path(p).read_bytes() for p in lines[1:]] == [b"png-1", b"png-2"]
+    assert len(set(ids)) == 2

@@ -1,0 +1,28 @@
+"""Secrets never reach the logs, whichever library logs them."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.config import load_settings
+from bot.logs import MASK, setup_logging
+
+
+def test_tokens_in_urls_and_tracebacks_are_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "123456:AAbbCCddEEffGG"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSecretKey123")
+    setup_logging(load_settings())
+    logging.getLogger("telegram.ext").warning("POST https://api.telegram.org/bot%s/getMe", token)
+    try:
+        raise RuntimeError("key AIzaSecretKey123 rejected")
+    except RuntimeError:
+        logging.getLogger("x").exception("call failed")
+    err = capsys.readouterr().err
+    assert token not in err and "AIzaSecretKey123" not in err
+    assert err.count(MASK) >= 2
+    logging.getLogger().handlers.clear()
