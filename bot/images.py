@@ -1,0 +1,550 @@
+"""Image normalisation: every picture a user sends is checked and made safe to forward.
+
+Chat apps hand us whatever people upload: iPhone HEIC files, sideways photos that rely on
+an EXIF orientation tag, 50-megapixel camera JPEGs, PDFs named ``photo.jpg``, truncated
+downloads, and now and then a decompression bomb. :func:`prepare_input` turns all of that
+into one upright JPEG or PNG no larger than the sending size, with the metadata (GPS!)
+stripped, or refuses it with :class:`ImageRejected` whose ``user_message`` can be shown
+as is. :func:`inspect_output` does the matching check for what a model sends back.
+
+Speed matters because the engine runs this for every incoming image: JPEGs are decoded in
+libjpeg's reduced-size "draft" mode, and small JPEG/PNG files that need no change are
+sent as they are, minus their metadata segments, after a full decode has proved them
+sound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+import pillow_heif
+from PIL import Image
+
+from bot.events import OutputImage
+
+pillow_heif.register_heif_opener()
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIDE: Final = 1536
+DEFAULT_MAX_BYTES: Final = 20_000_000
+DEFAULT_MAX_PIXELS: Final = 50_000_000
+JPEG_QUALITY: Final = 90
+#: files at most this big that need no change are forwarded without re-encoding
+PASSTHROUGH_MAX_BYTES: Final = 2_000_000
+
+#: what a model may send back and a chat platform displays directly
+_SENDABLE: Final = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+
+#: sniffed type -> the Pillow plugins allowed to open it (nothing else gets a chance)
+_PIL_FORMATS: Final[dict[str, tuple[str, ...]]] = {
+    "image/jpeg": ("JPEG", "MPO"),
+    "image/png": ("PNG",),
+    "image/gif": ("GIF",),
+    "image/webp": ("WEBP",),
+    "image/heic": ("HEIF",),
+    "image/heif": ("HEIF",),
+    "image/avif": ("AVIF", "HEIF"),
+    "image/bmp": ("BMP",),
+    "image/tiff": ("TIFF",),
+}
+
+_HEIC_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"})
+_HEIF_BRANDS: Final = frozenset({b"mif1", b"msf1"})
+_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+
+#: EXIF orientation -> the transpose that makes the picture upright (as ImageOps does)
+_ORIENTATION_FIX: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION: Final = 0x0112
+
+_DAMAGED: Final = "That image is damaged or incomplete and could not be read; please send it again."
+
+
+class ImageRejected(Exception):
+    """An image we will not use; ``user_message`` is a short reason fit for the chat."""
+
+    def __init__(self, user_message: str, *, detail: str = "") -> None:
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An upright, metadata-free JPEG or PNG ready to send to a model."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _ftyp_brands(data: bytes) -> list[bytes]:
+    """Major and compatible brands of an ISO-BMFF ``ftyp`` box (HEIC, AVIF, MP4, MOV)."""
+    if len(data) < 12 or data[4:8] != b"ftyp":
+        return []
+    size = min(int.from_bytes(data[0:4], "big"), len(data), 256)
+    brands = [data[8:12]]
+    brands.extend(data[i : i + 4] for i in range(16, size - 3, 4))
+    return brands
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The MIME type of an image we accept, judged by magic bytes; None for anything else.
+
+    File names and declared MIME types lie (Telegram documents, Slack uploads), so only the
+    content decides which decoder may look at it.
+    """
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "image/tiff"
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    ):
+        return "image/bmp"
+    brands = _ftyp_brands(data)
+    if brands:
+        major = brands[0]
+        for group, mime in (
+            (_HEIC_BRANDS, "image/heic"),
+            (_AVIF_BRANDS, "image/avif"),
+            (_HEIF_BRANDS, "image/heif"),
+        ):
+            if major in group:
+                return mime
+        for group, mime in (
+            (_AVIF_BRANDS, "image/avif"),
+            (_HEIC_BRANDS, "image/heic"),
+            (_HEIF_BRANDS, "image/heif"),
+        ):
+            if any(b in group for b in brands[1:]):
+                return mime
+    return None
+
+
+def _describe_non_image(data: bytes) -> str:
+    """A few words on what a refused file seems to be, so the user knows what went wrong."""
+    head = data[:512]
+    low = head.lower().lstrip(b"\xef\xbb\xbf \t\r\n")
+    known: list[tuple[bool, str]] = [
+        (head.startswith(b"%PDF"), "a PDF"),
+        (head.startswith(b"PK\x03\x04"), "a ZIP archive or Office document"),
+        (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), "an archive"),
+        (head.startswith((b"\x7fELF", b"MZ")), "a program"),
+        (head.startswith(b"8BPS"), "a Photoshop file"),
+        (head.startswith(b"\x1a\x45\xdf\xa3") or bool(_ftyp_brands(data)), "a video"),
+        (head.startswith(b"RIFF") and head[8:12] == b"AVI ", "a video"),
+        (
+            head.startswith((b"ID3", b"OggS", b"fLaC", b"\xff\xfb", b"\xff\xf3"))
+            or (head.startswith(b"RIFF") and head[8:12] == b"WAVE"),
+            "an audio file",
+        ),
+        (b"<svg" in low, "an SVG drawing; please send it as PNG or JPEG"),
+        (low.startswith((b"<!doctype html", b"<html")), "a web page"),
+    ]
+    for matched, what in known:
+        if matched:
+            return f"That file is not an image (it looks like {what})."
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the 4096th byte is still text
+        text = data[:4096].decode("utf-8", errors="ignore")
+        if len(text) < min(len(data), 4096) - 4:
+            text = ""
+    if text and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
+        return "That file is not an image (it looks like a text file)."
+    return "That file is not an image."
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _size_label(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, n // 1000)} kB"
+
+
+def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
+    return ImageRejected(
+        f"That image is too large ({width} × {height} pixels); "
+        f"the limit is {max_pixels / 1_000_000:g} megapixels.",
+        detail=f"{width}x{height} > {max_pixels} pixels",
+    )
+
+
+def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
+    """Open (header only) with the plugins for ``kind``; refuse bombs before any decoding."""
+    if kind == "image/png":
+        try:
+            _png_chunks(data)
+        except ValueError as exc:
+            raise ImageRejected(_DAMAGED, detail=f"png: {exc}") from None
+    try:
+        im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS[kind])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own limit fired first (the warning arrives as an exception when
+        # warnings are errors); the header parse has not decoded pixels yet.
+        raise ImageRejected(
+            f"That image is too large; the limit is {max_pixels / 1_000_000:g} megapixels.",
+            detail=str(exc),
+        ) from None
+    except Exception as exc:  # untrusted bytes: any parser failure means "unreadable"
+        raise ImageRejected(_DAMAGED, detail=f"{kind}: {exc!r}") from None
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageRejected(_DAMAGED, detail=f"{kind}: empty size {im.size}")
+    if width * height > max_pixels:
+        raise _too_many_pixels(width, height, max_pixels)
+    return im
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # a broken EXIF block must not cost the user their photo
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION_FIX else 1
+
+
+def _to_unit_range(im: Image.Image) -> Image.Image:
+    """16/32-bit grey and float images scaled to 8 bits (``convert("L")`` would clip)."""
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")
+    top = float(im.getextrema()[1])  # type: ignore[arg-type]
+    if im.mode == "F" and top <= 1.0:
+        return im.point(lambda v: v * 255).convert("L")
+    if top <= 255:
+        return im.convert("L")
+    return im.point(lambda v: v / 256).convert("L")
+
+
+def _normalise_mode(im: Image.Image) -> Image.Image:
+    """Bring any decoded mode to L, RGB or RGBA (the only ones we encode)."""
+    mode = im.mode
+    if mode in ("L", "RGB", "RGBA"):
+        if "transparency" in im.info and mode != "RGBA":
+            return im.convert("RGBA")
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _to_unit_range(im)
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if mode in ("LA", "La", "RGBa", "RGBX"):
+        return im.convert("RGBA" if mode != "RGBX" else "RGB")
+    # CMYK (Pillow undoes Adobe's inverted CMYK on decode), YCbCr, LAB, HSV
+    return im.convert("RGB")
+
+
+def _drop_opaque_alpha(im: Image.Image) -> Image.Image:
+    """An alpha channel that is everywhere opaque is not transparency: drop it."""
+    if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
+        return im.convert("RGB")
+    return im
+
+
+def _icc_for(mode: str, icc: bytes | None) -> bytes | None:
+    """Keep an ICC profile only when its colour space matches the encoded pixels."""
+    if not icc or len(icc) < 20:
+        return None
+    space = icc[16:20]
+    if (space == b"RGB " and mode in ("RGB", "RGBA")) or (space == b"GRAY" and mode == "L"):
+        return icc
+    return None
+
+
+# --------------------------------------------------------------------------- stripping
+
+
+def _strip_jpeg(data: bytes) -> bytes:
+    """The JPEG without EXIF/XMP/IPTC/comments/MPF, ending at the first image's EOI.
+
+    Kept: tables, frames, scans, JFIF (without thumbnail), ICC profile, Adobe (colour
+    transform). Anything after EOI is dropped too: phones append further images
+    (MPO depth maps, gain maps) that carry their own EXIF.
+    """
+    n = len(data)
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("no SOI")
+    out = [b"\xff\xd8"]
+    i = 2
+    while True:
+        if i + 1 >= n or data[i] != 0xFF:
+            raise ValueError(f"expected a marker at {i}")
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i >= n:
+            raise ValueError("truncated marker")
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:
+            out.append(b"\xff\xd9")
+            return b"".join(out)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            out.append(bytes((0xFF, marker)))
+            continue
+        if i + 2 > n:
+            raise ValueError("truncated segment length")
+        length = int.from_bytes(data[i : i + 2], "big")
+        end = i + length
+        if length < 2 or end > n:
+            raise ValueError("truncated segment")
+        payload = data[i + 2 : end]
+        if marker == 0xE0 and payload.startswith(b"JFIF\x00") and len(payload) >= 12:
+            out.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")  # no thumbnail
+        elif (marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00")) or (
+            marker == 0xEE and payload.startswith(b"Adobe")
+        ):
+            out.append(data[i - 2 : end])
+        elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            pass  # APPn / COM: EXIF, XMP, IPTC, MPF, comments
+        else:
+            out.append(data[i - 2 : end])
+        i = end
+        if marker == 0xDA:  # entropy-coded data runs to the next real marker
+            j = i
+            while True:
+                j = data.find(b"\xff", j)
+                if j < 0 or j + 1 >= n:
+                    raise ValueError("scan runs past the end")
+                following = data[j + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    j += 2
+                elif following == 0xFF:
+                    j += 1
+                else:
+                    break
+            out.append(data[i:j])
+            i = j
+
+
+#: chunks that carry pixels or colour; everything else (tEXt, iTXt, zTXt, eXIf, tIME…) goes
+_PNG_KEEP: Final = frozenset(
+    {
+        b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB",
+        b"iCCP", b"sBIT", b"bKGD", b"pHYs", b"cICP", b"mDCv", b"cLLi",
+    }
+)  # fmt: skip
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of every chunk up to IEND, CRCs checked.
+
+    Pillow does not check IDAT checksums, so a PNG damaged in transit can decode to
+    garbage without any error; this walk is what catches it (zlib's CRC runs at GB/s).
+    """
+    n = len(data)
+    chunks: list[tuple[bytes, int, int]] = []
+    i = 8
+    while True:
+        if i + 12 > n:
+            raise ValueError("truncated chunk header")
+        length = int.from_bytes(data[i : i + 4], "big")
+        end = i + 12 + length
+        if end > n:
+            raise ValueError("truncated chunk")
+        ctype = data[i + 4 : i + 8]
+        crc = zlib.crc32(memoryview(data)[i + 4 : end - 4])
+        if crc != int.from_bytes(data[end - 4 : end], "big"):
+            raise ValueError(f"bad CRC in {ctype!r} chunk")
+        chunks.append((ctype, i, end))
+        i = end
+        if ctype == b"IEND":
+            return chunks
+
+
+def _strip_png(data: bytes) -> bytes:
+    """The PNG with only pixel and colour chunks, ending at IEND."""
+    kept = [data[start:end] for ctype, start, end in _png_chunks(data) if ctype in _PNG_KEEP]
+    return data[:8] + b"".join(kept)
+
+
+def _passthrough(
+    data: bytes, im: Image.Image, kind: str, orientation: int, max_side: int
+) -> PreparedImage | None:
+    """The file itself minus metadata, when it needs no other change; else None."""
+    if (
+        len(data) > PASSTHROUGH_MAX_BYTES
+        or orientation != 1
+        or max(im.size) > max_side
+        or getattr(im, "n_frames", 1) != 1
+    ):
+        return None
+    if kind == "image/jpeg" and im.format == "JPEG" and im.mode in ("L", "RGB"):
+        strip = _strip_jpeg
+    elif (
+        kind == "image/png"
+        and im.format == "PNG"
+        and im.mode in ("1", "L", "LA", "P", "RGB", "RGBA")
+    ):
+        strip = _strip_png
+    else:
+        return None
+    try:
+        stripped = strip(data)
+    except ValueError as exc:
+        log.debug("not passing %s through: %s", kind, exc)
+        return None
+    # Decode what we will actually send: that is the soundness check.
+    try:
+        check = Image.open(io.BytesIO(stripped), formats=_PIL_FORMATS[kind])
+        check.load()
+    except Exception as exc:
+        log.debug("stripped %s does not decode (%r); re-encoding instead", kind, exc)
+        return None
+    if check.size != im.size or check.mode != im.mode:
+        return None
+    return PreparedImage(stripped, kind, im.width, im.height)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _encode(im: Image.Image, icc: bytes | None) -> tuple[bytes, str]:
+    """JPEG for opaque pictures, PNG when there is transparency; no metadata either way."""
+    im = _drop_opaque_alpha(im)
+    im.info = {}  # Pillow copies e.g. a JPEG comment from info into the output
+    buf = io.BytesIO()
+    profile = _icc_for(im.mode, icc)
+    extra = {"icc_profile": profile} if profile else {}
+    if im.mode == "RGBA":
+        im.save(buf, format="PNG", compress_level=6, **extra)
+        return buf.getvalue(), "image/png"
+    im.save(buf, format="JPEG", quality=JPEG_QUALITY, **extra)
+    return buf.getvalue(), "image/jpeg"
+
+
+def prepare_input(
+    data: bytes,
+    *,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PreparedImage:
+    """Validate and normalise one user image, or raise :class:`ImageRejected`.
+
+    Blocking (decoding takes tens of milliseconds): call it in a thread, or use
+    :func:`prepare_input_async`.
+    """
+    if not data:
+        raise ImageRejected("That file is empty.")
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            f"That file is too big ({_size_label(len(data))}); "
+            f"the limit is {_size_label(max_bytes)}.",
+            detail=f"{len(data)} > {max_bytes} bytes",
+        )
+    kind = sniff_image_type(data)
+    if kind is None:
+        raise ImageRejected(_describe_non_image(data), detail=f"magic {data[:8]!r}")
+    im = _open_checked(data, kind, max_pixels)
+    try:
+        orientation = _orientation(im)
+        prepared = _passthrough(data, im, kind, orientation, max_side)
+        if prepared is not None:
+            return prepared
+        icc = im.info.get("icc_profile")
+        width, height = im.size
+        scale = max_side / max(width, height)
+        if scale < 1 and im.format in ("JPEG", "MPO"):
+            # Ask libjpeg for a 1/2, 1/4 or 1/8 decode that is still at least the target
+            # size. The request is in stored (pre-rotation) orientation, so a sideways
+            # photo still ends up with its longest side >= max_side.
+            im.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+        im.load()
+        im = _normalise_mode(im)
+        if max(im.size) > max_side:
+            scale = max_side / max(im.size)
+            target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+            im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if orientation != 1:
+            im = im.transpose(_ORIENTATION_FIX[orientation])
+        out, mime = _encode(im, icc if isinstance(icc, bytes) else None)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # untrusted bytes: any decoder failure means "unreadable"
+        raise ImageRejected(_DAMAGED, detail=f"{kind}: {exc!r}") from None
+    return PreparedImage(out, mime, im.width, im.height)
+
+
+async def prepare_input_async(
+    data: bytes,
+    *,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PreparedImage:
+    """:func:`prepare_input` in a worker thread, so the event loop keeps serving chats."""
+    return await asyncio.to_thread(
+        prepare_input, data, max_side=max_side, max_bytes=max_bytes, max_pixels=max_pixels
+    )
+
+
+def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
+    """Check an image a model returned and report what it really is.
+
+    Models occasionally label bytes wrongly or return garbage; chat platforms then fail
+    with obscure errors. The declared ``mime_type`` is only a hint: the bytes decide.
+    Formats a chat cannot display directly (HEIC, TIFF, BMP…) are converted to PNG.
+    """
+    if not data:
+        raise ImageRejected("The model sent an empty image.")
+    kind = sniff_image_type(data)
+    if kind is None:
+        raise ImageRejected(
+            "The model sent something that is not an image.",
+            detail=f"declared {mime_type!r}, magic {data[:8]!r}",
+        )
+    if mime_type and mime_type.lower() != kind:
+        log.info("model declared %s but sent %s", mime_type, kind)
+    try:
+        im = _open_checked(data, kind, DEFAULT_MAX_PIXELS)
+        im.load()
+        if kind in _SENDABLE:
+            return OutputImage(data=data, mime_type=kind, width=im.width, height=im.height)
+        im = _normalise_mode(im)
+        buf = io.BytesIO()
+        im.info = {}
+        im.save(buf, format="PNG")
+    except ImageRejected as exc:
+        raise ImageRejected(
+            "The model sent an image that could not be read.", detail=exc.detail
+        ) from None
+    except Exception as exc:
+        raise ImageRejected(
+            "The model sent an image that could not be read.", detail=f"{kind}: {exc!r}"
+        ) from None
+    return OutputImage(data=buf.getvalue(), mime_type="image/png", width=im.width, height=im.height)
+
+
+async def inspect_output_async(data: bytes, mime_type: str | None = None) -> OutputImage:
+    """:func:`inspect_output` in a worker thread."""
+    return await asyncio.to_thread(inspect_output, data, mime_type)

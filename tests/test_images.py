@@ -1,0 +1,436 @@
+"""Image normalisation: what a user's upload turns into before a model sees it.
+
+Every fixture is generated here with Pillow / pillow-heif, so each test shows exactly what
+is in its input (orientation tag, GPS block, alpha, colour mode…).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+
+import pillow_heif
+import pytest
+from PIL import Image
+
+from bot.images import (
+    ImageRejected,
+    PreparedImage,
+    inspect_output,
+    inspect_output_async,
+    prepare_input,
+    prepare_input_async,
+    sniff_image_type,
+)
+
+RED = (220, 30, 30)
+BLUE = (30, 40, 210)
+GREEN = (20, 200, 40)
+
+
+def photo(width: int, height: int, seed: int = 1) -> Image.Image:
+    """Photo-like content (gradients plus noise), not a flat colour that compresses away."""
+    gx = Image.linear_gradient("L").resize((width, height))
+    gy = gx.transpose(Image.Transpose.ROTATE_90).resize((width, height))
+    noise = Image.effect_noise((width, height), 40 + seed)
+    return Image.merge("RGB", (gx, gy, noise))
+
+
+def halves(
+    size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]
+) -> Image.Image:
+    im = Image.new("RGB", size, left)
+    im.paste(right, (size[0] // 2, 0, size[0], size[1]))
+    return im
+
+
+def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def gps_exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "PhoneMaker"
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"
+    gps[2] = (48.0, 51.0, 29.0)
+    gps[3] = "E"
+    gps[4] = (2.0, 17.0, 40.0)
+    return exif
+
+
+def opened(prepared: PreparedImage) -> Image.Image:
+    im = Image.open(io.BytesIO(prepared.data))
+    im.load()
+    return im
+
+
+def px(im: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    value = im.getpixel(xy)
+    if isinstance(value, tuple):
+        return tuple(int(v) for v in value)
+    assert isinstance(value, int | float)
+    return (int(value),)
+
+
+def near(a: tuple[int, ...], b: tuple[int, ...], tol: int = 30) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=False))
+
+
+def rejected(data: bytes, **limits: int) -> str:
+    with pytest.raises(ImageRejected) as info:
+        prepare_input(data, **limits)
+    return info.value.user_message
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def test_exif_rotated_jpeg_comes_out_upright() -> None:
+    # Stored 300x200, left half red; orientation 6 means "rotate 90° clockwise to view",
+    # so the viewer sees a 200x300 portrait whose top half is red.
+    data = encode(halves((300, 200), RED, BLUE), "JPEG", exif=gps_exif(6), quality=95)
+    prepared = prepare_input(data)
+    im = opened(prepared)
+    assert (prepared.width, prepared.height) == im.size == (200, 300)
+    assert near(px(im, (100, 40)), RED)
+    assert near(px(im, (100, 260)), BLUE)
+    assert not im.getexif()  # no orientation left to apply twice
+
+
+def test_twelve_megapixel_sideways_jpeg_is_downscaled_to_max_side() -> None:
+    data = encode(photo(4000, 3000), "JPEG", exif=gps_exif(6), quality=90)
+    prepared = prepare_input(data, max_side=1536)
+    im = opened(prepared)
+    assert prepared.mime_type == "image/jpeg"
+    assert im.format == "JPEG"
+    # draft decoding must not undershoot: the longest side is exactly the sending size
+    assert im.size == (prepared.width, prepared.height) == (1152, 1536)
+
+
+def test_draft_decoding_keeps_longest_side_when_small_factor_would_undershoot() -> None:
+    # 2100 / 1000 = 2.1: a 1/2 draft gives 1050 px, still >= 1000; a 1/4 would not.
+    data = encode(photo(2100, 900), "JPEG", exif=gps_exif(8))
+    prepared = prepare_input(data, max_side=1000)
+    assert (prepared.width, prepared.height) == (429, 1000)
+
+
+def test_xmp_only_orientation_is_applied_too() -> None:
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+        b' tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>'
+    )
+    data = encode(halves((300, 200), RED, BLUE), "JPEG", xmp=xmp)
+    im = opened(prepare_input(data))
+    assert im.size == (200, 300)
+    assert near(px(im, (100, 260)), RED)  # orientation 8: stored left ends at bottom
+    assert b"xmpmeta" not in prepare_input(data).data
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_gps_and_camera_metadata_stripped_from_small_jpeg_without_reencoding() -> None:
+    source = photo(640, 480)
+    data = encode(source, "JPEG", exif=gps_exif(1), comment=b"taken at home", quality=85)
+    prepared = prepare_input(data)
+    assert prepared.mime_type == "image/jpeg"
+    assert b"Exif" not in prepared.data and b"PhoneMaker" not in prepared.data
+    assert b"taken at home" not in prepared.data
+    im = opened(prepared)
+    assert not im.getexif()
+    assert "comment" not in im.info
+    # passed through: the very same pixels, not a second generation of JPEG loss
+    original = Image.open(io.BytesIO(data))
+    assert im.tobytes() == original.tobytes()
+    assert len(prepared.data) < len(data)
+
+
+def test_gps_stripped_when_reencoding_a_rotated_jpeg() -> None:
+    data = encode(photo(800, 600), "JPEG", exif=gps_exif(3), comment=b"secret")
+    prepared = prepare_input(data)
+    assert b"Exif" not in prepared.data and b"secret" not in prepared.data
+    assert not opened(prepared).getexif()
+
+
+def test_appended_second_image_with_its_own_exif_is_dropped() -> None:
+    # Phones append further images (depth map, MPO) after the main image's EOI.
+    first = encode(photo(320, 240), "JPEG")
+    tail = encode(photo(80, 60, seed=2), "JPEG", exif=gps_exif(1))
+    prepared = prepare_input(first + tail)
+    assert b"PhoneMaker" not in prepared.data
+    assert prepared.data.endswith(b"\xff\xd9")
+    assert len(prepared.data) <= len(first)
+
+
+def test_icc_profile_is_kept_as_colour_information() -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = encode(photo(300, 200), "JPEG", icc_profile=srgb, exif=gps_exif(6))
+    im = opened(prepare_input(data))
+    assert im.info.get("icc_profile") == srgb
+    assert not im.getexif()
+
+
+def test_png_text_and_exif_chunks_stripped() -> None:
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("Location", "48.8584 N, 2.2945 E")
+    meta.add_itxt("Author", "Someone Private")
+    data = encode(photo(200, 100), "PNG", pnginfo=meta, exif=gps_exif(1))
+    prepared = prepare_input(data)
+    assert prepared.mime_type == "image/png"
+    for needle in (b"48.8584", b"Someone", b"eXIf", b"tEXt", b"iTXt", b"PhoneMaker"):
+        assert needle not in prepared.data
+    assert opened(prepared).tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_png_with_alpha_stays_png_with_alpha_when_downscaled() -> None:
+    im = Image.new("RGBA", (1200, 600), (0, 0, 0, 0))
+    im.paste((*GREEN, 255), (600, 0, 1200, 600))
+    prepared = prepare_input(encode(im, "PNG"), max_side=300)
+    out = opened(prepared)
+    assert prepared.mime_type == "image/png" and out.mode == "RGBA"
+    assert out.size == (300, 150)
+    assert px(out, (20, 75))[3] == 0
+    assert px(out, (280, 75)) == (*GREEN, 255)
+
+
+def test_opaque_png_that_needs_resizing_becomes_jpeg() -> None:
+    data = encode(photo(1200, 900).convert("RGBA"), "PNG")
+    prepared = prepare_input(data, max_side=600)
+    assert prepared.mime_type == "image/jpeg"
+    assert (prepared.width, prepared.height) == opened(prepared).size == (600, 450)
+
+
+def test_palette_png_with_transparency_keeps_it() -> None:
+    im = Image.new("P", (40, 40), 0)
+    im.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    im.paste(1, (20, 0, 40, 40))
+    data = encode(im, "PNG", transparency=0)
+    out = opened(prepare_input(data, max_side=20))
+    assert out.mode == "RGBA"
+    assert px(out, (2, 10))[3] == 0
+    assert px(out, (18, 10)) == (0, 0, 255, 255)
+
+
+def test_heic_from_an_iphone_is_decoded() -> None:
+    heic = encode(halves((640, 480), RED, BLUE), "HEIF", quality=90)
+    assert sniff_image_type(heic) == "image/heic"
+    prepared = prepare_input(heic, max_side=320)
+    im = opened(prepared)
+    assert prepared.mime_type == "image/jpeg"
+    assert im.size == (320, 240)
+    assert near(px(im, (40, 120)), RED) and near(px(im, (280, 120)), BLUE)
+
+
+def test_heic_orientation_applied_once() -> None:
+    heic = encode(halves((300, 200), RED, BLUE), "HEIF", exif=gps_exif(6).tobytes())
+    im = opened(prepare_input(heic))
+    assert im.size == (200, 300)
+    assert near(px(im, (100, 40)), RED) and near(px(im, (100, 260)), BLUE)
+    assert not im.getexif()
+
+
+def test_cmyk_jpeg_becomes_rgb_with_the_right_colours() -> None:
+    im = Image.new("CMYK", (200, 100), (255, 0, 0, 0))  # pure cyan
+    im.paste((0, 255, 255, 0), (100, 0, 200, 100))  # pure red
+    prepared = prepare_input(encode(im, "JPEG", quality=95), max_side=100)
+    out = opened(prepared)
+    assert out.mode == "RGB" and prepared.mime_type == "image/jpeg"
+    assert near(px(out, (20, 25)), (0, 255, 255))
+    assert near(px(out, (80, 25)), (255, 0, 0))
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [Image.new("RGB", (60, 40), c) for c in (RED, BLUE, GREEN)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
+    out = opened(prepare_input(data))
+    assert out.size == (60, 40)
+    assert near(px(out, (30, 20)), RED)
+
+
+def test_animated_webp_uses_the_first_frame() -> None:
+    frames = [Image.new("RGB", (60, 40), c) for c in (GREEN, RED)]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    prepared = prepare_input(data)
+    assert prepared.mime_type == "image/jpeg"
+    assert near(px(opened(prepared), (30, 20)), GREEN)
+
+
+def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
+    row = struct.pack("<64H", *([0] * 32 + [32768] * 32))  # black | mid grey, 16 bits
+    im = Image.frombytes("I;16", (64, 64), row * 64)
+    out = opened(prepare_input(encode(im, "PNG"), max_side=32))
+    assert out.mode == "L"
+    assert px(out, (4, 16))[0] < 10
+    assert 110 < px(out, (28, 16))[0] < 145  # 128, not 255
+
+
+def test_bmp_and_tiff_are_accepted() -> None:
+    for fmt in ("BMP", "TIFF"):
+        prepared = prepare_input(encode(halves((40, 20), RED, BLUE), fmt))
+        assert prepared.mime_type == "image/jpeg"
+        assert near(px(opened(prepared), (5, 10)), RED)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: encode(photo(8, 8), "JPEG"), "image/jpeg"),
+        (lambda: encode(photo(8, 8), "PNG"), "image/png"),
+        (lambda: encode(photo(8, 8), "GIF"), "image/gif"),
+        (lambda: encode(photo(8, 8), "WEBP"), "image/webp"),
+        (lambda: encode(photo(8, 8), "HEIF"), "image/heic"),
+        (lambda: encode(photo(8, 8), "AVIF"), "image/avif"),
+        (lambda: encode(photo(8, 8), "BMP"), "image/bmp"),
+        (lambda: encode(photo(8, 8), "TIFF"), "image/tiff"),
+        (lambda: b"%PDF-1.7\n", None),
+        (lambda: b"hello", None),
+        (lambda: b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", None),
+        (lambda: b"", None),
+    ],
+)
+def test_sniff_by_content(make: Callable[[], bytes], expected: str | None) -> None:
+    assert sniff_image_type(make()) == expected
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge canvas (a classic decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused_before_decoding() -> None:
+    bomb = png_header(100_000, 100_000)
+    assert len(bomb) < 200
+    message = rejected(bomb)
+    assert "too large" in message and "megapixels" in message
+
+
+def test_image_above_our_pixel_limit_but_below_pillows_is_refused_by_size() -> None:
+    # 64 MP: Pillow would happily start decoding; our limit says no, from the header alone
+    # (a decode attempt would instead fail as "damaged": the pixel data is not there).
+    message = rejected(png_header(8000, 8000))
+    assert "8000 × 8000" in message and "50 megapixels" in message
+
+
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+def test_pillow_bomb_warning_becomes_the_same_refusal() -> None:
+    message = rejected(png_header(10_000, 10_000), max_pixels=500_000_000)
+    assert "too large" in message
+
+
+def test_truncated_jpeg_refused_as_damaged() -> None:
+    data = encode(photo(400, 300), "JPEG")
+    message = rejected(data[: len(data) // 2])
+    assert "damaged or incomplete" in message
+
+
+def test_truncated_big_jpeg_refused_as_damaged() -> None:
+    data = encode(photo(3000, 2000), "JPEG")
+    assert "damaged or incomplete" in rejected(data[: len(data) * 2 // 3])
+
+
+def test_corrupt_png_refused_as_damaged() -> None:
+    data = bytearray(encode(photo(200, 100), "PNG"))
+    data[60:400] = b"\x00" * 340
+    assert "damaged or incomplete" in rejected(bytes(data))
+
+
+def test_header_only_jpeg_refused() -> None:
+    assert "damaged" in rejected(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "looks like a PDF"),
+        (b"Hello, this is just a note.\nSecond line.\n", "looks like a text file"),
+        ("Grüße aus Köln — schön!".encode(), "looks like a text file"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "ZIP archive"),
+        (b"<!DOCTYPE html><html><body>Forbidden</body></html>", "web page"),
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "video"),
+        (bytes(range(256)) * 4, "not an image."),
+    ],
+)
+def test_non_images_refused_with_what_they_look_like(data: bytes, fragment: str) -> None:
+    message = rejected(data)
+    assert message.startswith("That file is not an image")
+    assert fragment in message
+
+
+def test_empty_file_refused() -> None:
+    assert rejected(b"") == "That file is empty."
+
+
+def test_oversized_byte_count_refused_before_anything_else() -> None:
+    data = encode(photo(300, 300), "PNG")
+    message = rejected(data, max_bytes=10_000)
+    assert "too big" in message and "10 kB" in message
+
+
+async def test_async_variant_runs_the_same_checks() -> None:
+    prepared = await prepare_input_async(encode(photo(900, 300), "WEBP"), max_side=300)
+    assert (prepared.width, prepared.height) == (300, 100)
+    with pytest.raises(ImageRejected):
+        await prepare_input_async(b"%PDF-1.5")
+
+
+# --------------------------------------------------------------------------- model output
+
+
+def test_output_reports_the_real_type_and_size() -> None:
+    data = encode(photo(64, 32), "PNG")
+    out = inspect_output(data, "image/jpeg")  # a mislabelled answer
+    assert (out.mime_type, out.width, out.height) == ("image/png", 64, 32)
+    assert out.data == data and out.extension == "png"
+
+
+def test_output_in_a_format_chats_cannot_show_becomes_png() -> None:
+    out = inspect_output(encode(halves((40, 20), RED, BLUE), "HEIF"), "image/heic")
+    assert out.mime_type == "image/png" and (out.width, out.height) == (40, 20)
+    assert near(px(Image.open(io.BytesIO(out.data)).convert("RGB"), (5, 10)), RED)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n\x00\x00", png_header(100_000, 100_000)],
+)
+def test_garbage_from_a_model_is_rejected(data: bytes) -> None:
+    with pytest.raises(ImageRejected) as info:
+        inspect_output(data, "image/png")
+    assert "model" in info.value.user_message
+
+
+async def test_truncated_output_rejected_async() -> None:
+    data = encode(photo(300, 200), "PNG")
+    with pytest.raises(ImageRejected):
+        await inspect_output_async(data[:-200], "image/png")
+
+
+def test_heif_plugin_registered_at_import() -> None:
+    assert "HEIF" in Image.registered_extensions().values()
+    assert pillow_heif.__version__
