@@ -108,6 +108,7 @@ class FakeSlack:
         self.files: dict[str, HostedFile] = {}
         self.rejected_requests: list[str] = []  # API calls refused for a bad token
         self._failures: dict[str, list[tuple[int, int]]] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -212,6 +213,15 @@ class FakeSlack:
         """Make the next call of ``method`` answer ``status`` (429 → ``Retry-After``)."""
         self._failures.setdefault(method, []).append((status, retry_after))
 
+    def hold(self, method: str) -> None:
+        """Keep calls of ``method`` waiting (recorded, unanswered) until :meth:`release`."""
+        self._held[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        gate = self._held.pop(method, None)
+        if gate is not None:
+            gate.set()
+
     # ------------------------------------------------------------------ assertions
     def calls_to(self, method: str) -> list[ApiCall]:
         return [c for c in self.calls if c.method == method]
@@ -253,6 +263,10 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
         self.calls.append(ApiCall(method, args, token))
+        gate = self._held.get(method)
+        if gate is not None:
+            await self._notify()
+            await gate.wait()
         try:
             failures = self._failures.get(method)
             if failures:
