@@ -129,13 +129,13 @@ class Engine:
                 f"That message is too long ({len(text):,} characters); please keep it under "
                 f"{limit:,}."
             )
+        # Validate what the user sent before any thread is created for it.
+        own_images = await self._prepare_images(incoming.images)
         target = await self._route(incoming)
         if target is None:
-            raise UserFacingError(
-                "Send me a photo with what to change, or describe the picture you want."
-            )
-        prepared = await self._prepare_images([*target.carried, *incoming.images])
-        if not text and not prepared and not target.carried:
+            return  # a group message not meant for us (adapters normally filter these)
+        prepared = [*await self._prepare_images(target.carried), *own_images]
+        if not text and not prepared:
             raise UserFacingError("Tell me what to change, or send a photo.")
         await self._turn(incoming, channel, target, text, prepared)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,3 +374,26 @@ async def test_hundred_turn_thread_stays_bounded(tmp_path: Path, fake: FakeGemin
     # the inline payload stays within the budget (plus JSON framing)
     assert max(sizes) < 400_000 * 1.1
     assert fake.requests[-1].images("model"), "the image being edited is always sent"
+
+
+async def test_group_chatter_not_meant_for_the_bot_gets_no_answer(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    channel = RecordingChannel()
+    chatter = Incoming(chat=GROUP, message_id="1", sender=BOB, text="nice weather",
+                       addressed=False)
+    await engine.handle(chatter, channel)
+    assert channel.sent == [] and fake.requests == []
+    assert engine.store.sync.stats()["threads"] == 0
+
+
+async def test_an_oversized_upload_is_refused_clearly(tmp_path: Path, fake: FakeGemini) -> None:
+    settings = settings_for(tmp_path, fake, chatbrush_max_upload_bytes=50_000)
+    async with open_engine(settings, model=fast_model(settings)) as engine:
+        dm = Chat(engine, PRIVATE, private=True)
+        noise = Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3))
+        buffer = io.BytesIO()
+        noise.save(buffer, "PNG")  # about 270 KB: over the 50 KB limit set above
+        reply = await dm.say("watercolor", buffer.getvalue())
+        assert reply.kind == "text" and "MB" in (reply.text or "")
+        assert fake.requests == []
