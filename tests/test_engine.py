@@ -395,5 +395,5 @@ async def test_an_oversized_upload_is_refused_clearly(tmp_path: Path, fake: Fake
         buffer = io.BytesIO()
         noise.save(buffer, "PNG")  # about 270 KB: over the 50 KB limit set above
         reply = await dm.say("watercolor", buffer.getvalue())
-        assert reply.kind == "text" and "MB" in (reply.text or "")
+        assert reply.kind == "text" and "too big" in (reply.text or "")
         assert fake.requests == []
