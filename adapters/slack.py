@@ -36,7 +36,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack_files import FileRefused, download_image
+from adapters.slack_files import FileRefused, declared_image, download_image
 from bot.commands import COMMANDS, bare_command
 from bot.events import (
     Channel,
@@ -331,6 +331,7 @@ class SlackAdapter:
         self.admins = AdminCache(self.client)
         self._allowed = frozenset(settings.slack_allowed_channels)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.bot_user_id: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
@@ -403,6 +404,7 @@ class SlackAdapter:
         log.error("Slack listener failed: %s: %s", type(error).__name__, error)
 
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+        self.bot_user_id = context.bot_user_id or self.bot_user_id
         try:
             await self._accept(body, event, context.bot_user_id)
         except Exception:
@@ -450,7 +452,16 @@ class SlackAdapter:
 
     async def _process(self, msg: SlackMessage, channel: SlackChannel) -> None:
         try:
-            images = await self._fetch_images(msg.files)
+            files = msg.files
+            if (
+                not files
+                and msg.kind == "mention"
+                and msg.thread_ts
+                and not msg.text.startswith("/")
+                and not await self.engine.has_thread(msg.chat, msg.thread_ts)
+            ):
+                files = await self._earlier_thread_images(msg)
+            images = await self._fetch_images(files)
         except FileRefused as exc:
             await self._say(channel, str(exc))
             return
@@ -498,6 +509,27 @@ class SlackAdapter:
         if problems:
             raise FileRefused("\n".join(problems))
         return tuple(r for r in results if isinstance(r, InputImage))
+
+    async def _earlier_thread_images(self, msg: SlackMessage) -> tuple[Mapping[str, Any], ...]:
+        """A mention in someone else's thread means "edit the picture posted here": the
+        newest person-posted images before the mention (the thread's root, usually)."""
+        try:
+            resp = await self.client.conversations_replies(
+                channel=msg.channel, ts=str(msg.thread_ts), limit=200
+            )
+        except SlackApiError as exc:
+            log.info(
+                "Slack: could not read thread %s: %s", msg.thread_ts, exc.response.get("error")
+            )
+            return ()
+        earlier = [m for m in resp.get("messages") or [] if _ts(m.get("ts")) < _ts(msg.ts)]
+        for message in reversed(earlier):
+            if message.get("bot_id") or message.get("user") in (None, self.bot_user_id):
+                continue
+            images = tuple(f for f in message.get("files") or () if declared_image(f))
+            if images:
+                return images
+        return ()
 
     async def _file_info(self, file: Mapping[str, Any]) -> Mapping[str, Any]:
         """Slack sends only ``{id, file_access: "check_file_info"}`` for some files
@@ -552,6 +584,13 @@ class SlackAdapter:
             await self.engine.handle(incoming, channel)
         except Exception:
             log.exception("Slack: slash command failed in %s", channel_id)
+
+
+def _ts(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def create(settings: Settings, engine: EngineLike) -> SlackAdapter | None:

@@ -86,6 +86,15 @@ def _megabytes(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:.0f} MB"
 
 
+def declared_image(file: Mapping[str, Any]) -> bool:
+    """Whether Slack's metadata calls this file a raster picture."""
+    mimetype = str(file.get("mimetype") or "").lower()
+    filetype = str(file.get("filetype") or "").lower()
+    return (mimetype.startswith("image/") and "svg" not in mimetype) or (
+        filetype in IMAGE_FILETYPES
+    )
+
+
 def check_declared(file: Mapping[str, Any], max_bytes: int) -> None:
     """Refuse a file from its metadata alone, before anything is downloaded."""
     name = file_label(file)
@@ -94,13 +103,8 @@ def check_declared(file: Mapping[str, Any], max_bytes: int) -> None:
         raise FileRefused(f"“{name}” was deleted before I could read it.")
     if mode == "hidden_by_limit" or file.get("is_hidden_by_limit"):
         raise FileRefused(f"Slack hides “{name}” (workspace file limit), so I can't read it.")
-    mimetype = str(file.get("mimetype") or "").lower()
-    filetype = str(file.get("filetype") or "").lower()
-    is_image = (mimetype.startswith("image/") and "svg" not in mimetype) or (
-        filetype in IMAGE_FILETYPES
-    )
-    if not is_image:
-        kind = file.get("pretty_type") or mimetype or "non-image"
+    if not declared_image(file):
+        kind = file.get("pretty_type") or file.get("mimetype") or "non-image"
         raise FileRefused(f"I can only edit pictures; “{name}” is a {kind} file.")
     size = file.get("size")
     if isinstance(size, int) and size > max_bytes:

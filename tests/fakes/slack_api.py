@@ -105,6 +105,7 @@ class FakeSlack:
         self.reactions: list[Reaction] = []
         self.responses: list[dict[str, Any]] = []  # posts to slash-command response_urls
         self.users: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}  # people's messages, by channel
         self.files: dict[str, HostedFile] = {}
         self.rejected_requests: list[str] = []  # API calls refused for a bad token
         self._failures: dict[str, list[tuple[int, int]]] = {}
@@ -208,6 +209,12 @@ class FakeSlack:
             "permalink": f"https://fake.slack.com/files/{user}/{file_id}/{name}",
             "has_rich_preview": False,
         }
+
+    def remember(self, event: Mapping[str, Any]) -> None:
+        """Keep a person's message (as delivered in an event) in the channel history."""
+        message = {k: v for k, v in event.items() if k not in ("channel", "channel_type")}
+        message["type"] = "message"
+        self.history.setdefault(str(event["channel"]), []).append(message)
 
     def fail_next(self, method: str, status: int = 429, retry_after: int = 0) -> None:
         """Make the next call of ``method`` answer ``status`` (429 → ``Retry-After``)."""
@@ -389,6 +396,30 @@ class FakeSlack:
                 )
             )
         return {"ok": True, "files": done}
+
+    async def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        mine = [
+            {
+                "type": "message",
+                "user": m.user,
+                "bot_id": self.bot_id,
+                "text": m.text,
+                "ts": m.ts,
+                **({"thread_ts": m.thread_ts} if m.thread_ts else {}),
+            }
+            for m in self.messages
+            if m.channel == channel
+        ]
+        thread = [
+            m
+            for m in [*self.history.get(channel, []), *mine]
+            if m.get("ts") == ts or m.get("thread_ts") == ts
+        ]
+        if not any(m.get("ts") == ts for m in thread):
+            return {"ok": False, "error": "thread_not_found"}
+        thread.sort(key=lambda m: float(m["ts"]))
+        return {"ok": True, "messages": thread, "has_more": False}
 
     async def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         ws_url = self.base_url.replace("http://", "ws://") + "/socket"

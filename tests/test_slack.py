@@ -1,0 +1,583 @@
+"""Slack end to end: signed HTTP events → real AsyncApp → real engine → fake Slack/Gemini.
+
+Everything here is real except the two remote services: bolt verifies the v0 signatures
+and dispatches, the engine stores turns in a real SQLite file and calls the fake Gemini
+server over HTTP, and slack_sdk uploads results to the fake Slack with the three-step
+external upload. Assertions are on what people in the workspace would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from adapters.slack import (
+    QUEUED_NOTE,
+    REACTION_DONE,
+    REACTION_FAILED,
+    REACTION_WORKING,
+    SlackAdapter,
+    create,
+)
+from bot.config import Settings, load_settings
+from bot.runtime import open_engine
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.slack_api import (
+    FakeSlack,
+    event_callback,
+    message_event,
+    new_ts,
+    sign,
+    slash_command,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHANNEL = "C111"
+DM = "D777"
+ALICE, BOB, ADMIN, OWNER = "U111", "U222", "U333", "U444"
+
+
+def png(color: str = "red", size: tuple[int, int] = (40, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def model_image(answer: dict[str, Any]) -> bytes:
+    """The (non-thought) picture in a Gemini answer the fake sent."""
+    [data] = [
+        base64.b64decode(p["inlineData"]["data"])
+        for p in answer["candidates"][0]["content"]["parts"]
+        if "inlineData" in p and not p.get("thought")
+    ]
+    return data
+
+
+@dataclass
+class Rig:
+    slack: FakeSlack
+    gemini: FakeGemini
+    adapter: SlackAdapter
+    url: str
+    http: aiohttp.ClientSession
+
+    async def post(
+        self,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        secret: str | None = None,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        signed = sign(body, secret or self.slack.signing_secret, timestamp)
+        all_headers = {"Content-Type": content_type, **signed, **(headers or {})}
+        async with self.http.post(self.url, data=body, headers=all_headers) as resp:
+            return resp.status, await resp.text()
+
+    async def deliver(
+        self, payload: dict[str, Any], *, retry: int | None = None, wait: bool = True
+    ) -> int:
+        """POST an event as Slack does, then let the bot finish answering it."""
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        status, _ = await self.post(
+            json.dumps(payload).encode(), headers=headers if retry else None
+        )
+        if wait:
+            await self.adapter.drain()
+        return status
+
+    async def mention(self, text: str, **kwargs: Any) -> str:
+        """A user @-mentions the bot in the channel; returns the message ts."""
+        event = message_event(f"<@{self.slack.bot_user_id}> {text}", kind="app_mention", **kwargs)
+        self.slack.remember(event)
+        assert await self.deliver(event_callback(event)) == 200
+        return str(event["ts"])
+
+    async def say(self, text: str, **kwargs: Any) -> str:
+        """A plain ``message`` event (thread reply, DM…); returns its ts."""
+        event = message_event(text, **kwargs)
+        self.slack.remember(event)
+        assert await self.deliver(event_callback(event)) == 200
+        return str(event["ts"])
+
+    async def command(self, text: str, **kwargs: Any) -> int:
+        form = slash_command(text, response_url=self.slack.response_url(), **kwargs)
+        status, _ = await self.post(
+            urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
+        )
+        await self.adapter.drain()
+        return status
+
+
+def settings_for(slack: FakeSlack, gemini: FakeGemini, tmp: Path, **extra: Any) -> Settings:
+    return load_settings(
+        slack_bot_token=slack.bot_token,
+        slack_signing_secret=slack.signing_secret,
+        slack_api_url=slack.api_url,
+        gemini_api_key=gemini.api_key,
+        gemini_base_url=gemini.base_url,
+        gemini_max_attempts=1,
+        chatbrush_db=str(tmp / "chatbrush.db"),
+        **extra,
+    )
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[tuple[FakeSlack, FakeGemini]]:
+    async with FakeSlack() as slack, FakeGemini() as gemini:
+        slack.add_user(ALICE, name="alice")
+        slack.add_user(BOB, name="bob")
+        slack.add_user(ADMIN, name="ada", is_admin=True)
+        slack.add_user(OWNER, name="olive", is_owner=True)
+        yield slack, gemini
+
+
+async def start_rig(
+    slack: FakeSlack, gemini: FakeGemini, tmp: Path, **extra: Any
+) -> AsyncIterator[Rig]:
+    settings = settings_for(slack, gemini, tmp, **extra)
+    async with open_engine(settings) as engine, aiohttp.ClientSession() as http:
+        adapter = create(settings, engine)
+        assert isinstance(adapter, SlackAdapter)
+        web_app = web.Application()
+        assert adapter.mount(web_app)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            yield Rig(slack, gemini, adapter, f"http://127.0.0.1:{port}/slack/events", http)
+        finally:
+            await adapter.aclose()
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def rig(servers: tuple[FakeSlack, FakeGemini], tmp_path: Path) -> AsyncIterator[Rig]:
+    async for r in start_rig(*servers, tmp_path):
+        yield r
+
+
+# ---------------------------------------------------------------------- conversations
+async def test_channel_mention_with_image_is_answered_in_thread_with_an_upload(rig: Rig) -> None:
+    photo = png("red")
+    file = rig.slack.host_file(photo, "shirt.png", user=ALICE)
+    ts = await rig.mention("make the shirt blue", files=[file])
+
+    uploads = rig.slack.shared_uploads(CHANNEL, thread_ts=ts)
+    assert len(uploads) == 1
+    result = uploads[0]
+    assert result.data is not None and result.data.startswith(b"\x89PNG")
+    assert result.data == model_image(rig.gemini.answers[-1])  # the model's picture, as sent
+    # the model got the user's picture and words; its text is the upload's comment
+    request = rig.gemini.last
+    assert len(request.images("user")) == 1
+    assert "make the shirt blue" in request.prompt
+    assert result.initial_comment and "make the shirt blue" in result.initial_comment
+    # nothing was posted outside the thread, and the token went only where it belongs
+    assert all(m.thread_ts == ts for m in rig.slack.messages)
+    assert rig.slack.files[file["id"]].downloads == [f"Bearer {rig.slack.bot_token}"]
+    # progress: hourglass while working, replaced by a check mark
+    added = [r.name for r in rig.slack.reactions if r.action == "add" and r.timestamp == ts]
+    assert added == [REACTION_WORKING, REACTION_DONE]
+    assert rig.slack.reactions_on(CHANNEL, ts) == {REACTION_DONE}
+
+
+async def test_follow_up_in_the_thread_without_a_mention_continues_the_edit(rig: Rig) -> None:
+    file = rig.slack.host_file(png("red"), "cat.png", user=ALICE)
+    root = await rig.mention("make it a watercolor", files=[file])
+    first = rig.slack.shared_uploads(CHANNEL, root)[0]
+
+    reply = await rig.say("now add a hat", thread_ts=root, user=BOB)
+
+    uploads = rig.slack.shared_uploads(CHANNEL, root)
+    assert len(uploads) == 2
+    request = rig.gemini.last
+    assert request.prompt == "now add a hat"
+    # the previous model turn (the first result) is in the context being edited
+    assert first.data is not None
+    assert request.parts("model"), "the follow-up must continue the thread"
+    assert rig.slack.reactions_on(CHANNEL, reply) == {REACTION_DONE}
+
+
+async def test_mention_in_a_thread_edits_the_picture_posted_there(rig: Rig) -> None:
+    photo = png("orange", (48, 32))
+    root = await rig.say("team photo", user=ALICE, files=[rig.slack.host_file(photo, "team.png")])
+    await rig.say("nice!", thread_ts=root, user=BOB)
+    assert rig.gemini.requests == []  # nobody asked the bot yet
+
+    await rig.mention("remove the background", thread_ts=root, user=BOB)
+    assert len(rig.gemini.last.images("user")) == 1
+    assert image_size(rig.gemini.last.images("user")[0]) == (48, 32)
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 1
+
+    await rig.say("now black and white", thread_ts=root, user=ALICE)  # no mention needed now
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 2
+    assert len(rig.slack.calls_to("conversations.replies")) == 1
+
+
+async def test_chatter_in_threads_the_bot_is_not_part_of_is_ignored(rig: Rig) -> None:
+    root = new_ts()
+    await rig.say("lunch?", ts=root, user=ALICE)
+    await rig.say("pizza", thread_ts=root, user=BOB)
+    assert rig.gemini.requests == []
+    assert rig.slack.messages == []
+    assert rig.slack.calls_to("reactions.add") == []
+
+
+async def test_direct_messages_are_a_private_conversation_at_top_level(rig: Rig) -> None:
+    file = rig.slack.host_file(png("green"), "dog.png", user=ALICE)
+    first = await rig.say("make it sepia", channel=DM, channel_type="im", user=ALICE, files=[file])
+    second = await rig.say("now brighter", channel=DM, channel_type="im", user=ALICE)
+
+    uploads = rig.slack.shared_uploads(DM)
+    assert len(uploads) == 2
+    assert all(u.thread_ts is None for u in uploads)  # answered at top level, like a chat
+    assert rig.gemini.last.prompt == "now brighter"
+    assert rig.gemini.last.parts("model"), "the second DM continues the first"
+    assert rig.slack.reactions_on(DM, first) == {REACTION_DONE}
+    assert rig.slack.reactions_on(DM, second) == {REACTION_DONE}
+
+    # a text command in the DM: undo goes back to the first version
+    await rig.say("undo", channel=DM, channel_type="im", user=ALICE)
+    assert "Undid 1 version" in (rig.slack.messages[-1].text)
+    assert len(rig.gemini.requests) == 2
+
+
+async def test_two_files_in_one_message_are_fused_into_one_turn(rig: Rig) -> None:
+    a = rig.slack.host_file(png("red", (40, 30)), "person.png", user=ALICE)
+    b = rig.slack.host_file(png("blue", (20, 20)), "hat.jpg", user=ALICE)
+    ts = await rig.mention("put the hat from the second photo on the person", files=[a, b])
+
+    assert len(rig.gemini.requests) == 1
+    assert len(rig.gemini.last.images("user")) == 2
+    assert len(rig.slack.shared_uploads(CHANNEL, ts)) == 1
+
+
+async def test_a_non_image_file_is_refused_with_a_clear_reply(rig: Rig) -> None:
+    pdf = rig.slack.host_file(b"%PDF-1.7 quarterly numbers", "q3-report.pdf", "application/pdf")
+    ts = await rig.mention("make this prettier", files=[pdf])
+
+    assert rig.gemini.requests == []
+    [reply] = rig.slack.thread_messages(CHANNEL, ts)
+    assert "q3-report.pdf" in reply.text and "only edit pictures" in reply.text
+    assert rig.slack.files[pdf["id"]].downloads == []  # refused before downloading
+
+
+async def test_an_image_that_is_not_one_inside_is_refused(rig: Rig) -> None:
+    fake = rig.slack.host_file(b"<html>not a png</html>", "photo.png", "image/png")
+    ts = await rig.mention("sharpen", files=[fake])
+    assert rig.gemini.requests == []
+    [reply] = rig.slack.thread_messages(CHANNEL, ts)
+    assert "photo.png" in reply.text and "doesn't look like a picture" in reply.text
+
+
+async def test_a_file_over_the_size_limit_is_refused(rig: Rig) -> None:
+    big = rig.slack.host_file(png(), "huge.png", size=25_000_000)
+    ts = await rig.mention("upscale", files=[big])
+    assert rig.gemini.requests == []
+    [reply] = rig.slack.thread_messages(CHANNEL, ts)
+    assert "huge.png" in reply.text and "too large" in reply.text and "20 MB" in reply.text
+
+
+async def test_a_file_url_on_a_foreign_host_never_receives_the_token(rig: Rig) -> None:
+    async with FakeSlack() as elsewhere:
+        file = elsewhere.host_file(png(), "cat.png", host=elsewhere.base_url)
+        ts = await rig.mention("make it blue", files=[file])
+        assert elsewhere.files[file["id"]].downloads == []
+        assert elsewhere.calls == []
+    assert rig.gemini.requests == []
+    [reply] = rig.slack.thread_messages(CHANNEL, ts)
+    assert "cat.png" in reply.text
+
+
+async def test_the_bots_own_messages_are_ignored(rig: Rig) -> None:
+    file = rig.slack.host_file(png(), "cat.png")
+    root = await rig.mention("invert", files=[file])
+    posted = rig.slack.messages[-1]
+    # Slack echoes the bot's upload back as a file_share message in the thread
+    echo = message_event(
+        posted.text, user=rig.slack.bot_user_id, ts=posted.ts, thread_ts=root, subtype="file_share"
+    )
+    echo["bot_id"] = rig.slack.bot_id
+    await rig.deliver(event_callback(echo))
+    assert len(rig.gemini.requests) == 1
+
+
+async def test_edits_and_joins_in_a_bot_thread_are_ignored(rig: Rig) -> None:
+    root = await rig.mention("a red square on white")
+    await rig.say("<@U111> has joined the channel", thread_ts=root, subtype="channel_join")
+    edited = message_event("now make it green", thread_ts=root, subtype="message_changed")
+    await rig.deliver(event_callback(edited))
+    assert len(rig.gemini.requests) == 1
+
+
+# ---------------------------------------------------------------------- delivery
+async def test_bad_signature_and_stale_timestamp_are_rejected(rig: Rig) -> None:
+    file = rig.slack.host_file(png(), "cat.png")
+    body = json.dumps(event_callback(message_event("<@UBOT> hi", kind="app_mention", files=[file])))
+    status, _ = await rig.post(body.encode(), secret="not-the-secret")
+    assert status == 401
+    status, _ = await rig.post(body.encode(), timestamp=int(time.time()) - 6 * 60)
+    assert status == 401
+    await rig.adapter.drain()
+    assert rig.gemini.requests == [] and rig.slack.messages == []
+    assert rig.slack.files[file["id"]].downloads == []
+
+
+async def test_url_verification_is_answered(rig: Rig) -> None:
+    body = (FIXTURES / "slack_url_verification.json").read_bytes()
+    challenge = json.loads(body)["challenge"]
+    status, text = await rig.post(body)
+    assert status == 200
+    assert challenge in text
+
+
+async def test_a_retried_event_is_processed_once(rig: Rig) -> None:
+    file = rig.slack.host_file(png(), "cat.png")
+    payload = event_callback(message_event("<@UBOT> invert", kind="app_mention", files=[file]))
+    assert await rig.deliver(payload) == 200
+    assert await rig.deliver(payload, retry=1) == 200
+    assert await rig.deliver(payload, retry=2) == 200
+    assert len(rig.gemini.requests) == 1
+    assert len(rig.slack.shared_uploads(CHANNEL)) == 1
+
+
+async def test_a_mention_delivered_also_as_a_message_is_handled_once(rig: Rig) -> None:
+    file = rig.slack.host_file(png(), "cat.png")
+    mention = message_event("<@UBOT> invert", kind="app_mention", files=[file])
+    as_message = dict(mention, type="message", channel_type="channel", subtype="file_share")
+    await rig.deliver(event_callback(as_message))
+    await rig.deliver(event_callback(mention))
+    assert len(rig.gemini.requests) == 1
+    assert len(rig.slack.shared_uploads(CHANNEL)) == 1
+
+
+async def test_the_acknowledgement_does_not_wait_for_the_model(rig: Rig) -> None:
+    rig.gemini.pause()
+    try:
+        file = rig.slack.host_file(png(), "cat.png")
+        event = message_event("<@UBOT> invert", kind="app_mention", files=[file])
+        assert await rig.deliver(event_callback(event), wait=False) == 200
+        await rig.gemini.wait_for_requests(1)
+        assert rig.slack.shared_uploads(CHANNEL) == []  # acknowledged while still working
+        assert rig.slack.reactions_on(CHANNEL, event["ts"]) == {REACTION_WORKING}
+    finally:
+        rig.gemini.resume()
+    await rig.adapter.drain()
+    assert len(rig.slack.shared_uploads(CHANNEL)) == 1
+
+
+async def test_a_request_waiting_behind_another_gets_a_note(rig: Rig) -> None:
+    rig.gemini.pause()
+    try:
+        root_event = message_event("<@UBOT> a blue circle", kind="app_mention")
+        root = str(root_event["ts"])
+        await rig.deliver(event_callback(root_event), wait=False)
+        await rig.gemini.wait_for_requests(1)
+        await rig.deliver(event_callback(message_event("make it red", thread_ts=root)), wait=False)
+        await rig.slack.wait_for(
+            lambda: any(m.text == QUEUED_NOTE for m in rig.slack.thread_messages(CHANNEL, root))
+        )
+    finally:
+        rig.gemini.resume()
+    await rig.adapter.drain()
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 2
+    assert rig.gemini.last.prompt == "make it red"
+
+
+async def test_slack_rate_limits_are_waited_out(rig: Rig) -> None:
+    rig.slack.fail_next("files.completeUploadExternal", 429, retry_after=0)
+    ts = await rig.mention("a green triangle")
+    assert len(rig.slack.calls_to("files.completeUploadExternal")) == 2
+    assert len(rig.slack.shared_uploads(CHANNEL, ts)) == 1
+
+
+async def test_a_failed_event_does_not_stop_the_bot(rig: Rig) -> None:
+    rig.gemini.enqueue_error(400, "Request contains an invalid argument.")
+    first = await rig.mention("a purple cube")
+    assert rig.slack.reactions_on(CHANNEL, first) == {REACTION_FAILED}
+    assert rig.slack.thread_messages(CHANNEL, first), "the failure is explained"
+    rig.slack.fail_next("reactions.add", 500)  # a cosmetic failure on the next one, too
+    second = await rig.mention("a yellow cube")
+    assert len(rig.slack.shared_uploads(CHANNEL, second)) == 1
+
+
+async def test_a_model_refusal_is_shown_clearly(rig: Rig) -> None:
+    rig.gemini.enqueue_block("PROHIBITED_CONTENT")
+    file = rig.slack.host_file(png(), "cat.png")
+    ts = await rig.mention("do something forbidden", files=[file])
+    assert rig.slack.shared_uploads(CHANNEL) == []
+    [reply] = rig.slack.thread_messages(CHANNEL, ts)
+    assert reply.text and "Traceback" not in reply.text
+    assert any(w in reply.text.lower() for w in ("block", "refus", "safety", "policy", "can't"))
+    assert rig.slack.reactions_on(CHANNEL, ts) == {REACTION_FAILED}
+
+
+# ---------------------------------------------------------------------- commands
+async def test_reset_in_a_channel_needs_a_workspace_admin(rig: Rig) -> None:
+    root = await rig.mention("a red square")
+
+    await rig.say(f"<@{rig.slack.bot_user_id}> reset", thread_ts=root, user=BOB)
+    refusal = rig.slack.thread_messages(CHANNEL, root)[-1].text
+    assert "only" in refusal and "admin" in refusal
+
+    await rig.say(f"<@{rig.slack.bot_user_id}> reset", thread_ts=root, user=ADMIN)
+    assert "forgot" in rig.slack.thread_messages(CHANNEL, root)[-1].text
+    asked = [c.args["user"] for c in rig.slack.calls_to("users.info")]
+    assert asked == [BOB, ADMIN]
+
+    # the thread is gone: plain replies there no longer reach the bot
+    await rig.say("make it green", thread_ts=root, user=ALICE)
+    assert len(rig.gemini.requests) == 1
+
+
+async def test_owners_and_configured_admins_may_reset(
+    servers: tuple[FakeSlack, FakeGemini], tmp_path: Path
+) -> None:
+    async for r in start_rig(*servers, tmp_path, chatbrush_admins=f"slack:{BOB}"):
+        for user in (OWNER, BOB):
+            root = await r.mention("a red square")
+            await r.say("<@UBOT> reset", thread_ts=root, user=user)
+            assert "forgot" in r.slack.thread_messages(CHANNEL, root)[-1].text
+        assert [c.args["user"] for c in r.slack.calls_to("users.info")] == [OWNER]
+
+
+async def test_undo_and_history_in_a_thread(rig: Rig) -> None:
+    root = await rig.mention("a red square")
+    await rig.say("add a blue border", thread_ts=root)
+    await rig.say("history", thread_ts=root)
+    history = rig.slack.thread_messages(CHANNEL, root)[-1].text
+    assert "v1" in history and "v2" in history
+    await rig.say("<@UBOT> undo", thread_ts=root)
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 3  # v1 re-posted after undo
+    assert len(rig.gemini.requests) == 2
+
+
+async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) -> None:
+    assert await rig.command("help") == 200
+    [answer] = rig.slack.responses
+    assert answer["response_type"] == "ephemeral"
+    assert "/undo" in answer["text"]
+
+    assert await rig.command("undo") == 200  # a thread command from a channel
+    assert "inside the thread" in rig.slack.responses[-1]["text"]
+
+    assert await rig.command("stats", user=BOB) == 200
+    assert "admin" in rig.slack.responses[-1]["text"]
+    assert await rig.command("stats", user=ADMIN) == 200
+    assert "Model:" in rig.slack.responses[-1]["text"]
+
+    assert await rig.command("make it blue") == 200
+    assert "Usage: /chatbrush" in rig.slack.responses[-1]["text"]
+    assert rig.gemini.requests == [] and rig.slack.messages == []
+
+
+async def test_slash_command_ack_does_not_wait_for_slow_work(rig: Rig) -> None:
+    rig.slack.hold("users.info")  # the admin check hangs…
+    try:
+        form = slash_command("stats", response_url=rig.slack.response_url(), user=ADMIN)
+        status, _ = await rig.post(
+            urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
+        )
+        assert status == 200  # …yet Slack already has its acknowledgement
+        await rig.slack.wait_for(lambda: bool(rig.slack.calls_to("users.info")))
+        assert rig.slack.responses == []
+    finally:
+        rig.slack.release("users.info")
+    await rig.adapter.drain()
+    assert "Model:" in rig.slack.responses[-1]["text"]
+
+
+async def test_allowed_channels_limit_where_the_bot_answers(
+    servers: tuple[FakeSlack, FakeGemini], tmp_path: Path
+) -> None:
+    async for r in start_rig(*servers, tmp_path, slack_allowed_channels="C999"):
+        ts = await r.mention("a red square")
+        assert r.gemini.requests == []
+        assert "not enabled" in r.slack.thread_messages(CHANNEL, ts)[0].text
+        await r.mention("a red square", channel="C999")
+        assert len(r.gemini.requests) == 1
+
+
+# ---------------------------------------------------------------------- wiring
+def test_create_needs_a_bot_token_and_a_way_to_receive_events(tmp_path: Path) -> None:
+    engine: Any = object()
+    assert create(load_settings(), engine) is None
+    assert create(load_settings(slack_bot_token="xoxb-1"), engine) is None
+    assert create(load_settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1"), engine)
+    assert create(load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s"), engine)
+
+
+def test_socket_mode_only_adapter_mounts_no_http_route(tmp_path: Path) -> None:
+    engine: Any = object()
+    adapter = create(load_settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1"), engine)
+    assert adapter is not None
+    assert adapter.mount(web.Application()) is False
+
+
+async def test_socket_mode_end_to_end(
+    servers: tuple[FakeSlack, FakeGemini], tmp_path: Path
+) -> None:
+    slack, gemini = servers
+    settings = load_settings(
+        slack_bot_token=slack.bot_token,
+        slack_app_token=slack.app_token,
+        slack_api_url=slack.api_url,
+        gemini_api_key=gemini.api_key,
+        gemini_base_url=gemini.base_url,
+        chatbrush_db=str(tmp_path / "chatbrush.db"),
+    )
+    async with open_engine(settings) as engine:
+        adapter = create(settings, engine)
+        assert adapter is not None
+        serving = asyncio.create_task(adapter.serve(webhook=False))
+        try:
+            file = slack.host_file(png(), "cat.png")
+            event = message_event("<@UBOT> invert it", kind="app_mention", files=[file])
+            payload = event_callback(event)
+            ack = await slack.socket_send(payload)
+            await adapter.drain()
+            again = await slack.socket_send(payload, retry_attempt=1)
+            await adapter.drain()
+        finally:
+            serving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await serving
+    assert ack["envelope_id"] and again["envelope_id"]
+    assert [u.thread_ts for u in slack.uploads.values()] == [event["ts"]]
+    assert len(gemini.requests) == 1
+    assert slack.calls_to("apps.connections.open")[0].token == slack.app_token
+
+
+async def test_secrets_never_reach_the_logs(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    file = rig.slack.host_file(png(), "cat.png")
+    root = await rig.mention("invert", files=[file])
+    await rig.say("<@UBOT> reset", thread_ts=root, user=BOB)
+    status, _ = await rig.post(b'{"type": "event_callback"}', secret="wrong")
+    assert status == 401
+    assert caplog.records, "debug logging was on"
+    for secret in (rig.slack.bot_token, rig.slack.signing_secret):
+        assert secret not in caplog.text
