@@ -575,6 +575,25 @@ async def test_a_wrong_key_is_auth_like_the_real_api_key_invalid(
     assert len(fake.requests) == 1
 
 
+async def test_a_key_echoed_by_the_service_is_redacted(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    fake.enqueue_error(400, f"API key {fake.api_key} is not enabled for this API.")
+    err = await fails(make_model(), request(user("a fox")))
+    assert fake.api_key not in f"{err.user_message} {err.detail} {err}"
+    assert "[redacted]" in err.detail
+
+
+async def test_unsupported_region_says_so(fake: FakeGemini, make_model: ModelFactory) -> None:
+    fake.enqueue_error(
+        400, "User location is not supported for the API use.", status_name="FAILED_PRECONDITION"
+    )
+    err = await fails(make_model(), request(user("a fox")))
+    assert err.kind is FailureKind.BAD_REQUEST
+    assert err.user_message == g.REGION_MESSAGE
+    assert len(fake.requests) == 1
+
+
 async def test_unknown_model_is_named_in_the_message(
     fake: FakeGemini, make_model: ModelFactory
 ) -> None:

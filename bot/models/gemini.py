@@ -320,7 +320,7 @@ def parse_usage(body: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=prompt, output_tokens=output, total_tokens=total)
 
 
-def parse_answer(raw: bytes, *, model: str) -> GenerateResult:
+def parse_answer(raw: bytes) -> GenerateResult:
     """Turn an HTTP 200 body into a result, or raise the :class:`ModelError` it means."""
     try:
         body = json.loads(raw)
@@ -491,13 +491,10 @@ class ServiceError:
 class _Retryable(Exception):
     """One failed attempt that may be worth repeating; ``error`` is what users get."""
 
-    def __init__(
-        self, error: ModelError, *, retry_after: float | None = None, give_up: bool = False
-    ) -> None:
+    def __init__(self, error: ModelError, *, retry_after: float | None = None) -> None:
         super().__init__(error.detail)
         self.error = error
         self.retry_after = retry_after
-        self.give_up = give_up
 
 
 class GeminiModel:
@@ -630,8 +627,6 @@ class GeminiModel:
 
     def _stop(self, state: RetryCallState, deadline: float) -> bool:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.give_up:
-            return True
         if state.attempt_number >= self.max_attempts:
             return True
         remaining = deadline - time.monotonic()
@@ -676,13 +671,16 @@ class GeminiModel:
                 ModelError(
                     FailureKind.UNAVAILABLE,
                     UNREACHABLE_MESSAGE,
-                    detail=f"network error: {type(exc).__name__}: {exc}",
+                    detail=self._redact(f"network error: {type(exc).__name__}: {exc}"),
                 )
             ) from None
         self._log_attempt(number, str(response.status_code), started)
         if response.status_code == 200:
-            return await asyncio.to_thread(parse_answer, response.content, model=self.name)
+            return await asyncio.to_thread(parse_answer, response.content)
         raise self._http_error(response)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
 
     def _log_attempt(self, number: int, outcome: str, started: float) -> None:
         logger.info(
@@ -693,10 +691,11 @@ class GeminiModel:
             time.monotonic() - started,
         )
 
-    def _http_error(self, response: httpx.Response) -> Exception:
+    def _http_error(self, response: httpx.Response) -> ModelError | _Retryable:
         """Classify a non-200 answer: a :class:`ModelError`, or a :class:`_Retryable`."""
         err = ServiceError(response)
-        detail = err.summary()
+        # services echo request data in messages now and then: never let the key through
+        detail = self._redact(err.summary())
         status = err.status
         if status == 429:
             if err.daily_quota:

@@ -793,6 +793,11 @@ class FakeGemini:
                             "locale": "en-US",
                             "message": message,
                         },
+                        # the live service echoes the rejected key here
+                        {
+                            "@type": "type.googleapis.com/google.rpc.DebugInfo",
+                            "detail": f"Invalid API key: {key}",
+                        },
                     ],
                 ),
             )
