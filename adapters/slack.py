@@ -331,6 +331,8 @@ class SlackAdapter:
         self.admins = AdminCache(self.client)
         self._allowed = frozenset(settings.slack_allowed_channels)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: per conversation (channel, thread key): the newest message not yet answered
+        self._chains: dict[tuple[str, str | None], asyncio.Future[None]] = {}
         self.bot_user_id: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self.app.event("app_mention")(self._on_event)
@@ -417,7 +419,12 @@ class SlackAdapter:
         msg = translate_event(event, bot_user_id)
         if msg is None:
             return
-        if msg.kind == "thread" and not await self.engine.has_thread(msg.chat, str(msg.thread_ts)):
+        key = (msg.channel, msg.thread_hint)
+        if (
+            msg.kind == "thread"
+            and key not in self._chains  # a mention starting this thread is still on its way
+            and not await self.engine.has_thread(msg.chat, str(msg.thread_ts))
+        ):
             return  # a thread the bot takes no part in
         event_id = body.get("event_id")
         if isinstance(event_id, str) and not await self.engine.claim_event(PLATFORM, event_id):
@@ -437,7 +444,12 @@ class SlackAdapter:
             if msg.kind != "thread":
                 self._spawn(self._say(channel, "I'm not enabled in this conversation."))
             return
-        self._spawn(self._process(msg, channel))
+        # Downloads take different times; the chain hands messages of one conversation
+        # to the engine in the order Slack sent them.
+        before = self._chains.get(key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._chains[key] = mine
+        self._spawn(self._process(msg, channel, before, mine))
 
     async def _on_command(self, ack: Any, command: dict[str, Any], context: Any) -> None:
         await ack()
@@ -450,37 +462,49 @@ class SlackAdapter:
         except Exception as exc:
             log.warning("Slack: could not post to %s: %s", channel.channel, exc)
 
-    async def _process(self, msg: SlackMessage, channel: SlackChannel) -> None:
+    async def _process(
+        self,
+        msg: SlackMessage,
+        channel: SlackChannel,
+        before: asyncio.Future[None] | None,
+        mine: asyncio.Future[None],
+    ) -> None:
+        """Download, wait for the previous message of this conversation, hand over."""
         try:
-            files = msg.files
-            if (
-                not files
-                and msg.kind == "mention"
-                and msg.thread_ts
-                and not msg.text.startswith("/")
-                and not await self.engine.has_thread(msg.chat, msg.thread_ts)
-            ):
-                files = await self._earlier_thread_images(msg)
-            images = await self._fetch_images(files)
+            images = await self._fetch_images(msg.files)
+            if before is not None and not before.done():
+                await channel.progress(Progress.QUEUED)
+                await asyncio.wait([before])
+            known = msg.thread_hint is not None and await self.engine.has_thread(
+                msg.chat, msg.thread_hint
+            )
+            if msg.kind == "thread" and not known:
+                return  # the message that was to start this thread was refused
+            first_mention_in_a_thread = msg.kind == "mention" and msg.thread_ts and not known
+            if first_mention_in_a_thread and not images and not msg.text.startswith("/"):
+                images = await self._fetch_images(await self._earlier_thread_images(msg))
+            incoming = Incoming(
+                chat=msg.chat,
+                message_id=msg.ts,
+                sender=Sender(msg.user),
+                text=msg.text,
+                images=images,
+                is_private=msg.is_private,
+                addressed=True,
+                thread_hint=msg.thread_hint,
+            )
+            await self.engine.handle(incoming, channel)
         except FileRefused as exc:
             await self._say(channel, str(exc))
-            return
-        incoming = Incoming(
-            chat=msg.chat,
-            message_id=msg.ts,
-            sender=Sender(msg.user),
-            text=msg.text,
-            images=images,
-            is_private=msg.is_private,
-            addressed=True,
-            thread_hint=msg.thread_hint,
-        )
-        try:
-            await self.engine.handle(incoming, channel)
         except Exception:
-            log.exception("Slack: engine failed on %s/%s", msg.channel, msg.ts)
+            log.exception("Slack: failed on message %s in %s", msg.ts, msg.channel)
             await channel.progress(Progress.FAILED)
             await self._say(channel, "Sorry, something went wrong. Please try again.")
+        finally:
+            mine.set_result(None)
+            key = (msg.channel, msg.thread_hint)
+            if self._chains.get(key) is mine:
+                del self._chains[key]
 
     async def _fetch_images(self, files: Sequence[Mapping[str, Any]]) -> tuple[InputImage, ...]:
         """All files of one message, as one turn's images; any bad file refuses them all

@@ -581,3 +581,43 @@ async def test_secrets_never_reach_the_logs(rig: Rig, caplog: pytest.LogCaptureF
     assert caplog.records, "debug logging was on"
     for secret in (rig.slack.bot_token, rig.slack.signing_secret):
         assert secret not in caplog.text
+
+
+async def test_a_quick_follow_up_waits_for_the_mention_that_starts_the_thread(rig: Rig) -> None:
+    rig.slack.hold("files.download")  # the first message's picture is slow to download
+    try:
+        file = rig.slack.host_file(png("red"), "cat.png")
+        first = message_event("<@UBOT> make it a watercolor", kind="app_mention", files=[file])
+        root = str(first["ts"])
+        await rig.deliver(event_callback(first), wait=False)
+        await rig.slack.wait_for(lambda: bool(rig.slack.files[file["id"]].downloads))
+        follow_up = message_event("and add a hat", thread_ts=root)
+        await rig.deliver(event_callback(follow_up), wait=False)
+        await rig.slack.wait_for(
+            lambda: any(m.text == QUEUED_NOTE for m in rig.slack.thread_messages(CHANNEL, root))
+        )
+        assert rig.gemini.requests == []
+    finally:
+        rig.slack.release("files.download")
+    await rig.adapter.drain()
+    first_request, second_request = rig.gemini.requests
+    assert "watercolor" in first_request.prompt and first_request.images("user")
+    assert second_request.prompt == "and add a hat" and second_request.parts("model")
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 2
+
+
+async def test_a_follow_up_to_a_refused_mention_is_dropped(rig: Rig) -> None:
+    rig.slack.hold("files.download")
+    try:
+        file = rig.slack.host_file(b"%PDF-1.4", "notes.png", "image/png")
+        first = message_event("<@UBOT> fix this", kind="app_mention", files=[file])
+        root = str(first["ts"])
+        await rig.deliver(event_callback(first), wait=False)
+        await rig.slack.wait_for(lambda: bool(rig.slack.files[file["id"]].downloads))
+        await rig.deliver(event_callback(message_event("thanks", thread_ts=root)), wait=False)
+    finally:
+        rig.slack.release("files.download")
+    await rig.adapter.drain()
+    assert rig.gemini.requests == []
+    texts = [m.text for m in rig.slack.thread_messages(CHANNEL, root)]
+    assert any("notes.png" in t for t in texts)

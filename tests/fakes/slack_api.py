@@ -221,7 +221,8 @@ class FakeSlack:
         self._failures.setdefault(method, []).append((status, retry_after))
 
     def hold(self, method: str) -> None:
-        """Keep calls of ``method`` waiting (recorded, unanswered) until :meth:`release`."""
+        """Keep calls of ``method`` waiting (recorded, unanswered) until :meth:`release`;
+        ``"files.download"`` holds file downloads."""
         self._held[method] = asyncio.Event()
 
     def release(self, method: str) -> None:
@@ -443,6 +444,9 @@ class FakeSlack:
         auth = request.headers.get("Authorization")
         hosted.downloads.append(auth)
         await self._notify()
+        gate = self._held.get("files.download")
+        if gate is not None:
+            await gate.wait()
         if hosted.redirect_to:
             raise web.HTTPFound(hosted.redirect_to)
         if auth != f"Bearer {self.bot_token}":
