@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -320,13 +321,15 @@ class SlackAdapter:
             ],
         )
         secret = settings.slack_signing_secret
+        bolt_log = logging.getLogger("chatbrush.slack.bolt")
+        bolt_log.addFilter(_quiet_token_notice)
         self.app = AsyncApp(
             name="chatbrush",
             client=self.client,
             signing_secret=secret.get_secret_value() if secret else "",
             request_verification_enabled=secret is not None,
             process_before_response=True,
-            logger=logging.getLogger("chatbrush.slack.bolt"),
+            logger=bolt_log,
         )
         self.admins = AdminCache(self.client)
         self._allowed = frozenset(settings.slack_allowed_channels)
@@ -386,7 +389,10 @@ class SlackAdapter:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace: float = 8.0) -> None:
+        """Stop: give edits under way ``grace`` seconds to reach Slack, then cancel."""
+        if self._tasks and grace > 0:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -608,6 +614,12 @@ class SlackAdapter:
             await self.engine.handle(incoming, channel)
         except Exception:
             log.exception("Slack: slash command failed in %s", channel_id)
+
+
+def _quiet_token_notice(record: logging.LogRecord) -> bool:
+    """Drop bolt's notice that ``SLACK_BOT_TOKEN`` (which it reads from the environment
+    itself) is unused: we hand it a configured client on purpose."""
+    return warning_client_prioritized_and_token_skipped() not in str(record.msg)
 
 
 def _ts(value: Any) -> float:
