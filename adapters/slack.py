@@ -10,7 +10,9 @@ filters, claims the event (retries and the mention/message double delivery are h
 once, durably, through the engine's store) and starts a background task; downloads and
 the model call happen after the acknowledgement. The app runs with
 ``process_before_response`` so that short decision step is finished — and the task
-registered — by the time Slack (or a test) sees the acknowledgement.
+registered — by the time Slack (or a test) sees the acknowledgement. Messages of one
+conversation are handed to the engine in the order Slack sent them, even when an earlier
+one is still downloading its pictures.
 """
 
 from __future__ import annotations
@@ -220,6 +222,7 @@ class SlackChannel:
         self.thread_ts = thread_ts
         self.message_ts = message_ts
         self._uploads = 0
+        self._queued_shown = False
 
     async def send_text(self, text: str) -> list[str]:
         resp = await self.client.chat_postMessage(
@@ -250,6 +253,9 @@ class SlackChannel:
     async def progress(self, state: Progress) -> None:
         try:
             if state is Progress.QUEUED:
+                if self._queued_shown:
+                    return
+                self._queued_shown = True
                 await self.client.chat_postMessage(
                     channel=self.channel, text=QUEUED_NOTE, thread_ts=self.thread_ts
                 )

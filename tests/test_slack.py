@@ -263,6 +263,9 @@ async def test_direct_messages_are_a_private_conversation_at_top_level(rig: Rig)
     await rig.say("undo", channel=DM, channel_type="im", user=ALICE)
     assert "Undid 1 version" in (rig.slack.messages[-1].text)
     assert len(rig.gemini.requests) == 2
+    # the slash command in a DM knows the conversation: it is the DM's own
+    await rig.command("history", channel=DM, channel_name="directmessage", user=ALICE)
+    assert "v1" in rig.slack.responses[-1]["text"] and "v2" in rig.slack.responses[-1]["text"]
 
 
 async def test_two_files_in_one_message_are_fused_into_one_turn(rig: Rig) -> None:
