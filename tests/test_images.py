@@ -113,6 +113,15 @@ def test_twelve_megapixel_sideways_jpeg_is_downscaled_to_max_side() -> None:
     assert im.size == (prepared.width, prepared.height) == (1152, 1536)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_parallel_band_resize_is_seamless(mode: str) -> None:
+    from bot.images import _resize
+
+    source = photo(2400, 1800).convert(mode)
+    expected = source.resize((1536, 1152), Image.Resampling.BICUBIC)
+    assert _resize(source, (1536, 1152)).tobytes() == expected.tobytes()
+
+
 def test_draft_decoding_keeps_longest_side_when_small_factor_would_undershoot() -> None:
     # 2100 / 1000 = 2.1: a 1/2 draft gives 1050 px, still >= 1000; a 1/4 would not.
     data = encode(photo(2100, 900), "JPEG", exif=gps_exif(8))

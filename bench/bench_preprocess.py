@@ -1,0 +1,201 @@
+"""How long it takes to get a phone photo ready for the model.
+
+Builds a 12 MP (4000x3000) photo-like JPEG with camera EXIF, then times
+``bot.images.prepare_input`` (draft-mode decode, resize, re-encode) against the plain way
+(``Image.open`` + ``load`` + LANCZOS resize + JPEG encode) at the sending size. Each
+method runs in its own child process so its peak memory (max RSS) is its own.
+
+    python bench/bench_preprocess.py                      # 30 runs each, max side 1536
+    python bench/bench_preprocess.py --repeat 50 --markdown bench/results/preprocess.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+
+METHODS = ("prepare_input", "prepare_input_rotated", "full_decode_resize")
+
+
+def build_photo(width: int = 4000, height: int = 3000, orientation: int = 1) -> bytes:
+    """A camera-like JPEG: soft gradients, shapes, texture and sensor noise, plus EXIF/GPS."""
+    sky = Image.linear_gradient("L").resize((width, height))
+    side = sky.transpose(Image.Transpose.ROTATE_90).resize((width, height))
+    base = Image.merge("RGB", (side, sky, Image.new("L", (width, height), 140)))
+    draw = ImageDraw.Draw(base)
+    step = max(width, height) // 40
+    for k in range(60):
+        x, y = (k * 7919) % width, (k * 104729) % height
+        r = step * (1 + k % 5)
+        colour = ((k * 53) % 256, (k * 97) % 256, (k * 191) % 256)
+        (draw.ellipse if k % 2 else draw.rectangle)((x - r, y - r, x + r, y + r), fill=colour)
+    base = base.filter(ImageFilter.GaussianBlur(3))
+    # colour sensor grain: entropy decoding dominates JPEG decode time, so a realistic
+    # file size (~3 MB for 12 MP at quality 92) matters more than the picture itself
+    grain = Image.merge("RGB", [Image.effect_noise((width, height), 30) for _ in range(3)])
+    photo = Image.blend(base, grain, 0.22)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "BenchCam"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 29.0)
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=92, exif=exif)
+    return buf.getvalue()
+
+
+def full_decode_resize(data: bytes, max_side: int) -> bytes:
+    """The straightforward way: decode every pixel, then shrink."""
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    scale = max_side / max(im.size)
+    size = (round(im.width * scale), round(im.height * scale))
+    small = im.resize(size, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _max_rss_mb() -> float:
+    """This process's peak RSS (VmHWM, reset by exec, unlike ru_maxrss on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(method: str, path: str, repeat: int, max_side: int) -> None:
+    """Run one method ``repeat`` times and print one JSON line of results."""
+    from bot.images import prepare_input
+
+    data = Path(path).read_bytes()
+    fn: Callable[[bytes], object]
+    if method.startswith("prepare_input"):
+        fn = lambda d: prepare_input(d, max_side=max_side)  # noqa: E731
+    else:
+        fn = lambda d: full_decode_resize(d, max_side)  # noqa: E731
+    rss_before = _max_rss_mb()
+    fn(data)  # warm-up: first-call imports and plugin initialisation
+    times, cpu = [], []
+    for i in range(repeat):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn(data)
+        times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+        if (i + 1) % 10 == 0 or i + 1 == repeat:
+            print(f"    {method}: {i + 1}/{repeat}", file=sys.stderr, flush=True)
+    result = fn(data)
+    encoded = result if isinstance(result, bytes) else getattr(result, "data", b"")
+    out = Image.open(io.BytesIO(encoded))
+    print(
+        json.dumps(
+            {
+                "method": method,
+                "times": times,
+                "cpu": cpu,
+                "peak_rss_mb": _max_rss_mb(),
+                "rss_growth_mb": _max_rss_mb() - rss_before,
+                "out_size": [out.width, out.height],
+                "out_kb": len(encoded) // 1000,
+            }
+        )
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--max-side", type=int, default=1536)
+    parser.add_argument("--markdown", type=Path, help="also write the results table here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.input, args.repeat, args.max_side)
+        return 0
+
+    import PIL
+
+    load_before = os.getloadavg()[0]
+    print("building a 4000x3000 photo-like JPEG (twice: upright and EXIF-rotated)…", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        upright = Path(tmp, "photo.jpg")
+        rotated = Path(tmp, "photo_rot6.jpg")
+        upright.write_bytes(build_photo())
+        rotated.write_bytes(build_photo(orientation=6))
+        size_mb = upright.stat().st_size / 1e6
+        print(f"  {size_mb:.1f} MB each; {args.repeat} runs per method", flush=True)
+        results = []
+        for method in METHODS:
+            print(f"  timing {method}…", flush=True)
+            source = rotated if method.endswith("rotated") else upright
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", method, "--input", str(source),
+                 "--repeat", str(args.repeat), "--max-side", str(args.max_side)],
+                check=True, capture_output=False, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    facts = (
+        f"nproc {os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}, "
+        f"Pillow {PIL.__version__}, {platform.system()} {platform.release()}, "
+        f"load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after"
+    )
+    lines = [
+        f"12 MP JPEG ({size_mb:.1f} MB, 4000x3000) to max side {args.max_side}, "
+        f"{args.repeat} runs each (after one warm-up run), one process per method.",
+        "",
+        "| method | p50 ms | p95 ms | min ms | CPU ms p50 | peak RSS MB (growth) | output |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        t = r["times"]
+        size = "x".join(map(str, r["out_size"]))
+        lines.append(
+            f"| {r['method']} | {statistics.median(t):.1f} | {percentile(t, 0.95):.1f} "
+            f"| {min(t):.1f} | {statistics.median(r['cpu']):.1f} "
+            f"| {r['peak_rss_mb']:.0f} (+{r['rss_growth_mb']:.0f}) "
+            f"| {size} JPEG, {r['out_kb']} kB |"
+        )
+    table = "\n".join(lines)
+    print()
+    print(facts)
+    print(table)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        command = "python bench/bench_preprocess.py " + " ".join(sys.argv[1:])
+        args.markdown.write_text(
+            "# Image preprocessing benchmark\n\n"
+            f"Command (from the repository root, venv active):\n\n    {command.strip()}\n\n"
+            f"Machine: {facts}.\n\n{table}\n"
+        )
+        print(f"\nwrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
