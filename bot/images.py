@@ -151,6 +151,13 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
+def _is_video_ftyp(data: bytes) -> bool:
+    brands = _ftyp_brands(data)
+    return bool(brands) and brands[0].startswith(
+        (b"isom", b"iso", b"mp4", b"avc1", b"qt  ", b"M4V", b"3gp", b"3g2", b"dash", b"mmp4")
+    )
+
+
 def _describe_non_image(data: bytes) -> str:
     """A few words on what a refused file seems to be, so the user knows what went wrong."""
     head = data[:512]
@@ -161,7 +168,8 @@ def _describe_non_image(data: bytes) -> str:
         (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), "an archive"),
         (head.startswith((b"\x7fELF", b"MZ")), "a program"),
         (head.startswith(b"8BPS"), "a Photoshop file"),
-        (head.startswith(b"\x1a\x45\xdf\xa3") or bool(_ftyp_brands(data)), "a video"),
+        (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), "a video"),
+        (_ftyp_brands(data)[:1] == [b"M4A "], "an audio file"),
         (head.startswith(b"RIFF") and head[8:12] == b"AVI ", "a video"),
         (
             head.startswith((b"ID3", b"OggS", b"fLaC", b"\xff\xfb", b"\xff\xf3"))
@@ -208,8 +216,16 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
             _png_chunks(data)
         except ValueError as exc:
             raise ImageRejected(_DAMAGED, detail=f"png: {exc}") from None
+    formats = _PIL_FORMATS[kind]
+    Image.init()
+    if not any(f in Image.OPEN for f in formats):  # e.g. a Pillow built without AVIF
+        label = kind.removeprefix("image/").upper()
+        raise ImageRejected(
+            f"{label} images are not supported here; please send a JPEG or PNG.",
+            detail=f"no Pillow plugin among {formats}",
+        )
     try:
-        im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS[kind])
+        im = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own limit fired first (the warning arrives as an exception when
         # warnings are errors); the header parse has not decoded pixels yet.

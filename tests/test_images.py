@@ -382,6 +382,7 @@ def test_header_only_jpeg_refused() -> None:
         (b"<!DOCTYPE html><html><body>Forbidden</body></html>", "web page"),
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
         (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "video"),
+        (b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom", "audio"),
         (bytes(range(256)) * 4, "not an image."),
     ],
 )
@@ -389,6 +390,13 @@ def test_non_images_refused_with_what_they_look_like(data: bytes, fragment: str)
     message = rejected(data)
     assert message.startswith("That file is not an image")
     assert fragment in message
+
+
+def test_image_format_this_pillow_cannot_open_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    avif = encode(photo(16, 16), "AVIF")
+    monkeypatch.delitem(Image.OPEN, "AVIF")
+    monkeypatch.delitem(Image.OPEN, "HEIF")
+    assert rejected(avif) == "AVIF images are not supported here; please send a JPEG or PNG."
 
 
 def test_empty_file_refused() -> None:
