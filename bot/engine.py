@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bot.images as imaging
@@ -20,6 +19,7 @@ from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, build_context
 from bot.events import Channel, ChatKey, Incoming, InputImage, OutputImage, Progress
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
+from bot.ordering import Lines, Ticket
 from bot.threads import Thread, Turn, TurnStatus, format_history, undo_target
 from storage.sqlite import AsyncStore, NewImage, NewPart, UsageSummary
 
@@ -27,31 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_UNDO = 50
 GENERIC_FAILURE = "Sorry, something went wrong on my side. Please try again in a moment."
-
-
-class KeyedLocks:
-    """One FIFO lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    def busy(self, key: int) -> bool:
-        entry = self._locks.get(key)
-        return entry is not None and entry[0].locked()
-
-    @asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 @dataclass(frozen=True)
@@ -77,7 +52,9 @@ class Engine:
         self.store = store
         self.model = model
         self.settings = settings
-        self._locks = KeyedLocks()
+        # Arrival order per chat, then per thread: see bot/ordering.py.
+        self._intake = Lines()
+        self._threads = Lines()
 
     # ------------------------------------------------------------------ public API
     async def handle(self, incoming: Incoming, channel: Channel) -> None:
@@ -118,26 +95,37 @@ class Engine:
 
     # ------------------------------------------------------------------ routing
     async def _handle(self, incoming: Incoming, channel: Channel) -> None:
-        command = parse_command(incoming.text)
-        if command is not None:
-            await self._command(command, incoming, channel)
-            return
-        text = incoming.text.strip()
-        limit = self.settings.chatbrush_max_prompt_chars
-        if len(text) > limit:
-            raise UserFacingError(
-                f"That message is too long ({len(text):,} characters); please keep it under "
-                f"{limit:,}."
-            )
-        # Validate what the user sent before any thread is created for it.
-        own_images = await self._prepare_images(incoming.images)
-        target = await self._route(incoming)
-        if target is None:
-            return  # a group message not meant for us (adapters normally filter these)
-        prepared = [*await self._prepare_images(target.carried), *own_images]
-        if not text and not prepared:
-            raise UserFacingError("Tell me what to change, or send a photo.")
-        await self._turn(incoming, channel, target, text, prepared)
+        # Everything up to taking a place in the thread's line happens in the chat's
+        # arrival order, so a quick text reply cannot overtake the photo sent before it.
+        intake = self._intake.reserve(incoming.chat)
+        async with intake:
+            command = parse_command(incoming.text)
+            if command is not None:
+                await self._command(command, incoming, channel, intake)
+                return
+            text = incoming.text.strip()
+            limit = self.settings.chatbrush_max_prompt_chars
+            if len(text) > limit:
+                raise UserFacingError(
+                    f"That message is too long ({len(text):,} characters); please keep it "
+                    f"under {limit:,}."
+                )
+            # Validate what the user sent before any thread is created for it.
+            own_images = await self._prepare_images(incoming.images)
+            target = await self._route(incoming)
+            if target is None:
+                return  # a group message not meant for us (adapters normally filter these)
+            prepared = [*await self._prepare_images(target.carried), *own_images]
+            if not text and not prepared:
+                raise UserFacingError("Tell me what to change, or send a photo.")
+            queued = self._threads.busy(target.thread.id)
+            ticket = self._threads.reserve(target.thread.id)
+        try:
+            if queued:
+                await self._safe_progress(channel, Progress.QUEUED)
+            await self._turn(incoming, channel, target, text, prepared, ticket)
+        finally:
+            ticket.release()
 
     async def _route(self, incoming: Incoming) -> Target | None:
         db = self.store.sync
@@ -201,12 +189,11 @@ class Engine:
         target: Target,
         text: str,
         prepared: list[imaging.PreparedImage],
+        ticket: Ticket,
     ) -> None:
         db = self.store.sync
         thread_id = target.thread.id
-        if self._locks.busy(thread_id):
-            await self._safe_progress(channel, Progress.QUEUED)
-        async with self._locks.hold(thread_id):
+        async with ticket:
             parent_id = target.parent_id
             if target.follow_head:
                 current = await self.store.run(db.get_thread, thread_id)
@@ -336,13 +323,20 @@ class Engine:
             await self.store.run(self.store.sync.link_message, chat, message_id, turn)
 
     # ------------------------------------------------------------------ commands
-    async def _command(self, command: Command, incoming: Incoming, channel: Channel) -> None:
+    async def _command(self, command: Command, incoming: Incoming, channel: Channel,
+                       intake: Ticket) -> None:
+        # undo and reset change a thread: they take their place in its line first.
+        if command.name == "undo":
+            await self._cmd_undo(command, incoming, channel, intake)
+            return
+        if command.name == "reset":
+            await self._cmd_reset(command, incoming, channel, intake)
+            return
+        intake.release()  # the rest only read, or start something new
         handler = {
             "help": self._cmd_help,
             "new": self._cmd_new,
-            "undo": self._cmd_undo,
             "history": self._cmd_history,
-            "reset": self._cmd_reset,
             "usage": self._cmd_usage,
             "stats": self._cmd_stats,
             "settings": self._cmd_settings,
@@ -382,13 +376,16 @@ class Engine:
                                   "which conversation you mean.")
         return thread
 
-    async def _cmd_undo(self, command: Command, incoming: Incoming, channel: Channel) -> None:
+    async def _cmd_undo(self, command: Command, incoming: Incoming, channel: Channel,
+                        intake: Ticket) -> None:
         arg = command.args.split()[0] if command.args else "1"
         if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
             raise UserFacingError(f"Use /undo or /undo N with N from 1 to {MAX_UNDO}.")
         thread = await self._existing_thread(incoming)
         db = self.store.sync
-        async with self._locks.hold(thread.id):
+        ticket = self._threads.reserve(thread.id)
+        intake.release()
+        async with ticket:
             current = await self.store.run(db.get_thread, thread.id)
             if current is None:
                 raise UserFacingError("That conversation was reset.")
@@ -418,11 +415,14 @@ class Engine:
         turns = await self.store.run(self.store.sync.turns_of, thread.id)
         await self._safe_send(channel, format_history(turns, thread.head_id))
 
-    async def _cmd_reset(self, command: Command, incoming: Incoming, channel: Channel) -> None:
+    async def _cmd_reset(self, command: Command, incoming: Incoming, channel: Channel,
+                         intake: Ticket) -> None:
         if not incoming.is_private and not await self._is_admin(incoming, channel):
             raise UserFacingError("Sorry, only chat admins can reset a conversation here.")
         thread = await self._existing_thread(incoming)
-        async with self._locks.hold(thread.id):
+        ticket = self._threads.reserve(thread.id)
+        intake.release()
+        async with ticket:
             await self.store.run(self.store.sync.delete_thread, thread.id)
         await self._safe_send(channel, "Done: I forgot that conversation. Send a photo to "
                                        "start again.")

@@ -397,3 +397,17 @@ async def test_an_oversized_upload_is_refused_clearly(tmp_path: Path, fake: Fake
         reply = await dm.say("watercolor", buffer.getvalue())
         assert reply.kind == "text" and "too big" in (reply.text or "")
         assert fake.requests == []
+
+
+async def test_a_quick_reply_cannot_overtake_the_photo_sent_before_it(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    dm = Chat(engine, PRIVATE, private=True)
+    big = photo(size=(3000, 2200))  # takes a while to normalise
+    photo_first = asyncio.create_task(dm.say("", big))
+    await asyncio.sleep(0)
+    text_second = asyncio.create_task(dm.say("make it watercolor"))
+    await asyncio.gather(photo_first, text_second)
+    assert "What should I do with it?" in (dm.channel.sent[0].text or "")
+    assert len(fake.requests) == 1
+    assert len(fake.requests[0].images("user")) == 1  # the instruction saw the photo
