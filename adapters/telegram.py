@@ -285,9 +285,17 @@ def _dimensions(image: OutputImage) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- albums
 @dataclass
+class _Slot:
+    """One message's place in its chat's line."""
+
+    handed: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class _Album:
-    items: list[tuple[int, Message]] = field(default_factory=list)
-    timer: asyncio.Task[None] | None = None
+    items: list[tuple[int, Message]]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # ---------------------------------------------------------------------- the adapter
@@ -306,6 +314,7 @@ class TelegramAdapter:
         admin_cache_seconds: float = 60.0,
         poll_timeout: float = 10.0,
         stop_grace: float = 30.0,
+        queued_notice_after: float = 1.0,
         concurrent_updates: int = 256,
     ) -> None:
         if settings.telegram_bot_token is None:
@@ -325,8 +334,9 @@ class TelegramAdapter:
         self._admin_cache: dict[tuple[int, str], tuple[float, bool]] = {}
         self._poll_timeout = poll_timeout
         self._stop_grace = stop_grace
+        self._queued_notice_after = queued_notice_after
         self._albums: dict[tuple[int, str], _Album] = {}
-        self._scope_locks: dict[tuple[int, str | None], tuple[asyncio.Lock, int]] = {}
+        self._lines: dict[tuple[int, str | None], list[_Slot]] = {}
         self._denied: dict[int, float] = {}
         self._me: BotIdentity | None = None
         self._running = False
@@ -363,7 +373,7 @@ class TelegramAdapter:
         assert app.updater is not None
         await app.updater.start_polling(
             timeout=int(self._poll_timeout),
-            allowed_updates=["message", "edited_message"],
+            allowed_updates=["message"],  # no edits, reactions, member changes
             drop_pending_updates=False,
         )
         self._running = True
@@ -378,10 +388,6 @@ class TelegramAdapter:
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
-        for album in list(self._albums.values()):
-            if album.timer is not None and not album.timer.done():
-                album.timer.cancel()
-        await self._flush_all_albums()
         try:
             await asyncio.wait_for(app.stop(), self._stop_grace)
         except TimeoutError:
@@ -405,42 +411,120 @@ class TelegramAdapter:
 
     async def _on_message(self, update_id: int, message: Message) -> None:
         if message.media_group_id is not None:
-            self._collect_album(update_id, message)
+            await self._on_album_item(update_id, message)
             return
-        await self._handle([(update_id, message)])
+        if not is_addressed(message, self.me):
+            return  # group chatter: nothing stored, nothing downloaded
 
-    async def _handle(self, items: list[tuple[int, Message]]) -> None:
-        """One turn from one message or one album (items sorted by message id)."""
+        async def just_this() -> list[tuple[int, Message]]:
+            return [(update_id, message)]
+
+        await self._in_line(message, just_this)
+
+    async def _on_album_item(self, update_id: int, message: Message) -> None:
+        """Album items arrive as separate updates. The first one takes the album's place
+        in line (so a message typed right after the album comes after it) and waits until
+        no new item has arrived for ``TELEGRAM_ALBUM_DEBOUNCE`` seconds."""
+        key = (message.chat.id, str(message.media_group_id))
+        album = self._albums.get(key)
+        if album is not None:
+            if all(m.message_id != message.message_id for _, m in album.items):
+                album.items.append((update_id, message))
+                album.arrived.set()
+            return
+        album = self._albums[key] = _Album([(update_id, message)])
+
+        async def collect() -> list[tuple[int, Message]]:
+            try:
+                while True:
+                    try:
+                        await asyncio.wait_for(
+                            album.arrived.wait(), self.settings.telegram_album_debounce
+                        )
+                    except TimeoutError:
+                        break
+                    album.arrived.clear()
+            finally:
+                self._albums.pop(key, None)
+            items = sorted(album.items, key=lambda item: item[1].message_id)
+            return items if any(is_addressed(m, self.me) for _, m in items) else []
+
+        await self._in_line(message, collect)
+
+    async def _in_line(
+        self,
+        message: Message,
+        collect: Callable[[], Awaitable[list[tuple[int, Message]]]],
+    ) -> None:
+        """Download while earlier messages of the same chat/topic are still going, but hand
+        them to the engine in arrival order. In a private chat (one conversation) a message
+        also waits until the previous one is answered, and says so."""
+        key = (message.chat.id, topic_id(message))
+        line = self._lines.get(key)
+        before = line[-1] if line else None
+        mine = _Slot()
+        self._lines.setdefault(key, []).append(mine)
+        private = is_private(message)
+        try:
+            items = await collect()
+            prepared = await self._prepare(items) if items else None
+            if before is not None:
+                waited = before.answered if private else before.handed
+                if not waited.is_set() and prepared is not None and private:
+                    # a quick answer ahead ("Got it") needs no notice; a model call does
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waited.wait(), self._queued_notice_after)
+                    if not waited.is_set():
+                        await prepared[1].progress(Progress.QUEUED)
+                await waited.wait()
+            mine.handed.set()
+            if prepared is not None:
+                await self._run(*prepared)
+        finally:
+            mine.handed.set()
+            mine.answered.set()
+            queue = self._lines.get(key, [])
+            if mine in queue:
+                queue.remove(mine)
+            if not queue:
+                self._lines.pop(key, None)
+
+    async def _prepare(
+        self, items: list[tuple[int, Message]]
+    ) -> tuple[Incoming, TelegramChannel] | None:
+        """Filter, claim and download one turn (a message or an album, in message order).
+
+        ``None`` when there is nothing for the engine (refused, a duplicate, a file we
+        told the user we cannot take)."""
         me = self.me
         messages = [m for _, m in items]
         primary = next((m for m in messages if m.text or m.caption), messages[0])
-        if not any(is_addressed(m, me) for m in messages):
-            return
         is_command, target = command_target(primary)
         if is_command and target is not None and target.lower() != me.username.lower():
-            return
+            return None
         if not self._allowed(primary):
             await self._deny(primary)
-            return
+            return None
         channel = TelegramChannel(self, primary, chat_action_interval=self._chat_action_interval)
         has_text = bool(primary.text or primary.caption)
         if not has_text and not any(m.photo or m.document for m in messages):
             if unsupported_content(primary) and is_private(primary):
                 await channel.send_text(UNSUPPORTED)
-            return
-        async with self._scope(primary):
-            fresh = [
-                await self.engine.claim_event(PLATFORM, f"{me.id}:{update_id}")
-                for update_id, _ in items
-            ]
-            if not all(fresh):
-                log.info("Telegram: update(s) %s already handled", [u for u, _ in items])
-                return
-            images, problem = await self._download_all(messages)
-            if problem is not None:
-                await channel.send_text(problem.user_message)
-                return
-            incoming = self._incoming(primary, messages, images)
+            return None
+        fresh = [
+            await self.engine.claim_event(PLATFORM, f"{me.id}:{update_id}")
+            for update_id, _ in items
+        ]
+        if not all(fresh):
+            log.info("Telegram: update(s) %s already handled", [u for u, _ in items])
+            return None
+        images, problem = await self._download_all(messages)
+        if problem is not None:
+            await channel.send_text(problem.user_message)
+            return None
+        return self._incoming(primary, messages, images), channel
+
+    async def _run(self, incoming: Incoming, channel: TelegramChannel) -> None:
         try:
             await self.engine.handle(incoming, channel)
         finally:
@@ -515,56 +599,6 @@ class TelegramAdapter:
         if len(data) > limit:
             return too_large(len(data), limit)
         return InputImage(data, ref.mime_type, ref.filename)
-
-    # ------------------------------------------------------------------ albums
-    def _collect_album(self, update_id: int, message: Message) -> None:
-        """Album items arrive as separate updates; wait a moment for the rest."""
-        key = (message.chat.id, str(message.media_group_id))
-        album = self._albums.setdefault(key, _Album())
-        album.items.append((update_id, message))
-        if album.timer is not None and not album.timer.done():
-            album.timer.cancel()
-        album.timer = asyncio.create_task(self._album_after_quiet(key))
-
-    async def _album_after_quiet(self, key: tuple[int, str]) -> None:
-        await asyncio.sleep(self.settings.telegram_album_debounce)
-        album = self._albums.pop(key, None)
-        if album is None:
-            return
-        items = sorted(album.items, key=lambda item: item[1].message_id)
-        task = self.application.create_task(self._handle_safely(items))
-        await asyncio.shield(task)
-
-    async def _handle_safely(self, items: list[tuple[int, Message]]) -> None:
-        try:
-            await self._handle(items)
-        except Exception:
-            log.exception("Telegram: album %s failed", [u for u, _ in items])
-
-    async def _flush_all_albums(self) -> None:
-        pending = list(self._albums.items())
-        self._albums.clear()
-        for _, album in pending:
-            items = sorted(album.items, key=lambda item: item[1].message_id)
-            await self._handle_safely(items)
-
-    # ------------------------------------------------------------------ ordering
-    @contextlib.asynccontextmanager
-    async def _scope(self, message: Message) -> Any:
-        """Keep claim + download of one chat/topic in arrival order, so the engine gets
-        a photo before the instruction typed right after it."""
-        key = (message.chat.id, topic_id(message))
-        lock, users = self._scope_locks.get(key, (asyncio.Lock(), 0))
-        self._scope_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._scope_locks[key]
-            if users <= 1:
-                del self._scope_locks[key]
-            else:
-                self._scope_locks[key] = (lock, users - 1)
 
     # ------------------------------------------------------------------ access
     def _allowed(self, message: Message) -> bool:

@@ -242,6 +242,7 @@ async def test_stickers_and_edits_get_no_model_call(
         await tg.wait_polled_past(sticker)
     assert hint["text"] == UNSUPPORTED
     assert len(gemini.requests) == 1
+    assert tg.allowed_updates == ["message"]  # edits are not even delivered
 
 
 # ---------------------------------------------------------------------- groups
@@ -276,6 +277,21 @@ async def test_group_chatter_is_ignored(
     assert len(gemini.requests) == 1 and gemini.requests[0].prompt == "draw a lighthouse"
     assert tg.sent == [answer]
     assert tg.download_count(photo["photo"][-1]["file_id"]) == 0
+
+
+async def test_two_people_in_one_group_are_served_at_the_same_time(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, bob, _ = people(tg)
+    group = tg.group(GROUP_ID)
+    gemini.pause()
+    first = tg.send(group, alice, photo=make_png(120, 100, seed=40), caption=f"{BOT} red")
+    second = tg.send(group, bob, photo=make_png(130, 100, seed=41), caption=f"{BOT} blue")
+    await gemini.wait_for_requests(2)  # both model calls are under way together
+    gemini.resume()
+    await answers_to(tg, first)
+    await answers_to(tg, second)
+    assert not [m for m in tg.sent if m.get("text") == QUEUED_NOTICE]
 
 
 async def test_reply_to_the_bot_continues_and_older_version_branches(
@@ -341,6 +357,28 @@ async def test_album_of_three_photos_is_one_turn(
     [request] = gemini.requests
     assert [size_of(img) for img in request.images("user")] == [(101, 100), (102, 100), (103, 100)]
     assert request.prompt == "put the hat from the second on the first"
+
+
+async def test_instruction_typed_right_after_an_album_comes_after_it(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    album = "13900000000000002"
+    first = tg.send(chat, alice, photo=make_png(111, 100, seed=30), media_group_id=album)
+    tg.send(chat, alice, photo=make_png(112, 100, seed=31), media_group_id=album)
+    asked = tg.send(chat, alice, "combine them side by side")
+
+    [got_it] = await answers_to(tg, first)
+    answer = await tg.wait_for(
+        lambda: [m for m in tg.sent if "photo" in m] or None, what="the combined picture"
+    )
+
+    assert "What should I do with them" in got_it["text"]
+    assert answer[0]["reply_to_message"]["message_id"] == asked["message_id"]
+    [request] = gemini.requests
+    assert [size_of(img) for img in request.images("user")] == [(111, 100), (112, 100)]
+    assert request.prompt == "combine them side by side"
 
 
 async def test_forum_topics_are_separate(

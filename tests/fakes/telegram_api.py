@@ -180,6 +180,8 @@ class FakeTelegram:
         self._redeliver: list[dict[str, Any]] = []
         self._delivered: list[dict[str, Any]] = []
         self._closing = False
+        #: what the bot subscribed to (Telegram keeps the last value it was given)
+        self.allowed_updates: list[str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -610,8 +612,15 @@ class FakeTelegram:
         self._polls += 1
         self._notify()
 
+        if "allowed_updates" in params:
+            self.allowed_updates = params["allowed_updates"] or None
+
+        def wanted(update: dict[str, Any]) -> bool:
+            kinds = self.allowed_updates or ["message", "edited_message", "channel_post"]
+            return any(kind in update for kind in kinds)
+
         def ready() -> list[dict[str, Any]]:
-            fresh = [u for u in self._updates if u["update_id"] >= self._confirmed]
+            fresh = [u for u in self._updates if u["update_id"] >= self._confirmed and wanted(u)]
             return (self._redeliver + fresh)[:limit]
 
         if not ready() and timeout > 0:
