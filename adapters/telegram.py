@@ -285,14 +285,6 @@ def _dimensions(image: OutputImage) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- albums
 @dataclass
-class _Slot:
-    """One message's place in its chat's line."""
-
-    handed: asyncio.Event = field(default_factory=asyncio.Event)
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
 class _Album:
     items: list[tuple[int, Message]]
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -314,7 +306,6 @@ class TelegramAdapter:
         admin_cache_seconds: float = 60.0,
         poll_timeout: float = 10.0,
         stop_grace: float = 30.0,
-        queued_notice_after: float = 1.0,
         concurrent_updates: int = 256,
     ) -> None:
         if settings.telegram_bot_token is None:
@@ -334,9 +325,9 @@ class TelegramAdapter:
         self._admin_cache: dict[tuple[int, str], tuple[float, bool]] = {}
         self._poll_timeout = poll_timeout
         self._stop_grace = stop_grace
-        self._queued_notice_after = queued_notice_after
         self._albums: dict[tuple[int, str], _Album] = {}
-        self._lines: dict[tuple[int, str | None], list[_Slot]] = {}
+        #: per chat/topic: one event per message not yet handed to the engine
+        self._lines: dict[tuple[int, str | None], list[asyncio.Event]] = {}
         self._denied: dict[int, float] = {}
         self._me: BotIdentity | None = None
         self._running = False
@@ -456,38 +447,28 @@ class TelegramAdapter:
         message: Message,
         collect: Callable[[], Awaitable[list[tuple[int, Message]]]],
     ) -> None:
-        """Download while earlier messages of the same chat/topic are still going, but hand
-        them to the engine in arrival order. In a private chat (one conversation) a message
-        also waits until the previous one is answered, and says so."""
+        """Download while earlier messages of the same chat/topic are still downloading,
+        but hand them to the engine in arrival order (the engine keeps that order from
+        there on, and says so when a message waits behind another of its thread)."""
         key = (message.chat.id, topic_id(message))
-        line = self._lines.get(key)
+        line = self._lines.setdefault(key, [])
         before = line[-1] if line else None
-        mine = _Slot()
-        self._lines.setdefault(key, []).append(mine)
-        private = is_private(message)
+        mine = asyncio.Event()
+        line.append(mine)
         try:
             items = await collect()
             prepared = await self._prepare(items) if items else None
             if before is not None:
-                waited = before.answered if private else before.handed
-                if not waited.is_set() and prepared is not None and private:
-                    # a quick answer ahead ("Got it") needs no notice; a model call does
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waited.wait(), self._queued_notice_after)
-                    if not waited.is_set():
-                        await prepared[1].progress(Progress.QUEUED)
-                await waited.wait()
-            mine.handed.set()
+                await before.wait()
+            mine.set()
             if prepared is not None:
                 await self._run(*prepared)
         finally:
-            mine.handed.set()
-            mine.answered.set()
-            queue = self._lines.get(key, [])
-            if mine in queue:
-                queue.remove(mine)
-            if not queue:
-                self._lines.pop(key, None)
+            mine.set()
+            if mine in line:
+                line.remove(mine)
+            if not line and self._lines.get(key) is line:
+                del self._lines[key]
 
     async def _prepare(
         self, items: list[tuple[int, Message]]
