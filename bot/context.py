@@ -64,9 +64,11 @@ def build_context(
         nonlocal budget
         if (turn.id, index) in chosen:
             return True
-        ref = turn.parts[index].image
-        assert ref is not None
-        cost = b64_len(ref.size)
+        part = turn.parts[index]
+        assert part.image is not None
+        # A sent image carries its signature (up to hundreds of KB on Gemini 3); a dropped
+        # one takes it along, so the signature is charged here, with the bytes.
+        cost = b64_len(part.image.size) + _text_cost(part)
         if len(chosen) >= policy.max_images or cost > budget:
             return False
         chosen.add((turn.id, index))

@@ -102,3 +102,21 @@ def test_conversation_always_opens_with_a_user_turn(store: Store) -> None:
     built = build_context(path, ContextPolicy(75_000, 3), store.image_bytes)
     assert built.contents[0].role == "user"
     assert built.turns_dropped > 0
+
+
+def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> None:
+    thread = store.create_thread(CHAT)
+    parent = store.add_turn(thread.id, parent_id=None, role="user",
+                            parts=[NewPart(image=image(0, 10_000)), NewPart(text="go")])
+    path = [parent]
+    for i in range(1, 30):
+        model = store.add_turn(thread.id, parent_id=path[-1].id, role="model",
+                               parts=[NewPart(image=image(i, 10_000),
+                                              thought_signature="G" * 200_000)])
+        user = store.add_turn(thread.id, parent_id=model.id, role="user",
+                              parts=[NewPart(text=f"edit {i}")])
+        path += [model, user]
+    policy = ContextPolicy(byte_budget=1_000_000, max_images=14)
+    built = build_context(path, policy, store.image_bytes)
+    assert built.request_bytes <= policy.byte_budget
+    assert built.images_sent < 14
