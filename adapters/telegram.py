@@ -635,6 +635,7 @@ def _build(
         .base_file_url(f"{base}/file/bot")
         .rate_limiter(limiter)
         .concurrent_updates(concurrent_updates)
+        .job_queue(None)  # nothing scheduled: progress refreshes are plain tasks
         .build()
     )
 
