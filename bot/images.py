@@ -20,6 +20,7 @@ import io
 import itertools
 import logging
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -301,6 +302,7 @@ def _icc_for(mode: str, icc: bytes | None) -> bytes | None:
 
 
 _resize_pool: ThreadPoolExecutor | None = None
+_resize_pool_lock = threading.Lock()
 _BANDS: Final = min(2, os.cpu_count() or 1)
 
 
@@ -323,8 +325,9 @@ def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     gap = min(im.width // size[0], im.height // size[1]) // 3
     if gap > 1:  # what reducing_gap=3 does: a cheap box reduce first for big factors
         im = im.reduce(gap)
-    if _resize_pool is None:
-        _resize_pool = ThreadPoolExecutor(_BANDS, thread_name_prefix="chatbrush-resize")
+    with _resize_pool_lock:
+        if _resize_pool is None:
+            _resize_pool = ThreadPoolExecutor(_BANDS, thread_name_prefix="chatbrush-resize")
     scale_y = im.height / size[1]
     cuts = [size[1] * k // _BANDS for k in range(_BANDS + 1)]
     bands = [

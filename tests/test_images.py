@@ -416,6 +416,16 @@ async def test_async_variant_runs_the_same_checks() -> None:
         await prepare_input_async(b"%PDF-1.5")
 
 
+async def test_concurrent_preparations_share_the_resize_pool_safely() -> None:
+    import asyncio
+
+    uploads = [encode(photo(2400, 1800, seed=k), "BMP") for k in range(3)]  # no draft
+    alone = [prepare_input(u, max_side=1200) for u in uploads]
+    together = await asyncio.gather(*(prepare_input_async(u, max_side=1200) for u in uploads))
+    assert [p.data for p in together] == [p.data for p in alone]
+    assert len({p.data for p in alone}) == 3
+
+
 # --------------------------------------------------------------------------- model output
 
 
