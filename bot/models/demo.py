@@ -187,17 +187,21 @@ def _degrees(angle: float) -> str:
     return f"{angle:g}°"
 
 
+#: clockwise degrees -> Pillow transpose (whose ROTATE_n turns counter-clockwise)
+_QUARTER_TURNS: Final = {
+    90.0: (Image.Transpose.ROTATE_270, "rotated 90° right"),
+    180.0: (Image.Transpose.ROTATE_180, "rotated 180°"),
+    270.0: (Image.Transpose.ROTATE_90, "rotated 90° left"),
+}
+
+
 def _rotate(im: Image.Image, clockwise: float) -> tuple[Image.Image, str]:
     angle = clockwise % 360
     if angle == 0:
         return im, "left the rotation as it was (a full turn)"
-    exact = {90.0: Image.Transpose.ROTATE_270, 180.0: Image.Transpose.ROTATE_180}
-    exact[270.0] = Image.Transpose.ROTATE_90
-    if angle in exact:
-        if angle == 180:
-            return im.transpose(exact[angle]), "rotated 180°"
-        side = "right" if angle == 90 else "left"
-        return im.transpose(exact[angle]), f"rotated 90° {side}"
+    if angle in _QUARTER_TURNS:  # lossless
+        method, what = _QUARTER_TURNS[angle]
+        return im.transpose(method), what
     # Pillow turns counter-clockwise; corners the picture leaves are transparent.
     out = im.convert("RGBA").rotate(
         -clockwise, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0, 0)
