@@ -8,7 +8,6 @@ stores both turns, and links every platform message to its turn so replies find 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -253,7 +252,7 @@ class Engine:
         await self._safe_progress(channel, Progress.WORKING)
         try:
             result = await self.model.generate(request)
-            outputs = [await asyncio.to_thread(imaging.inspect_output, b.data, b.mime_type)
+            outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
                        for b in result.images]
         except (ModelError, imaging.ImageRejected) as exc:
             error = exc if isinstance(exc, ModelError) else ModelError(
@@ -267,7 +266,9 @@ class Engine:
             image: NewImage | None = None
             if part.image is not None and not part.thought:
                 out = next(outputs_iter)
-                image = NewImage(part.image.data, out.mime_type, out.width, out.height)
+                # Stored exactly as the model sent it (it is replayed verbatim); what the
+                # chat was shown may be a converted copy, remade on resend.
+                image = NewImage(part.image.data, part.image.mime_type, out.width, out.height)
             elif part.image is not None:
                 image = NewImage(part.image.data, part.image.mime_type, 0, 0)
             parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
@@ -404,8 +405,9 @@ class Engine:
         if not target.images:
             await self._safe_send(channel, f"{undone} {label}")
             return
-        outputs = [OutputImage(await self.store.run(db.image_bytes, ref.sha256), ref.mime_type,
-                               ref.width, ref.height) for ref in target.images]
+        outputs = [await imaging.inspect_output_async(
+                       await self.store.run(db.image_bytes, ref.sha256), ref.mime_type)
+                   for ref in target.images]
         await self._deliver(channel, incoming.chat, target, outputs,
                             f"{undone} {label} Reply to continue from here.")
 
