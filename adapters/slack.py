@@ -504,6 +504,7 @@ class SlackAdapter:
                 is_private=msg.is_private,
                 addressed=True,
                 thread_hint=msg.thread_hint,
+                command_prefix=self._command_prefix(msg.is_private),
             )
             await self.engine.handle(incoming, channel)
         except FileRefused as exc:
@@ -579,6 +580,12 @@ class SlackAdapter:
         info = resp.get("file")
         return info if isinstance(info, Mapping) else file
 
+    def _command_prefix(self, private: bool) -> str:
+        """Commands are plain words in a DM, and follow a mention in channels."""
+        if private:
+            return ""
+        return f"<@{self.bot_user_id}> " if self.bot_user_id else "@Chatbrush "
+
     async def _run_command(self, command: Mapping[str, Any], bot_user_id: str | None) -> None:
         channel_id = str(command.get("channel_id") or "")
         is_dm = channel_id.startswith("D") or command.get("channel_name") == "directmessage"
@@ -616,6 +623,7 @@ class SlackAdapter:
                 text=text,
                 is_private=is_dm,
                 addressed=True,
+                command_prefix=f"{SLASH_COMMAND} ",
             )
             await self.engine.handle(incoming, channel)
         except Exception:

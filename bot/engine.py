@@ -78,7 +78,7 @@ class Engine:
         thread = await self.store.run(self.store.sync.thread_by_key, chat, thread_hint)
         return thread is not None
 
-    def help_text(self) -> str:
+    def help_text(self, prefix: str = "/") -> str:
         lines = [
             "I edit pictures with Google's Gemini image model.",
             "• Send a photo with what to change (\"make it watercolor\"), or describe a new "
@@ -89,7 +89,7 @@ class Engine:
             "",
             "Commands:",
         ]
-        lines += [f"{c.usage} — {c.description}" for c in COMMANDS]
+        lines += [f"{prefix}{c.usage.lstrip('/')} — {c.description}" for c in COMMANDS]
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ routing
@@ -343,11 +343,12 @@ class Engine:
             "settings": self._cmd_settings,
         }.get(command.name)
         if handler is None:
-            raise UserFacingError(f"I don't know /{command.name}. Try /help.")
+            p = incoming.command_prefix
+            raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
         await handler(command, incoming, channel)
 
     async def _cmd_help(self, command: Command, incoming: Incoming, channel: Channel) -> None:
-        await self._safe_send(channel, self.help_text())
+        await self._safe_send(channel, self.help_text(incoming.command_prefix))
 
     async def _cmd_new(self, command: Command, incoming: Incoming, channel: Channel) -> None:
         if not incoming.is_private or incoming.thread_hint:
@@ -381,7 +382,8 @@ class Engine:
                         intake: Ticket) -> None:
         arg = command.args.split()[0] if command.args else "1"
         if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
-            raise UserFacingError(f"Use /undo or /undo N with N from 1 to {MAX_UNDO}.")
+            undo = f"{incoming.command_prefix}undo"
+            raise UserFacingError(f"Use {undo} or {undo} N with N from 1 to {MAX_UNDO}.")
         thread = await self._existing_thread(incoming)
         db = self.store.sync
         ticket = self._threads.reserve(thread.id)
@@ -446,7 +448,7 @@ class Engine:
 
     async def _cmd_stats(self, command: Command, incoming: Incoming, channel: Channel) -> None:
         if not await self._is_admin(incoming, channel):
-            raise UserFacingError("Sorry, /stats is for admins.")
+            raise UserFacingError("Sorry, that command is for admins.")
         stats = await self.store.run(self.store.sync.stats)
         lines = [f"Model: {self.model.name}"] + [f"{k}: {v:,}" for k, v in stats.items()]
         await self._safe_send(channel, "\n".join(lines))
@@ -454,7 +456,7 @@ class Engine:
     async def _cmd_settings(self, command: Command, incoming: Incoming, channel: Channel
                             ) -> None:
         if not await self._is_admin(incoming, channel):
-            raise UserFacingError("Sorry, /settings is for admins.")
+            raise UserFacingError("Sorry, that command is for admins.")
         s = self.settings
         lines = [
             f"Model: {self.model.name} (up to {self.model.max_input_images} input images)",

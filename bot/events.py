@@ -91,6 +91,8 @@ class Incoming:
     reply_to: str | None = None
     reply_to_images: ReplyImagesLoader | None = field(default=None, compare=False)
     thread_hint: str | None = None
+    #: how users type a command here: "/" (Telegram, console), "<@BOT> " (Slack mentions)
+    command_prefix: str = "/"
 
     @property
     def platform(self) -> str:

@@ -411,3 +411,12 @@ async def test_a_quick_reply_cannot_overtake_the_photo_sent_before_it(
     assert "What should I do with it?" in (dm.channel.sent[0].text or "")
     assert len(fake.requests) == 1
     assert len(fake.requests[0].images("user")) == 1  # the instruction saw the photo
+
+
+async def test_help_and_hints_use_the_platforms_command_syntax(engine: Engine) -> None:
+    channel = RecordingChannel()
+    for text in ("/help", "/undo many"):
+        await engine.handle(Incoming(chat=GROUP, message_id=text, sender=ANN, text=text,
+                                     command_prefix="<@B1> "), channel)
+    assert "<@B1> undo [n] — go back" in (channel.sent[0].text or "")
+    assert "Use <@B1> undo or <@B1> undo N" in (channel.sent[1].text or "")

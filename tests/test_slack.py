@@ -482,7 +482,7 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
     assert await rig.command("help") == 200
     [answer] = rig.slack.responses
     assert answer["response_type"] == "ephemeral"
-    assert "/undo" in answer["text"]
+    assert "/chatbrush undo" in answer["text"]  # commands as typed here
 
     assert await rig.command("undo") == 200  # a thread command from a channel
     assert "inside the thread" in rig.slack.responses[-1]["text"]
