@@ -1,0 +1,42 @@
+"""The README documents every command and every setting (as sqlite-utils checks its CLI)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bot.cli import build_parser
+from bot.commands import COMMANDS
+from bot.config import Settings
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(actions[0].choices)
+
+
+@pytest.mark.parametrize("name", subcommands())
+def test_every_cli_command_is_documented(name: str) -> None:
+    assert f"`chatbrush {name}" in README
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_setting_is_documented(name: str) -> None:
+    assert f"`{name.upper()}`" in README
+
+
+@pytest.mark.parametrize("command", [c.name for c in COMMANDS])
+def test_every_chat_command_is_documented(command: str) -> None:
+    assert f"`/{command}" in README
+
+
+def test_the_first_lines_are_the_two_commands() -> None:
+    block = README.split("```")[1]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    assert len(lines) == 2
+    assert lines[0].endswith("chatbrush") and "pytest" in lines[1]
