@@ -126,14 +126,17 @@ async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: in
             return 2
         runner: web.AppRunner | None = None
         if webhook:
-            app = web.Application(client_max_size=32 * 1024**2)
-            app.router.add_get("/healthz", _healthz)
-            mounted = [a.name for a in adapters if a.mount(app)]
+            app, mounted = build_web_app(adapters)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only", host,
                      port)
+        elif settings.chatbrush_metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.chatbrush_metrics_port)
+            log.info("metrics on port %s", settings.chatbrush_metrics_port)
         try:
             await _run_until_signal([partial(a.serve, webhook=webhook) for a in adapters])
         finally:
@@ -142,10 +145,26 @@ async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: in
     return 0
 
 
-async def _healthz(request: Any) -> Any:
+def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
+    """The one HTTP server: health, metrics, and every adapter's webhook routes."""
     from aiohttp import web
 
-    return web.json_response({"ok": True})
+    from bot import metrics
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        body, content_type = metrics.render()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app = web.Application(client_max_size=32 * 1024**2)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    mounted = [a.name for a in adapters if a.mount(app)]
+    return app, mounted
 
 
 async def _run_until_signal(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     slack_allowed_channels: CommaList = ()
 
-    # --- web
+    # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
+    chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator(
         "chatbrush_admins",

@@ -9,10 +9,12 @@ stores both turns, and links every platform message to its turn so replies find 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bot.images as imaging
+from bot import metrics
 from bot.commands import COMMANDS, Command, parse_command
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, build_context
@@ -99,28 +101,31 @@ class Engine:
         intake = self._intake.reserve(incoming.chat)
         async with intake:
             command = parse_command(incoming.text)
+            metrics.MESSAGES.labels(incoming.platform, "command" if command else "edit").inc()
             if command is not None:
                 await self._command(command, incoming, channel, intake)
                 return
             text = incoming.text.strip()
             limit = self.settings.chatbrush_max_prompt_chars
             if len(text) > limit:
+                metrics.REJECTED_INPUTS.labels(incoming.platform).inc()
                 raise UserFacingError(
                     f"That message is too long ({len(text):,} characters); please keep it "
                     f"under {limit:,}."
                 )
             # Validate what the user sent before any thread is created for it.
-            own_images = await self._prepare_images(incoming.images)
+            own_images = await self._prepare_images(incoming, incoming.images)
             target = await self._route(incoming)
             if target is None:
                 return  # a group message not meant for us (adapters normally filter these)
-            prepared = [*await self._prepare_images(target.carried), *own_images]
+            prepared = [*await self._prepare_images(incoming, target.carried), *own_images]
             if not text and not prepared:
                 raise UserFacingError("Tell me what to change, or send a photo.")
             queued = self._threads.busy(target.thread.id)
             ticket = self._threads.reserve(target.thread.id)
         try:
             if queued:
+                metrics.QUEUED.labels(incoming.platform).inc()
                 await self._safe_progress(channel, Progress.QUEUED)
             await self._turn(incoming, channel, target, text, prepared, ticket)
         finally:
@@ -165,7 +170,8 @@ class Engine:
             await self.store.run(db.set_current_thread, incoming.chat, thread.id)
         return thread
 
-    async def _prepare_images(self, raw: Sequence[InputImage]) -> list[imaging.PreparedImage]:
+    async def _prepare_images(self, incoming: Incoming, raw: Sequence[InputImage]
+                              ) -> list[imaging.PreparedImage]:
         prepared = []
         for index, image in enumerate(raw, start=1):
             try:
@@ -176,6 +182,7 @@ class Engine:
                     max_pixels=self.settings.chatbrush_max_pixels,
                 ))
             except imaging.ImageRejected as exc:
+                metrics.REJECTED_INPUTS.labels(incoming.platform).inc()
                 which = f"Image {index} of {len(raw)}: " if len(raw) > 1 else ""
                 raise UserFacingError(f"{which}{exc.user_message}") from None
         return prepared
@@ -250,6 +257,8 @@ class Engine:
             image_size=self.settings.gemini_image_size,
         )
         await self._safe_progress(channel, Progress.WORKING)
+        metrics.REQUEST_BYTES.observe(context.request_bytes)
+        started = time.monotonic()
         try:
             result = await self.model.generate(request)
             outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
@@ -258,8 +267,11 @@ class Engine:
             error = exc if isinstance(exc, ModelError) else ModelError(
                 FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
                 "Please try again.", detail=str(exc))
+            self._observe_call(started, error.kind.value)
             await self._fail(incoming, channel, user_turn, error, context)
             return
+        self._observe_call(started, "ok")
+        metrics.IMAGES_OUT.labels(incoming.platform).inc(len(outputs))
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
         for part in result.parts:
@@ -289,6 +301,10 @@ class Engine:
                         f"{context.newest_images_capped} of yours were left out.)")
         await self._deliver(channel, incoming.chat, model_turn, outputs, caption)
         await self._safe_progress(channel, Progress.DONE)
+
+    def _observe_call(self, started: float, outcome: str) -> None:
+        metrics.MODEL_SECONDS.labels(self.model.name).observe(time.monotonic() - started)
+        metrics.MODEL_CALLS.labels(self.model.name, outcome).inc()
 
     def _build_context(self, user_turn: Turn, policy: ContextPolicy) -> BuiltContext:
         """Runs on the store's thread: reads the path and the image bytes it keeps."""

@@ -1,0 +1,40 @@
+"""Prometheus metrics (prometheus-client): what an operator watches on a running bot.
+
+Served at ``/metrics`` by ``chatbrush web``, or on ``CHATBRUSH_METRICS_PORT`` by
+``chatbrush run``. Labels stay low-cardinality (platform, model, outcome): never a chat
+or user id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+MESSAGES = Counter(
+    "chatbrush_messages_total", "Messages handled by the engine", ["platform", "kind"]
+)
+MODEL_CALLS = Counter(
+    "chatbrush_model_calls_total", "Model calls by outcome (ok or a failure kind)",
+    ["model", "outcome"],
+)
+MODEL_SECONDS = Histogram(
+    "chatbrush_model_call_seconds", "Time one model call took, retries included", ["model"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+REQUEST_BYTES = Histogram(
+    "chatbrush_request_bytes", "Inline payload of one model request (context policy output)",
+    buckets=(1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6),
+)
+IMAGES_OUT = Counter("chatbrush_images_sent_total", "Edited images delivered", ["platform"])
+QUEUED = Counter(
+    "chatbrush_queued_total", "Messages that waited behind another of the same thread",
+    ["platform"],
+)
+REJECTED_INPUTS = Counter(
+    "chatbrush_rejected_inputs_total", "Messages refused before a model call (bad images, "
+    "prompts too long)", ["platform"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST

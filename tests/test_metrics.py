@@ -1,0 +1,66 @@
+"""Operators see what the bot does: /healthz and Prometheus /metrics on the web server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from bot.cli import build_web_app
+from bot.engine import Engine
+from bot.runtime import open_engine
+from tests.fakes.gemini import FakeGemini
+from tests.test_engine import PRIVATE, Chat, fast_model, photo, settings_for
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app, mounted = build_web_app([])
+    assert mounted == []
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, FakeGemini]]:
+    async with FakeGemini() as fake:
+        settings = settings_for(tmp_path, fake)
+        async with open_engine(settings, model=fast_model(settings)) as e:
+            yield e, fake
+
+
+def calls(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "chatbrush_model_calls_total", {"model": "gemini-2.5-flash-image", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_health_and_metrics_reflect_model_calls(
+    server: str, engine: tuple[Engine, FakeGemini]
+) -> None:
+    bot, fake = engine
+    ok_before, refused_before = calls("ok"), calls("refused")
+    dm = Chat(bot, PRIVATE, private=True)
+    await dm.say("watercolor", photo())
+    fake.enqueue_block("SAFETY")
+    await dm.say("something else")
+    async with httpx.AsyncClient(base_url=server) as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and health.json() == {"ok": True}
+        scraped = await client.get("/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    assert "chatbrush_model_call_seconds_bucket" in scraped.text
+    assert calls("ok") == ok_before + 1
+    assert calls("refused") == refused_before + 1
+    assert 'chat_id' not in scraped.text  # no high-cardinality labels
