@@ -180,6 +180,9 @@ class FakeTelegram:
         self._redeliver: list[dict[str, Any]] = []
         self._delivered: list[dict[str, Any]] = []
         self._closing = False
+        self._reply_waiters: dict[
+            tuple[int, int], list[tuple[str, asyncio.Future[tuple[float, dict[str, Any]]]]]
+        ] = {}
         #: what the bot subscribed to (Telegram keeps the last value it was given)
         self.allowed_updates: list[str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +192,7 @@ class FakeTelegram:
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -196,6 +200,9 @@ class FakeTelegram:
         sockets = getattr(site._server, "sockets", None) or []
         self._port = int(sockets[0].getsockname()[1])
         return self
+
+    def add_routes(self, app: web.Application) -> None:
+        """Hook for subclasses (the benchmark adds a control API this way)."""
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing = True
@@ -538,7 +545,41 @@ class FakeTelegram:
             return self._error(exc)
         finally:
             self._notify()
+        if self._reply_waiters and method.startswith("send"):
+            for message in result if isinstance(result, list) else [result]:
+                if isinstance(message, dict):
+                    self._resolve_reply(message, call.at)
         return web.json_response({"ok": True, "result": result})
+
+    def expect_reply(
+        self, message: dict[str, Any], kind: str = "photo"
+    ) -> asyncio.Future[tuple[float, dict[str, Any]]]:
+        """A future for the bot's first reply to ``message`` carrying ``kind`` (``photo``,
+        ``document``, ``text``): ``(time.monotonic() when the request arrived, message)``.
+
+        Cheap enough for thousands of waiters, unlike polling :meth:`wait_for`.
+        """
+        future: asyncio.Future[tuple[float, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        key = (message["chat"]["id"], message["message_id"])
+        self._reply_waiters.setdefault(key, []).append((kind, future))
+        return future
+
+    def _resolve_reply(self, message: dict[str, Any], at: float) -> None:
+        replied = message.get("reply_to_message")
+        if not isinstance(replied, dict):
+            return
+        key = (message["chat"]["id"], replied["message_id"])
+        waiters = self._reply_waiters.get(key)
+        if not waiters:
+            return
+        for kind, future in list(waiters):
+            if kind in message and not future.done():
+                future.set_result((at, message))
+                waiters.remove((kind, future))
+        if not waiters:
+            del self._reply_waiters[key]
 
     async def _read_call(self, method: str, request: web.Request) -> Call:
         params: dict[str, Any] = {}
