@@ -605,8 +605,15 @@ class TelegramAdapter:
         now = time.monotonic()
         if now - self._denied.get(message.chat.id, -1e9) < 600:
             return
+        if len(self._denied) > 4096:
+            self._denied = {k: t for k, t in self._denied.items() if now - t < 600}
         self._denied[message.chat.id] = now
-        log.info("Telegram: refused chat %s (not in the allowed lists)", message.chat.id)
+        user = message.from_user.id if message.from_user else None
+        log.info(
+            "Telegram: refused chat %s, user %s (not in the allowed lists)",
+            message.chat.id,
+            user,
+        )
         channel = TelegramChannel(self, message, chat_action_interval=self._chat_action_interval)
         with contextlib.suppress(TelegramError):
             await channel.send_text(NOT_ALLOWED)
@@ -624,6 +631,9 @@ class TelegramAdapter:
             log.warning("Telegram: admin check failed in %s: %s", chat_id, exc)
             return False
         admin = member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+        if len(self._admin_cache) > 4096:  # keep a long-running bot's memory flat
+            ttl = self._admin_cache_seconds
+            self._admin_cache = {k: v for k, v in self._admin_cache.items() if now - v[0] < ttl}
         self._admin_cache[key] = (now, admin)
         return admin
 

@@ -335,6 +335,21 @@ async def test_reply_with_mention_to_someone_elses_photo(
     assert request.prompt == "make this black and white"
 
 
+async def test_reply_with_mention_to_a_file_that_is_no_image(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    _, bob, carol = people(tg)
+    group = tg.group(GROUP_ID)
+    pdf = tg.document(b"%PDF-1.7\n", "application/pdf", "menu.pdf")
+    carols = tg.send(group, carol, document=pdf)
+    asked = tg.send(group, bob, f"{BOT} make this pretty", reply_to=carols)
+
+    [answer] = await answers_to(tg, asked)
+
+    assert "PDF" in answer["text"] and "isn't an image" in answer["text"]
+    assert gemini.requests == []
+
+
 async def test_album_of_three_photos_is_one_turn(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:
