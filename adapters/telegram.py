@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatMemberStatus
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application, BaseRateLimiter, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
@@ -51,6 +52,7 @@ from adapters.telegram_translate import (
     unsupported_content,
 )
 from bot.commands import COMMANDS
+from bot.config import SettingsError
 from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
 
 if TYPE_CHECKING:
@@ -116,6 +118,11 @@ class _RedactToken(logging.Filter):
             record.msg = message
             record.args = None
         return True
+
+
+def _scrub(text: str) -> str:
+    """Error texts can quote the request URL, which holds the token: keep only the gist."""
+    return re.sub(r"/bot[^/\s]+", "/bot<telegram-token>", text)[:200]
 
 
 def _install_redaction(token: str) -> _RedactToken:
@@ -355,8 +362,27 @@ class TelegramAdapter:
             await asyncio.shield(self.stop())
 
     async def start(self) -> None:
+        """Connect (``getMe``), register the commands, start polling.
+
+        A rejected token or an unreachable Bot API server is a configuration problem: it
+        becomes one :class:`SettingsError` line naming the variable, never a traceback.
+        """
         app = self.application
-        await app.initialize()
+        try:
+            await app.initialize()
+        except InvalidToken:
+            await self._abandon()
+            raise SettingsError(
+                "Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized): copy the token again "
+                "from @BotFather"
+            ) from None
+        except (NetworkError, TimedOut) as exc:
+            await self._abandon()
+            base = self.settings.telegram_base_url
+            raise SettingsError(
+                f"cannot reach the Telegram Bot API at {base} ({_scrub(str(exc))}): "
+                "check TELEGRAM_BASE_URL and the network"
+            ) from None
         bot = app.bot
         self._me = BotIdentity(bot.id, bot.username)
         try:
@@ -372,6 +398,10 @@ class TelegramAdapter:
         )
         self._running = True
         log.info("Telegram: polling as @%s", self._me.username)
+
+    async def _abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.application.shutdown()
 
     async def stop(self) -> None:
         if not self._running:

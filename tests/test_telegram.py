@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 from adapters.telegram import NOT_ALLOWED, QUEUED_NOTICE, UNSUPPORTED, TelegramAdapter, create
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.runtime import open_engine
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
@@ -651,6 +652,35 @@ async def test_create_needs_a_token(
         adapter = create(with_token, engine)
         assert isinstance(adapter, TelegramAdapter)
         assert adapter.mount(None) is False  # type: ignore[arg-type]
+
+
+async def test_a_rejected_token_is_one_clear_line(
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
+) -> None:
+    wrong = "987654321:AAWrongTokenWrongTokenWrongToken_xyz"
+    settings = make_settings(tg, gemini, tmp_path, telegram_bot_token=wrong)
+    async with open_engine(settings) as engine:
+        adapter = TelegramAdapter(settings, engine)
+        with pytest.raises(SettingsError) as caught:
+            await adapter.serve(webhook=False)
+    assert "TELEGRAM_BOT_TOKEN" in str(caught.value)
+    assert "WrongToken" not in str(caught.value)
+
+
+async def test_an_unreachable_bot_api_server_is_one_clear_line(
+    gemini: FakeGemini, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with FakeTelegram() as tg:
+        settings = make_settings(tg, gemini, tmp_path, telegram_base_url=f"http://127.0.0.1:{port}")
+    async with open_engine(settings) as engine:
+        adapter = TelegramAdapter(settings, engine)
+        with pytest.raises(SettingsError) as caught:
+            await adapter.serve(webhook=False)
+    assert "TELEGRAM_BASE_URL" in str(caught.value)
+    assert TOKEN.split(":", 1)[1] not in str(caught.value)
 
 
 async def test_token_never_reaches_the_logs(
