@@ -72,10 +72,10 @@ UNSUPPORTED = (
     "I can only work with text and images. Send a photo, or a PNG, JPEG, WebP or HEIC file."
 )
 DOWNLOAD_FAILED = "I couldn't download that image from Telegram. Please send it again."
-#: Endpoints Telegram does not count as messages: they skip the flood limiter's budget
-#: (a chat action every few seconds would otherwise eat a group's 20 messages a minute).
 #: connections to the Bot API; more requests than this wait their turn in asyncio
 HTTP_CONNECTIONS = 32
+#: Endpoints Telegram does not count as messages: they skip the flood limiter's budget
+#: (a chat action every few seconds would otherwise eat a group's 20 messages a minute).
 _UNMETERED = frozenset({"sendChatAction", "getChatMember", "getFile", "getMe", "getUpdates"})
 
 
@@ -340,7 +340,6 @@ class TelegramAdapter:
         self._lines: dict[tuple[int, str | None], list[asyncio.Event]] = {}
         self._denied: dict[int, float] = {}
         self._me: BotIdentity | None = None
-        self._running = False
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -355,8 +354,8 @@ class TelegramAdapter:
 
     async def serve(self, *, webhook: bool) -> None:
         """Long-poll until cancelled, then stop cleanly (pending updates acknowledged)."""
-        await self.start()
         try:
+            await self.start()
             await asyncio.Event().wait()
         finally:
             await asyncio.shield(self.stop())
@@ -396,7 +395,6 @@ class TelegramAdapter:
             allowed_updates=["message"],  # no edits, reactions, member changes
             drop_pending_updates=False,
         )
-        self._running = True
         log.info("Telegram: polling as @%s", self._me.username)
 
     async def _abandon(self) -> None:
@@ -404,21 +402,20 @@ class TelegramAdapter:
             await self.application.shutdown()
 
     async def stop(self) -> None:
-        if not self._running:
-            with contextlib.suppress(Exception):
-                await self.application.shutdown()
-            return
-        self._running = False
+        """Stop polling (acknowledging what was fetched), let running requests finish for
+        up to ``stop_grace`` seconds, close the connections. Safe after a failed start."""
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
-        try:
-            await asyncio.wait_for(app.stop(), self._stop_grace)
-        except TimeoutError:
-            log.warning(
-                "Telegram: gave up waiting for running requests after %ss", self._stop_grace
-            )
-        await app.shutdown()
+        if app.running:
+            try:
+                await asyncio.wait_for(app.stop(), self._stop_grace)
+            except TimeoutError:
+                log.warning(
+                    "Telegram: gave up waiting for running requests after %ss", self._stop_grace
+                )
+        with contextlib.suppress(Exception):
+            await app.shutdown()
 
     # ------------------------------------------------------------------ updates
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
