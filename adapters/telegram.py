@@ -53,7 +53,15 @@ from adapters.telegram_translate import (
 )
 from bot.commands import COMMANDS
 from bot.config import SettingsError
-from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
+from bot.events import (
+    ChatKey,
+    Incoming,
+    InputImage,
+    InputRefused,
+    OutputImage,
+    Progress,
+    Sender,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -566,9 +574,7 @@ class TelegramAdapter:
         async def load() -> Sequence[InputImage]:
             images, problem = await self._download_all([replied])
             if problem is not None:
-                from bot.engine import UserFacingError
-
-                raise UserFacingError(problem.user_message)
+                raise InputRefused(problem.user_message)
             return images
 
         return load

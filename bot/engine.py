@@ -18,7 +18,15 @@ from bot import metrics
 from bot.commands import COMMANDS, Command, parse_command
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, build_context
-from bot.events import Channel, ChatKey, Incoming, InputImage, OutputImage, Progress
+from bot.events import (
+    Channel,
+    ChatKey,
+    Incoming,
+    InputImage,
+    InputRefused,
+    OutputImage,
+    Progress,
+)
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
 from bot.ordering import Lines, Ticket
 from bot.threads import Thread, Turn, TurnStatus, format_history, undo_target
@@ -62,7 +70,7 @@ class Engine:
         """Answer one message; never raises (a failure here must not stop an adapter)."""
         try:
             await self._handle(incoming, channel)
-        except UserFacingError as exc:
+        except (UserFacingError, InputRefused) as exc:
             await self._safe_send(channel, str(exc))
         except Exception:
             log.exception("failed to handle message %s in %s", incoming.message_id,
@@ -220,7 +228,11 @@ class Engine:
                 )
                 await self.store.run(db.link_message, incoming.chat, incoming.message_id, turn)
                 many = "them" if len(prepared) > 1 else "it"
-                await self._safe_send(channel, f"Got it. What should I do with {many}?")
+                # Linked, so that replying to this question continues with the picture.
+                for message_id in await self._safe_send(
+                    channel, f"Got it. What should I do with {many}?"
+                ):
+                    await self.store.run(db.link_message, incoming.chat, message_id, turn)
                 return
             user_turn = await self.store.run(
                 db.add_turn, thread_id, parent_id=parent_id, role="user", parts=parts,
@@ -495,11 +507,12 @@ class Engine:
             return False
 
     # ------------------------------------------------------------------ helpers
-    async def _safe_send(self, channel: Channel, text: str) -> None:
+    async def _safe_send(self, channel: Channel, text: str) -> list[str]:
         try:
-            await channel.send_text(text)
+            return await channel.send_text(text)
         except Exception:
             log.exception("could not send a reply")
+            return []
 
     async def _safe_progress(self, channel: Channel, state: Progress) -> None:
         try:

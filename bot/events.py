@@ -68,6 +68,14 @@ class OutputImage:
         }.get(self.mime_type, "bin")
 
 
+class InputRefused(Exception):
+    """An adapter cannot turn what the user sent into input; ``str()`` tells them why.
+
+    Raised, for instance, by a ``reply_to_images`` loader when the replied-to file is too
+    large or not an image: the engine shows the message and stops there.
+    """
+
+
 ReplyImagesLoader = Callable[[], Awaitable[Sequence[InputImage]]]
 
 

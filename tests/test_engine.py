@@ -420,3 +420,28 @@ async def test_help_and_hints_use_the_platforms_command_syntax(engine: Engine) -
                                      command_prefix="<@B1> "), channel)
     assert "<@B1> undo [n] — go back" in (channel.sent[0].text or "")
     assert "Use <@B1> undo or <@B1> undo N" in (channel.sent[1].text or "")
+
+
+async def test_replying_to_the_question_about_a_bare_photo_continues_with_it(
+    engine: Engine, fake: FakeGemini
+) -> None:
+    group = Chat(engine, GROUP, private=False)
+    question = await group.say("", photo())
+    assert "What should I do with it?" in (question.text or "")
+    reply = await group.say("make it watercolor", reply_to=question.ids[0])
+    assert reply.kind == "images"
+    assert len(fake.requests[-1].images("user")) == 1
+
+
+async def test_a_refused_reply_image_is_explained(engine: Engine, fake: FakeGemini) -> None:
+    from bot.events import InputRefused
+
+    channel = RecordingChannel()
+
+    async def refuse() -> list[InputImage]:
+        raise InputRefused("That file is 30 MB; bots can download 20 MB at most.")
+
+    await engine.handle(Incoming(chat=GROUP, message_id="9", sender=ANN, text="edit this",
+                                 reply_to="77", reply_to_images=refuse), channel)
+    assert channel.sent[-1].text == "That file is 30 MB; bots can download 20 MB at most."
+    assert fake.requests == []
