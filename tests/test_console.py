@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from PIL import Image
 
 from adapters.console import ConsoleInputError, parse_line
 from tests.fakes.gemini import FakeGemini
+from tests.processes import run_chatbrush
 
 SCRIPT = "@photo.jpg make it black and white\nnow blur it\n/undo\n/history\n"
 
@@ -27,13 +26,7 @@ def write_photo(path: Path) -> None:
 
 def chatbrush(args: list[str], stdin: str, cwd: Path, **env: str
               ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_"))}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        cwd=cwd, env=clean, timeout=120, check=False,
-    )
+    return run_chatbrush(args, stdin, cwd, env)
 
 
 def saved_paths(stdout: str, cwd: Path) -> list[Path]:

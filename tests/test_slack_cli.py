@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,8 +20,7 @@ from PIL import Image
 
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.slack_api import FakeSlack, event_callback, message_event, sign
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.processes import start_chatbrush
 
 
 def png() -> bytes:
@@ -46,22 +43,7 @@ async def servers() -> AsyncIterator[tuple[FakeSlack, FakeGemini]]:
 
 
 async def start(args: list[str], cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")) and k != "PORT"
-    }
-    clean["PYTHONPATH"] = str(REPO)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=cwd,
-        env={**clean, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start_chatbrush(args, cwd, env)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:

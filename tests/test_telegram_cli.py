@@ -8,9 +8,7 @@ Gemini service; SIGTERM stops it cleanly, acknowledging what it fetched.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +16,7 @@ import pytest
 
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.processes import start_chatbrush
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -31,22 +28,7 @@ async def servers() -> AsyncIterator[tuple[FakeTelegram, FakeGemini]]:
 
 
 async def start(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")) and k != "PORT"
-    }
-    clean["PYTHONPATH"] = str(REPO)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "run",
-        cwd=cwd,
-        env={**clean, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start_chatbrush(["run"], cwd, env)
 
 
 async def test_chatbrush_run_long_polls_telegram(
