@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import platform
@@ -30,48 +29,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from PIL import Image
 
 from adapters.slack import SlackAdapter, create
+from bench.stand_ins import InstantModel, pct, photo
 from bot.config import load_settings
-from bot.models.base import Blob, GenerateRequest, GenerateResult, Part, Usage
 from bot.runtime import open_engine
 from tests.fakes.slack_api import FakeSlack, event_callback, message_event, sign
-
-
-class InstantModel:
-    """A zero-latency model: answers every request at once with a fixed picture."""
-
-    name = "instant"
-    max_input_images = 3
-
-    def __init__(self, side: int) -> None:
-        out = io.BytesIO()
-        Image.new("RGB", (side, side), "teal").save(out, "PNG")
-        self.png = out.getvalue()
-
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        return GenerateResult(
-            parts=(Part(text="done"), Part(image=Blob("image/png", self.png))),
-            usage=Usage(1, 1, 2),
-            model_version="instant",
-        )
-
-    async def aclose(self) -> None:
-        return None
-
-
-def photo(side: int) -> bytes:
-    """A photo-like JPEG (noise compresses like a real picture, unlike a flat colour)."""
-    im = Image.effect_noise((side, side), 64).convert("RGB")
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def run(events: int, concurrency: int, side: int, warmup: int) -> dict[str, object]:

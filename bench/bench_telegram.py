@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import os
@@ -44,54 +43,15 @@ from typing import Any
 import aiohttp
 import telegram
 from aiohttp import web
-from PIL import Image
 from telegram.ext import AIORateLimiter
 
 from adapters.telegram import TelegramAdapter
+from bench.stand_ins import InstantModel, pct, photo
 from bot.config import load_settings
-from bot.models.base import Blob, GenerateRequest, GenerateResult, Part, Usage
 from bot.runtime import open_engine
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class InstantModel:
-    """Answers at once (or after ``latency`` seconds) with a fixed picture."""
-
-    name = "instant"
-    max_input_images = 3
-
-    def __init__(self, side: int, latency: float = 0.0) -> None:
-        out = io.BytesIO()
-        Image.new("RGB", (side, side), "teal").save(out, "PNG")
-        self.png = out.getvalue()
-        self.latency = latency
-
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        return GenerateResult(
-            parts=(Part(text="done"), Part(image=Blob("image/png", self.png))),
-            usage=Usage(1, 1, 2),
-            model_version="instant",
-        )
-
-    async def aclose(self) -> None:
-        return None
-
-
-def photo(side: int) -> bytes:
-    """A photo-like JPEG (noise compresses like a real picture, unlike a flat colour)."""
-    im = Image.effect_noise((side, side), 64).convert("RGB")
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
