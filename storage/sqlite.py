@@ -27,6 +27,8 @@ from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.migrations import MIGRATIONS
 
 P = ParamSpec("P")
+#: how many newly claimed delivery keys between two sweeps of old ones
+PRUNE_EVERY = 500
 R = TypeVar("R")
 
 
@@ -74,6 +76,7 @@ class Store:
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        self._claims = 0
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
@@ -354,9 +357,13 @@ class Store:
                 [platform, event_key, now],
             )
             claimed = cursor.rowcount == 1
-            if claimed and int(now) % 100 == 0:
-                self.db.execute("DELETE FROM seen_events WHERE seen_at < ?",
-                                [now - keep_seconds])
+            if claimed:
+                self._claims += 1
+                # Every PRUNE_EVERY new keys (and on the first), forget keys no platform
+                # would still re-deliver, so the table stays small on a busy bot too.
+                if self._claims % PRUNE_EVERY == 1:
+                    self.db.execute("DELETE FROM seen_events WHERE seen_at < ?",
+                                    [now - keep_seconds])
         return claimed
 
     # ------------------------------------------------------------------ rows

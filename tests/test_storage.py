@@ -10,7 +10,7 @@ import pytest
 from bot.events import ChatKey
 from bot.threads import TurnStatus
 from storage.migrations import MIGRATIONS
-from storage.sqlite import NewImage, NewPart, Store
+from storage.sqlite import PRUNE_EVERY, NewImage, NewPart, Store
 
 CHAT = ChatKey("telegram", "-100", None)
 TOPIC = ChatKey("telegram", "-100", "7")
@@ -152,3 +152,13 @@ def test_a_second_connection_sees_committed_turns(tmp_path: Path, store: Store) 
     store.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(text="hi")])
     other = sqlite3.connect(store.filename)
     assert other.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 1
+
+
+def test_old_delivery_keys_are_swept_as_new_ones_arrive(store: Store) -> None:
+    store.claim_event("slack", "ancient")
+    store.db.execute("UPDATE seen_events SET seen_at = seen_at - 30 * 86400")
+    store.db.conn.commit()
+    for i in range(PRUNE_EVERY):
+        store.claim_event("slack", f"new-{i}")
+    keys = {r[0] for r in store.db.execute("SELECT event_key FROM seen_events").fetchall()}
+    assert "ancient" not in keys and f"new-{PRUNE_EVERY - 1}" in keys
