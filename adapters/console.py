@@ -1,9 +1,11 @@
 """A terminal chat with the bot: one message per line, interactively or from a pipe.
 
 ``@path/to/image.jpg`` tokens attach images to a line (``@"with spaces.png"`` works too);
-lines starting with ``/`` are commands. Images the bot returns are saved under the output
-directory and their paths printed on lines of their own, so scripts can pick them up.
-The console is one private chat: it continues its most recent thread across runs.
+lines starting with ``/`` are commands and lines starting with ``#`` are comments. Images
+the bot returns are saved under the output directory and their paths printed on lines of
+their own, so scripts can pick them up. The console is one private chat: it continues its
+most recent thread across runs, and like every platform it goes through the durable
+inbox, so a line whose answer was cut short by Ctrl-C or a crash is finished next start.
 """
 
 from __future__ import annotations
@@ -12,21 +14,55 @@ import asyncio
 import getpass
 import hashlib
 import re
+import stat
 import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.engine import Engine
-from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
+from bot.events import (
+    Attachment,
+    AttachmentKind,
+    ChatKey,
+    Incoming,
+    InputImage,
+    OutputImage,
+    Progress,
+    Sender,
+)
+from bot.intake import Intake
 
-CONSOLE_CHAT = ChatKey("console", "local")
+PLATFORM = "console"
+CONSOLE_CHAT = ChatKey(PLATFORM, "local")
 _ATTACHMENT = re.compile(r'(?:(?<=\s)|^)@(?:"(?P<quoted>[^"]+)"|(?P<plain>\S+))')
 
 
 class ConsoleInputError(Exception):
-    """A line we cannot send (a missing or unreadable attachment)."""
+    """A line we cannot send (a missing, unreadable or unsuitable attachment)."""
+
+
+def _read_attachment(raw: str, path: Path, max_bytes: int) -> bytes:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConsoleInputError(f"cannot read {raw}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConsoleInputError(f"{raw} is a folder; attach an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConsoleInputError(f"{raw} is not a regular file; attach an image file")
+    too_big = f"{raw} is larger than the {max_bytes / 1e6:.0f} MB limit"
+    if info.st_size > max_bytes:
+        raise ConsoleInputError(f"{raw} is {info.st_size / 1e6:.1f} MB; the limit is "
+                                f"{max_bytes / 1e6:.0f} MB")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # never more, even if the file grows
+    except OSError as exc:
+        raise ConsoleInputError(f"cannot read {raw}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise ConsoleInputError(too_big)
+    return data
 
 
 def parse_line(line: str, *, max_bytes: int, base: Path | None = None
@@ -38,15 +74,7 @@ def parse_line(line: str, *, max_bytes: int, base: Path | None = None
         path = Path(raw).expanduser()
         if base is not None and not path.is_absolute():
             path = base / path
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise ConsoleInputError(f"cannot read {raw}: {exc.strerror or exc}") from None
-        if size > max_bytes:
-            raise ConsoleInputError(
-                f"{raw} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-            )
-        images.append(InputImage(path.read_bytes(), None, path.name))
+        images.append(InputImage(_read_attachment(raw, path, max_bytes), None, path.name))
     text = _ATTACHMENT.sub("", line).strip()
     return " ".join(text.split()), images
 
@@ -58,11 +86,12 @@ class ConsoleChannel:
         self.out_dir = out_dir
         self.stdout = stdout
         self.stderr = stderr
+        self._run = uuid.uuid4().hex[:6]
         self._sent = 0
 
     def _next_id(self) -> str:
         self._sent += 1
-        return f"bot-{self._sent}"
+        return f"bot-{self._run}-{self._sent}"
 
     async def send_text(self, text: str) -> list[str]:
         print(f"bot: {text}", file=self.stdout, flush=True)
@@ -96,39 +125,70 @@ class ConsoleChannel:
         return True  # whoever runs the console runs the bot
 
 
+class ConsolePlatform:
+    """The console as a platform: one channel for everything, attachments carried inline."""
+
+    name = PLATFORM
+
+    def __init__(self, channel: ConsoleChannel) -> None:
+        self._channel = channel
+
+    def channel(self, event: Incoming) -> ConsoleChannel:
+        return self._channel
+
+    async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
+        return [InputImage(attachment.data or b"", attachment.mime_type, attachment.filename)]
+
+
+def _readline(stdin: TextIO) -> str:
+    """One line; bytes that are not UTF-8 become U+FFFD instead of ending the console."""
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is not None:
+        raw: bytes = buffer.readline()
+        return raw.decode("utf-8", errors="replace")
+    return stdin.readline()
+
+
 async def run_console(
-    engine: Engine,
+    intake: Intake,
     *,
     out_dir: Path,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Feed stdin lines to the engine one at a time; return at end of input."""
+    """Feed stdin lines to the bot one at a time; return at end of input."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     interactive = stdin.isatty()
     channel = ConsoleChannel(out_dir, stdout, stderr)
+    intake.register(ConsolePlatform(channel))
+    await intake.start()  # a line left unanswered by the last run is answered first
     user = getpass.getuser() or "you"
     sender = Sender(id=user, display_name=user)
     if interactive:
-        print(f"Chatbrush console — model: {engine.model.name}. Attach images with "
-              "@path/to/photo.jpg, /help for commands, Ctrl-D to quit.", file=stdout)
+        print(f"Chatbrush console — model: {intake.engine.model.name}. Attach images with "
+              "@path/to/photo.jpg, /help for commands, # for comments, Ctrl-D to quit.",
+              file=stdout)
     # Unique message ids across runs: the console's history lives in the same database.
     run_id = uuid.uuid4().hex[:8]
     number = 0
+    max_bytes = intake.settings.chatbrush_max_upload_bytes
     while True:
         if interactive:
             print("> ", end="", file=stdout, flush=True)
-        line = await asyncio.to_thread(stdin.readline)
+        line = await asyncio.to_thread(_readline, stdin)
         if not line:
             break
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line:
+            continue
+        if line.startswith("#"):
+            print("… a comment (lines starting with # are not sent)", file=stderr, flush=True)
             continue
         try:
-            text, images = parse_line(line, max_bytes=engine.settings.chatbrush_max_upload_bytes)
+            text, images = parse_line(line, max_bytes=max_bytes)
         except ConsoleInputError as exc:
             print(f"bot: {exc}", file=stdout, flush=True)
             continue
@@ -138,10 +198,17 @@ async def run_console(
             message_id=f"{run_id}-{number}",
             sender=sender,
             text=text,
-            images=tuple(images),
+            attachments=tuple(
+                Attachment(AttachmentKind.IMAGE, filename=image.filename,
+                           size=len(image.data), data=image.data)
+                for image in images
+            ),
             is_private=True,
         )
-        await engine.handle(incoming, channel)
+        receipt = await intake.receive(incoming)
+        if receipt is not None:
+            await intake.wait(receipt)
+    await intake.drain()
     if interactive:
         print(file=stdout)
     return 0

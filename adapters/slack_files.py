@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from bot.events import InputImage
+from bot.events import InputImage, InputRefused
 
 #: Hosts that serve Slack's private files (commercial Slack and GovSlack).
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
@@ -32,7 +32,7 @@ _MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
 
 
-class FileRefused(Exception):
+class FileRefused(InputRefused):
     """A file we will not use; ``str()`` is the short message to show the user."""
 
 

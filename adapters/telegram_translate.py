@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from telegram import Message, MessageEntity
 from telegram.constants import ChatType
 
-from bot.events import Sender
+from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
+
+PLATFORM = "telegram"
 
 #: Telegram lets bots download files up to 20 MB through the public Bot API.
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
@@ -35,30 +37,12 @@ IMAGE_EXTENSIONS = {
     "heic": "image/heic",
     "heif": "image/heif",
 }
-SUPPORTED_FORMATS = "a photo, or a PNG, JPEG, WebP or HEIC file"
 
 
 @dataclass(frozen=True)
 class BotIdentity:
     id: int
     username: str
-
-
-@dataclass(frozen=True)
-class MediaRef:
-    """An image file in a message, not downloaded yet."""
-
-    file_id: str
-    size: int | None
-    mime_type: str | None = None
-    filename: str | None = None
-
-
-@dataclass(frozen=True)
-class MediaProblem:
-    """A file we will not download, with the line to tell the user."""
-
-    user_message: str
 
 
 def is_private(message: Message) -> bool:
@@ -90,7 +74,7 @@ def text_and_entities(message: Message) -> tuple[str, tuple[MessageEntity, ...]]
 
 
 def _utf16_slice(text: str, offset: int, length: int) -> str:
-    raw = text.encode("utf-16-le")
+    raw = text.encode("utf-16-le", "surrogatepass")
     return raw[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
 
 
@@ -143,7 +127,7 @@ def prompt_text(message: Message, me: BotIdentity) -> str:
     text, entities = text_and_entities(message)
     if not text:
         return ""
-    raw = text.encode("utf-16-le")
+    raw = text.encode("utf-16-le", "surrogatepass")
     cuts = [
         (entity.offset * 2, (entity.offset + entity.length) * 2)
         for entity in entities
@@ -169,7 +153,7 @@ def sender_of(message: Message) -> Sender:
     user = message.from_user
     if user is None:
         return Sender(str(message.chat.id), message.chat.title or "")
-    return Sender(str(user.id), user.full_name or user.username or "")
+    return Sender(str(user.id), user.full_name or user.username or "", user.username or "")
 
 
 def speaks_for_chat(message: Message) -> bool:
@@ -177,67 +161,61 @@ def speaks_for_chat(message: Message) -> bool:
     return message.sender_chat is not None and message.sender_chat.id == message.chat.id
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+_OTHER_CONTENT = ("sticker", "voice", "audio", "location", "contact", "poll", "dice",
+                  "venue", "game", "story")
 
 
-def media_of(message: Message, max_bytes: int) -> MediaRef | MediaProblem | None:
-    """The image this message carries, a reason to refuse its file, or ``None``.
+def attachments_of(message: Message) -> tuple[Attachment, ...]:
+    """What the message carries, by reference (nothing is downloaded here).
 
-    Sizes are checked here, before anything is downloaded.
+    A document counts as a possible picture when its type or name says image, or when
+    it says nothing at all (its bytes will decide); a plainly other type is a file.
     """
-    limit = min(max_bytes, TELEGRAM_DOWNLOAD_LIMIT)
     if message.photo:
         best = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        ref = MediaRef(best.file_id, best.file_size, "image/jpeg", None)
-    elif message.animation is not None or message.video is not None:
-        return MediaProblem(f"I can't edit videos or GIFs. Send {SUPPORTED_FORMATS}.")
-    elif message.document is not None:
+        return (Attachment(AttachmentKind.IMAGE, ref=best.file_id, mime_type="image/jpeg",
+                           size=best.file_size),)
+    if message.animation is not None or message.video is not None or message.video_note:
+        return (Attachment(AttachmentKind.VIDEO),)
+    if message.document is not None:
         doc = message.document
         mime = (doc.mime_type or "").lower()
         name = doc.file_name or ""
         ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        if mime not in IMAGE_MIME_TYPES:
-            if mime in ("", "application/octet-stream") and ext in IMAGE_EXTENSIONS:
-                mime = IMAGE_EXTENSIONS[ext]
-            else:
-                kind = ext.upper() or mime or "this kind of"
-                return MediaProblem(
-                    f"That file ({kind}) isn't an image I can edit. Send {SUPPORTED_FORMATS}."
-                )
-        ref = MediaRef(doc.file_id, doc.file_size, mime, doc.file_name)
-    else:
+        if mime in IMAGE_MIME_TYPES or ext in IMAGE_EXTENSIONS or (
+            mime in ("", "application/octet-stream") and not ext
+        ):
+            kind = AttachmentKind.IMAGE
+        elif mime.startswith("video/") or mime == "image/gif":
+            kind = AttachmentKind.VIDEO
+        else:
+            kind = AttachmentKind.FILE
+        return (Attachment(kind, ref=doc.file_id, mime_type=doc.mime_type or None,
+                           filename=doc.file_name, size=doc.file_size),)
+    if any(getattr(message, attr, None) is not None for attr in _OTHER_CONTENT):
+        return (Attachment(AttachmentKind.OTHER),)
+    return ()
+
+
+def to_incoming(message: Message, me: BotIdentity) -> Incoming | None:
+    """A message as the core's event; ``None`` for a command meant for another bot."""
+    is_command, target = command_target(message)
+    if is_command and target is not None and target.lower() != me.username.lower():
         return None
-    if ref.size is not None and ref.size > limit:
-        return too_large(ref.size, limit)
-    return ref
-
-
-def too_large(size: int | None, limit: int) -> MediaProblem:
-    what = f"That file is too large ({_megabytes(size)})" if size else "That file is too large"
-    return MediaProblem(
-        f"{what}; I can take images up to {_megabytes(limit)}. "
-        "Send it as a photo or a smaller file."
-    )
-
-
-def unsupported_content(message: Message) -> bool:
-    """Stickers, voice, video notes and the like: nothing the model could edit."""
-    return any(
-        getattr(message, attr, None) is not None
-        for attr in (
-            "sticker",
-            "voice",
-            "video_note",
-            "audio",
-            "location",
-            "contact",
-            "poll",
-            "dice",
-            "venue",
-            "game",
-            "story",
-        )
+    replied = reply_target(message)
+    platform_data = {"speaks_for_chat": "1"} if speaks_for_chat(message) else {}
+    return Incoming(
+        chat=ChatKey(PLATFORM, str(message.chat.id), topic_id(message)),
+        message_id=str(message.message_id),
+        sender=sender_of(message),
+        text=prompt_text(message, me),
+        attachments=attachments_of(message),
+        is_private=is_private(message),
+        addressed=is_addressed(message, me),
+        reply_to=str(replied.message_id) if replied is not None else None,
+        reply_attachments=attachments_of(replied) if replied is not None else (),
+        group_id=str(message.media_group_id) if message.media_group_id else None,
+        platform_data=platform_data,
     )
 
 

@@ -44,8 +44,9 @@ from bot.config import Settings  # noqa: E402
 from bot.context import ContextPolicy, b64_len, build_context  # noqa: E402
 from bot.events import ChatKey  # noqa: E402
 from bot.models.base import Blob, Content, Part, Role, image_cap_for  # noqa: E402
+from bot.store import NewImage, NewPart  # noqa: E402
 from bot.threads import Turn, TurnStatus  # noqa: E402
-from storage.sqlite import NewImage, NewPart, Store  # noqa: E402
+from storage.sqlite import SqliteDatabase  # noqa: E402
 
 #: Gemini's documented ceiling for a request with inline data ("use the File API above 20MB")
 GEMINI_INLINE_LIMIT = 20_000_000
@@ -232,9 +233,9 @@ def run(turns: int, *, quick: bool, seed: int, signature_bytes: int, workdir: Pa
     sig_sizes = (512, signature_bytes)
     setup = Setup(turns, budget, caps, len(raw), photo, blob_range, sig_sizes, serialiser)
 
-    store = Store(workdir / "context.db")
+    store = SqliteDatabase(workdir / "context.db")
     chat = ChatKey("telegram", "42")
-    thread = store.create_thread(chat)
+    thread = store.create_thread(chat, lane=str(chat))
     user = store.add_turn(thread.id, parent_id=None, role="user", parts=[
         NewPart(image=NewImage(photo.data, photo.mime_type, photo.width, photo.height)),
         NewPart(text=INSTRUCTIONS[0]),

@@ -45,7 +45,16 @@ import bot.engine as engine_module  # noqa: E402
 import bot.images as imaging  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.engine import GENERIC_FAILURE  # noqa: E402
-from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender  # noqa: E402
+from bot.events import (  # noqa: E402
+    Attachment,
+    AttachmentKind,
+    ChatKey,
+    Incoming,
+    InputImage,
+    OutputImage,
+    Progress,
+    Sender,
+)
 from bot.models.base import (  # noqa: E402
     Blob,
     GenerateRequest,
@@ -55,8 +64,8 @@ from bot.models.base import (  # noqa: E402
     count_images,
     image_cap_for,
 )
-from bot.runtime import open_engine  # noqa: E402
-from storage.sqlite import AsyncStore  # noqa: E402
+from bot.runtime import open_runtime  # noqa: E402
+from storage.sqlite import SqliteStore  # noqa: E402
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -168,6 +177,21 @@ class QuietChannel:
         return False
 
 
+class QuietPlatform:
+    """One quiet channel for every event; attachments carry their bytes inline."""
+
+    name = CHAT.platform
+
+    def __init__(self, channel: QuietChannel) -> None:
+        self._channel = channel
+
+    def channel(self, event: Incoming) -> QuietChannel:
+        return self._channel
+
+    async def fetch(self, attachment: Attachment) -> list[InputImage]:
+        return [InputImage(attachment.data or b"")]
+
+
 # --------------------------------------------------------------------------- a run
 
 
@@ -207,8 +231,8 @@ class Timers:
                            if hasattr(owner, "__dict__") else _MISSING))
         setattr(owner, attr, timed)
 
-    def wrap_store_hops(self, store: AsyncStore) -> None:
-        """Time each ``AsyncStore.run`` as awaited: the worker's work plus the thread hop."""
+    def wrap_store_hops(self, store: SqliteStore) -> None:
+        """Time each ``SqliteStore.run`` as awaited: the worker's work plus the thread hop."""
         original = store.run
 
         async def run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -264,25 +288,32 @@ async def run_thread(settings: Settings, model: InstantModel, photo: bytes, turn
     timers.wrap(imaging, "prepare_input")
     timers.wrap(imaging, "inspect_output")
     try:
-        async with open_engine(settings, model=model) as engine:
+        async with open_runtime(settings, model=model) as runtime:
+            store = runtime.store
+            assert isinstance(store, SqliteStore)
             if profile:
-                timers.wrap_store_hops(engine.store)
-                timers.wrap(engine.store.sync, "path", "Store.path (in _build_context)")
-                timers.wrap(engine.store.sync, "image_bytes", "Store.image_bytes")
-                timers.wrap(engine.store.sync, "add_turn", "Store.add_turn")
+                timers.wrap_store_hops(store)
+                timers.wrap(store.sync, "path", "Store.path (in _build_context)")
+                timers.wrap(store.sync, "image_bytes", "Store.image_bytes")
+                timers.wrap(store.sync, "add_turn", "Store.add_turn")
                 timers.wrap(engine_module, "build_context", "context.build_context")
             channel = QuietChannel()
+            runtime.intake.register(QuietPlatform(channel))
+            await runtime.intake.start()
             message_id = 0
 
             async def say(text: str, *images: bytes) -> float:
                 nonlocal message_id
                 message_id += 1
-                incoming = Incoming(chat=CHAT, message_id=str(message_id), sender=ANN,
-                                    text=text, images=tuple(InputImage(i) for i in images),
-                                    is_private=True)
+                incoming = Incoming(
+                    chat=CHAT, message_id=str(message_id), sender=ANN, text=text,
+                    attachments=tuple(Attachment(AttachmentKind.IMAGE, data=i) for i in images),
+                    is_private=True)
                 timers.turn_image_ms = 0.0
                 started = time.perf_counter()
-                await engine.handle(incoming, channel)
+                receipt = await runtime.intake.receive(incoming)
+                assert receipt is not None
+                await runtime.intake.wait(receipt)
                 return (time.perf_counter() - started) * 1000
 
             for n in range(1, turns + 1):

@@ -13,8 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
-    web = sub.add_parser("web", help="serve webhooks (Slack events, /healthz) on $PORT")
+    web = sub.add_parser("web", help="serve webhooks (Telegram, Slack events, /healthz) on $PORT")
     web.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     web.add_argument("--port", type=int, default=None, help="port (default $PORT or 8080)")
     console = sub.add_parser("console", help="chat with the bot in this terminal")
@@ -91,11 +90,11 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
         return 2
     setup_logging(settings, level=logging.WARNING)
     (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
-    from bot.runtime import open_engine
+    from bot.runtime import open_runtime
 
     async def go() -> int:
-        async with open_engine(settings, demo=demo) as engine:
-            result: int = await run_console(engine, out_dir=out_dir)
+        async with open_runtime(settings, demo=demo) as runtime:
+            result: int = await run_console(runtime.intake, out_dir=out_dir)
             return result
 
     return asyncio.run(go())
@@ -110,39 +109,71 @@ def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: in
 
 
 async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: int) -> int:
+    """Start in order (store, adapters, HTTP, processing) and stop in reverse: intake
+    first, then running turns get their grace, then connections close."""
     from aiohttp import web
 
-    from bot.runtime import open_engine
+    from bot.runtime import open_runtime
 
-    async with open_engine(settings) as engine:
+    stop = _stop_on_signals()
+    async with open_runtime(settings) as runtime:
+        intake = runtime.intake
         adapters: list[Adapter] = []
         for name, factory in adapter_factories().items():
-            adapter = factory(settings, engine)
+            adapter = factory(settings, intake)
             if adapter is not None:
                 log.info("platform %s configured", name)
                 adapters.append(adapter)
+                intake.register(adapter)
         if not adapters:
             print(NO_PLATFORM, file=sys.stderr)
             return 2
         runner: web.AppRunner | None = None
-        if webhook:
-            app, mounted = build_web_app(adapters)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only", host,
-                     port)
-        elif settings.chatbrush_metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(settings.chatbrush_metrics_port)
-            log.info("metrics on port %s", settings.chatbrush_metrics_port)
+        started: list[Adapter] = []
         try:
-            await _run_until_signal([partial(a.serve, webhook=webhook) for a in adapters])
+            if webhook:
+                app, mounted = build_web_app(adapters)
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, host, port).start()
+                log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
+                         host, port)
+            elif settings.chatbrush_metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(settings.chatbrush_metrics_port)
+                log.info("metrics on port %s", settings.chatbrush_metrics_port)
+            for adapter in adapters:
+                await adapter.start(webhook=webhook)
+                started.append(adapter)
+            await intake.start()
+            await stop.wait()
+            log.info("stopping: no new messages; running turns get %.0fs",
+                     settings.chatbrush_shutdown_grace)
         finally:
+            for adapter in reversed(started):
+                with contextlib.suppress(Exception):
+                    await adapter.stop_receiving()
+            await intake.stop(grace=settings.chatbrush_shutdown_grace)
+            for adapter in reversed(adapters):
+                try:
+                    await adapter.close()
+                except Exception:
+                    log.warning("closing %s failed", adapter.name, exc_info=True)
             if runner is not None:
                 await runner.cleanup()
+    log.info("stopped")
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the loop keeps running: shutdown is orderly)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
@@ -165,29 +196,6 @@ def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
     app.router.add_get("/metrics", prometheus)
     mounted = [a.name for a in adapters if a.mount(app)]
     return app, mounted
-
-
-async def _run_until_signal(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Run every job until SIGINT/SIGTERM, or until one of them fails."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    async def run(job: Callable[[], Awaitable[None]]) -> None:
-        await job()
-
-    tasks = [asyncio.create_task(run(job)) for job in jobs]
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    for task in [*tasks, stopper]:
-        task.cancel()
-    await asyncio.gather(*tasks, stopper, return_exceptions=True)
-    for task in done:
-        if task is not stopper and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-    log.info("stopped")
 
 
 if __name__ == "__main__":

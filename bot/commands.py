@@ -12,16 +12,22 @@ class CommandSpec:
     usage: str
     description: str
     admin_only: bool = False
+    #: acts on one conversation, so it must be clear which one it was typed in
+    thread_scoped: bool = False
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("help", "/help", "how to use the bot"),
-    CommandSpec("new", "/new", "start a fresh conversation"),
-    CommandSpec("undo", "/undo [n]", "go back n versions (default 1)"),
-    CommandSpec("history", "/history", "list the versions in this conversation"),
-    CommandSpec("reset", "/reset", "forget this conversation (admins in groups)"),
+    CommandSpec("new", "/new", "start a fresh conversation", thread_scoped=True),
+    CommandSpec("undo", "/undo [n]", "go back n versions (default 1)", thread_scoped=True),
+    CommandSpec("history", "/history", "list the versions in this conversation",
+                thread_scoped=True),
+    CommandSpec("resend", "/resend", "send the newest picture again (also one that could "
+                "not be delivered)", thread_scoped=True),
+    CommandSpec("reset", "/reset", "forget this conversation (admins in groups)",
+                thread_scoped=True),
     CommandSpec("usage", "/usage", "model calls, images and tokens used"),
-    CommandSpec("stats", "/stats", "bot-wide numbers (admins)", admin_only=True),
+    CommandSpec("stats", "/stats", "bot-wide numbers (operators)", admin_only=True),
     CommandSpec("settings", "/settings", "current model settings (admins)", admin_only=True),
 )
 COMMAND_NAMES = frozenset(c.name for c in COMMANDS)

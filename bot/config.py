@@ -7,6 +7,7 @@ one-line message naming the variable, never a traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -54,12 +55,26 @@ class Settings(BaseSettings):
     chatbrush_db: str = "chatbrush.db"
     chatbrush_admins: CommaList = ()
 
+    # --- intake and delivery
+    chatbrush_concurrent_turns: int = Field(
+        256, ge=1, le=10_000, description="turns one process runs at once"
+    )
+    chatbrush_shutdown_grace: float = Field(
+        25.0, ge=0, description="seconds running turns get to finish on SIGTERM"
+    )
+    chatbrush_delivery_attempts: int = Field(3, ge=1, le=10)
+    chatbrush_delivery_backoff: float = Field(
+        2.0, ge=0, description="first wait before re-sending an answer (doubles each time)"
+    )
+
     # --- Telegram
     telegram_bot_token: SecretStr | None = None
     telegram_base_url: str = "https://api.telegram.org"
     telegram_allowed_chats: CommaList = ()
     telegram_allowed_users: CommaList = ()
     telegram_album_debounce: float = Field(1.0, ge=0)
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
 
     # --- Slack
     slack_bot_token: SecretStr | None = None
@@ -90,6 +105,23 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Telegram only calls HTTPS webhooks)")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}",
+                                                  value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("gemini_image_size")

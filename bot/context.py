@@ -45,14 +45,29 @@ def _text_cost(part: StoredPart) -> int:
     return len((part.text or "").encode()) + len(part.thought_signature or "")
 
 
-def build_context(
-    path: Sequence[Turn],
-    policy: ContextPolicy,
-    load_image: Callable[[str], bytes],
-) -> BuiltContext:
-    """Turn a root→newest path (newest = the new user turn) into request contents."""
+@dataclass(frozen=True)
+class _Selection:
+    chosen: frozenset[tuple[int, int]]  # (turn id, part index) of every image sent
+    kept_turns: tuple[Turn, ...]
+    capped: int
+
+
+def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
+    """The SHA-256 of every image :func:`build_context` will send (load only those)."""
     if not path:
-        return BuiltContext((), 0, 0, 0, 0, 0, 0)
+        return set()
+    by_id = {t.id: t for t in path}
+    selection = _select(path, policy)
+    needed = set()
+    for turn_id, index in selection.chosen:
+        image = by_id[turn_id].parts[index].image
+        assert image is not None
+        needed.add(image.sha256)
+    return needed
+
+
+def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
+    """Which turns and which images go, within the byte budget and the image cap."""
     newest = path[-1]
     # Images are chosen by position (turn, part), not by hash: an image that recurs
     # (an undo, a model echoing its input) costs again every time it is sent.
@@ -110,7 +125,19 @@ def build_context(
     # Gemini wants the conversation to open with a user turn.
     while kept_turns and kept_turns[0].is_model:
         kept_turns.pop(0)
+    return _Selection(frozenset(chosen), tuple(kept_turns), capped)
 
+
+def build_context(
+    path: Sequence[Turn],
+    policy: ContextPolicy,
+    load_image: Callable[[str], bytes],
+) -> BuiltContext:
+    """Turn a root→newest path (newest = the new user turn) into request contents."""
+    if not path:
+        return BuiltContext((), 0, 0, 0, 0, 0, 0)
+    selection = _select(path, policy)
+    chosen, kept_turns, capped = selection.chosen, selection.kept_turns, selection.capped
     contents: list[Content] = []
     sent_bytes = 0
     dropped = 0

@@ -1,92 +1,95 @@
-"""One message end to end: routing, commands, a model turn, replies and links.
+"""One turn end to end: route → context → model → record → deliver.
 
-Adapters hand every message here with a :class:`Channel` bound to it. The engine works
-out which thread and which turn the message continues, runs the model call under that
-thread's lock (so turns of one thread stay in arrival order while other threads proceed),
-stores both turns, and links every platform message to its turn so replies find it.
+The intake (:mod:`bot.intake`) hands the engine one claimed inbox event at a time per
+conversation. The engine works out which thread and which turn the message continues,
+stores the user's turn, calls the model, stores the answer as soon as it arrives, and
+only then delivers it: the thread's head moves to the answer once the chat has it. Every
+step is recorded with the inbox entry, so a resumed event continues where it stopped —
+an answer that was stored is re-sent, never paid for again, and a model call that was
+under way when the process died is not repeated behind the user's back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 import bot.images as imaging
 from bot import metrics
+from bot.access import AdminCache
 from bot.commands import COMMANDS, Command, parse_command
 from bot.config import Settings
-from bot.context import BuiltContext, ContextPolicy, build_context
+from bot.context import BuiltContext, ContextPolicy, build_context, images_needed
+from bot.errors import UserFacingError
 from bot.events import (
+    Attachment,
     Channel,
-    ChatKey,
     Incoming,
     InputImage,
     InputRefused,
     OutputImage,
     Progress,
 )
+from bot.input_policy import check_attachments
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
-from bot.ordering import Lines, Ticket
+from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store, UsageSummary
 from bot.threads import Thread, Turn, TurnStatus, format_history, undo_target
-from storage.sqlite import AsyncStore, NewImage, NewPart, UsageSummary
 
 log = logging.getLogger(__name__)
 
 MAX_UNDO = 50
 GENERIC_FAILURE = "Sorry, something went wrong on my side. Please try again in a moment."
+UNREADABLE_ANSWER = "The model service sent an answer the bot couldn't read. Please try again."
+INTERRUPTED = (
+    "I was restarted while the model was working on this, so I can't tell whether it "
+    "finished. Reply “try again” to run it once more."
+)
+CONVERSATION_RESET = "That conversation was reset. Please send it again."
+
+Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One claimed event (or album) ready for the engine.
+
+    ``entry`` records how far earlier attempts got; ``entry_ids`` are every inbox entry
+    this work finishes (the items of an album); ``event`` is what the user sent.
+    """
+
+    entry: InboxEntry
+    entry_ids: tuple[int, ...]
+    event: Incoming
+    channel: Channel
+    fetch: Fetch
 
 
 @dataclass(frozen=True)
 class Target:
     """Where a message goes: a thread, and the turn it continues from.
 
-    ``follow_head`` means "whatever the head is once our turn comes", so two messages
-    queued in one thread build on each other instead of both on the old head.
+    ``follow_head`` means "whatever the head is when the turn runs", so queued messages in
+    one thread build on each other instead of all on the old head.
     """
 
     thread: Thread
     parent_id: int | None
     follow_head: bool
-    carried: tuple[InputImage, ...] = ()
-
-
-class UserFacingError(Exception):
-    """Stop handling this message and tell the user why (short, no internals)."""
+    carried: tuple[Attachment, ...] = ()
 
 
 class Engine:
-    def __init__(self, store: AsyncStore, model: ImageModel, settings: Settings) -> None:
+    def __init__(self, store: Store, model: ImageModel, settings: Settings, *,
+                 admins: AdminCache | None = None) -> None:
         self.store = store
         self.model = model
         self.settings = settings
-        # Arrival order per chat, then per thread: see bot/ordering.py.
-        self._intake = Lines()
-        self._threads = Lines()
-
-    # ------------------------------------------------------------------ public API
-    async def handle(self, incoming: Incoming, channel: Channel) -> None:
-        """Answer one message; never raises (a failure here must not stop an adapter)."""
-        try:
-            await self._handle(incoming, channel)
-        except (UserFacingError, InputRefused) as exc:
-            await self._safe_send(channel, str(exc))
-        except Exception:
-            log.exception("failed to handle message %s in %s", incoming.message_id,
-                          incoming.chat)
-            await self._safe_send(channel, GENERIC_FAILURE)
-
-    async def claim_event(self, platform: str, event_key: str) -> bool:
-        return await self.store.run(self.store.sync.claim_event, platform, event_key)
-
-    async def is_bot_message(self, chat: ChatKey, message_id: str) -> bool:
-        turn = await self.store.run(self.store.sync.linked_turn, chat, message_id)
-        return turn is not None and turn.is_model
-
-    async def has_thread(self, chat: ChatKey, thread_hint: str) -> bool:
-        thread = await self.store.run(self.store.sync.thread_by_key, chat, thread_hint)
-        return thread is not None
+        self.admins = admins or AdminCache(settings)
 
     def help_text(self, prefix: str = "/") -> str:
         lines = [
@@ -102,173 +105,203 @@ class Engine:
         lines += [f"{prefix}{c.usage.lstrip('/')} — {c.description}" for c in COMMANDS]
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ routing
-    async def _handle(self, incoming: Incoming, channel: Channel) -> None:
-        # Everything up to taking a place in the thread's line happens in the chat's
-        # arrival order, so a quick text reply cannot overtake the photo sent before it.
-        intake = self._intake.reserve(incoming.chat)
-        async with intake:
-            command = parse_command(incoming.text)
-            metrics.MESSAGES.labels(incoming.platform, "command" if command else "edit").inc()
-            if command is not None:
-                await self._command(command, incoming, channel, intake)
-                return
-            text = incoming.text.strip()
-            limit = self.settings.chatbrush_max_prompt_chars
-            if len(text) > limit:
-                metrics.REJECTED_INPUTS.labels(incoming.platform).inc()
-                raise UserFacingError(
-                    f"That message is too long ({len(text):,} characters); please keep it "
-                    f"under {limit:,}."
-                )
-            # Validate what the user sent before any thread is created for it.
-            own_images = await self._prepare_images(incoming, incoming.images)
-            target = await self._route(incoming)
-            if target is None:
-                return  # a group message not meant for us (adapters normally filter these)
-            prepared = [*await self._prepare_images(incoming, target.carried), *own_images]
-            if not text and not prepared:
-                raise UserFacingError("Tell me what to change, or send a photo.")
-            queued = self._threads.busy(target.thread.id)
-            ticket = self._threads.reserve(target.thread.id)
-        try:
-            if queued:
-                metrics.QUEUED.labels(incoming.platform).inc()
-                await self._safe_progress(channel, Progress.QUEUED)
-            await self._turn(incoming, channel, target, text, prepared, ticket)
-        finally:
-            ticket.release()
+    # ------------------------------------------------------------------ entry points
+    async def process(self, work: Work) -> InboxStatus:
+        """Handle (or resume) one event; raises only :class:`UserFacingError`,
+        :class:`InputRefused` and what the intake's fail-safe catches."""
+        entry = work.entry
+        if entry.answer_turn_id is not None:
+            return await self._resume_delivery(work, entry.answer_turn_id)
+        if entry.turn_id is not None:
+            turn = await self.store.get_turn(entry.turn_id)
+            if turn is None:
+                raise UserFacingError(CONVERSATION_RESET)
+            if entry.call_started:
+                return await self._interrupted(work, turn)
+            if turn.text and turn.status is TurnStatus.OK:
+                return await self._call_model(work, turn)
+            return InboxStatus.DONE  # a bare picture, already stored and asked about
+        command = parse_command(work.event.text)
+        metrics.MESSAGES.labels(work.event.platform, "command" if command else "edit").inc()
+        if command is not None:
+            return await self._command(command, work)
+        return await self._turn(work)
 
-    async def _route(self, incoming: Incoming) -> Target | None:
-        db = self.store.sync
+    async def salvage(self, work: Work, *, reason: str) -> None:
+        """After an unexpected error: keep what the user sent as a failed turn, so "try
+        again" works without sending it again, and tell them in one short line."""
+        try:
+            entry = await self.store.inbox_get(work.entry.id)
+            turn = None
+            if entry is not None and entry.turn_id is not None and entry.answer_turn_id is None:
+                turn = await self.store.get_turn(entry.turn_id)
+                if turn is not None and turn.status is TurnStatus.OK and turn.text:
+                    await self.store.mark_failed(turn.id, f"error: {reason}")
+            await self._safe_progress(work.channel, Progress.FAILED)
+            ids = await self._safe_send(work.channel, GENERIC_FAILURE)
+            if turn is not None:
+                for message_id in ids:
+                    await self.store.link_message(work.event.chat, message_id, turn)
+        except Exception:
+            log.exception("could not record the failure of message %s", work.event.message_id)
+
+    # ------------------------------------------------------------------ routing
+    async def _route(self, work: Work) -> Target | None:
+        incoming = work.event
+        store = self.store
         if incoming.reply_to:
-            linked = await self.store.run(db.linked_turn, incoming.chat, incoming.reply_to)
+            linked = await store.linked_turn(incoming.chat, incoming.reply_to)
             if linked is not None:
-                thread = await self.store.run(db.get_thread, linked.thread_id)
+                thread = await store.get_thread(linked.thread_id)
                 if thread is not None:
                     if linked.status is TurnStatus.FAILED:
-                        return Target(thread, linked.parent_id, False)
-                    return Target(thread, linked.id, False)
-            if incoming.reply_to_images is not None:
-                loaded = tuple(await incoming.reply_to_images())
-                if loaded:
-                    thread = await self._new_thread(incoming)
-                    return Target(thread, None, False, carried=loaded)
+                        return Target(thread, linked.parent_id, follow_head=False)
+                    return Target(thread, linked.id, follow_head=False)
+            if incoming.reply_attachments:
+                thread = await self._new_thread(work)
+                return Target(thread, None, follow_head=False,
+                              carried=incoming.reply_attachments)
         if incoming.thread_hint:
-            thread = await self.store.run(db.thread_by_key, incoming.chat, incoming.thread_hint)
+            thread = await store.thread_by_key(incoming.chat, incoming.thread_hint)
             if thread is None:
-                thread = await self._new_thread(incoming, external_key=incoming.thread_hint)
-            return Target(thread, thread.head_id, True)
+                if not incoming.addressed and not incoming.is_private:
+                    return None  # the message that was to start it was refused
+                thread = await self._new_thread(work, external_key=incoming.thread_hint)
+                if incoming.reply_attachments and not incoming.attachments:
+                    return Target(thread, None, follow_head=False,
+                                  carried=incoming.reply_attachments)
+            return Target(thread, thread.head_id, follow_head=True)
         if incoming.is_private:
-            thread = await self.store.run(db.current_thread, incoming.chat)
+            thread = await store.current_thread(incoming.chat)
             if thread is None:
-                thread = await self._new_thread(incoming)
-            return Target(thread, thread.head_id, True)
+                thread = await self._new_thread(work)
+            return Target(thread, thread.head_id, follow_head=True)
         if not incoming.addressed:
             return None
-        return Target(await self._new_thread(incoming), None, False)
+        return Target(await self._new_thread(work), None, follow_head=False)
 
-    async def _new_thread(self, incoming: Incoming, external_key: str | None = None) -> Thread:
-        db = self.store.sync
-        thread = await self.store.run(
-            db.create_thread, incoming.chat, external_key=external_key,
+    async def _new_thread(self, work: Work, external_key: str | None = None) -> Thread:
+        incoming = work.event
+        thread = await self.store.create_thread(
+            incoming.chat, lane=work.entry.lane, external_key=external_key,
             created_by=incoming.sender.id,
         )
         if incoming.is_private:
-            await self.store.run(db.set_current_thread, incoming.chat, thread.id)
+            await self.store.set_current_thread(incoming.chat, thread.id)
         return thread
 
-    async def _prepare_images(self, incoming: Incoming, raw: Sequence[InputImage]
-                              ) -> list[imaging.PreparedImage]:
-        prepared = []
-        for index, image in enumerate(raw, start=1):
-            try:
-                prepared.append(await imaging.prepare_input_async(
-                    image.data,
-                    max_side=self.settings.chatbrush_max_side,
-                    max_bytes=self.settings.chatbrush_max_upload_bytes,
-                    max_pixels=self.settings.chatbrush_max_pixels,
-                ))
-            except imaging.ImageRejected as exc:
-                metrics.REJECTED_INPUTS.labels(incoming.platform).inc()
+    async def _load_images(self, work: Work, attachments: Sequence[Attachment]
+                           ) -> list[imaging.PreparedImage]:
+        """Download (concurrently) and normalise; a bad image refuses the whole message."""
+        check_attachments(attachments, self.settings)
+
+        async def fetch(attachment: Attachment) -> Sequence[InputImage]:
+            if attachment.data is not None:
+                return [InputImage(attachment.data, attachment.mime_type, attachment.filename)]
+            return await work.fetch(attachment)
+
+        fetched = await asyncio.gather(*(fetch(a) for a in attachments))
+        raw = [image for images in fetched for image in images]
+        results = await asyncio.gather(
+            *(imaging.prepare_input_async(
+                image.data,
+                max_side=self.settings.chatbrush_max_side,
+                max_bytes=self.settings.chatbrush_max_upload_bytes,
+                max_pixels=self.settings.chatbrush_max_pixels,
+            ) for image in raw),
+            return_exceptions=True,
+        )
+        prepared: list[imaging.PreparedImage] = []
+        for index, result in enumerate(results, start=1):
+            if isinstance(result, imaging.ImageRejected):
+                metrics.REJECTED_INPUTS.labels(work.event.platform).inc()
                 which = f"Image {index} of {len(raw)}: " if len(raw) > 1 else ""
-                raise UserFacingError(f"{which}{exc.user_message}") from None
+                raise UserFacingError(f"{which}{result.user_message}")
+            if isinstance(result, BaseException):
+                raise result
+            prepared.append(result)
         return prepared
 
     # ------------------------------------------------------------------ one turn
-    async def _turn(
-        self,
-        incoming: Incoming,
-        channel: Channel,
-        target: Target,
-        text: str,
-        prepared: list[imaging.PreparedImage],
-        ticket: Ticket,
-    ) -> None:
-        db = self.store.sync
+    async def _turn(self, work: Work) -> InboxStatus:
+        incoming = work.event
+        text = incoming.text.strip()
+        # Validate what the user sent before any thread is created for it.
+        own_images = await self._load_images(work, incoming.attachments)
+        target = await self._route(work)
+        if target is None:
+            return InboxStatus.DONE  # not meant for us after all
+        prepared = [*await self._load_images(work, target.carried), *own_images]
+        if not text and not prepared:
+            raise UserFacingError("Tell me what to change, or send a photo.")
         thread_id = target.thread.id
-        async with ticket:
-            parent_id = target.parent_id
-            if target.follow_head:
-                current = await self.store.run(db.get_thread, thread_id)
-                if current is None:  # reset while we waited
-                    raise UserFacingError("That conversation was reset. Please send it again.")
-                parent_id = current.head_id
-            if not prepared and text:
-                prepared = await self._retry_images(thread_id, parent_id)
-            parts = [NewPart(image=NewImage(p.data, p.mime_type, p.width, p.height))
-                     for p in prepared]
-            if text:
-                parts.append(NewPart(text=text))
-            if not text:
-                # A picture with no instruction: keep it as the next input, ask what to do.
-                turn = await self.store.run(
-                    db.add_turn, thread_id, parent_id=parent_id, role="user", parts=parts,
-                    author_id=incoming.sender.id, author_name=incoming.sender.display_name,
-                )
-                await self.store.run(db.link_message, incoming.chat, incoming.message_id, turn)
-                many = "them" if len(prepared) > 1 else "it"
-                # Linked, so that replying to this question continues with the picture.
-                for message_id in await self._safe_send(
-                    channel, f"Got it. What should I do with {many}?"
-                ):
-                    await self.store.run(db.link_message, incoming.chat, message_id, turn)
-                return
-            user_turn = await self.store.run(
-                db.add_turn, thread_id, parent_id=parent_id, role="user", parts=parts,
-                author_id=incoming.sender.id, author_name=incoming.sender.display_name,
-                move_head=False,
+        await self._deliver_pending(work, thread_id)
+        parent_id = target.parent_id
+        if target.follow_head:
+            current = await self.store.get_thread(thread_id)
+            if current is None:
+                raise UserFacingError(CONVERSATION_RESET)
+            parent_id = current.head_id
+        if not prepared and text:
+            prepared = await self._retry_images(thread_id, parent_id)
+        parts = [NewPart(image=NewImage(p.data, p.mime_type, p.width, p.height))
+                 for p in prepared]
+        if text:
+            parts.append(NewPart(text=text))
+        sender = incoming.sender
+        if not text:
+            # A picture with no instruction: keep it as the next input, ask what to do.
+            turn = await self.store.add_turn(
+                thread_id, parent_id=parent_id, role="user", parts=parts,
+                author_id=sender.id, author_name=sender.display_name,
+                event_id=work.entry.id,
             )
-            await self.store.run(db.link_message, incoming.chat, incoming.message_id, user_turn)
-            await self._call_model(incoming, channel, user_turn)
+            await self.store.link_message(incoming.chat, incoming.message_id, turn)
+            many = "them" if len(prepared) > 1 else "it"
+            # Linked, so that replying to this question continues with the picture.
+            for message_id in await self._safe_send(
+                work.channel, f"Got it. What should I do with {many}?"
+            ):
+                await self.store.link_message(incoming.chat, message_id, turn)
+            return InboxStatus.DONE
+        user_turn = await self.store.add_turn(
+            thread_id, parent_id=parent_id, role="user", parts=parts,
+            author_id=sender.id, author_name=sender.display_name, move_head=False,
+            event_id=work.entry.id,
+        )
+        await self.store.link_message(incoming.chat, incoming.message_id, user_turn)
+        return await self._call_model(work, user_turn)
 
     async def _retry_images(self, thread_id: int, parent_id: int | None
                             ) -> list[imaging.PreparedImage]:
         """Images of a failed attempt right here, so "try again" needs no re-upload."""
-        db = self.store.sync
-        for failed in await self.store.run(db.failed_children, parent_id, thread_id):
+        for failed in await self.store.failed_children(parent_id, thread_id):
             if failed.images:
                 return [
-                    imaging.PreparedImage(await self.store.run(db.image_bytes, ref.sha256),
+                    imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
                                           ref.mime_type, ref.width, ref.height)
                     for ref in failed.images
                 ]
         return []
 
-    async def _call_model(self, incoming: Incoming, channel: Channel, user_turn: Turn) -> None:
-        db = self.store.sync
+    async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
+        incoming = work.event
         policy = ContextPolicy(
             byte_budget=self.settings.chatbrush_context_bytes,
             max_images=min(self.model.max_input_images,
                            self.settings.chatbrush_max_input_images or 14),
         )
-        context: BuiltContext = await self.store.run(self._build_context, user_turn, policy)
+        path = [t for t in await self.store.path(user_turn.id) if t.status is TurnStatus.OK]
+        context = await self._build_context(path, policy)
         request = GenerateRequest(
             context.contents,
             aspect_ratio=self.settings.gemini_aspect_ratio,
             image_size=self.settings.gemini_image_size,
         )
-        await self._safe_progress(channel, Progress.WORKING)
+        # Recorded before the call: if the process dies during it, the resumed event knows
+        # a call may have been paid for and does not make a second one unasked.
+        await self.store.inbox_mark_call_started(work.entry.id)
+        await self._safe_progress(work.channel, Progress.WORKING)
         metrics.REQUEST_BYTES.observe(context.request_bytes)
         started = time.monotonic()
         try:
@@ -280,10 +313,16 @@ class Engine:
                 FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
                 "Please try again.", detail=str(exc))
             self._observe_call(started, error.kind.value)
-            await self._fail(incoming, channel, user_turn, error, context)
-            return
+            return await self._fail(work, user_turn, error, context)
+        except Exception as exc:
+            # Whatever else a model client lets through must not lose the user's turn.
+            log.exception("model call raised %s in thread %s", type(exc).__name__,
+                          user_turn.thread_id)
+            error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
+                               detail=f"{type(exc).__name__}: {exc}"[:500])
+            self._observe_call(started, error.kind.value)
+            return await self._fail(work, user_turn, error, context)
         self._observe_call(started, "ok")
-        metrics.IMAGES_OUT.labels(incoming.platform).inc(len(outputs))
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
         for part in result.parts:
@@ -297,108 +336,179 @@ class Engine:
                 image = NewImage(part.image.data, part.image.mime_type, 0, 0)
             parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
                                  part.extra))
-        model_turn = await self.store.run(
-            db.add_turn, user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
-            author_id="bot", author_name=self.model.name,
+        # Stored the moment it arrives, before anything is sent: never lost, never paid
+        # for twice. It becomes the current version only once it is delivered.
+        model_turn = await self.store.add_turn(
+            user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
+            author_id="bot", author_name=self.model.name, status=TurnStatus.UNDELIVERED,
+            move_head=False, event_id=work.entry.id,
         )
-        await self.store.run(
-            db.record_usage, chat=incoming.chat, user_id=incoming.sender.id,
+        await self.store.record_usage(
+            chat=incoming.chat, user_id=incoming.sender.id,
             thread_id=user_turn.thread_id, model=self.model.name, ok=True,
             images=len(outputs), prompt_tokens=result.usage.prompt_tokens,
             output_tokens=result.usage.output_tokens, request_bytes=context.request_bytes,
         )
-        caption = f"v{model_turn.version}" + (f" — {result.text}" if result.text else "")
+        note = ""
         if context.newest_images_capped:
-            caption += (f"\n(This model takes {context.images_sent} images at most; "
-                        f"{context.newest_images_capped} of yours were left out.)")
-        await self._deliver(channel, incoming.chat, model_turn, outputs, caption)
-        await self._safe_progress(channel, Progress.DONE)
+            note = (f"\n(This model takes {context.images_sent} images at most; "
+                    f"{context.newest_images_capped} of yours were left out.)")
+        await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
+                            done_event=work.entry.id)
+        return InboxStatus.DONE
 
     def _observe_call(self, started: float, outcome: str) -> None:
         metrics.MODEL_SECONDS.labels(self.model.name).observe(time.monotonic() - started)
         metrics.MODEL_CALLS.labels(self.model.name, outcome).inc()
 
-    def _build_context(self, user_turn: Turn, policy: ContextPolicy) -> BuiltContext:
-        """Runs on the store's thread: reads the path and the image bytes it keeps."""
-        db = self.store.sync
-        path = [t for t in db.path(user_turn.id) if t.status is TurnStatus.OK]
-        return build_context(path, policy, db.image_bytes)
+    async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
+        """Load just the image bytes the policy keeps, then assemble the request."""
+        images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
+        return build_context(path, policy, images.__getitem__)
 
-    async def _fail(self, incoming: Incoming, channel: Channel, user_turn: Turn,
-                    error: ModelError, context: BuiltContext) -> None:
-        db = self.store.sync
+    async def _fail(self, work: Work, user_turn: Turn, error: ModelError,
+                    context: BuiltContext) -> InboxStatus:
+        incoming = work.event
         log.warning("model call failed in thread %s: %s (%s)", user_turn.thread_id,
                     error.kind.value, error.detail or error.user_message)
-        await self.store.run(db.mark_failed, user_turn.id, error.kind.value)
+        await self.store.mark_failed(user_turn.id, error.kind.value)
         usage = error.usage
-        await self.store.run(
-            db.record_usage, chat=incoming.chat, user_id=incoming.sender.id,
+        await self.store.record_usage(
+            chat=incoming.chat, user_id=incoming.sender.id,
             thread_id=user_turn.thread_id, model=self.model.name, ok=False,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
             request_bytes=context.request_bytes,
         )
-        await self._safe_progress(channel, Progress.FAILED)
+        await self._safe_progress(work.channel, Progress.FAILED)
         message = error.user_message
         if error.text:
             message += f"\n\nThe model said: {error.text}"
-        await self._safe_send(channel, message)
+        await self._tell_about(work, user_turn, message)
+        return InboxStatus.FAILED
 
-    async def _deliver(self, channel: Channel, chat: ChatKey, turn: Turn,
-                       outputs: Sequence[OutputImage], caption: str) -> None:
-        ids = (await channel.send_images(outputs, caption) if outputs
-               else await channel.send_text(caption))
-        for message_id in ids:
-            await self.store.run(self.store.sync.link_message, chat, message_id, turn)
+    async def _tell_about(self, work: Work, turn: Turn, text: str) -> None:
+        """Send ``text`` linked to ``turn``: a reply to it ("try again") finds the turn."""
+        for message_id in await self._safe_send(work.channel, text):
+            await self.store.link_message(work.event.chat, message_id, turn)
+
+    # ------------------------------------------------------------------ resuming
+    async def _interrupted(self, work: Work, user_turn: Turn) -> InboxStatus:
+        """A model call was under way when the process stopped: it may have been paid
+        for, so it is not repeated unasked; the turn is kept for "try again"."""
+        log.warning("message %s: a model call was interrupted by a restart",
+                    work.event.message_id)
+        await self.store.mark_failed(user_turn.id, "interrupted")
+        await self._tell_about(work, user_turn, INTERRUPTED)
+        return InboxStatus.FAILED
+
+    async def _resume_delivery(self, work: Work, answer_turn_id: int) -> InboxStatus:
+        turn = await self.store.get_turn(answer_turn_id)
+        if turn is None:
+            raise UserFacingError(CONVERSATION_RESET)
+        if turn.status is TurnStatus.UNDELIVERED:
+            await self._deliver(work, turn, await self._stored_outputs(turn),
+                                caption_for(turn), done_event=work.entry.id)
+        return InboxStatus.DONE
+
+    async def _deliver_pending(self, work: Work, thread_id: int) -> None:
+        """Pictures of this thread that could not be sent earlier go first."""
+        for turn in await self.store.undelivered(thread_id):
+            await self._deliver(work, turn, await self._stored_outputs(turn),
+                                caption_for(turn), done_event=None)
+
+    async def _stored_outputs(self, turn: Turn) -> list[OutputImage]:
+        return [await imaging.inspect_output_async(await self.store.image_bytes(ref.sha256),
+                                                   ref.mime_type)
+                for ref in turn.images]
+
+    # ------------------------------------------------------------------ delivery
+    async def _deliver(self, work: Work, turn: Turn, outputs: Sequence[OutputImage],
+                       caption: str, *, done_event: int | None) -> bool:
+        """Send an answer, retrying with backoff; only a delivered answer becomes the
+        thread's current version. ``False`` when it could not be sent (it stays stored)."""
+        channel = work.channel
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
+            wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
+                                  max=60),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    ids = (await channel.send_images(outputs, caption) if outputs
+                           else await channel.send_text(caption))
+        except Exception as exc:
+            log.warning("could not deliver v%s of thread %s: %s: %s", turn.version,
+                        turn.thread_id, type(exc).__name__, str(exc)[:200])
+            metrics.UNDELIVERED.labels(work.event.platform).inc()
+            await self._safe_progress(channel, Progress.FAILED)
+            label = f"v{turn.version}" if turn.version else "it"
+            resend = f"{work.event.command_prefix}resend"
+            await self._tell_about(
+                work, turn,
+                f"Your picture ({label}) is ready, but I couldn't send it here. I'll send "
+                f"it again with your next message in this conversation, or use {resend}.",
+            )
+            return False
+        await self.store.mark_delivered(turn, chat=work.event.chat, message_ids=ids,
+                                        move_head=True, done_event=done_event)
+        metrics.IMAGES_OUT.labels(work.event.platform).inc(len(outputs))
+        await self._safe_progress(channel, Progress.DONE)
+        return True
 
     # ------------------------------------------------------------------ commands
-    async def _command(self, command: Command, incoming: Incoming, channel: Channel,
-                       intake: Ticket) -> None:
-        # undo and reset change a thread: they take their place in its line first.
-        if command.name == "undo":
-            await self._cmd_undo(command, incoming, channel, intake)
-            return
-        if command.name == "reset":
-            await self._cmd_reset(command, incoming, channel, intake)
-            return
-        intake.release()  # the rest only read, or start something new
+    async def _command(self, command: Command, work: Work) -> InboxStatus:
+        incoming = work.event
+        spec = next((c for c in COMMANDS if c.name == command.name), None)
+        p = incoming.command_prefix
+        if spec is None:
+            raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
+        if spec.thread_scoped and incoming.thread_unknown and not incoming.is_private:
+            raise UserFacingError(
+                f"I can't tell which conversation {p}{command.name} is meant for here: type "
+                f"it inside the thread you want to change."
+            )
         handler = {
             "help": self._cmd_help,
             "new": self._cmd_new,
+            "undo": self._cmd_undo,
             "history": self._cmd_history,
+            "reset": self._cmd_reset,
+            "resend": self._cmd_resend,
             "usage": self._cmd_usage,
             "stats": self._cmd_stats,
             "settings": self._cmd_settings,
-        }.get(command.name)
-        if handler is None:
-            p = incoming.command_prefix
-            raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
-        await handler(command, incoming, channel)
+        }[command.name]
+        await handler(command, work)
+        return InboxStatus.DONE
 
-    async def _cmd_help(self, command: Command, incoming: Incoming, channel: Channel) -> None:
-        await self._safe_send(channel, self.help_text(incoming.command_prefix))
+    async def _cmd_help(self, command: Command, work: Work) -> None:
+        await self._safe_send(work.channel, self.help_text(work.event.command_prefix))
 
-    async def _cmd_new(self, command: Command, incoming: Incoming, channel: Channel) -> None:
+    async def _cmd_new(self, command: Command, work: Work) -> None:
+        incoming = work.event
         if not incoming.is_private or incoming.thread_hint:
             raise UserFacingError(
                 "Here every message that mentions me starts a fresh conversation; reply to "
                 "one of my images to keep editing it."
             )
-        await self._new_thread(incoming)
-        await self._safe_send(channel, "Started a fresh conversation. Send a photo or "
-                                       "describe a picture.")
+        await self._new_thread(work)
+        await self._safe_send(work.channel, "Started a fresh conversation. Send a photo or "
+                                            "describe a picture.")
 
     async def _existing_thread(self, incoming: Incoming) -> Thread:
-        db = self.store.sync
+        store = self.store
         thread: Thread | None = None
         if incoming.reply_to:
-            linked = await self.store.run(db.linked_turn, incoming.chat, incoming.reply_to)
+            linked = await store.linked_turn(incoming.chat, incoming.reply_to)
             if linked is not None:
-                thread = await self.store.run(db.get_thread, linked.thread_id)
+                thread = await store.get_thread(linked.thread_id)
         if thread is None and incoming.thread_hint:
-            thread = await self.store.run(db.thread_by_key, incoming.chat, incoming.thread_hint)
+            thread = await store.thread_by_key(incoming.chat, incoming.thread_hint)
         if thread is None and incoming.is_private:
-            thread = await self.store.run(db.current_thread, incoming.chat)
+            thread = await store.current_thread(incoming.chat)
         if thread is None:
             if incoming.is_private:
                 raise UserFacingError("There is no conversation yet. Send a photo to start.")
@@ -406,84 +516,96 @@ class Engine:
                                   "which conversation you mean.")
         return thread
 
-    async def _cmd_undo(self, command: Command, incoming: Incoming, channel: Channel,
-                        intake: Ticket) -> None:
+    async def _cmd_undo(self, command: Command, work: Work) -> None:
+        incoming = work.event
         arg = command.args.split()[0] if command.args else "1"
         if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
             undo = f"{incoming.command_prefix}undo"
             raise UserFacingError(f"Use {undo} or {undo} N with N from 1 to {MAX_UNDO}.")
         thread = await self._existing_thread(incoming)
-        db = self.store.sync
-        ticket = self._threads.reserve(thread.id)
-        intake.release()
-        async with ticket:
-            current = await self.store.run(db.get_thread, thread.id)
-            if current is None:
-                raise UserFacingError("That conversation was reset.")
-            path = [t for t in await self.store.run(db.path, current.head_id)
-                    if t.status is TurnStatus.OK]
-            target, steps = undo_target(path, int(arg))
-            if steps == 0:
-                raise UserFacingError("Nothing to undo yet.")
-            await self.store.run(db.set_head, thread.id, target.id if target else None)
+        path = [t for t in await self.store.path(thread.head_id) if t.status is TurnStatus.OK]
+        target, steps = undo_target(path, int(arg))
+        if steps == 0:
+            raise UserFacingError("Nothing to undo yet.")
+        # The head moves and the event is finished in one commit: a resumed /undo can
+        # never go back twice.
+        await self.store.set_head(thread.id, target.id if target else None,
+                                  done_event=work.entry.id)
         undone = f"Undid {steps} version{'s' if steps > 1 else ''}."
         if target is None:
-            await self._safe_send(channel, f"{undone} Back to the start: send a photo or a "
-                                           "prompt to begin again.")
+            await self._safe_send(work.channel, f"{undone} Back to the start: send a photo "
+                                                "or a prompt to begin again.")
             return
         label = f"Back to v{target.version}." if target.is_model else "Back to the original."
         if not target.images:
-            await self._safe_send(channel, f"{undone} {label}")
+            await self._safe_send(work.channel, f"{undone} {label}")
             return
-        outputs = [await imaging.inspect_output_async(
-                       await self.store.run(db.image_bytes, ref.sha256), ref.mime_type)
-                   for ref in target.images]
-        await self._deliver(channel, incoming.chat, target, outputs,
-                            f"{undone} {label} Reply to continue from here.")
+        await self._send_linked(work, target, f"{undone} {label} Reply to continue from here.")
 
-    async def _cmd_history(self, command: Command, incoming: Incoming, channel: Channel
-                           ) -> None:
-        thread = await self._existing_thread(incoming)
-        turns = await self.store.run(self.store.sync.turns_of, thread.id)
-        await self._safe_send(channel, format_history(turns, thread.head_id))
+    async def _send_linked(self, work: Work, turn: Turn, caption: str) -> None:
+        """Show a stored turn's pictures again, linked to it (replies continue from it)."""
+        outputs = await self._stored_outputs(turn)
+        try:
+            ids = await work.channel.send_images(outputs, caption)
+        except Exception:
+            log.exception("could not send a stored picture")
+            return
+        for message_id in ids:
+            await self.store.link_message(work.event.chat, message_id, turn)
 
-    async def _cmd_reset(self, command: Command, incoming: Incoming, channel: Channel,
-                         intake: Ticket) -> None:
-        if not incoming.is_private and not await self._is_admin(incoming, channel):
+    async def _cmd_resend(self, command: Command, work: Work) -> None:
+        thread = await self._existing_thread(work.event)
+        pending = await self.store.undelivered(thread.id)
+        if pending:
+            for turn in pending:
+                await self._deliver(work, turn, await self._stored_outputs(turn),
+                                    caption_for(turn), done_event=None)
+            return
+        head = await self.store.get_turn(thread.head_id) if thread.head_id else None
+        if head is None or not head.images:
+            raise UserFacingError("There is no picture to send again in this conversation.")
+        label = f"v{head.version}" if head.is_model else "The original"
+        await self._send_linked(work, head, f"{label}, sent again. Reply to continue from "
+                                            "here.")
+
+    async def _cmd_history(self, command: Command, work: Work) -> None:
+        thread = await self._existing_thread(work.event)
+        turns = await self.store.turns_of(thread.id)
+        await self._safe_send(work.channel, format_history(turns, thread.head_id))
+
+    async def _cmd_reset(self, command: Command, work: Work) -> None:
+        incoming = work.event
+        if not await self.admins.is_admin(incoming, work.channel):
             raise UserFacingError("Sorry, only chat admins can reset a conversation here.")
         thread = await self._existing_thread(incoming)
-        ticket = self._threads.reserve(thread.id)
-        intake.release()
-        async with ticket:
-            await self.store.run(self.store.sync.delete_thread, thread.id)
-        await self._safe_send(channel, "Done: I forgot that conversation. Send a photo to "
-                                       "start again.")
+        await self.store.delete_thread(thread.id)
+        await self._safe_send(work.channel, "Done: I forgot that conversation. Send a photo to "
+                                            "start again.")
 
-    async def _cmd_usage(self, command: Command, incoming: Incoming, channel: Channel) -> None:
-        db = self.store.sync
-        mine = await self.store.run(db.usage, platform=incoming.platform,
-                                    chat_id=incoming.chat.chat_id, user_id=incoming.sender.id)
-        chat = await self.store.run(db.usage, platform=incoming.platform,
-                                    chat_id=incoming.chat.chat_id)
+    async def _cmd_usage(self, command: Command, work: Work) -> None:
+        incoming = work.event
+        mine = await self.store.usage(platform=incoming.platform,
+                                      chat_id=incoming.chat.chat_id, user_id=incoming.sender.id)
+        chat = await self.store.usage(platform=incoming.platform,
+                                      chat_id=incoming.chat.chat_id)
 
         def line(who: str, u: UsageSummary) -> str:
             return (f"{who}: {u.calls} model calls ({u.failed} failed), {u.images} images, "
                     f"{u.prompt_tokens + u.output_tokens:,} tokens "
                     f"({u.prompt_tokens:,} in, {u.output_tokens:,} out)")
 
-        await self._safe_send(channel, f"{line('You, in this chat', mine)}\n"
-                                       f"{line('This chat', chat)}")
+        await self._safe_send(work.channel, f"{line('You, in this chat', mine)}\n"
+                                            f"{line('This chat', chat)}")
 
-    async def _cmd_stats(self, command: Command, incoming: Incoming, channel: Channel) -> None:
-        if not await self._is_admin(incoming, channel):
-            raise UserFacingError("Sorry, that command is for admins.")
-        stats = await self.store.run(self.store.sync.stats)
+    async def _cmd_stats(self, command: Command, work: Work) -> None:
+        if not self.admins.is_operator(work.event):
+            raise UserFacingError("Sorry, that command is for the bot's operators.")
+        stats = await self.store.stats()
         lines = [f"Model: {self.model.name}"] + [f"{k}: {v:,}" for k, v in stats.items()]
-        await self._safe_send(channel, "\n".join(lines))
+        await self._safe_send(work.channel, "\n".join(lines))
 
-    async def _cmd_settings(self, command: Command, incoming: Incoming, channel: Channel
-                            ) -> None:
-        if not await self._is_admin(incoming, channel):
+    async def _cmd_settings(self, command: Command, work: Work) -> None:
+        if not await self.admins.is_admin(work.event, work.channel):
             raise UserFacingError("Sorry, that command is for admins.")
         s = self.settings
         lines = [
@@ -495,16 +617,7 @@ class Engine:
             f"Prompt limit: {s.chatbrush_max_prompt_chars:,} characters; upload limit "
             f"{s.chatbrush_max_upload_bytes / 1e6:.0f} MB",
         ]
-        await self._safe_send(channel, "\n".join(lines))
-
-    async def _is_admin(self, incoming: Incoming, channel: Channel) -> bool:
-        if self.settings.is_global_admin(incoming.platform, incoming.sender.id):
-            return True
-        try:
-            return await channel.is_admin(incoming.sender)
-        except Exception:
-            log.warning("admin check failed in %s", incoming.chat, exc_info=True)
-            return False
+        await self._safe_send(work.channel, "\n".join(lines))
 
     # ------------------------------------------------------------------ helpers
     async def _safe_send(self, channel: Channel, text: str) -> list[str]:
@@ -519,3 +632,11 @@ class Engine:
             await channel.progress(state)
         except Exception:
             log.warning("progress signal %s failed", state.value, exc_info=True)
+
+
+def caption_for(turn: Turn) -> str:
+    """``v3 — what the model said``: the same words when an answer is sent again."""
+    return f"v{turn.version}" + (f" — {turn.text}" if turn.text else "")
+
+
+__all__ = ["GENERIC_FAILURE", "Engine", "InputRefused", "Target", "Work", "caption_for"]

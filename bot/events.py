@@ -1,16 +1,20 @@
-"""Normalised messages in, and the port the engine answers through.
+"""Normalised events in, and the ports the core answers through.
 
 Adapters translate a platform update into an :class:`Incoming` and hand it to the
-engine together with a :class:`Channel` bound to that message's chat, topic and thread.
-Nothing here knows about Telegram or Slack, which is what lets one engine serve both.
+intake (:mod:`bot.intake`), which stores it before the platform is told it arrived. An
+``Incoming`` is therefore plain data that survives a restart: attachments are references
+the adapter can fetch again (:meth:`Platform.fetch`), and where answers go is rebuilt from
+the event itself (:meth:`Platform.channel`). Nothing here knows about Telegram or Slack,
+which is what lets one core serve both.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,40 @@ class ChatKey:
 class Sender:
     id: str
     display_name: str = ""
+    #: the platform handle without "@" (allow-lists may name people by it)
+    username: str = ""
 
     def qualified(self, platform: str) -> str:
         """The ``platform:id`` form used by ``CHATBRUSH_ADMINS``."""
         return f"{platform}:{self.id}"
+
+
+class AttachmentKind(enum.Enum):
+    """What the platform says a message carries; the core decides what it accepts."""
+
+    IMAGE = "image"  # a photo, or a file that may be a picture (its bytes decide)
+    VIDEO = "video"  # videos and GIF animations
+    FILE = "file"  # a document the platform plainly labels as something else (PDF…)
+    OTHER = "other"  # stickers, voice notes, locations, polls…: nothing to edit
+    THREAD_IMAGES = "thread_images"  # the pictures posted earlier in a platform thread
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Something a user sent with a message, by reference: downloaded only when needed.
+
+    ``ref`` and ``url`` are the platform's own handles (a Telegram ``file_id``, a Slack
+    file id and its private URL); ``data`` carries the bytes inline where there is no
+    platform to fetch them from again (the console).
+    """
+
+    kind: AttachmentKind
+    ref: str = ""
+    url: str | None = None
+    mime_type: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,38 +103,41 @@ class OutputImage:
 
 
 class InputRefused(Exception):
-    """An adapter cannot turn what the user sent into input; ``str()`` tells them why.
+    """What the user sent cannot be used as input; ``str()`` tells them why.
 
-    Raised, for instance, by a ``reply_to_images`` loader when the replied-to file is too
-    large or not an image: the engine shows the message and stops there.
+    Raised by :meth:`Platform.fetch` when a file cannot be downloaded or is not what it
+    claimed to be: the core shows the message and stops there.
     """
-
-
-ReplyImagesLoader = Callable[[], Awaitable[Sequence[InputImage]]]
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """One user message, already filtered and translated by an adapter.
+    """One user message, translated by an adapter; plain data, stored before it is acked.
 
-    ``reply_to_images`` fetches the images of the replied-to message; the engine calls it
-    only when that message is not already linked to a turn, so nothing is downloaded twice.
+    ``reply_attachments`` are the pictures of the message this one replies to; the core
+    fetches them only when that message is not already part of a conversation.
     ``thread_hint`` names a platform thread (Slack ``thread_ts``): messages with the same
-    hint belong to the same conversation.
+    hint belong to the same conversation. ``group_id`` joins the items of one album that
+    the platform delivers one by one. ``platform_data`` is what the adapter needs to answer
+    this event again after a restart (a Slack ``response_url``, the thread answers go to).
     """
 
     chat: ChatKey
     message_id: str
     sender: Sender
     text: str = ""
-    images: tuple[InputImage, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
     is_private: bool = False
     addressed: bool = True
     reply_to: str | None = None
-    reply_to_images: ReplyImagesLoader | None = field(default=None, compare=False)
+    reply_attachments: tuple[Attachment, ...] = ()
     thread_hint: str | None = None
+    group_id: str | None = None
+    #: the platform does not say which conversation this came from (a Slack slash command)
+    thread_unknown: bool = False
     #: how users type a command here: "/" (Telegram, console), "<@BOT> " (Slack mentions)
     command_prefix: str = "/"
+    platform_data: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def platform(self) -> str:
@@ -108,9 +145,9 @@ class Incoming:
 
 
 class Progress(enum.Enum):
-    """What the engine tells the user about a request's state, in order."""
+    """What the core tells the user about a request's state, in order."""
 
-    QUEUED = "queued"  # waiting behind another request of the same thread
+    QUEUED = "queued"  # waiting behind another request of the same conversation
     WORKING = "working"  # the model call is under way
     DONE = "done"
     FAILED = "failed"
@@ -118,7 +155,7 @@ class Progress(enum.Enum):
 
 @runtime_checkable
 class Channel(Protocol):
-    """The engine's only way to talk back, bound to one incoming message.
+    """The core's only way to talk back, bound to one incoming message.
 
     Every send returns the platform message ids it created so the engine can link them
     to the turn they show: that link is what makes later replies find their version.
@@ -137,3 +174,85 @@ class Channel(Protocol):
     async def is_admin(self, sender: Sender) -> bool:
         """Whether the sender administers this chat (platform roles only)."""
         ...
+
+
+class Platform(Protocol):
+    """What the intake needs from an adapter to process, or resume, a stored event."""
+
+    name: str
+
+    def channel(self, event: Incoming) -> Channel:
+        """Where answers to ``event`` go (same chat, topic and thread, replying to it)."""
+        ...
+
+    async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
+        """Download what ``attachment`` refers to; :class:`InputRefused` if it can't be."""
+        ...
+
+
+# --------------------------------------------------------------------------- records
+def event_to_record(event: Incoming) -> dict[str, Any]:
+    """The JSON form of an event, as the inbox stores it (bytes as base64)."""
+    return {
+        "chat": [event.chat.platform, event.chat.chat_id, event.chat.topic_id],
+        "message_id": event.message_id,
+        "sender": [event.sender.id, event.sender.display_name, event.sender.username],
+        "text": event.text,
+        "attachments": [_attachment_record(a) for a in event.attachments],
+        "is_private": event.is_private,
+        "addressed": event.addressed,
+        "reply_to": event.reply_to,
+        "reply_attachments": [_attachment_record(a) for a in event.reply_attachments],
+        "thread_hint": event.thread_hint,
+        "group_id": event.group_id,
+        "thread_unknown": event.thread_unknown,
+        "command_prefix": event.command_prefix,
+        "platform_data": dict(event.platform_data),
+    }
+
+
+def event_from_record(record: Mapping[str, Any]) -> Incoming:
+    platform, chat_id, topic_id = record["chat"]
+    sender_id, sender_name, username = (*record["sender"], "")[:3]
+    return Incoming(
+        chat=ChatKey(platform, chat_id, topic_id),
+        message_id=record["message_id"],
+        sender=Sender(sender_id, sender_name, username),
+        text=record.get("text", ""),
+        attachments=tuple(_attachment_from(a) for a in record.get("attachments", ())),
+        is_private=bool(record.get("is_private")),
+        addressed=bool(record.get("addressed", True)),
+        reply_to=record.get("reply_to"),
+        reply_attachments=tuple(
+            _attachment_from(a) for a in record.get("reply_attachments", ())
+        ),
+        thread_hint=record.get("thread_hint"),
+        group_id=record.get("group_id"),
+        thread_unknown=bool(record.get("thread_unknown")),
+        command_prefix=record.get("command_prefix", "/"),
+        platform_data=dict(record.get("platform_data") or {}),
+    )
+
+
+def _attachment_record(a: Attachment) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": a.kind.value, "ref": a.ref}
+    for name in ("url", "mime_type", "filename", "size"):
+        value = getattr(a, name)
+        if value is not None:
+            out[name] = value
+    if a.data is not None:
+        out["data"] = base64.b64encode(a.data).decode("ascii")
+    return out
+
+
+def _attachment_from(d: Mapping[str, Any]) -> Attachment:
+    data = d.get("data")
+    return Attachment(
+        kind=AttachmentKind(d["kind"]),
+        ref=d.get("ref", ""),
+        url=d.get("url"),
+        mime_type=d.get("mime_type"),
+        filename=d.get("filename"),
+        size=d.get("size"),
+        data=base64.b64decode(data) if data is not None else None,
+    )

@@ -25,6 +25,10 @@ REQUEST_BYTES = Histogram(
     buckets=(1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6),
 )
 IMAGES_OUT = Counter("chatbrush_images_sent_total", "Edited images delivered", ["platform"])
+UNDELIVERED = Counter(
+    "chatbrush_undelivered_total", "Answers stored but not delivered after every retry "
+    "(kept for a resend)", ["platform"],
+)
 QUEUED = Counter(
     "chatbrush_queued_total", "Messages that waited behind another of the same thread",
     ["platform"],

@@ -1,14 +1,20 @@
-"""Building a ready engine: the store, the model and the engine, opened and closed together."""
+"""Building a ready bot: the store, the model, the engine and the intake, opened and
+closed together (in the reverse order, and never under a running turn)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.engine import Engine
+from bot.intake import Intake
 from bot.models.base import ImageModel
-from storage.sqlite import AsyncStore
+from bot.store import Store
+
+STORE_ENTRY_POINTS = "chatbrush.stores"
 
 
 def choose_model(settings: Settings, *, demo: bool = False) -> ImageModel:
@@ -22,16 +28,51 @@ def choose_model(settings: Settings, *, demo: bool = False) -> ImageModel:
     return GeminiModel.from_settings(settings)
 
 
+def store_url(settings: Settings) -> str:
+    return settings.chatbrush_db
+
+
+async def open_store(settings: Settings) -> Store:
+    """The backend for the configured URL, found through the ``chatbrush.stores`` entry
+    points (the core imports no storage module)."""
+    url = store_url(settings)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "sqlite"
+    name = "postgres" if scheme in ("postgres", "postgresql") else scheme
+    found = {ep.name: ep for ep in entry_points(group=STORE_ENTRY_POINTS)}
+    if name not in found:
+        raise SettingsError(f"no storage backend for {scheme}:// URLs is installed")
+    opener = found[name].load()
+    store: Store = await opener(url)
+    return store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    store: Store
+    model: ImageModel
+    engine: Engine
+    intake: Intake
+
+
 @asynccontextmanager
-async def open_engine(
+async def open_runtime(
     settings: Settings, *, model: ImageModel | None = None, demo: bool = False
-) -> AsyncIterator[Engine]:
+) -> AsyncIterator[Runtime]:
     model = model or choose_model(settings, demo=demo)
-    store = await AsyncStore.open(settings.chatbrush_db)
     try:
-        yield Engine(store, model, settings)
+        store = await open_store(settings)
+    except BaseException:
+        await model.aclose()
+        raise
+    engine = Engine(store, model, settings)
+    intake = Intake(store, engine, settings)
+    try:
+        yield Runtime(store, model, engine, intake)
     finally:
         try:
-            await model.aclose()
+            await intake.stop(grace=settings.chatbrush_shutdown_grace)
         finally:
-            await store.close()
+            try:
+                await model.aclose()
+            finally:
+                await store.close()

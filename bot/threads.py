@@ -19,6 +19,9 @@ from bot.events import ChatKey
 class TurnStatus(enum.Enum):
     OK = "ok"
     FAILED = "failed"  # the model call for this user turn failed: kept, out of context
+    #: a model answer stored as soon as it arrived but not yet shown in the chat: not a
+    #: version yet (the head moves to it only once it is delivered), never paid for again
+    UNDELIVERED = "undelivered"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Thread:
     head_id: int | None
     created_at: float
     created_by: str
+    #: the inbox lane every message of this conversation is ordered in (bot/store.py)
+    lane: str = ""
 
 
 def path_to(turns_by_id: dict[int, Turn], turn_id: int | None) -> list[Turn]:

@@ -88,4 +88,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (platform, event_key)
         )""",
     ),
+    # 2: the durable inbox (replaces seen_events) and each thread's ordering lane
+    (
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            group_id TEXT,
+            event TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'received',
+            owner TEXT,
+            lease_until REAL NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            turn_id INTEGER,
+            answer_turn_id INTEGER,
+            call_started INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            received_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (platform, chat_id, message_id)
+        )""",
+        "CREATE INDEX inbox_unfinished ON inbox (lane, id)"
+        " WHERE status IN ('received', 'processing')",
+        "CREATE INDEX inbox_finished ON inbox (finished_at) WHERE finished_at IS NOT NULL",
+        "DROP TABLE seen_events",
+        "ALTER TABLE threads ADD COLUMN lane TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX turns_by_status ON turns (thread_id, status)",
+    ),
 )

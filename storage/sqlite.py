@@ -1,72 +1,65 @@
-"""SQLite persistence for threads, turns, images, message links and usage (sqlite-utils).
+"""SQLite persistence: the embedded default store (sqlite-utils), one file, one process.
 
 One file holds everything so a bot survives restarts and can be backed up with ``cp``.
 WAL mode lets readers (``/history``, ``/usage``) proceed while a turn is written; every
-turn is written atomically together with its images and the thread's new head. Images
-are stored once by SHA-256, however many turns refer to them. Calls are synchronous:
-the engine runs them on one dedicated worker thread (:class:`AsyncStore`).
+turn is written atomically together with its images, the thread's new head and the inbox
+entry's progress. Images are stored once by SHA-256, however many turns refer to them.
+
+:class:`SqliteDatabase` is synchronous; :class:`SqliteStore` implements the core's
+:class:`bot.store.Store` port by running every call on one dedicated worker thread, which
+keeps writes serialised (no "database is locked" between our own writers) while the event
+loop stays free. A lock file beside the database keeps a second process away: leases in
+the inbox assume that whatever is left "processing" at start-up belongs to a dead run.
+Several processes need PostgreSQL (``DATABASE_URL``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.events import ChatKey
+from bot.events import ChatKey, Incoming, event_from_record, event_to_record
+from bot.store import (
+    InboxEntry,
+    InboxStatus,
+    NewImage,
+    NewPart,
+    UsageSummary,
+)
 from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.migrations import MIGRATIONS
 
 P = ParamSpec("P")
-#: how many newly claimed delivery keys between two sweeps of old ones
-PRUNE_EVERY = 500
 R = TypeVar("R")
 
-
-@dataclass(frozen=True)
-class NewImage:
-    """Bytes to store with a turn (already normalised by the caller)."""
-
-    data: bytes
-    mime_type: str
-    width: int
-    height: int
+_UNFINISHED_SQL = "('received', 'processing')"
 
 
-@dataclass(frozen=True)
-class NewPart:
-    text: str | None = None
-    image: NewImage | ImageRef | None = None
-    thought: bool = False
-    thought_signature: str | None = None
-    extra: dict[str, Any] | None = None
+class DatabaseInUse(RuntimeError):
+    """Another process has this SQLite file open as its store."""
 
 
-@dataclass(frozen=True)
-class UsageSummary:
-    calls: int = 0
-    failed: int = 0
-    images: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-
-
-class Store:
-    """All persistent state. Not thread-safe by itself: use one thread (see AsyncStore)."""
+class SqliteDatabase:
+    """All persistent state. Not thread-safe by itself: use one thread (see SqliteStore)."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.filename = str(path)
+        self._lock_file: IO[bytes] | None = None
         if self.filename != ":memory:":
             Path(self.filename).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _exclusive_lock(Path(self.filename + ".lock"))
         conn = sqlite3.connect(self.filename, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000)
         self.db = sqlite_utils.Database(conn)
@@ -76,7 +69,12 @@ class Store:
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
-        self._claims = 0
+        # Whatever a previous run left "processing" is nobody's now (the lock proves it):
+        # make it claimable at once instead of after its lease.
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE inbox SET lease_until = 0, owner = NULL WHERE status = 'processing'"
+            )
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
@@ -95,25 +93,28 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # ------------------------------------------------------------------ threads
-    def create_thread(
-        self, chat: ChatKey, *, external_key: str | None = None, created_by: str = ""
-    ) -> Thread:
+    def create_thread(self, chat: ChatKey, *, lane: str, external_key: str | None = None,
+                      created_by: str = "") -> Thread:
         now = time.time()
         with self.db.atomic():
             cursor = self.db.execute(
                 "INSERT INTO threads (platform, chat_id, topic_id, external_key, head_turn_id,"
-                " created_at, created_by) VALUES (?, ?, ?, ?, NULL, ?, ?)",
-                [chat.platform, chat.chat_id, chat.topic_id or "", external_key, now, created_by],
+                " created_at, created_by, lane) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+                [chat.platform, chat.chat_id, chat.topic_id or "", external_key, now,
+                 created_by, lane],
             )
         thread_id = cursor.lastrowid
         assert thread_id is not None
-        return Thread(thread_id, chat, external_key, None, now, created_by)
+        return Thread(thread_id, chat, external_key, None, now, created_by, lane)
 
     def get_thread(self, thread_id: int) -> Thread | None:
         row = self.db.execute("SELECT * FROM threads WHERE id = ?", [thread_id]).fetchone()
-        return self._thread(row) if row else None
+        return _thread(row) if row else None
 
     def thread_by_key(self, chat: ChatKey, external_key: str) -> Thread | None:
         row = self.db.execute(
@@ -121,7 +122,7 @@ class Store:
             " AND external_key = ? ORDER BY id DESC LIMIT 1",
             [chat.platform, chat.chat_id, chat.topic_id or "", external_key],
         ).fetchone()
-        return self._thread(row) if row else None
+        return _thread(row) if row else None
 
     def current_thread(self, chat: ChatKey) -> Thread | None:
         row = self.db.execute(
@@ -129,7 +130,7 @@ class Store:
             " WHERE s.platform = ? AND s.chat_id = ? AND s.topic_id = ?",
             [chat.platform, chat.chat_id, chat.topic_id or ""],
         ).fetchone()
-        return self._thread(row) if row else None
+        return _thread(row) if row else None
 
     def set_current_thread(self, chat: ChatKey, thread_id: int | None) -> None:
         with self.db.atomic():
@@ -140,11 +141,14 @@ class Store:
                 [chat.platform, chat.chat_id, chat.topic_id or "", thread_id],
             )
 
-    def set_head(self, thread_id: int, turn_id: int | None) -> None:
+    def set_head(self, thread_id: int, turn_id: int | None, *,
+                 done_event: int | None = None) -> None:
         with self.db.atomic():
             self.db.execute(
                 "UPDATE threads SET head_turn_id = ? WHERE id = ?", [turn_id, thread_id]
             )
+            if done_event is not None:
+                self._finish([done_event], InboxStatus.DONE, None)
 
     def delete_thread(self, thread_id: int) -> None:
         """Forget a thread: its turns and links go; images nobody else uses go too."""
@@ -174,8 +178,9 @@ class Store:
         status: TurnStatus = TurnStatus.OK,
         error: str | None = None,
         move_head: bool = True,
+        event_id: int | None = None,
     ) -> Turn:
-        """Write a turn, its images and (optionally) the new head in one transaction."""
+        """Write a turn, its images, the new head and the event's progress in one commit."""
         now = time.time()
         stored: list[StoredPart] = []
         with self.db.atomic():
@@ -210,6 +215,10 @@ class Store:
                 self.db.execute(
                     "UPDATE threads SET head_turn_id = ? WHERE id = ?", [turn_id, thread_id]
                 )
+            if event_id is not None:
+                column = "answer_turn_id" if role == "model" else "turn_id"
+                self.db.execute(f"UPDATE inbox SET {column} = ? WHERE id = ?",
+                                [turn_id, event_id])
         return Turn(turn_id, thread_id, parent_id, role, status, author_id, author_name,
                     tuple(stored), now, version, error)
 
@@ -222,13 +231,13 @@ class Store:
 
     def get_turn(self, turn_id: int) -> Turn | None:
         row = self.db.execute("SELECT * FROM turns WHERE id = ?", [turn_id]).fetchone()
-        return self._turn(row) if row else None
+        return _turn(row) if row else None
 
     def turns_of(self, thread_id: int) -> list[Turn]:
         rows = self.db.execute(
             "SELECT * FROM turns WHERE thread_id = ? ORDER BY id", [thread_id]
         ).fetchall()
-        return [self._turn(r) for r in rows]
+        return [_turn(r) for r in rows]
 
     def path(self, turn_id: int | None) -> list[Turn]:
         """Root → ``turn_id`` in one recursive query (no need to load the whole tree)."""
@@ -241,7 +250,7 @@ class Store:
             " SELECT turns.* FROM up JOIN turns ON turns.id = up.id ORDER BY up.depth DESC",
             [turn_id],
         ).fetchall()
-        return [self._turn(r) for r in rows]
+        return [_turn(r) for r in rows]
 
     def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]:
         """Failed user turns right after ``parent_id`` (newest first): a retry reuses them."""
@@ -250,7 +259,27 @@ class Store:
             " AND parent_id IS ? ORDER BY id DESC",
             [thread_id, TurnStatus.FAILED.value, parent_id],
         ).fetchall()
-        return [self._turn(r) for r in rows]
+        return [_turn(r) for r in rows]
+
+    def undelivered(self, thread_id: int) -> list[Turn]:
+        rows = self.db.execute(
+            "SELECT * FROM turns WHERE thread_id = ? AND status = ? ORDER BY id",
+            [thread_id, TurnStatus.UNDELIVERED.value],
+        ).fetchall()
+        return [_turn(r) for r in rows]
+
+    def mark_delivered(self, turn: Turn, *, chat: ChatKey, message_ids: Sequence[str],
+                       move_head: bool, done_event: int | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE turns SET status = ? WHERE id = ?",
+                            [TurnStatus.OK.value, turn.id])
+            for message_id in message_ids:
+                self._link(chat, message_id, turn)
+            if move_head:
+                self.db.execute("UPDATE threads SET head_turn_id = ? WHERE id = ?",
+                                [turn.id, turn.thread_id])
+            if done_event is not None:
+                self._finish([done_event], InboxStatus.DONE, None)
 
     # ------------------------------------------------------------------ images
     def _put_image(self, image: NewImage) -> ImageRef:
@@ -275,11 +304,14 @@ class Store:
     # ------------------------------------------------------------------ message links
     def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None:
         with self.db.atomic():
-            self.db.execute(
-                "INSERT OR REPLACE INTO message_links (platform, chat_id, message_id, turn_id,"
-                " thread_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [chat.platform, chat.chat_id, message_id, turn.id, turn.thread_id, time.time()],
-            )
+            self._link(chat, message_id, turn)
+
+    def _link(self, chat: ChatKey, message_id: str, turn: Turn) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO message_links (platform, chat_id, message_id, turn_id,"
+            " thread_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [chat.platform, chat.chat_id, message_id, turn.id, turn.thread_id, time.time()],
+        )
 
     def linked_turn(self, chat: ChatKey, message_id: str) -> Turn | None:
         row = self.db.execute(
@@ -287,7 +319,7 @@ class Store:
             " WHERE l.platform = ? AND l.chat_id = ? AND l.message_id = ?",
             [chat.platform, chat.chat_id, message_id],
         ).fetchone()
-        return self._turn(row) if row else None
+        return _turn(row) if row else None
 
     # ------------------------------------------------------------------ usage
     def record_usage(
@@ -338,46 +370,182 @@ class Store:
             "turns": count("SELECT COUNT(*) FROM turns"),
             "versions": count("SELECT COUNT(*) FROM turns WHERE role = 'model'"),
             "failed turns": count("SELECT COUNT(*) FROM turns WHERE status = 'failed'"),
+            "undelivered answers": count(
+                "SELECT COUNT(*) FROM turns WHERE status = 'undelivered'"
+            ),
             "stored images": count("SELECT COUNT(*) FROM images"),
             "image bytes": count("SELECT COALESCE(SUM(size), 0) FROM images"),
             "users": count("SELECT COUNT(DISTINCT platform || ':' || user_id) FROM usage"),
             "model calls": count("SELECT COUNT(*) FROM usage"),
             "failed calls": count("SELECT COUNT(*) FROM usage WHERE ok = 0"),
+            "messages in the inbox": count(
+                f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL}"
+            ),
         }
 
-    # ------------------------------------------------------------------ deliveries
-    def claim_event(self, platform: str, event_key: str, *, keep_seconds: float = 7 * 86400
-                    ) -> bool:
-        """True the first time a delivery is seen; old keys are pruned as we go."""
-        now = time.time()
+    # ------------------------------------------------------------------ inbox
+    def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
+        record = json.dumps(event_to_record(event), separators=(",", ":"))
         with self.db.atomic():
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO seen_events (platform, event_key, seen_at)"
-                " VALUES (?, ?, ?)",
-                [platform, event_key, now],
+                "INSERT OR IGNORE INTO inbox (platform, chat_id, message_id, lane, group_id,"
+                " event, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [event.chat.platform, event.chat.chat_id, event.message_id, lane,
+                 event.group_id, record, time.time()],
             )
-            claimed = cursor.rowcount == 1
-            if claimed:
-                self._claims += 1
-                # Every PRUNE_EVERY new keys (and on the first), forget keys no platform
-                # would still re-deliver, so the table stays small on a busy bot too.
-                if self._claims % PRUNE_EVERY == 1:
-                    self.db.execute("DELETE FROM seen_events WHERE seen_at < ?",
-                                    [now - keep_seconds])
-        return claimed
+            created = cursor.rowcount == 1
+            row = self.db.execute(
+                "SELECT * FROM inbox WHERE platform = ? AND chat_id = ? AND message_id = ?",
+                [event.chat.platform, event.chat.chat_id, event.message_id],
+            ).fetchone()
+        return _entry(row), created
 
-    # ------------------------------------------------------------------ rows
-    def _thread(self, row: Sequence[Any]) -> Thread:
-        (thread_id, platform, chat_id, topic_id, external_key, head, created_at,
-         created_by) = row
-        return Thread(thread_id, ChatKey(platform, chat_id, topic_id or None), external_key,
-                      head, created_at, created_by)
+    def inbox_claim(self, owner: str, *, limit: int, lease_seconds: float,
+                    platforms: Sequence[str]) -> list[InboxEntry]:
+        now = time.time()
+        marks = ",".join("?" * len(platforms))
+        with self.db.atomic():
+            rows = self.db.execute(
+                "SELECT * FROM inbox WHERE id IN (SELECT MIN(id) FROM inbox"
+                f" WHERE status IN {_UNFINISHED_SQL} GROUP BY lane)"
+                f" AND (status = 'received' OR lease_until < ?) AND platform IN ({marks})"
+                " ORDER BY id LIMIT ?",
+                [now, *platforms, limit],
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            if ids:
+                self.db.execute(
+                    "UPDATE inbox SET status = 'processing', owner = ?, lease_until = ?,"
+                    f" attempts = attempts + 1 WHERE id IN ({','.join('?' * len(ids))})",
+                    [owner, now + lease_seconds, *ids],
+                )
+        return [_entry(r, status=InboxStatus.PROCESSING, attempts_added=1) for r in rows]
 
-    def _turn(self, row: Sequence[Any]) -> Turn:
-        (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
-         created_at, version, error) = row
-        return Turn(turn_id, thread_id, parent_id, role, TurnStatus(status), author_id,
-                    author_name, _load_parts(parts), created_at, version, error)
+    def inbox_renew(self, owner: str, *, lease_seconds: float) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE inbox SET lease_until = ? WHERE owner = ? AND status = 'processing'",
+                [time.time() + lease_seconds, owner],
+            )
+
+    def inbox_release(self, owner: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE inbox SET lease_until = 0, owner = NULL"
+                " WHERE owner = ? AND status = 'processing'",
+                [owner],
+            )
+
+    def inbox_join_group(self, entry: InboxEntry, owner: str, *, lease_seconds: float
+                         ) -> list[InboxEntry]:
+        if entry.event.group_id is None:
+            return [entry]
+        with self.db.atomic():
+            rows = self.db.execute(
+                "SELECT * FROM inbox WHERE lane = ? AND group_id = ?"
+                f" AND status IN {_UNFINISHED_SQL} AND (id = ? OR owner IS NULL OR owner = ?"
+                " OR lease_until < ?) ORDER BY id",
+                [entry.lane, entry.event.group_id, entry.id, owner, time.time()],
+            ).fetchall()
+            others = [r[0] for r in rows if r[0] != entry.id]
+            if others:
+                self.db.execute(
+                    "UPDATE inbox SET status = 'processing', owner = ?, lease_until = ?"
+                    f" WHERE id IN ({','.join('?' * len(others))})",
+                    [owner, time.time() + lease_seconds, *others],
+                )
+        return [entry if r[0] == entry.id else _entry(r, status=InboxStatus.PROCESSING)
+                for r in rows]
+
+    def inbox_group_latest(self, lane: str, group_id: str) -> float:
+        row = self.db.execute(
+            "SELECT MAX(received_at) FROM inbox WHERE lane = ? AND group_id = ?",
+            [lane, group_id],
+        ).fetchone()
+        return float(row[0] or 0.0)
+
+    def inbox_mark_call_started(self, entry_id: int) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE inbox SET call_started = 1 WHERE id = ?", [entry_id])
+
+    def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
+                     error: str | None = None) -> None:
+        with self.db.atomic():
+            self._finish(entry_ids, status, error)
+
+    def _finish(self, entry_ids: Sequence[int], status: InboxStatus, error: str | None
+                ) -> None:
+        if not entry_ids:
+            return
+        self.db.execute(
+            "UPDATE inbox SET status = ?, error = ?, finished_at = ?, owner = NULL,"
+            f" lease_until = 0 WHERE id IN ({','.join('?' * len(entry_ids))})",
+            [status.value, error, time.time(), *entry_ids],
+        )
+
+    def inbox_waiting_before(self, lane: str, entry_id: int) -> int:
+        row = self.db.execute(
+            f"SELECT COUNT(*) FROM inbox WHERE lane = ? AND id < ? AND status IN"
+            f" {_UNFINISHED_SQL}",
+            [lane, entry_id],
+        ).fetchone()
+        return int(row[0])
+
+    def inbox_lane_active(self, lane: str) -> bool:
+        row = self.db.execute(
+            f"SELECT 1 FROM inbox WHERE lane = ? AND status IN {_UNFINISHED_SQL} LIMIT 1",
+            [lane],
+        ).fetchone()
+        return row is not None
+
+    def inbox_get(self, entry_id: int) -> InboxEntry | None:
+        row = self.db.execute("SELECT * FROM inbox WHERE id = ?", [entry_id]).fetchone()
+        return _entry(row) if row else None
+
+    def inbox_prune(self, *, older_than: float) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "DELETE FROM inbox WHERE finished_at IS NOT NULL AND received_at < ?",
+                [older_than],
+            )
+        return int(cursor.rowcount)
+
+
+# ---------------------------------------------------------------------- rows
+_INBOX_COLUMNS = ("id", "platform", "chat_id", "message_id", "lane", "group_id", "event",
+                  "status", "owner", "lease_until", "attempts", "turn_id", "answer_turn_id",
+                  "call_started", "error", "received_at", "finished_at")
+_COL = {name: i for i, name in enumerate(_INBOX_COLUMNS)}
+
+
+def _entry(row: Sequence[Any], *, status: InboxStatus | None = None,
+           attempts_added: int = 0) -> InboxEntry:
+    return InboxEntry(
+        id=row[_COL["id"]],
+        event=event_from_record(json.loads(row[_COL["event"]])),
+        lane=row[_COL["lane"]],
+        status=status or InboxStatus(row[_COL["status"]]),
+        attempts=row[_COL["attempts"]] + attempts_added,
+        received_at=row[_COL["received_at"]],
+        turn_id=row[_COL["turn_id"]],
+        answer_turn_id=row[_COL["answer_turn_id"]],
+        call_started=bool(row[_COL["call_started"]]),
+        error=row[_COL["error"]],
+    )
+
+
+def _thread(row: Sequence[Any]) -> Thread:
+    (thread_id, platform, chat_id, topic_id, external_key, head, created_at,
+     created_by, lane) = row
+    return Thread(thread_id, ChatKey(platform, chat_id, topic_id or None), external_key,
+                  head, created_at, created_by, lane)
+
+
+def _turn(row: Sequence[Any]) -> Turn:
+    (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
+     created_at, version, error) = row
+    return Turn(turn_id, thread_id, parent_id, role, TurnStatus(status), author_id,
+                author_name, _load_parts(parts), created_at, version, error)
 
 
 def _dump_parts(parts: Sequence[StoredPart]) -> str:
@@ -411,23 +579,43 @@ def _load_parts(raw: str) -> tuple[StoredPart, ...]:
     return tuple(parts)
 
 
-class AsyncStore:
-    """Runs every :class:`Store` call on one worker thread, off the event loop.
+def _exclusive_lock(path: Path) -> IO[bytes]:
+    """Hold ``path`` locked for as long as the store is open (released by the OS on exit,
+    so a killed process never leaves a stale lock behind)."""
+    handle = open(path, "a+b")  # noqa: SIM115 - kept open on purpose: it is the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DatabaseInUse(
+            f"another chatbrush process is using {path.with_suffix('')}; run one process per "
+            "SQLite file, or use PostgreSQL (DATABASE_URL) for several"
+        ) from None
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)
+    return handle
 
-    A single worker keeps SQLite writes serialised (no "database is locked" between our
-    own writers) while the event loop stays free for other chats.
-    """
 
-    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
-        self.sync = store
+# ---------------------------------------------------------------------- the async port
+class SqliteStore:
+    """The :class:`bot.store.Store` port over SQLite, every call on one worker thread."""
+
+    def __init__(self, database: SqliteDatabase, executor: ThreadPoolExecutor) -> None:
+        self.sync = database
         self._executor = executor
 
     @classmethod
-    async def open(cls, path: str | Path) -> AsyncStore:
+    async def open(cls, path: str | Path) -> SqliteStore:
         """Open (and migrate) the database on the worker thread that will own it."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatbrush-db")
-        store = await asyncio.get_running_loop().run_in_executor(executor, Store, path)
-        return cls(store, executor)
+        try:
+            database = await asyncio.get_running_loop().run_in_executor(
+                executor, SqliteDatabase, path
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(database, executor)
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
@@ -436,3 +624,147 @@ class AsyncStore:
     async def close(self) -> None:
         await self.run(self.sync.close)
         self._executor.shutdown(wait=True)
+
+    # -- threads
+    async def create_thread(self, chat: ChatKey, *, lane: str, external_key: str | None = None,
+                            created_by: str = "") -> Thread:
+        return await self.run(self.sync.create_thread, chat, lane=lane,
+                              external_key=external_key, created_by=created_by)
+
+    async def get_thread(self, thread_id: int) -> Thread | None:
+        return await self.run(self.sync.get_thread, thread_id)
+
+    async def thread_by_key(self, chat: ChatKey, external_key: str) -> Thread | None:
+        return await self.run(self.sync.thread_by_key, chat, external_key)
+
+    async def current_thread(self, chat: ChatKey) -> Thread | None:
+        return await self.run(self.sync.current_thread, chat)
+
+    async def set_current_thread(self, chat: ChatKey, thread_id: int | None) -> None:
+        await self.run(self.sync.set_current_thread, chat, thread_id)
+
+    async def set_head(self, thread_id: int, turn_id: int | None, *,
+                       done_event: int | None = None) -> None:
+        await self.run(self.sync.set_head, thread_id, turn_id, done_event=done_event)
+
+    async def delete_thread(self, thread_id: int) -> None:
+        await self.run(self.sync.delete_thread, thread_id)
+
+    # -- turns
+    async def add_turn(
+        self,
+        thread_id: int,
+        *,
+        parent_id: int | None,
+        role: str,
+        parts: Sequence[NewPart],
+        author_id: str = "",
+        author_name: str = "",
+        status: TurnStatus = TurnStatus.OK,
+        error: str | None = None,
+        move_head: bool = True,
+        event_id: int | None = None,
+    ) -> Turn:
+        return await self.run(
+            self.sync.add_turn, thread_id, parent_id=parent_id, role=role, parts=parts,
+            author_id=author_id, author_name=author_name, status=status, error=error,
+            move_head=move_head, event_id=event_id,
+        )
+
+    async def mark_failed(self, turn_id: int, error: str) -> None:
+        await self.run(self.sync.mark_failed, turn_id, error)
+
+    async def get_turn(self, turn_id: int) -> Turn | None:
+        return await self.run(self.sync.get_turn, turn_id)
+
+    async def turns_of(self, thread_id: int) -> list[Turn]:
+        return await self.run(self.sync.turns_of, thread_id)
+
+    async def path(self, turn_id: int | None) -> list[Turn]:
+        return await self.run(self.sync.path, turn_id)
+
+    async def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]:
+        return await self.run(self.sync.failed_children, parent_id, thread_id)
+
+    async def undelivered(self, thread_id: int) -> list[Turn]:
+        return await self.run(self.sync.undelivered, thread_id)
+
+    async def mark_delivered(self, turn: Turn, *, chat: ChatKey, message_ids: Sequence[str],
+                             move_head: bool, done_event: int | None = None) -> None:
+        await self.run(self.sync.mark_delivered, turn, chat=chat, message_ids=message_ids,
+                       move_head=move_head, done_event=done_event)
+
+    async def image_bytes(self, sha256: str) -> bytes:
+        return await self.run(self.sync.image_bytes, sha256)
+
+    # -- links
+    async def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None:
+        await self.run(self.sync.link_message, chat, message_id, turn)
+
+    async def linked_turn(self, chat: ChatKey, message_id: str) -> Turn | None:
+        return await self.run(self.sync.linked_turn, chat, message_id)
+
+    # -- usage
+    async def record_usage(self, *, chat: ChatKey, user_id: str, thread_id: int | None,
+                           model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
+                           output_tokens: int = 0, request_bytes: int = 0) -> None:
+        await self.run(self.sync.record_usage, chat=chat, user_id=user_id,
+                       thread_id=thread_id, model=model, ok=ok, images=images,
+                       prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                       request_bytes=request_bytes)
+
+    async def usage(self, *, platform: str, chat_id: str | None = None,
+                    user_id: str | None = None) -> UsageSummary:
+        return await self.run(self.sync.usage, platform=platform, chat_id=chat_id,
+                              user_id=user_id)
+
+    async def stats(self) -> dict[str, int]:
+        return await self.run(self.sync.stats)
+
+    # -- inbox
+    async def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
+        return await self.run(self.sync.inbox_add, event, lane=lane)
+
+    async def inbox_claim(self, owner: str, *, limit: int, lease_seconds: float,
+                          platforms: Sequence[str]) -> list[InboxEntry]:
+        return await self.run(self.sync.inbox_claim, owner, limit=limit,
+                              lease_seconds=lease_seconds, platforms=platforms)
+
+    async def inbox_renew(self, owner: str, *, lease_seconds: float) -> None:
+        await self.run(self.sync.inbox_renew, owner, lease_seconds=lease_seconds)
+
+    async def inbox_release(self, owner: str) -> None:
+        await self.run(self.sync.inbox_release, owner)
+
+    async def inbox_join_group(self, entry: InboxEntry, owner: str, *,
+                               lease_seconds: float) -> list[InboxEntry]:
+        return await self.run(self.sync.inbox_join_group, entry, owner,
+                              lease_seconds=lease_seconds)
+
+    async def inbox_group_latest(self, lane: str, group_id: str) -> float:
+        return await self.run(self.sync.inbox_group_latest, lane, group_id)
+
+    async def inbox_mark_call_started(self, entry_id: int) -> None:
+        await self.run(self.sync.inbox_mark_call_started, entry_id)
+
+    async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
+                           error: str | None = None) -> None:
+        await self.run(self.sync.inbox_finish, entry_ids, status=status, error=error)
+
+    async def inbox_waiting_before(self, lane: str, entry_id: int) -> int:
+        return await self.run(self.sync.inbox_waiting_before, lane, entry_id)
+
+    async def inbox_lane_active(self, lane: str) -> bool:
+        return await self.run(self.sync.inbox_lane_active, lane)
+
+    async def inbox_get(self, entry_id: int) -> InboxEntry | None:
+        return await self.run(self.sync.inbox_get, entry_id)
+
+    async def inbox_prune(self, *, older_than: float) -> int:
+        return await self.run(self.sync.inbox_prune, older_than=older_than)
+
+
+async def open_store(url: str) -> SqliteStore:
+    """The ``chatbrush.stores`` entry point: ``sqlite:///path`` or a plain file path."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+    return await SqliteStore.open(path)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import OMITTED_IMAGE, ContextPolicy, b64_len, build_context
+from bot.context import OMITTED_IMAGE, ContextPolicy, b64_len, build_context, images_needed
 from bot.events import ChatKey
+from bot.store import NewImage, NewPart
 from bot.threads import Turn
-from storage.sqlite import NewImage, NewPart, Store
+from storage.sqlite import SqliteDatabase as Store
 
 CHAT = ChatKey("console", "local")
 
@@ -20,7 +21,7 @@ def image(n: int, size: int = 100_000) -> NewImage:
 
 def long_thread(store: Store, turns: int, *, size: int = 100_000) -> list[Turn]:
     """A photo, then ``turns`` edits, each answered with a new image and a signature."""
-    thread = store.create_thread(CHAT)
+    thread = store.create_thread(CHAT, lane="L")
     path = [store.add_turn(thread.id, parent_id=None, role="user",
                            parts=[NewPart(image=image(0, size)), NewPart(text="edit 0")])]
     for i in range(1, turns + 1):
@@ -80,7 +81,7 @@ def test_newest_user_images_always_go_even_with_many_versions(store: Store) -> N
 
 
 def test_image_cap_leaves_out_extra_album_images_and_says_so(store: Store) -> None:
-    thread = store.create_thread(CHAT)
+    thread = store.create_thread(CHAT, lane="L")
     turn = store.add_turn(thread.id, parent_id=None, role="user",
                           parts=[*[NewPart(image=image(i)) for i in range(5)],
                                  NewPart(text="fuse")])
@@ -105,7 +106,7 @@ def test_conversation_always_opens_with_a_user_turn(store: Store) -> None:
 
 
 def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> None:
-    thread = store.create_thread(CHAT)
+    thread = store.create_thread(CHAT, lane="L")
     parent = store.add_turn(thread.id, parent_id=None, role="user",
                             parts=[NewPart(image=image(0, 10_000)), NewPart(text="go")])
     path = [parent]
@@ -120,3 +121,17 @@ def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> Non
     built = build_context(path, policy, store.image_bytes)
     assert built.request_bytes <= policy.byte_budget
     assert built.images_sent < 14
+
+
+def test_only_the_images_that_are_sent_are_loaded(store: Store) -> None:
+    path = long_thread(store, 20)
+    policy = ContextPolicy(byte_budget=1_000_000, max_images=3)
+    loaded: list[str] = []
+
+    def load(sha: str) -> bytes:
+        loaded.append(sha)
+        return store.image_bytes(sha)
+
+    needed = images_needed(path, policy)
+    built = build_context(path, policy, load)
+    assert set(loaded) == needed and len(needed) == built.images_sent <= 3

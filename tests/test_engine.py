@@ -1,7 +1,6 @@
-"""The engine end to end: real SQLite file, real httpx against the fake Gemini server.
-
-The only stand-in is :class:`RecordingChannel`, the port a platform adapter implements:
-it records what a user would see and hands out message ids like a chat service does.
+"""The engine end to end: real SQLite file, real intake, real httpx against the fake
+Gemini server. The only stand-ins are the two ports an adapter implements
+(:mod:`tests.harness`): a recording channel and a platform that fetches inline bytes.
 """
 
 from __future__ import annotations
@@ -9,107 +8,27 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
-from bot.config import Settings
-from bot.engine import Engine
-from bot.events import ChatKey, Incoming, InputImage, OutputImage, Progress, Sender
-from bot.models.gemini import GeminiModel
-from bot.runtime import open_engine
+from bot.events import ChatKey, Progress, Sender
+from bot.runtime import Runtime
 from tests.fakes.gemini import FakeGemini
+from tests.harness import (
+    ANN,
+    BOB,
+    Chat,
+    RecordingPlatform,
+    photo,
+    running_bot,
+    settings_for,
+)
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
-ANN = Sender("7", "Ann")
-BOB = Sender("8", "Bob")
-
-
-def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (320, 240)
-          ) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-@dataclass
-class Sent:
-    kind: str
-    text: str | None
-    images: list[OutputImage]
-    ids: list[str]
-
-
-@dataclass
-class RecordingChannel:
-    """A chat as a user sees it: messages in order, each with the ids the service gave."""
-
-    admins: set[str] = field(default_factory=set)
-    sent: list[Sent] = field(default_factory=list)
-    progress_log: list[Progress] = field(default_factory=list)
-    counter: list[int] = field(default_factory=lambda: [1000])
-
-    def _ids(self, n: int) -> list[str]:
-        ids = [str(self.counter[0] + i) for i in range(n)]
-        self.counter[0] += n
-        return ids
-
-    async def send_text(self, text: str) -> list[str]:
-        self.sent.append(Sent("text", text, [], ids := self._ids(1)))
-        return ids
-
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
-        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images))))
-        return ids
-
-    async def progress(self, state: Progress) -> None:
-        self.progress_log.append(state)
-
-    async def is_admin(self, sender: Sender) -> bool:
-        return sender.id in self.admins
-
-    @property
-    def last(self) -> Sent:
-        return self.sent[-1]
-
-    def last_text(self) -> str:
-        return self.sent[-1].text or ""
-
-
-class Chat:
-    """Sends messages like a person would, numbering them like the platform."""
-
-    def __init__(self, engine: Engine, key: ChatKey, *, private: bool) -> None:
-        self.engine = engine
-        self.key = key
-        self.private = private
-        self.channel = RecordingChannel()
-        self.next_id = 1
-
-    async def say(self, text: str = "", *images: bytes, sender: Sender = ANN,
-                  reply_to: str | None = None, reply_images: Sequence[bytes] | None = None,
-                  thread_hint: str | None = None) -> Sent:
-        message_id = str(self.next_id)
-        self.next_id += 1
-        loader = None
-        if reply_images is not None:
-            async def loader() -> list[InputImage]:
-                return [InputImage(b) for b in reply_images]
-        incoming = Incoming(
-            chat=self.key, message_id=message_id, sender=sender, text=text,
-            images=tuple(InputImage(b) for b in images), is_private=self.private,
-            reply_to=reply_to, reply_to_images=loader, thread_hint=thread_hint,
-        )
-        before = len(self.channel.sent)
-        await self.engine.handle(incoming, self.channel)
-        assert len(self.channel.sent) > before, "the bot answered nothing"
-        return self.channel.last
 
 
 @pytest.fixture
@@ -118,36 +37,30 @@ async def fake() -> AsyncIterator[FakeGemini]:
         yield server
 
 
-def settings_for(tmp_path: Path, fake: FakeGemini, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "gemini_api_key": "test-gemini-key",
-        "gemini_base_url": fake.base_url,
-        "chatbrush_db": str(tmp_path / "bot.db"),
-        "gemini_retry_budget": 5.0,
-        "gemini_timeout": 5.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def fast_model(settings: Settings) -> GeminiModel:
-    model = GeminiModel.from_settings(settings)
-    model.backoff_base = 0.01
-    model.jitter = 0.0
-    return model
+@pytest.fixture
+def platform() -> RecordingPlatform:
+    return RecordingPlatform()
 
 
 @pytest.fixture
-async def engine(tmp_path: Path, fake: FakeGemini) -> AsyncIterator[Engine]:
-    settings = settings_for(tmp_path, fake)
-    async with open_engine(settings, model=fast_model(settings)) as e:
-        yield e
+async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+              ) -> AsyncIterator[Runtime]:
+    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
+        yield runtime
+
+
+def dm_of(bot: Runtime, platform: RecordingPlatform, key: ChatKey = PRIVATE) -> Chat:
+    return Chat(bot, platform, key, private=True)
+
+
+def group_of(bot: Runtime, platform: RecordingPlatform) -> Chat:
+    return Chat(bot, platform, GROUP, private=False)
 
 
 async def test_multi_turn_edit_replays_the_model_turn_with_its_signatures(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     first = await dm.say("make it watercolor", photo())
     assert first.kind == "images" and first.text and first.text.startswith("v1")
     second = await dm.say("now add a hat")
@@ -162,11 +75,11 @@ async def test_multi_turn_edit_replays_the_model_turn_with_its_signatures(
 
 
 async def test_gemini_3_conversation_passes_the_strict_signature_check(
-    tmp_path: Path, fake: FakeGemini
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
     settings = settings_for(tmp_path, fake, gemini_model="gemini-3-pro-image-preview")
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        dm = Chat(engine, PRIVATE, private=True)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
         for prompt in ("make it watercolor", "add a hat", "add a scarf"):
             reply = await dm.say(prompt, *([photo()] if prompt.startswith("make") else []))
             assert reply.kind == "images", reply.text
@@ -174,9 +87,9 @@ async def test_gemini_3_conversation_passes_the_strict_signature_check(
 
 
 async def test_replying_to_an_older_version_branches_and_keeps_both(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     v1 = await dm.say("watercolor", photo())
     v2 = await dm.say("add a hat")
     v3 = await dm.say("a red scarf instead", reply_to=v1.ids[0])
@@ -193,9 +106,9 @@ async def test_replying_to_an_older_version_branches_and_keeps_both(
 
 
 async def test_undo_moves_back_and_the_next_edit_continues_from_there(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     v1 = await dm.say("watercolor", photo())
     await dm.say("add a hat")
     undone = await dm.say("/undo")
@@ -207,8 +120,10 @@ async def test_undo_moves_back_and_the_next_edit_continues_from_there(
     assert "Undid 2 versions. Back to the original." in (far.text or "")
 
 
-async def test_undo_beyond_the_start_and_bad_arguments(engine: Engine) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+async def test_undo_beyond_the_start_and_bad_arguments(
+    bot: Runtime, platform: RecordingPlatform
+) -> None:
+    dm = dm_of(bot, platform)
     assert "no conversation yet" in ((await dm.say("/undo")).text or "")
     await dm.say("watercolor", photo())
     back = await dm.say("/undo 9")
@@ -217,13 +132,15 @@ async def test_undo_beyond_the_start_and_bad_arguments(engine: Engine) -> None:
     assert "from 1 to 50" in ((await dm.say("/undo lots")).text or "")
 
 
-async def test_conversation_survives_a_restart(tmp_path: Path, fake: FakeGemini) -> None:
+async def test_conversation_survives_a_restart(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
     settings = settings_for(tmp_path, fake)
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        dm = Chat(engine, PRIVATE, private=True)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
         v1 = await dm.say("watercolor", photo())
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        dm = Chat(engine, PRIVATE, private=True)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
         dm.next_id = 10
         await dm.say("now add a hat")
         assert fake.requests[-1].images("model")[-1] == v1.images[0].data
@@ -232,9 +149,9 @@ async def test_conversation_survives_a_restart(tmp_path: Path, fake: FakeGemini)
 
 
 async def test_a_failed_call_keeps_the_turn_and_try_again_reuses_the_photo(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     fake.enqueue_error(400, "Request contains an invalid argument.")
     failed = await dm.say("make it watercolor", photo((10, 200, 10)))
     assert failed.kind == "text" and "Traceback" not in (failed.text or "")
@@ -250,8 +167,10 @@ async def test_a_failed_call_keeps_the_turn_and_try_again_reuses_the_photo(
     assert "2 model calls (1 failed)" in usage
 
 
-async def test_refusal_is_shown_clearly(engine: Engine, fake: FakeGemini) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+async def test_refusal_is_shown_clearly(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    dm = dm_of(bot, platform)
     fake.enqueue_block("SAFETY")
     reply = await dm.say("something unsafe", photo())
     assert reply.kind == "text"
@@ -259,9 +178,9 @@ async def test_refusal_is_shown_clearly(engine: Engine, fake: FakeGemini) -> Non
 
 
 async def test_rate_limit_then_success_is_invisible_to_the_user(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     fake.enqueue_error(429, retry_delay="0.05s")
     fake.enqueue_error(503)
     reply = await dm.say("watercolor", photo())
@@ -270,9 +189,9 @@ async def test_rate_limit_then_success_is_invisible_to_the_user(
 
 
 async def test_bad_images_are_refused_without_a_model_call(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     corrupt = photo()[:200]
     for data, expected in ((corrupt, "image"), (b"%PDF-1.7\n...", "PDF"),
                            (b"hello, not an image", "not an image")):
@@ -283,8 +202,10 @@ async def test_bad_images_are_refused_without_a_model_call(
     assert fake.requests == []
 
 
-async def test_empty_and_enormous_prompts(engine: Engine, fake: FakeGemini) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+async def test_empty_and_enormous_prompts(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    dm = dm_of(bot, platform)
     assert "too long" in ((await dm.say("x" * 5000)).text or "")
     picture_only = await dm.say("", photo())
     assert "What should I do with it?" in (picture_only.text or "")
@@ -294,26 +215,28 @@ async def test_empty_and_enormous_prompts(engine: Engine, fake: FakeGemini) -> N
 
 
 async def test_text_only_prompt_generates_and_album_fuses(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    group = Chat(engine, GROUP, private=False)
+    group = group_of(bot, platform)
     made = await group.say("a cat in a hat")
     assert made.kind == "images" and fake.requests[-1].images() == []
     fused = await group.say("put the hat from the second on the first", photo(), photo((0, 0, 255)))
     assert fused.kind == "images" and len(fake.requests[-1].images("user")) == 2
 
 
-async def test_group_messages_start_separate_threads(engine: Engine, fake: FakeGemini) -> None:
-    group = Chat(engine, GROUP, private=False)
+async def test_group_messages_start_separate_threads(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    group = group_of(bot, platform)
     await group.say("watercolor", photo())
     await group.say("oil painting", photo((0, 0, 200)), sender=BOB)
     assert [len(r.contents) for r in fake.requests] == [1, 1]
 
 
 async def test_reply_to_someone_elses_photo_starts_from_that_photo(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    group = Chat(engine, GROUP, private=False)
+    group = group_of(bot, platform)
     posted = photo((1, 2, 250))
     reply = await group.say("make it black and white", reply_to="555", reply_images=[posted])
     assert reply.kind == "images"
@@ -322,10 +245,12 @@ async def test_reply_to_someone_elses_photo_starts_from_that_photo(
     assert Image.open(io.BytesIO(sent[0])).size == (320, 240)
 
 
-async def test_reset_needs_an_admin_in_groups(tmp_path: Path, fake: FakeGemini) -> None:
+async def test_reset_needs_an_admin_in_groups(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
     settings = settings_for(tmp_path, fake, chatbrush_admins="telegram:99")
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        group = Chat(engine, GROUP, private=False)
+    async with running_bot(settings, platform) as bot:
+        group = group_of(bot, platform)
         v1 = await group.say("watercolor", photo())
         refused = await group.say("/reset", reply_to=v1.ids[0], sender=BOB)
         assert "only chat admins" in (refused.text or "")
@@ -341,29 +266,32 @@ async def test_reset_needs_an_admin_in_groups(tmp_path: Path, fake: FakeGemini) 
 
 
 async def test_turns_of_one_thread_wait_in_order_others_run_alongside(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
-    other = Chat(engine, ChatKey("telegram", "43"), private=True)
+    dm = dm_of(bot, platform)
+    other = dm_of(bot, platform, ChatKey("telegram", "43"))
+    bot.intake.queued_notice_delay = 0
     fake.pause()
-    first = asyncio.create_task(dm.say("watercolor", photo()))
+    await dm.send("watercolor", photo())
     await fake.wait_for_requests(1)
-    second = asyncio.create_task(dm.say("now add a hat"))
-    elsewhere = asyncio.create_task(other.say("oil painting", photo()))
+    await dm.send("now add a hat")
+    await other.send("oil painting", photo())
     await fake.wait_for_requests(2)  # the other chat's request is in flight meanwhile
-    await asyncio.sleep(0.05)
-    assert len(fake.requests) == 2
-    assert Progress.QUEUED in dm.channel.progress_log
+    assert {r.prompt for r in fake.requests} == {"watercolor", "oil painting"}
     fake.resume()
-    await asyncio.gather(first, second, elsewhere)
+    await bot.intake.drain()
+    assert Progress.QUEUED in dm.channel.progress_log
+    assert any("next in line" in t for t in dm.channel.texts())
     hat = next(r for r in fake.requests if r.prompt == "now add a hat")
     assert hat.images("model"), "the queued turn built on the first answer"
 
 
-async def test_hundred_turn_thread_stays_bounded(tmp_path: Path, fake: FakeGemini) -> None:
+async def test_hundred_turn_thread_stays_bounded(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
     settings = settings_for(tmp_path, fake, chatbrush_context_bytes=400_000)
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        dm = Chat(engine, PRIVATE, private=True)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
         await dm.say("start", photo(size=(640, 480)))
         for i in range(99):
             await dm.say(f"edit number {i}")
@@ -377,55 +305,61 @@ async def test_hundred_turn_thread_stays_bounded(tmp_path: Path, fake: FakeGemin
 
 
 async def test_group_chatter_not_meant_for_the_bot_gets_no_answer(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    channel = RecordingChannel()
-    chatter = Incoming(chat=GROUP, message_id="1", sender=BOB, text="nice weather",
-                       addressed=False)
-    await engine.handle(chatter, channel)
-    assert channel.sent == [] and fake.requests == []
-    assert engine.store.sync.stats()["threads"] == 0
+    group = group_of(bot, platform)
+    assert await group.send("nice weather", sender=BOB, addressed=False) is None
+    await bot.intake.drain()
+    assert group.channel.sent == [] and fake.requests == []
+    stats = await bot.store.stats()
+    assert stats["threads"] == 0 and stats["messages in the inbox"] == 0
 
 
-async def test_an_oversized_upload_is_refused_clearly(tmp_path: Path, fake: FakeGemini) -> None:
+async def test_an_oversized_upload_is_refused_clearly(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
     settings = settings_for(tmp_path, fake, chatbrush_max_upload_bytes=50_000)
-    async with open_engine(settings, model=fast_model(settings)) as engine:
-        dm = Chat(engine, PRIVATE, private=True)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
         noise = Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3))
         buffer = io.BytesIO()
         noise.save(buffer, "PNG")  # about 270 KB: over the 50 KB limit set above
         reply = await dm.say("watercolor", buffer.getvalue())
-        assert reply.kind == "text" and "too big" in (reply.text or "")
+        assert reply.kind == "text" and "too large (270 kB)" in (reply.text or "")
+        assert "up to 50 kB" in (reply.text or "")
         assert fake.requests == []
 
 
 async def test_a_quick_reply_cannot_overtake_the_photo_sent_before_it(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    dm = Chat(engine, PRIVATE, private=True)
+    dm = dm_of(bot, platform)
     big = photo(size=(3000, 2200))  # takes a while to normalise
     photo_first = asyncio.create_task(dm.say("", big))
     await asyncio.sleep(0)
     text_second = asyncio.create_task(dm.say("make it watercolor"))
     await asyncio.gather(photo_first, text_second)
-    assert "What should I do with it?" in (dm.channel.sent[0].text or "")
+    answers = [s for s in dm.channel.sent if "next in line" not in (s.text or "")]
+    assert "What should I do with it?" in (answers[0].text or "")
+    assert answers[1].kind == "images"
     assert len(fake.requests) == 1
     assert len(fake.requests[0].images("user")) == 1  # the instruction saw the photo
 
 
-async def test_help_and_hints_use_the_platforms_command_syntax(engine: Engine) -> None:
-    channel = RecordingChannel()
-    for text in ("/help", "/undo many"):
-        await engine.handle(Incoming(chat=GROUP, message_id=text, sender=ANN, text=text,
-                                     command_prefix="<@B1> "), channel)
-    assert "<@B1> undo [n] — go back" in (channel.sent[0].text or "")
-    assert "Use <@B1> undo or <@B1> undo N" in (channel.sent[1].text or "")
+async def test_help_and_hints_use_the_platforms_command_syntax(
+    bot: Runtime, platform: RecordingPlatform
+) -> None:
+    group = group_of(bot, platform)
+    helped = await group.say("/help", command_prefix="<@B1> ")
+    assert "<@B1> undo [n] — go back" in (helped.text or "")
+    hint = await group.say("/undo many", command_prefix="<@B1> ")
+    assert "Use <@B1> undo or <@B1> undo N" in (hint.text or "")
 
 
 async def test_replying_to_the_question_about_a_bare_photo_continues_with_it(
-    engine: Engine, fake: FakeGemini
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    group = Chat(engine, GROUP, private=False)
+    group = group_of(bot, platform)
     question = await group.say("", photo())
     assert "What should I do with it?" in (question.text or "")
     reply = await group.say("make it watercolor", reply_to=question.ids[0])
@@ -433,15 +367,13 @@ async def test_replying_to_the_question_about_a_bare_photo_continues_with_it(
     assert len(fake.requests[-1].images("user")) == 1
 
 
-async def test_a_refused_reply_image_is_explained(engine: Engine, fake: FakeGemini) -> None:
-    from bot.events import InputRefused
+async def test_a_refused_reply_image_is_explained(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    from bot.events import Attachment, AttachmentKind
 
-    channel = RecordingChannel()
-
-    async def refuse() -> list[InputImage]:
-        raise InputRefused("That file is 30 MB; bots can download 20 MB at most.")
-
-    await engine.handle(Incoming(chat=GROUP, message_id="9", sender=ANN, text="edit this",
-                                 reply_to="77", reply_to_images=refuse), channel)
-    assert channel.sent[-1].text == "That file is 30 MB; bots can download 20 MB at most."
+    group = group_of(bot, platform)
+    refused = Attachment(AttachmentKind.IMAGE, ref="refuse")
+    reply = await group.say("edit this", reply_to="77", reply_attachments=(refused,))
+    assert reply.text == "That file is 30 MB; bots can download 20 MB at most."
     assert fake.requests == []

@@ -11,10 +11,10 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from bot.cli import build_web_app
-from bot.engine import Engine
-from bot.runtime import open_engine
+from bot.events import ChatKey
+from bot.runtime import Runtime
 from tests.fakes.gemini import FakeGemini
-from tests.test_engine import PRIVATE, Chat, fast_model, photo, settings_for
+from tests.harness import Chat, RecordingPlatform, photo, running_bot, settings_for
 
 
 @pytest.fixture
@@ -31,11 +31,10 @@ async def server() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[tuple[Engine, FakeGemini]]:
-    async with FakeGemini() as fake:
-        settings = settings_for(tmp_path, fake)
-        async with open_engine(settings, model=fast_model(settings)) as e:
-            yield e, fake
+async def engine(tmp_path: Path) -> AsyncIterator[tuple[Runtime, FakeGemini, RecordingPlatform]]:
+    platform = RecordingPlatform()
+    async with FakeGemini() as fake, running_bot(settings_for(tmp_path, fake), platform) as bot:
+        yield bot, fake, platform
 
 
 def calls(outcome: str) -> float:
@@ -46,11 +45,11 @@ def calls(outcome: str) -> float:
 
 
 async def test_health_and_metrics_reflect_model_calls(
-    server: str, engine: tuple[Engine, FakeGemini]
+    server: str, engine: tuple[Runtime, FakeGemini, RecordingPlatform]
 ) -> None:
-    bot, fake = engine
+    bot, fake, platform = engine
     ok_before, refused_before = calls("ok"), calls("refused")
-    dm = Chat(bot, PRIVATE, private=True)
+    dm = Chat(bot, platform, ChatKey("telegram", "42"), private=True)
     await dm.say("watercolor", photo())
     fake.enqueue_block("SAFETY")
     await dm.say("something else")

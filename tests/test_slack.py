@@ -8,7 +8,6 @@ external upload. Assertions are on what people in the workspace would see.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -26,7 +25,6 @@ from aiohttp import web
 from PIL import Image
 
 from adapters.slack import (
-    QUEUED_NOTE,
     REACTION_DONE,
     REACTION_FAILED,
     REACTION_WORKING,
@@ -34,7 +32,9 @@ from adapters.slack import (
     create,
 )
 from bot.config import Settings, load_settings
-from bot.runtime import open_engine
+from bot.intake import Intake
+from bot.messages import QUEUED_NOTICE as QUEUED_NOTE
+from bot.runtime import open_runtime
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -77,6 +77,7 @@ class Rig:
     slack: FakeSlack
     gemini: FakeGemini
     adapter: SlackAdapter
+    intake: Intake
     url: str
     http: aiohttp.ClientSession
 
@@ -103,7 +104,7 @@ class Rig:
             json.dumps(payload).encode(), headers=headers if retry else None
         )
         if wait:
-            await self.adapter.drain()
+            await self.intake.drain()
         return status
 
     async def mention(self, text: str, **kwargs: Any) -> str:
@@ -125,7 +126,7 @@ class Rig:
         status, _ = await self.post(
             urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
         )
-        await self.adapter.drain()
+        await self.intake.drain()
         return status
 
 
@@ -155,10 +156,14 @@ async def servers() -> AsyncIterator[tuple[FakeSlack, FakeGemini]]:
 async def start_rig(
     slack: FakeSlack, gemini: FakeGemini, tmp: Path, **extra: Any
 ) -> AsyncIterator[Rig]:
+    """``chatbrush web`` with Slack: HTTP events on a real aiohttp server, stored by the
+    intake before bolt acknowledges them, processed by the real engine."""
     settings = settings_for(slack, gemini, tmp, **extra)
-    async with open_engine(settings) as engine, aiohttp.ClientSession() as http:
-        adapter = create(settings, engine)
+    async with open_runtime(settings) as runtime, aiohttp.ClientSession() as http:
+        adapter = create(settings, runtime.intake)
         assert isinstance(adapter, SlackAdapter)
+        runtime.intake.register(adapter)
+        runtime.intake.queued_notice_delay = 0
         web_app = web.Application()
         assert adapter.mount(web_app)
         runner = web.AppRunner(web_app, access_log=None)
@@ -166,10 +171,15 @@ async def start_rig(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
+        await adapter.start(webhook=True)
+        await runtime.intake.start()
         try:
-            yield Rig(slack, gemini, adapter, f"http://127.0.0.1:{port}/slack/events", http)
+            yield Rig(slack, gemini, adapter, runtime.intake,
+                      f"http://127.0.0.1:{port}/slack/events", http)
         finally:
-            await adapter.aclose()
+            await adapter.stop_receiving()
+            await runtime.intake.stop(grace=5)
+            await adapter.close()
             await runner.cleanup()
 
 
@@ -284,7 +294,7 @@ async def test_a_non_image_file_is_refused_with_a_clear_reply(rig: Rig) -> None:
 
     assert rig.gemini.requests == []
     [reply] = rig.slack.thread_messages(CHANNEL, ts)
-    assert "q3-report.pdf" in reply.text and "only edit pictures" in reply.text
+    assert "q3-report.pdf" in reply.text and "isn't an image" in reply.text
     assert rig.slack.files[pdf["id"]].downloads == []  # refused before downloading
 
 
@@ -301,7 +311,7 @@ async def test_a_file_over_the_size_limit_is_refused(rig: Rig) -> None:
     ts = await rig.mention("upscale", files=[big])
     assert rig.gemini.requests == []
     [reply] = rig.slack.thread_messages(CHANNEL, ts)
-    assert "huge.png" in reply.text and "too large" in reply.text and "20 MB" in reply.text
+    assert "huge.png" in reply.text and "too large" in reply.text and "20.0 MB" in reply.text
 
 
 async def test_a_file_url_on_a_foreign_host_never_receives_the_token(rig: Rig) -> None:
@@ -344,7 +354,7 @@ async def test_bad_signature_and_stale_timestamp_are_rejected(rig: Rig) -> None:
     assert status == 401
     status, _ = await rig.post(body.encode(), timestamp=int(time.time()) - 6 * 60)
     assert status == 401
-    await rig.adapter.drain()
+    await rig.intake.drain()
     assert rig.gemini.requests == [] and rig.slack.messages == []
     assert rig.slack.files[file["id"]].downloads == []
 
@@ -388,7 +398,7 @@ async def test_the_acknowledgement_does_not_wait_for_the_model(rig: Rig) -> None
         assert rig.slack.reactions_on(CHANNEL, event["ts"]) == {REACTION_WORKING}
     finally:
         rig.gemini.resume()
-    await rig.adapter.drain()
+    await rig.intake.drain()
     assert len(rig.slack.shared_uploads(CHANNEL)) == 1
 
 
@@ -405,7 +415,7 @@ async def test_a_request_waiting_behind_another_gets_a_note(rig: Rig) -> None:
         )
     finally:
         rig.gemini.resume()
-    await rig.adapter.drain()
+    await rig.intake.drain()
     assert len(rig.slack.shared_uploads(CHANNEL, root)) == 2
     assert rig.gemini.last.prompt == "make it red"
 
@@ -487,29 +497,32 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
     assert await rig.command("undo") == 200  # a thread command from a channel
     assert "inside the thread" in rig.slack.responses[-1]["text"]
 
-    assert await rig.command("stats", user=BOB) == 200
-    assert "admin" in rig.slack.responses[-1]["text"]
-    assert await rig.command("stats", user=ADMIN) == 200
+    assert await rig.command("settings", user=BOB) == 200
+    assert "admins" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings", user=ADMIN) == 200
     assert "Model:" in rig.slack.responses[-1]["text"]
+    assert await rig.command("stats", user=ADMIN) == 200  # bot-wide: operators only
+    assert "operators" in rig.slack.responses[-1]["text"]
 
-    assert await rig.command("make it blue") == 200
-    assert "Usage: /chatbrush" in rig.slack.responses[-1]["text"]
+    assert await rig.command("make it blue") == 200  # no picture can come back privately
+    assert "/chatbrush help" in rig.slack.responses[-1]["text"]
     assert rig.gemini.requests == [] and rig.slack.messages == []
 
 
-async def test_slash_command_ack_does_not_wait_for_slow_work(rig: Rig) -> None:
+async def test_slash_command_is_stored_before_it_is_acknowledged(rig: Rig) -> None:
     rig.slack.hold("users.info")  # the admin check hangs…
     try:
-        form = slash_command("stats", response_url=rig.slack.response_url(), user=ADMIN)
+        form = slash_command("settings", response_url=rig.slack.response_url(), user=ADMIN)
         status, _ = await rig.post(
             urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
         )
         assert status == 200  # …yet Slack already has its acknowledgement
+        assert (await rig.intake.store.stats())["messages in the inbox"] == 1
         await rig.slack.wait_for(lambda: bool(rig.slack.calls_to("users.info")))
         assert rig.slack.responses == []
     finally:
         rig.slack.release("users.info")
-    await rig.adapter.drain()
+    await rig.intake.drain()
     assert "Model:" in rig.slack.responses[-1]["text"]
 
 
@@ -519,7 +532,7 @@ async def test_allowed_channels_limit_where_the_bot_answers(
     async for r in start_rig(*servers, tmp_path, slack_allowed_channels="C999"):
         ts = await r.mention("a red square")
         assert r.gemini.requests == []
-        assert "not enabled" in r.slack.thread_messages(CHANNEL, ts)[0].text
+        assert "isn't available here" in r.slack.thread_messages(CHANNEL, ts)[0].text
         await r.mention("a red square", channel="C999")
         assert len(r.gemini.requests) == 1
 
@@ -552,22 +565,23 @@ async def test_socket_mode_end_to_end(
         gemini_base_url=gemini.base_url,
         chatbrush_db=str(tmp_path / "chatbrush.db"),
     )
-    async with open_engine(settings) as engine:
-        adapter = create(settings, engine)
+    async with open_runtime(settings) as runtime:
+        adapter = create(settings, runtime.intake)
         assert adapter is not None
-        serving = asyncio.create_task(adapter.serve(webhook=False))
+        runtime.intake.register(adapter)
+        await adapter.start(webhook=False)
+        await runtime.intake.start()
         try:
             file = slack.host_file(png(), "cat.png")
             event = message_event("<@UBOT> invert it", kind="app_mention", files=[file])
             payload = event_callback(event)
             ack = await slack.socket_send(payload)
-            await adapter.drain()
+            await runtime.intake.drain()
             again = await slack.socket_send(payload, retry_attempt=1)
-            await adapter.drain()
+            await runtime.intake.drain()
         finally:
-            serving.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await serving
+            await adapter.stop_receiving()
+            await adapter.close()
     assert ack["envelope_id"] and again["envelope_id"]
     assert [u.thread_ts for u in slack.uploads.values()] == [event["ts"]]
     assert len(gemini.requests) == 1
@@ -602,7 +616,7 @@ async def test_a_quick_follow_up_waits_for_the_mention_that_starts_the_thread(ri
         assert rig.gemini.requests == []
     finally:
         rig.slack.release("files.download")
-    await rig.adapter.drain()
+    await rig.intake.drain()
     first_request, second_request = rig.gemini.requests
     assert "watercolor" in first_request.prompt and first_request.images("user")
     assert second_request.prompt == "and add a hat" and second_request.parts("model")
@@ -620,7 +634,7 @@ async def test_a_follow_up_to_a_refused_mention_is_dropped(rig: Rig) -> None:
         await rig.deliver(event_callback(message_event("thanks", thread_ts=root)), wait=False)
     finally:
         rig.slack.release("files.download")
-    await rig.adapter.drain()
+    await rig.intake.drain()
     assert rig.gemini.requests == []
     texts = [m.text for m in rig.slack.thread_messages(CHANNEL, root)]
     assert any("notes.png" in t for t in texts)

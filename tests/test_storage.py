@@ -1,164 +1,264 @@
-"""Storage on real SQLite files: the tree, images by hash, links, usage, restarts."""
+"""The Store port on every backend: the turn tree, images by hash, links, usage, and the
+inbox with its per-lane order, leases and resumable progress."""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.events import ChatKey
+from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
+from bot.store import InboxStatus, NewImage, NewPart, Store
 from bot.threads import TurnStatus
-from storage.migrations import MIGRATIONS
-from storage.sqlite import PRUNE_EVERY, NewImage, NewPart, Store
+from tests.backends import BACKENDS, open_backend
 
 CHAT = ChatKey("telegram", "-100", None)
 TOPIC = ChatKey("telegram", "-100", "7")
 PNG = NewImage(b"\x89PNG fake bytes", "image/png", 10, 20)
+PLATFORMS = ("telegram", "slack", "console")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "bot.db")
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_backend(request.param, tmp_path) as opened:
+        yield opened
 
 
-def test_schema_is_migrated_and_wal_is_on(store: Store) -> None:
-    assert store.schema_version == len(MIGRATIONS)
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert int(store.db.execute("PRAGMA busy_timeout").fetchone()[0]) >= 1000
+def event(message_id: str, *, chat: ChatKey = CHAT, text: str = "hi",
+          group_id: str | None = None) -> Incoming:
+    return Incoming(chat=chat, message_id=message_id, sender=Sender("1", "Ann", "ann"),
+                    text=text, group_id=group_id,
+                    attachments=(Attachment(AttachmentKind.IMAGE, ref="f1", size=3,
+                                            data=b"\x00\xff\x10"),))
 
 
-def test_reopening_does_not_rerun_migrations(tmp_path: Path) -> None:
-    Store(tmp_path / "a.db").close()
-    again = Store(tmp_path / "a.db")  # would fail with "table threads already exists"
-    assert again.schema_version == len(MIGRATIONS)
-
-
-def test_turn_tree_and_path(store: Store) -> None:
-    thread = store.create_thread(CHAT, created_by="1")
-    u1 = store.add_turn(thread.id, parent_id=None, role="user",
-                        parts=[NewPart(image=PNG), NewPart(text="watercolor")])
-    m1 = store.add_turn(thread.id, parent_id=u1.id, role="model", parts=[NewPart(text="ok")])
-    u2 = store.add_turn(thread.id, parent_id=m1.id, role="user", parts=[NewPart(text="hat")])
-    m2 = store.add_turn(thread.id, parent_id=u2.id, role="model", parts=[NewPart(text="hat!")])
-    branch = store.add_turn(thread.id, parent_id=m1.id, role="user",
-                            parts=[NewPart(text="scarf")])
-    assert [t.id for t in store.path(m2.id)] == [u1.id, m1.id, u2.id, m2.id]
-    assert [t.id for t in store.path(branch.id)] == [u1.id, m1.id, branch.id]
+# ---------------------------------------------------------------------- the turn tree
+async def test_turn_tree_and_path(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L", created_by="1")
+    u1 = await store.add_turn(thread.id, parent_id=None, role="user",
+                              parts=[NewPart(image=PNG), NewPart(text="watercolor")])
+    m1 = await store.add_turn(thread.id, parent_id=u1.id, role="model",
+                              parts=[NewPart(text="ok")])
+    u2 = await store.add_turn(thread.id, parent_id=m1.id, role="user",
+                              parts=[NewPart(text="hat")])
+    m2 = await store.add_turn(thread.id, parent_id=u2.id, role="model",
+                              parts=[NewPart(text="hat!")])
+    branch = await store.add_turn(thread.id, parent_id=m1.id, role="user",
+                                  parts=[NewPart(text="scarf")])
+    assert [t.id for t in await store.path(m2.id)] == [u1.id, m1.id, u2.id, m2.id]
+    assert [t.id for t in await store.path(branch.id)] == [u1.id, m1.id, branch.id]
     assert (m1.version, m2.version) == (1, 2)
-    assert store.get_thread(thread.id).head_id == branch.id  # type: ignore[union-attr]
+    current = await store.get_thread(thread.id)
+    assert current is not None and current.head_id == branch.id and current.lane == "L"
 
 
-def test_images_are_stored_once_by_content(store: Store) -> None:
-    thread = store.create_thread(CHAT)
-    a = store.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
-    store.add_turn(thread.id, parent_id=a.id, role="user", parts=[NewPart(image=PNG)])
-    assert store.image_count() == 1
-    assert store.image_bytes(a.images[0].sha256) == PNG.data
+async def test_images_are_stored_once_by_content(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    a = await store.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
+    b = await store.add_turn(thread.id, parent_id=a.id, role="user", parts=[NewPart(image=PNG)])
+    assert a.images[0].sha256 == b.images[0].sha256
+    assert await store.image_bytes(a.images[0].sha256) == PNG.data
+    assert (await store.stats())["stored images"] == 1
 
 
-def test_signature_and_unknown_fields_round_trip_verbatim(store: Store) -> None:
+async def test_signature_and_unknown_fields_round_trip_verbatim(store: Store) -> None:
     signature = "A" * 300_000
-    thread = store.create_thread(CHAT)
-    turn = store.add_turn(
+    thread = await store.create_thread(CHAT, lane="L")
+    turn = await store.add_turn(
         thread.id, parent_id=None, role="model",
         parts=[NewPart(image=PNG, thought_signature=signature, extra={"videoMetadata": {}}),
                NewPart(text="draft", thought=True)],
     )
-    loaded = store.get_turn(turn.id)
+    loaded = await store.get_turn(turn.id)
     assert loaded is not None
     assert loaded.parts[0].thought_signature == signature
     assert loaded.parts[0].extra == {"videoMetadata": {}}
     assert loaded.parts[1].thought is True
 
 
-def test_failed_turns_are_kept_and_found_for_retry(store: Store) -> None:
-    thread = store.create_thread(CHAT)
-    turn = store.add_turn(thread.id, parent_id=None, role="user",
-                          parts=[NewPart(image=PNG), NewPart(text="x")], move_head=False)
-    store.mark_failed(turn.id, "unavailable")
-    failed = store.failed_children(None, thread.id)
+async def test_failed_turns_are_kept_and_found_for_retry(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(image=PNG), NewPart(text="x")], move_head=False)
+    await store.mark_failed(turn.id, "unavailable")
+    failed = await store.failed_children(None, thread.id)
     assert [t.id for t in failed] == [turn.id]
     assert failed[0].status is TurnStatus.FAILED
-    assert store.get_thread(thread.id).head_id is None  # type: ignore[union-attr]
+    current = await store.get_thread(thread.id)
+    assert current is not None and current.head_id is None
 
 
-def test_message_links_find_turns_per_chat(store: Store) -> None:
-    thread = store.create_thread(CHAT)
-    turn = store.add_turn(thread.id, parent_id=None, role="model", parts=[NewPart(text="a")])
-    store.link_message(CHAT, "55", turn)
-    assert store.linked_turn(CHAT, "55") == turn
-    assert store.linked_turn(ChatKey("telegram", "-200"), "55") is None
+async def test_an_undelivered_answer_becomes_current_only_when_delivered(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    user = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(text="draw")], move_head=False)
+    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+                                  parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
+                                  move_head=False)
+    assert [t.id for t in await store.undelivered(thread.id)] == [answer.id]
+    before = await store.get_thread(thread.id)
+    assert before is not None and before.head_id is None
+    await store.mark_delivered(answer, chat=CHAT, message_ids=["501", "502"], move_head=True)
+    after = await store.get_thread(thread.id)
+    assert after is not None and after.head_id == answer.id
+    assert await store.undelivered(thread.id) == []
+    linked = await store.linked_turn(CHAT, "502")
+    assert linked is not None and linked.id == answer.id and linked.status is TurnStatus.OK
 
 
-def test_topics_and_external_keys_are_separate_scopes(store: Store) -> None:
-    a = store.create_thread(CHAT, external_key="1.0")
-    b = store.create_thread(TOPIC, external_key="1.0")
-    assert store.thread_by_key(CHAT, "1.0") == a
-    assert store.thread_by_key(TOPIC, "1.0") == b
-    store.set_current_thread(TOPIC, b.id)
-    assert store.current_thread(CHAT) is None
-    assert store.current_thread(TOPIC) == b
+async def test_message_links_find_turns_per_chat(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    turn = await store.add_turn(thread.id, parent_id=None, role="model",
+                                parts=[NewPart(text="a")])
+    await store.link_message(CHAT, "55", turn)
+    assert await store.linked_turn(CHAT, "55") == turn
+    assert await store.linked_turn(ChatKey("telegram", "-200"), "55") is None
 
 
-def test_delete_thread_forgets_turns_links_and_unshared_images(store: Store) -> None:
-    keep = store.create_thread(CHAT)
-    store.add_turn(keep.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
-    gone = store.create_thread(CHAT)
+async def test_topics_and_external_keys_are_separate_scopes(store: Store) -> None:
+    a = await store.create_thread(CHAT, lane="a", external_key="1.0")
+    b = await store.create_thread(TOPIC, lane="b", external_key="1.0")
+    assert await store.thread_by_key(CHAT, "1.0") == a
+    assert await store.thread_by_key(TOPIC, "1.0") == b
+    await store.set_current_thread(TOPIC, b.id)
+    assert await store.current_thread(CHAT) is None
+    assert await store.current_thread(TOPIC) == b
+
+
+async def test_delete_thread_forgets_turns_links_and_unshared_images(store: Store) -> None:
+    keep = await store.create_thread(CHAT, lane="k")
+    await store.add_turn(keep.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
+    gone = await store.create_thread(CHAT, lane="g")
     other = NewImage(b"other image", "image/png", 1, 1)
-    t = store.add_turn(gone.id, parent_id=None, role="user",
-                       parts=[NewPart(image=PNG), NewPart(image=other)])
-    store.link_message(CHAT, "9", t)
-    store.set_current_thread(CHAT, gone.id)
-    store.delete_thread(gone.id)
-    assert store.get_thread(gone.id) is None
-    assert store.linked_turn(CHAT, "9") is None
-    assert store.current_thread(CHAT) is None
-    assert store.image_count() == 1  # the shared one stays
+    t = await store.add_turn(gone.id, parent_id=None, role="user",
+                             parts=[NewPart(image=PNG), NewPart(image=other)])
+    await store.link_message(CHAT, "9", t)
+    await store.set_current_thread(CHAT, gone.id)
+    await store.delete_thread(gone.id)
+    assert await store.get_thread(gone.id) is None
+    assert await store.linked_turn(CHAT, "9") is None
+    assert await store.current_thread(CHAT) is None
+    assert (await store.stats())["stored images"] == 1  # the shared one stays
+    with pytest.raises(KeyError):
+        await store.image_bytes(t.images[1].sha256)
 
 
-def test_usage_sums_per_user_and_chat(store: Store) -> None:
+async def test_usage_sums_per_user_and_chat(store: Store) -> None:
     for user, ok in (("1", True), ("1", False), ("2", True)):
-        store.record_usage(chat=CHAT, user_id=user, thread_id=None, model="m", ok=ok,
-                           images=1 if ok else 0, prompt_tokens=10, output_tokens=100)
-    mine = store.usage(platform="telegram", chat_id="-100", user_id="1")
+        await store.record_usage(chat=CHAT, user_id=user, thread_id=None, model="m", ok=ok,
+                                 images=1 if ok else 0, prompt_tokens=10, output_tokens=100)
+    mine = await store.usage(platform="telegram", chat_id="-100", user_id="1")
     assert (mine.calls, mine.failed, mine.images, mine.prompt_tokens) == (2, 1, 1, 20)
-    assert store.usage(platform="telegram", chat_id="-100").calls == 3
-    assert store.stats()["model calls"] == 3
+    assert (await store.usage(platform="telegram", chat_id="-100")).calls == 3
+    assert (await store.stats())["model calls"] == 3
 
 
-def test_claim_event_once_even_across_restart(tmp_path: Path) -> None:
-    first = Store(tmp_path / "e.db")
-    assert first.claim_event("telegram", "1:42") is True
-    assert first.claim_event("telegram", "1:42") is False
-    first.close()
-    assert Store(tmp_path / "e.db").claim_event("telegram", "1:42") is False
+# ---------------------------------------------------------------------- the inbox
+async def test_a_message_is_stored_once_however_often_it_arrives(store: Store) -> None:
+    first, new = await store.inbox_add(event("10"), lane="L")
+    again, new_again = await store.inbox_add(event("10", text="changed"), lane="L")
+    assert new and not new_again
+    assert again.id == first.id and again.event.text == "hi"
+    assert again.event.attachments[0].data == b"\x00\xff\x10"  # bytes round-trip
+    assert again.event.sender.username == "ann"
 
 
-def test_everything_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
-    s = Store(path)
-    thread = s.create_thread(CHAT)
-    turn = s.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
-    s.set_current_thread(CHAT, thread.id)
-    s.close()
-    again = Store(path)
-    assert again.current_thread(CHAT) == again.get_thread(thread.id)
-    assert again.get_turn(turn.id) == turn
+async def test_a_lane_runs_one_event_at_a_time_in_arrival_order(store: Store) -> None:
+    a1, _ = await store.inbox_add(event("1"), lane="A")
+    a2, _ = await store.inbox_add(event("2"), lane="A")
+    b1, _ = await store.inbox_add(event("3"), lane="B")
+    claimed = await store.inbox_claim("p1", limit=10, lease_seconds=60, platforms=PLATFORMS)
+    assert [e.id for e in claimed] == [a1.id, b1.id]
+    assert all(e.status is InboxStatus.PROCESSING and e.attempts == 1 for e in claimed)
+    # a2 waits for a1, even for another process
+    assert await store.inbox_claim("p2", limit=10, lease_seconds=60, platforms=PLATFORMS) == []
+    assert await store.inbox_waiting_before("A", a2.id) == 1
+    await store.inbox_finish([a1.id], status=InboxStatus.DONE)
+    [next_one] = await store.inbox_claim("p2", limit=10, lease_seconds=60,
+                                         platforms=PLATFORMS)
+    assert next_one.id == a2.id
+    assert await store.inbox_waiting_before("A", a2.id) == 0
 
 
-def test_a_second_connection_sees_committed_turns(tmp_path: Path, store: Store) -> None:
-    thread = store.create_thread(CHAT)
-    store.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(text="hi")])
-    other = sqlite3.connect(store.filename)
-    assert other.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 1
+async def test_events_of_platforms_nobody_serves_stay_stored(store: Store) -> None:
+    slack = ChatKey("slack", "C1")
+    await store.inbox_add(event("1", chat=slack), lane="S")
+    assert await store.inbox_claim("p", limit=5, lease_seconds=60,
+                                   platforms=["telegram"]) == []
+    assert len(await store.inbox_claim("p", limit=5, lease_seconds=60,
+                                       platforms=["slack"])) == 1
 
 
-def test_old_delivery_keys_are_swept_as_new_ones_arrive(store: Store) -> None:
-    store.claim_event("slack", "ancient")
-    store.db.execute("UPDATE seen_events SET seen_at = seen_at - 30 * 86400")
-    store.db.conn.commit()
-    for i in range(PRUNE_EVERY):
-        store.claim_event("slack", f"new-{i}")
-    keys = {r[0] for r in store.db.execute("SELECT event_key FROM seen_events").fetchall()}
-    assert "ancient" not in keys and f"new-{PRUNE_EVERY - 1}" in keys
+async def test_an_expired_or_released_lease_can_be_claimed_again(store: Store) -> None:
+    entry, _ = await store.inbox_add(event("1"), lane="A")
+    [first] = await store.inbox_claim("dead", limit=1, lease_seconds=-1, platforms=PLATFORMS)
+    [again] = await store.inbox_claim("alive", limit=1, lease_seconds=60, platforms=PLATFORMS)
+    assert first.id == again.id == entry.id and again.attempts == 2
+    assert await store.inbox_claim("third", limit=1, lease_seconds=60,
+                                   platforms=PLATFORMS) == []
+    await store.inbox_release("alive")
+    [third] = await store.inbox_claim("third", limit=1, lease_seconds=60,
+                                      platforms=PLATFORMS)
+    assert third.id == entry.id
+
+
+async def test_renewing_keeps_a_lease_alive(store: Store) -> None:
+    await store.inbox_add(event("1"), lane="A")
+    await store.inbox_claim("p1", limit=1, lease_seconds=-1, platforms=PLATFORMS)
+    await store.inbox_renew("p1", lease_seconds=60)
+    assert await store.inbox_claim("p2", limit=1, lease_seconds=60, platforms=PLATFORMS) == []
+
+
+async def test_progress_is_recorded_with_the_turns(store: Store) -> None:
+    entry, _ = await store.inbox_add(event("1"), lane="A")
+    thread = await store.create_thread(CHAT, lane="A")
+    user = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(text="x")], move_head=False, event_id=entry.id)
+    await store.inbox_mark_call_started(entry.id)
+    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+                                  parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
+                                  move_head=False, event_id=entry.id)
+    stored = await store.inbox_get(entry.id)
+    assert stored is not None
+    assert (stored.turn_id, stored.answer_turn_id, stored.call_started) == (
+        user.id, answer.id, True)
+    await store.mark_delivered(answer, chat=CHAT, message_ids=["7"], move_head=True,
+                               done_event=entry.id)
+    done = await store.inbox_get(entry.id)
+    assert done is not None and done.status is InboxStatus.DONE
+
+
+async def test_undo_moves_the_head_and_finishes_its_event_together(store: Store) -> None:
+    entry, _ = await store.inbox_add(event("1"), lane="A")
+    thread = await store.create_thread(CHAT, lane="A")
+    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(text="x")])
+    await store.set_head(thread.id, None, done_event=entry.id)
+    done = await store.inbox_get(entry.id)
+    assert done is not None and done.status is InboxStatus.DONE
+    current = await store.get_thread(thread.id)
+    assert current is not None and current.head_id is None and turn.id
+
+
+async def test_album_items_are_taken_together(store: Store) -> None:
+    first, _ = await store.inbox_add(event("1", group_id="g"), lane="album")
+    second, _ = await store.inbox_add(event("2", group_id="g"), lane="album")
+    later, _ = await store.inbox_add(event("3"), lane="album")
+    assert await store.inbox_group_latest("album", "g") >= first.received_at
+    [claimed] = await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=PLATFORMS)
+    members = await store.inbox_join_group(claimed, "p", lease_seconds=60)
+    assert [m.id for m in members] == [first.id, second.id]
+    await store.inbox_finish([m.id for m in members], status=InboxStatus.DONE)
+    [after] = await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=PLATFORMS)
+    assert after.id == later.id
+
+
+async def test_finished_events_are_pruned_and_open_ones_kept(store: Store) -> None:
+    done, _ = await store.inbox_add(event("1"), lane="A")
+    waiting, _ = await store.inbox_add(event("2"), lane="B")
+    await store.inbox_finish([done.id], status=InboxStatus.DONE)
+    assert await store.inbox_prune(older_than=done.received_at + 3600) == 1
+    assert await store.inbox_get(done.id) is None
+    assert await store.inbox_get(waiting.id) is not None
+    assert await store.inbox_lane_active("B") and not await store.inbox_lane_active("A")

@@ -12,20 +12,19 @@ from telegram import Message, Update
 
 from adapters.telegram_translate import (
     BotIdentity,
-    MediaProblem,
-    MediaRef,
+    attachments_of,
     command_target,
     fits_photo,
     is_addressed,
-    media_of,
     prompt_text,
     reply_target,
     sender_of,
     speaks_for_chat,
     split_text,
+    to_incoming,
     topic_id,
-    unsupported_content,
 )
+from bot.events import AttachmentKind
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, auto_entities
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -87,9 +86,9 @@ def test_commands_for_another_bot_are_not_ours() -> None:
 
 def test_largest_photo_size_is_taken() -> None:
     message = message_of(load("telegram_photo_supergroup_update.json"))
-    ref = media_of(message, LIMIT)
-    assert isinstance(ref, MediaRef)
-    assert ref.file_id.endswith("AAN5AAM7BA")  # the 1280x960 entry
+    [ref] = attachments_of(message)
+    assert ref.kind is AttachmentKind.IMAGE
+    assert ref.ref.endswith("AAN5AAM7BA")  # the 1280x960 entry
     assert ref.size == 63485
     assert not is_addressed(message, ME)  # a bare photo in a group is chatter
 
@@ -97,45 +96,71 @@ def test_largest_photo_size_is_taken() -> None:
 def test_album_document_image_and_its_caption() -> None:
     first = message_of(load("telegram_document_image_album_part1_update.json"))
     second = message_of(load("telegram_document_image_album_part2_caption_update.json"))
-    assert first.media_group_id == second.media_group_id
-    ref = media_of(first, LIMIT)
-    assert isinstance(ref, MediaRef) and ref.mime_type == "image/png"
+    one, two = to_incoming(first, ME), to_incoming(second, ME)
+    assert one is not None and two is not None
+    assert one.group_id == two.group_id is not None
+    [ref] = one.attachments
+    assert ref.kind is AttachmentKind.IMAGE and ref.mime_type == "image/png"
     assert ref.filename is not None and ref.filename.endswith(".png")
-    assert first.caption is None and second.caption == "rrrrrrrrrrrr"
+    assert one.text == "" and two.text == "rrrrrrrrrrrr"
 
 
 @pytest.mark.parametrize(
-    ("mime", "name", "expect"),
+    ("mime", "name", "kind"),
     [
-        ("application/pdf", "brief.pdf", "PDF"),
-        ("image/gif", "party.gif", "GIF"),
-        ("application/zip", "photos.zip", "ZIP"),
+        ("application/pdf", "brief.pdf", AttachmentKind.FILE),
+        ("image/gif", "party.gif", AttachmentKind.VIDEO),
+        ("application/zip", "photos.zip", AttachmentKind.FILE),
+        ("video/mp4", "clip.mp4", AttachmentKind.VIDEO),
     ],
 )
-def test_non_image_documents_are_refused_by_name(mime: str, name: str, expect: str) -> None:
+def test_non_image_documents_are_marked_for_refusal(mime: str, name: str,
+                                                    kind: AttachmentKind) -> None:
     data = load("telegram_document_image_album_part1_update.json")
     data["message"]["document"].update(mime_type=mime, file_name=name)
-    problem = media_of(message_of(data), LIMIT)
-    assert isinstance(problem, MediaProblem)
-    assert expect in problem.user_message and "isn't an image" in problem.user_message
+    [ref] = attachments_of(message_of(data))
+    assert ref.kind is kind and ref.filename == name
 
 
 def test_images_recognised_by_extension_when_the_type_is_generic() -> None:
     data = load("telegram_document_image_album_part1_update.json")
     data["message"]["document"].update(mime_type="application/octet-stream", file_name="x.HEIC")
-    ref = media_of(message_of(data), LIMIT)
-    assert isinstance(ref, MediaRef) and ref.mime_type == "image/heic"
+    [ref] = attachments_of(message_of(data))
+    assert ref.kind is AttachmentKind.IMAGE
 
 
-def test_too_large_files_are_refused_before_download() -> None:
+def test_a_document_with_no_type_and_no_name_is_judged_by_its_bytes() -> None:
+    data = load("telegram_document_image_album_part1_update.json")
+    for key in ("mime_type", "file_name"):
+        data["message"]["document"].pop(key, None)
+    [ref] = attachments_of(message_of(data))
+    assert ref.kind is AttachmentKind.IMAGE  # downloaded and sniffed, not "(this kind of)"
+
+
+def test_sizes_travel_with_the_reference() -> None:
     data = load("telegram_document_image_album_part1_update.json")
     data["message"]["document"]["file_size"] = 25_000_000
-    problem = media_of(message_of(data), LIMIT)
-    assert isinstance(problem, MediaProblem)
-    assert "too large (25.0 MB)" in problem.user_message
-    # a lower configured cap wins over Telegram's 20 MB
-    small = media_of(message_of(load("telegram_photo_supergroup_update.json")), 50_000)
-    assert isinstance(small, MediaProblem) and "too large" in small.user_message
+    [ref] = attachments_of(message_of(data))
+    assert ref.size == 25_000_000  # the core refuses it before any download
+
+
+def test_a_video_without_caption_still_reaches_the_core() -> None:
+    data = load("telegram_supergroup_reply_chain_thread_id_update.json")
+    msg = data["message"]
+    for key in ("text", "entities"):
+        msg.pop(key)
+    msg["chat"] = {"id": 5, "type": "private", "first_name": "Ann"}
+    msg["video"] = {"file_id": "vid", "file_unique_id": "vu", "width": 640, "height": 480,
+                    "duration": 3}
+    event = to_incoming(message_of(data), ME)
+    assert event is not None and event.is_private
+    assert [a.kind for a in event.attachments] == [AttachmentKind.VIDEO]
+
+
+def test_a_lone_surrogate_in_text_does_not_break_translation() -> None:
+    update = load("telegram_supergroup_reply_chain_thread_id_update.json")
+    message = with_text(update, "@ChatbrushTestBot make it \ud83d red")
+    assert prompt_text(message, ME).startswith("make it ")
 
 
 def test_mention_in_caption_addresses_the_bot_case_insensitively() -> None:
@@ -180,14 +205,13 @@ def test_anonymous_admin_speaks_for_the_chat() -> None:
     assert sender_of(message).id == str(msg["chat"]["id"])
 
 
-def test_stickers_and_voice_are_unsupported() -> None:
+def test_stickers_and_voice_are_other_content() -> None:
     data = load("telegram_supergroup_reply_chain_thread_id_update.json")
     msg = data["message"]
     msg.pop("text")
     msg.pop("entities")
     msg["voice"] = {"file_id": "v", "file_unique_id": "vu", "duration": 3}
-    assert unsupported_content(message_of(data))
-    assert media_of(message_of(data), LIMIT) is None
+    assert [a.kind for a in attachments_of(message_of(data))] == [AttachmentKind.OTHER]
 
 
 def test_photo_limits() -> None:

@@ -1,0 +1,209 @@
+"""The Store port: everything the core keeps, as one protocol the engine depends on.
+
+The core never imports a storage backend. ``storage/sqlite.py`` (the embedded default)
+and ``storage/postgres.py`` implement this protocol and register themselves as entry
+points in the ``chatbrush.stores`` group; :mod:`bot.runtime` picks one by URL.
+
+Two duties beyond keeping the turn tree are the store's because only it can do them for
+every process that shares it: the **inbox** (every event is committed before the
+platform is told it arrived, then claimed, processed and finished) and **per-lane
+exclusion** (a lane is the ordering key of a conversation: the inbox hands out only the
+oldest unfinished event of a lane, so one conversation's turns run one at a time, in
+arrival order, whichever process runs them).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.events import ChatKey, Incoming
+from bot.threads import ImageRef, Thread, Turn, TurnStatus
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """Bytes to store with a turn (already normalised by the caller)."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class NewPart:
+    text: str | None = None
+    image: NewImage | ImageRef | None = None
+    thought: bool = False
+    thought_signature: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    calls: int = 0
+    failed: int = 0
+    images: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class InboxStatus(enum.Enum):
+    RECEIVED = "received"  # stored, not yet taken
+    PROCESSING = "processing"  # claimed by a process (under a lease)
+    DONE = "done"
+    FAILED = "failed"  # handled, but the turn failed: its inputs are kept for "try again"
+
+
+UNFINISHED = (InboxStatus.RECEIVED, InboxStatus.PROCESSING)
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One stored event and how far its handling got.
+
+    ``turn_id`` is the user turn it created, ``answer_turn_id`` the model answer stored
+    for it, ``call_started`` whether a model call was begun: together they let a resumed
+    event continue where it stopped without paying for a second model call.
+    """
+
+    id: int
+    event: Incoming
+    lane: str
+    status: InboxStatus
+    attempts: int
+    received_at: float
+    turn_id: int | None = None
+    answer_turn_id: int | None = None
+    call_started: bool = False
+    error: str | None = None
+
+
+class Store(Protocol):
+    """Persistent state of the bot; every method is safe to call from the event loop."""
+
+    # -- threads
+    async def create_thread(self, chat: ChatKey, *, lane: str, external_key: str | None = None,
+                            created_by: str = "") -> Thread: ...
+
+    async def get_thread(self, thread_id: int) -> Thread | None: ...
+
+    async def thread_by_key(self, chat: ChatKey, external_key: str) -> Thread | None: ...
+
+    async def current_thread(self, chat: ChatKey) -> Thread | None: ...
+
+    async def set_current_thread(self, chat: ChatKey, thread_id: int | None) -> None: ...
+
+    async def set_head(self, thread_id: int, turn_id: int | None, *,
+                       done_event: int | None = None) -> None:
+        """Move the head; with ``done_event``, finish that inbox entry in the same commit."""
+        ...
+
+    async def delete_thread(self, thread_id: int) -> None: ...
+
+    # -- turns
+    async def add_turn(
+        self,
+        thread_id: int,
+        *,
+        parent_id: int | None,
+        role: str,
+        parts: Sequence[NewPart],
+        author_id: str = "",
+        author_name: str = "",
+        status: TurnStatus = TurnStatus.OK,
+        error: str | None = None,
+        move_head: bool = True,
+        event_id: int | None = None,
+    ) -> Turn:
+        """Write a turn with its images (and the head) in one commit; with ``event_id``
+        the inbox entry records it too, so a resumed event finds it."""
+        ...
+
+    async def mark_failed(self, turn_id: int, error: str) -> None: ...
+
+    async def get_turn(self, turn_id: int) -> Turn | None: ...
+
+    async def turns_of(self, thread_id: int) -> list[Turn]: ...
+
+    async def path(self, turn_id: int | None) -> list[Turn]:
+        """Root → ``turn_id``."""
+        ...
+
+    async def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]: ...
+
+    async def undelivered(self, thread_id: int) -> list[Turn]:
+        """Model answers of this thread that were stored but never reached the chat."""
+        ...
+
+    async def mark_delivered(self, turn: Turn, *, chat: ChatKey, message_ids: Sequence[str],
+                             move_head: bool, done_event: int | None = None) -> None:
+        """The answer reached the chat: link its messages, make it current, finish the
+        event — in one commit, so a crash leaves either all of it or none."""
+        ...
+
+    async def image_bytes(self, sha256: str) -> bytes: ...
+
+    # -- message links
+    async def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None: ...
+
+    async def linked_turn(self, chat: ChatKey, message_id: str) -> Turn | None: ...
+
+    # -- usage
+    async def record_usage(self, *, chat: ChatKey, user_id: str, thread_id: int | None,
+                           model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
+                           output_tokens: int = 0, request_bytes: int = 0) -> None: ...
+
+    async def usage(self, *, platform: str, chat_id: str | None = None,
+                    user_id: str | None = None) -> UsageSummary: ...
+
+    async def stats(self) -> dict[str, int]: ...
+
+    # -- the inbox
+    async def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
+        """Commit ``event`` unless its message is already stored; ``True`` if it is new."""
+        ...
+
+    async def inbox_claim(self, owner: str, *, limit: int, lease_seconds: float,
+                          platforms: Sequence[str]) -> list[InboxEntry]:
+        """Take up to ``limit`` events of ``platforms``, oldest first, each the oldest
+        unfinished one of its lane and not under a live lease."""
+        ...
+
+    async def inbox_renew(self, owner: str, *, lease_seconds: float) -> None: ...
+
+    async def inbox_release(self, owner: str) -> None:
+        """Give back every claim of ``owner`` that is still unfinished (shutdown)."""
+        ...
+
+    async def inbox_join_group(self, entry: InboxEntry, owner: str, *,
+                               lease_seconds: float) -> list[InboxEntry]:
+        """Claim the other unfinished events of ``entry``'s album (same lane and group),
+        oldest first, ``entry`` included."""
+        ...
+
+    async def inbox_group_latest(self, lane: str, group_id: str) -> float:
+        """When the newest item of an album arrived (to wait for the rest)."""
+        ...
+
+    async def inbox_mark_call_started(self, entry_id: int) -> None: ...
+
+    async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
+                           error: str | None = None) -> None: ...
+
+    async def inbox_waiting_before(self, lane: str, entry_id: int) -> int:
+        """How many unfinished events of ``lane`` arrived before ``entry_id``."""
+        ...
+
+    async def inbox_lane_active(self, lane: str) -> bool: ...
+
+    async def inbox_get(self, entry_id: int) -> InboxEntry | None: ...
+
+    async def inbox_prune(self, *, older_than: float) -> int:
+        """Forget finished events received before ``older_than`` (epoch seconds)."""
+        ...
+
+    async def close(self) -> None: ...

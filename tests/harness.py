@@ -1,0 +1,195 @@
+"""The core as a platform adapter drives it, without a platform: a recording channel, a
+platform that fetches inline bytes, and a chat that sends messages like a person would.
+
+The only stand-ins are the two ports an adapter implements (:class:`RecordingChannel`,
+:class:`RecordingPlatform`); intake, engine, store and model client are the real ones.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bot.config import Settings
+from bot.events import (
+    Attachment,
+    AttachmentKind,
+    ChatKey,
+    Incoming,
+    InputImage,
+    InputRefused,
+    OutputImage,
+    Progress,
+    Sender,
+)
+from bot.intake import Receipt
+from bot.models.base import ImageModel
+from bot.models.gemini import GeminiModel
+from bot.runtime import Runtime, open_runtime
+from tests.fakes.gemini import FakeGemini
+
+ANN = Sender("7", "Ann", "ann")
+BOB = Sender("8", "Bob", "bob")
+
+
+def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (320, 240)
+          ) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Sent:
+    kind: str
+    text: str | None
+    images: list[OutputImage]
+    ids: list[str]
+
+
+@dataclass
+class RecordingChannel:
+    """A chat as a user sees it: messages in order, each with the ids the service gave.
+
+    ``fail_sends`` makes the next sends of pictures fail, as a flaky platform would.
+    """
+
+    admins: set[str] = field(default_factory=set)
+    sent: list[Sent] = field(default_factory=list)
+    progress_log: list[Progress] = field(default_factory=list)
+    counter: list[int] = field(default_factory=lambda: [1000])
+    fail_sends: int = 0
+    failed_sends: int = 0
+
+    def _ids(self, n: int) -> list[str]:
+        ids = [str(self.counter[0] + i) for i in range(n)]
+        self.counter[0] += n
+        return ids
+
+    async def send_text(self, text: str) -> list[str]:
+        self.sent.append(Sent("text", text, [], ids := self._ids(1)))
+        return ids
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
+                          ) -> list[str]:
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            self.failed_sends += 1
+            raise ConnectionError("the platform answered 502 Bad Gateway")
+        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images))))
+        return ids
+
+    async def progress(self, state: Progress) -> None:
+        self.progress_log.append(state)
+
+    async def is_admin(self, sender: Sender) -> bool:
+        return sender.id in self.admins
+
+    @property
+    def last(self) -> Sent:
+        return self.sent[-1]
+
+    def texts(self) -> list[str]:
+        return [s.text or "" for s in self.sent]
+
+
+class RecordingPlatform:
+    """One :class:`RecordingChannel` per chat; attachments carry their bytes inline, and
+    an attachment whose ``ref`` is ``"refuse"`` cannot be downloaded."""
+
+    def __init__(self, name: str = "telegram") -> None:
+        self.name = name
+        self.channels: dict[ChatKey, RecordingChannel] = {}
+
+    def channel(self, event: Incoming) -> RecordingChannel:
+        return self.channels.setdefault(event.chat, RecordingChannel())
+
+    async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
+        if attachment.ref == "refuse":
+            raise InputRefused("That file is 30 MB; bots can download 20 MB at most.")
+        return [InputImage(attachment.data or b"", attachment.mime_type, attachment.filename)]
+
+
+def image_attachments(images: Sequence[bytes]) -> tuple[Attachment, ...]:
+    return tuple(Attachment(AttachmentKind.IMAGE, ref=f"file-{i}", size=len(data), data=data)
+                 for i, data in enumerate(images))
+
+
+class Chat:
+    """Sends messages like a person would, numbering them like the platform."""
+
+    def __init__(self, runtime: Runtime, platform: RecordingPlatform, key: ChatKey, *,
+                 private: bool) -> None:
+        self.runtime = runtime
+        self.key = key
+        self.private = private
+        self.channel = platform.channels.setdefault(key, RecordingChannel())
+        self.next_id = 1
+
+    def event(self, text: str = "", *images: bytes, sender: Sender = ANN,
+              reply_to: str | None = None, reply_images: Sequence[bytes] | None = None,
+              thread_hint: str | None = None, **fields: Any) -> Incoming:
+        message_id = str(self.next_id)
+        self.next_id += 1
+        fields.setdefault("reply_attachments", image_attachments(reply_images or ()))
+        fields.setdefault("is_private", self.private)
+        fields.setdefault("attachments", image_attachments(images))
+        return Incoming(
+            chat=self.key, message_id=message_id, sender=sender, text=text,
+            reply_to=reply_to, thread_hint=thread_hint, **fields,
+        )
+
+    async def send(self, *args: Any, **kwargs: Any) -> Receipt | None:
+        """Hand a message to the intake; returns once it is stored (not answered)."""
+        return await self.runtime.intake.receive(self.event(*args, **kwargs))
+
+    async def say(self, *args: Any, **kwargs: Any) -> Sent:
+        """Send a message and wait for its answer."""
+        before = len(self.channel.sent)
+        receipt = await self.send(*args, **kwargs)
+        assert receipt is not None, "the message was not taken"
+        await self.runtime.intake.wait(receipt)
+        assert len(self.channel.sent) > before, "the bot answered nothing"
+        return self.channel.last
+
+
+def settings_for(tmp_path: Path, fake: FakeGemini, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "gemini_api_key": "test-gemini-key",
+        "gemini_base_url": fake.base_url,
+        "chatbrush_db": str(tmp_path / "bot.db"),
+        "gemini_retry_budget": 5.0,
+        "gemini_timeout": 5.0,
+        "chatbrush_delivery_backoff": 0.01,
+        "telegram_album_debounce": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def fast_model(settings: Settings) -> GeminiModel:
+    model = GeminiModel.from_settings(settings)
+    model.backoff_base = 0.01
+    model.jitter = 0.0
+    return model
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: Settings,
+    platform: RecordingPlatform,
+    *,
+    model: ImageModel | Callable[[Settings], ImageModel] = fast_model,
+) -> AsyncIterator[Runtime]:
+    """Store, model, engine and intake as ``chatbrush run`` builds them, processing."""
+    chosen = model(settings) if callable(model) else model
+    async with open_runtime(settings, model=chosen) as runtime:
+        runtime.intake.register(platform)
+        await runtime.intake.start()
+        yield runtime
