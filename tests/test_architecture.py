@@ -1,4 +1,5 @@
-"""The core stays platform-free: bot/ imports no adapter and no platform SDK."""
+"""The core stays platform- and storage-free: bot/ imports no adapter, no platform SDK and
+no storage backend (it talks to the Store port; backends are found by entry point)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack")
+FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack", "storage",
+             "sqlite_utils", "sqlite3", "psycopg", "psycopg_pool")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -49,3 +51,17 @@ def test_adapters_are_found_through_entry_points() -> None:
     from bot.adapters_api import adapter_factories
 
     assert {"telegram", "slack"} <= set(adapter_factories())
+
+
+def test_stores_are_found_through_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    from bot.runtime import STORE_ENTRY_POINTS
+
+    assert "sqlite" in {ep.name for ep in entry_points(group=STORE_ENTRY_POINTS)}
+
+
+def test_every_adapter_file_stays_small() -> None:
+    """An adapter only translates: none grows into a second core."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "adapters").glob("*.py")}
+    assert {name: n for name, n in sizes.items() if n >= 400} == {}
