@@ -7,7 +7,7 @@ one-line message naming the variable, never a traceback.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
     chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    # --- providers (issue 10)
+    gemini_auth_header: Literal["x-goog-api-key", "authorization", "bearer"] = "x-goog-api-key"
+
+    @field_validator("gemini_auth_header", mode="before")
+    @classmethod
+    def _provider_choices(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
         "chatbrush_admins",
