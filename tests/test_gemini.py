@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from bot.models.base import (
     Part,
 )
 from bot.models.gemini import GeminiModel, part_from_json, part_to_json
+from bot.models.http_policy import CallPolicy
 from tests.fakes.gemini import FakeGemini, make_png
 
 FLASH = "gemini-2.5-flash-image"
@@ -59,6 +60,7 @@ async def fake() -> AsyncIterator[FakeGemini]:
 
 
 ModelFactory = Callable[..., GeminiModel]
+POLICY_FIELDS = {f.name for f in fields(CallPolicy)}
 
 
 @pytest.fixture
@@ -66,13 +68,16 @@ async def make_model(fake: FakeGemini) -> AsyncIterator[ModelFactory]:
     created: list[GeminiModel] = []
 
     def factory(**kwargs: Any) -> GeminiModel:
+        """A model on the fake; CallPolicy fields (``budget=``, ``jitter=``…) may be given
+        alongside the model's own arguments."""
+        limits: dict[str, Any] = {"jitter": 0.0, "backoff_base": 0.01}
+        limits.update({k: kwargs.pop(k) for k in POLICY_FIELDS & kwargs.keys()})
         options: dict[str, Any] = {
             "api_key": fake.api_key,
             "model": FLASH,
             "base_url": fake.base_url,
-            "jitter": 0.0,
-            "backoff_base": 0.01,
             "sleep": SleepRecorder(),
+            "policy": CallPolicy(**limits),
         }
         options.update(kwargs)
         model = GeminiModel(**options)
@@ -667,7 +672,7 @@ async def test_429_beyond_the_budget_gives_up_at_once_saying_when(
 ) -> None:
     sleeps = SleepRecorder()
     fake.enqueue_error(429, retry_delay="500s")
-    err = await fails(make_model(sleep=sleeps, retry_budget=180), request(user("a fox")))
+    err = await fails(make_model(sleep=sleeps, budget=180), request(user("a fox")))
     assert err.kind is FailureKind.RATE_LIMITED
     assert "about 9 minutes" in err.user_message
     assert sleeps.calls == []
@@ -780,7 +785,7 @@ async def test_timeouts_end_as_unavailable_within_the_budget(
     fake: FakeGemini, make_model: ModelFactory
 ) -> None:
     fake.enqueue(delay=30, times=20)  # the default answer, far too late
-    model = make_model(timeout=0.2, retry_budget=0.7, max_attempts=20, sleep=asyncio.sleep)
+    model = make_model(timeout=0.2, budget=0.7, max_attempts=20, sleep=asyncio.sleep)
     err = await fails(model, request(user("a fox")))
     assert err.kind is FailureKind.UNAVAILABLE
     assert err.user_message == hp.TIMEOUT_MESSAGE
@@ -792,7 +797,7 @@ async def test_no_attempt_starts_that_could_not_finish_in_the_budget(
     fake: FakeGemini, make_model: ModelFactory
 ) -> None:
     fake.enqueue(delay=30, times=5)
-    model = make_model(timeout=0.3, retry_budget=0.5, max_attempts=5, sleep=asyncio.sleep)
+    model = make_model(timeout=0.3, budget=0.5, max_attempts=5, sleep=asyncio.sleep)
     err = await fails(model, request(user("a fox")))
     assert err.user_message == hp.TIMEOUT_MESSAGE
     # after one 0.3 s attempt only 0.2 s are left: too little for a second one
@@ -804,7 +809,7 @@ async def test_a_wait_that_leaves_no_time_for_an_attempt_gives_up_at_once(
 ) -> None:
     sleeps = SleepRecorder()
     fake.enqueue_error(429, retry_delay="179.5s")
-    err = await fails(make_model(sleep=sleeps, retry_budget=180), request(user("a fox")))
+    err = await fails(make_model(sleep=sleeps, budget=180), request(user("a fox")))
     assert err.kind is FailureKind.RATE_LIMITED
     assert "about 3 minutes" in err.user_message
     assert sleeps.calls == []
@@ -870,7 +875,7 @@ async def test_a_bearer_key_reaches_no_log_line_url_or_error(
             model=FLASH,
             base_url=relay.base_url,
             auth_header="bearer",
-            jitter=0,
+            policy=CallPolicy(jitter=0),
             sleep=SleepRecorder(),
         )
         try:
@@ -907,7 +912,7 @@ async def test_from_settings_uses_the_gemini_settings(fake: FakeGemini) -> None:
     )
     model = GeminiModel.from_settings(settings)
     try:
-        assert (model.name, model.max_input_images, model.max_attempts) == (PRO3, 14, 2)
+        assert (model.name, model.max_input_images, model.policy.max_attempts) == (PRO3, 14, 2)
         assert (await model.generate(request(user("a fox")))).images
         assert fake.last.generation_config["imageConfig"] == {
             "aspectRatio": "4:3",
@@ -1031,7 +1036,7 @@ def test_fake_runs_in_a_thread_for_sync_and_subprocess_tests() -> None:
                 api_key=fake.api_key,
                 model=FLASH,
                 base_url=fake.base_url,
-                jitter=0,
+                policy=CallPolicy(jitter=0),
                 sleep=sleeps,
             )
             try:

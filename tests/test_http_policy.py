@@ -251,8 +251,13 @@ def test_token_counts_that_do_not(value: Any) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(3, "about 5 seconds"), (41, "about 45 seconds"), (60, "about a minute"),
-     (500, "about 9 minutes"), (3 * 3600, "about 3 hours")],
+    [
+        (3, "about 5 seconds"),
+        (41, "about 45 seconds"),
+        (60, "about a minute"),
+        (500, "about 9 minutes"),
+        (3 * 3600, "about 3 hours"),
+    ],
 )
 def test_waits_are_told_roughly(seconds: float, text: str) -> None:
     assert hp.humanize_seconds(seconds) == text

@@ -30,7 +30,6 @@ from bot.models.base import (
     ModelError,
     Part,
     Usage,
-    image_cap_for,
 )
 from bot.models.http_policy import (
     AUTH_MESSAGE,
@@ -41,15 +40,15 @@ from bot.models.http_policy import (
     TOO_LARGE_MESSAGE,
     CallPolicy,
     ErrorAnswer,
+    HttpImageModel,
     MalformedAnswer,
-    ModelHttp,
     Retryable,
     Sleep,
     b64decode_strict,
     classify_status,
     decode_json,
-    encode_json,
     malformed,
+    model_options,
     token_count,
     unknown_model_message,
 )
@@ -241,7 +240,7 @@ _FINISH_DEFAULT = (
     FailureKind.NO_IMAGE,
     "The model stopped without making a picture. Try again or rephrase your request.",
 )
-_REFUSING_FINISHES = frozenset(
+REFUSING_FINISHES = frozenset(
     reason for reason, (kind, _) in FINISH_MESSAGES.items() if kind is FailureKind.REFUSED
 )
 
@@ -387,7 +386,7 @@ def accept_result(
     """The result if it holds a picture the model did not withhold, else the error that
     explains why not (a Gemini ``finishReason``, or text alone, or nothing)."""
     text = result.text or None
-    if result.images and finish not in _REFUSING_FINISHES:
+    if result.images and finish not in REFUSING_FINISHES:
         return result
     detail = f"finishReason={finish} {finish_message}".strip()
     if finish and finish != "STOP":
@@ -456,7 +455,9 @@ class GoogleError:
         return f"HTTP {self.status}{name}: {self.message}"[:1000]
 
 
-def classify_error(answer: ErrorAnswer, model: str) -> ModelError | Retryable:
+def classify_error(
+    answer: ErrorAnswer, model: str, setting: str = "GEMINI_MODEL"
+) -> ModelError | Retryable:
     """What a non-2xx answer from Gemini (or a relay in front of it) means for the user."""
     err = GoogleError(answer)
     detail = err.summary()
@@ -472,7 +473,7 @@ def classify_error(answer: ErrorAnswer, model: str) -> ModelError | Retryable:
         answer.status,
         detail=detail,
         retry_after=err.retry_after,
-        unknown_model=unknown_model_message(model, "GEMINI_MODEL"),
+        unknown_model=unknown_model_message(model, setting),
     )
 
 
@@ -489,12 +490,20 @@ def generate_url(base_url: str, model: str) -> str:
 # The model
 
 
-class GeminiModel:
-    """A Gemini image model behind Google's API or a relay speaking it.
+def api_key(settings: Settings) -> str:
+    """``GEMINI_API_KEY``, or the one-line error that says where to get one."""
+    key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
+    if not key:
+        raise SettingsError(
+            "GEMINI_API_KEY is not set: create a key at https://aistudio.google.com/apikey "
+            "(or use your relay's key) and put it in the environment or .env"
+        )
+    return key
 
-    ``backoff_base``/``backoff_max``/``jitter`` shape the waits between attempts and
-    ``sleep`` is how they are waited (see :class:`~bot.models.http_policy.CallPolicy`).
-    """
+
+class GeminiModel(HttpImageModel):
+    """A Gemini image model behind Google's API or a relay speaking it
+    (``auth_header``: see :func:`auth_headers`)."""
 
     def __init__(
         self,
@@ -503,88 +512,56 @@ class GeminiModel:
         model: str,
         base_url: str,
         auth_header: str = "x-goog-api-key",
-        timeout: float = 120.0,
-        retry_budget: float = 180.0,
-        max_attempts: int = 5,
+        policy: CallPolicy | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         max_input_images: int | None = None,
+        model_setting: str = "GEMINI_MODEL",
         client: httpx.AsyncClient | None = None,
-        backoff_base: float = 1.0,
-        backoff_max: float = 30.0,
-        jitter: float = 1.0,
-        shortest_attempt: float = 1.0,
         sleep: Sleep | None = None,
     ) -> None:
         model = model.strip().removeprefix("models/")
-        if not model:
-            raise ValueError("model name is empty")
-        self.name = model
-        self.max_input_images = max_input_images or image_cap_for(model)
-        self.aspect_ratio = aspect_ratio
-        self.image_size = image_size
         key = api_key.strip()
+        super().__init__(
+            provider="gemini",
+            model=model,
+            secret=key,
+            policy=policy or CallPolicy(),
+            aspect_ratio=aspect_ratio,
+            image_size=image_size,
+            max_input_images=max_input_images,
+            model_setting=model_setting,
+            client=client,
+            sleep=sleep,
+        )
         self._headers = {**auth_headers(auth_header, key), "content-type": "application/json"}
         self._url = generate_url(base_url, model)
-        self.policy = CallPolicy(
-            timeout=timeout,
-            budget=retry_budget,
-            max_attempts=max(1, max_attempts),
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            jitter=jitter,
-            shortest_attempt=shortest_attempt,
-        )
-        self._http = ModelHttp(
-            label=f"gemini {model}", secret=key, policy=self.policy, client=client, sleep=sleep
-        )
-
-    def __repr__(self) -> str:  # never shows the key
-        return f"GeminiModel(name={self.name!r})"
-
-    @property
-    def max_attempts(self) -> int:
-        return self.policy.max_attempts
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, model: str | None = None) -> GeminiModel:
+    def from_settings(
+        cls, settings: Settings, *, model: str | None = None, model_setting: str = "GEMINI_MODEL"
+    ) -> GeminiModel:
         """The model named ``model`` (default ``GEMINI_MODEL``) with the Gemini settings."""
-        key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
-        if not key:
-            raise SettingsError(
-                "GEMINI_API_KEY is not set: create a key at https://aistudio.google.com/apikey "
-                "(or use your relay's key) and put it in the environment or .env"
-            )
-        name = model or settings.gemini_model
         return cls(
-            api_key=key,
-            model=name,
+            api_key=api_key(settings),
+            model=model or settings.gemini_model,
             base_url=settings.gemini_base_url,
             auth_header=settings.gemini_auth_header,
-            timeout=settings.gemini_timeout,
-            retry_budget=settings.gemini_retry_budget,
-            max_attempts=settings.gemini_max_attempts,
-            aspect_ratio=settings.gemini_aspect_ratio,
-            image_size=settings.gemini_image_size,
-            max_input_images=settings.chatbrush_max_input_images or image_cap_for(name),
+            model_setting=model_setting,
+            **model_options(settings),
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def build_body(self, request: GenerateRequest) -> dict[str, Any]:
         return request_body(request, aspect_ratio=self.aspect_ratio, image_size=self.image_size)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        if not request.contents:
-            raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")
-        payload = await encode_json(lambda: self.build_body(request))
-        return await self._http.post(
+        return await self._call(
+            request,
             self._url,
-            payload,
             self._headers,
+            body=self.build_body,
             read=parse_answer,
-            classify=lambda answer: classify_error(answer, self.name),
+            classify=lambda answer: classify_error(answer, self.name, self.model_setting),
         )
 
 

@@ -36,7 +36,8 @@ from typing import Any, Final, TypeVar
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from bot.models.base import FailureKind, ModelError
+from bot.config import Settings
+from bot.models.base import FailureKind, GenerateRequest, ModelError, image_cap_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,7 @@ INTERNAL_MESSAGE = "Something went wrong while talking to the model. Please try 
 
 def unknown_model_message(model: str, setting: str) -> str:
     return (
-        f"The model “{model}” is unknown to the service. "
-        f"Ask the bot's operator to check {setting}."
+        f"The model “{model}” is unknown to the service. Ask the bot's operator to check {setting}."
     )
 
 
@@ -290,6 +290,15 @@ class CallPolicy:
     @property
     def least_attempt_time(self) -> float:
         return min(self.timeout, self.shortest_attempt)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallPolicy:
+        """The operator's limits, the same for every provider (``GEMINI_*`` by history)."""
+        return cls(
+            timeout=settings.gemini_timeout,
+            budget=settings.gemini_retry_budget,
+            max_attempts=settings.gemini_max_attempts,
+        )
 
 
 class _AnswerTooLarge(Exception):
@@ -515,3 +524,74 @@ def _read_safely(read: Callable[[bytes], T], body: bytes) -> T:
         raise malformed(str(exc)) from None
     except (RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise malformed(f"answer could not be read: {type(exc).__name__}: {exc}"[:1000]) from None
+
+
+# ---------------------------------------------------------------------------------------
+# What every HTTP image model shares
+
+
+def model_options(settings: Settings) -> dict[str, Any]:
+    """The settings every provider's model takes alike, as constructor arguments."""
+    return {
+        "policy": CallPolicy.from_settings(settings),
+        "aspect_ratio": settings.gemini_aspect_ratio,
+        "image_size": settings.gemini_image_size,
+        "max_input_images": settings.chatbrush_max_input_images,
+    }
+
+
+class HttpImageModel:
+    """The part of an image model that does not depend on the wire format: its name and
+    limits, its :class:`ModelHttp`, and how a request becomes a call.
+
+    ``model_setting`` is the variable an operator should check if the service does not
+    know the model; ``client`` may be borrowed (it is then left open), ``sleep`` is how
+    waits are waited.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        secret: str,
+        policy: CallPolicy,
+        aspect_ratio: str | None,
+        image_size: str | None,
+        max_input_images: int | None,
+        model_setting: str,
+        client: httpx.AsyncClient | None,
+        sleep: Sleep | None,
+    ) -> None:
+        if not model:
+            raise ValueError("model name is empty")
+        self.name = model
+        self.max_input_images = max_input_images or image_cap_for(model)
+        self.aspect_ratio = aspect_ratio
+        self.image_size = image_size
+        self.policy = policy
+        self.model_setting = model_setting
+        self._http = ModelHttp(
+            label=f"{provider} {model}", secret=secret, policy=policy, client=client, sleep=sleep
+        )
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        request: GenerateRequest,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        body: Callable[[GenerateRequest], Any],
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+    ) -> T:
+        if not request.contents:
+            raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")
+        payload = await encode_json(lambda: body(request))
+        return await self._http.post(url, payload, headers, read=read, classify=classify)
