@@ -257,6 +257,7 @@ def test_token_counts_that_do_not(value: Any) -> None:
         (60, "about a minute"),
         (500, "about 9 minutes"),
         (3 * 3600, "about 3 hours"),
+        (10**9, "about 11574 days"),
     ],
 )
 def test_waits_are_told_roughly(seconds: float, text: str) -> None:

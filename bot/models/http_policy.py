@@ -97,6 +97,8 @@ def humanize_seconds(seconds: float) -> str:
     if minutes < 90:
         return "about a minute" if minutes == 1 else f"about {minutes} minutes"
     hours = round(seconds / 3600)
+    if hours > 48:
+        return f"about {round(hours / 24)} days"
     return "about an hour" if hours <= 1 else f"about {hours} hours"
 
 
