@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
-    if not demo and settings.gemini_api_key is None:
+    if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(settings, level=logging.WARNING)
@@ -101,7 +101,7 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
 
 
 def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: int = 0) -> int:
-    if settings.gemini_api_key is None:
+    if settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(settings)

@@ -8,7 +8,7 @@ one-line message naming the variable, never a traceback.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -86,6 +86,37 @@ class Settings(BaseSettings):
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
     chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
+
+    # --- providers (issue 10)
+    chatbrush_provider: Literal["gemini", "openai"] = "gemini"
+    #: the model list operators allow; entries "gemini-…" or "openai:<model id>"
+    chatbrush_models: CommaList = ()
+    gemini_auth_header: Literal["x-goog-api-key", "authorization", "bearer"] = "x-goog-api-key"
+    openai_base_url: str = "https://openrouter.ai/api/v1"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "google/gemini-2.5-flash-image"
+    openai_max_image_bytes: int = Field(
+        30_000_000, ge=1000, description="largest picture accepted from an answer"
+    )
+    openai_image_fetch_timeout: float = Field(
+        30.0, gt=0, description="seconds to download a picture the answer links to"
+    )
+    openai_allow_private_image_hosts: CommaList = ()
+
+    @field_validator("chatbrush_models", "openai_allow_private_image_hosts", mode="before")
+    @classmethod
+    def _provider_lists(cls, value: Any) -> Any:
+        return cls._split_commas(value)
+
+    @field_validator("chatbrush_provider", "gemini_auth_header", mode="before")
+    @classmethod
+    def _provider_choices(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _provider_url(cls, value: str) -> str:
+        return cls._http_url(value)
 
     @field_validator(
         "chatbrush_admins",

@@ -18,14 +18,16 @@ STORE_ENTRY_POINTS = "chatbrush.stores"
 
 
 def choose_model(settings: Settings, *, demo: bool = False) -> ImageModel:
-    """The demo model when asked for, else Gemini (which needs GEMINI_API_KEY)."""
+    """The demo model when asked for, else the catalog's default model (Gemini, or an
+    OpenAI-compatible endpoint with CHATBRUSH_PROVIDER=openai; each needs its key)."""
     if demo:
         from bot.models.demo import DemoModel
 
         return DemoModel()
-    from bot.models.gemini import GeminiModel
+    from bot.models.catalog import ModelCatalog
 
-    return GeminiModel.from_settings(settings)
+    catalog = ModelCatalog.from_settings(settings)
+    return catalog.create(catalog.default)
 
 
 def store_url(settings: Settings) -> str:

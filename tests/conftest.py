@@ -68,6 +68,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith(("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")) or name == "PORT":
+        prefixes = ("GEMINI_", "OPENAI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")
+        if name.startswith(prefixes) or name == "PORT":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from bot.config import SettingsError, load_settings
-from bot.models import gemini as g
+from bot.models import http_policy as hp
 from bot.models.base import (
     Blob,
     Content,
@@ -35,6 +35,7 @@ from bot.models.base import (
     Part,
 )
 from bot.models.gemini import GeminiModel, part_from_json, part_to_json
+from bot.models.http_policy import CallPolicy
 from tests.fakes.gemini import FakeGemini, make_png
 
 FLASH = "gemini-2.5-flash-image"
@@ -59,6 +60,7 @@ async def fake() -> AsyncIterator[FakeGemini]:
 
 
 ModelFactory = Callable[..., GeminiModel]
+POLICY_FIELDS = {f.name for f in fields(CallPolicy)}
 
 
 @pytest.fixture
@@ -66,13 +68,16 @@ async def make_model(fake: FakeGemini) -> AsyncIterator[ModelFactory]:
     created: list[GeminiModel] = []
 
     def factory(**kwargs: Any) -> GeminiModel:
+        """A model on the fake; CallPolicy fields (``budget=``, ``jitter=``…) may be given
+        alongside the model's own arguments."""
+        limits: dict[str, Any] = {"jitter": 0.0, "backoff_base": 0.01}
+        limits.update({k: kwargs.pop(k) for k in POLICY_FIELDS & kwargs.keys()})
         options: dict[str, Any] = {
             "api_key": fake.api_key,
             "model": FLASH,
             "base_url": fake.base_url,
-            "jitter": 0.0,
-            "backoff_base": 0.01,
             "sleep": SleepRecorder(),
+            "policy": CallPolicy(**limits),
         }
         options.update(kwargs)
         model = GeminiModel(**options)
@@ -184,6 +189,62 @@ async def test_base_url_may_have_trailing_slash_or_proxy_prefix(
     assert result.images
     assert fake.last.prefix == prefix
     assert fake.last.model == FLASH
+
+
+# --------------------------------------------------------------------------- native relays
+
+
+@pytest.mark.parametrize(
+    ("scheme", "sent"),
+    [("authorization", "{key}"), ("bearer", "Bearer {key}")],
+)
+async def test_a_relay_that_reads_the_key_from_authorization(scheme: str, sent: str) -> None:
+    async with FakeGemini(auth=scheme, api_key="relay-key-123456") as relay:
+        model = GeminiModel(
+            api_key=relay.api_key, model=FLASH, base_url=relay.base_url, auth_header=scheme
+        )
+        try:
+            result = await model.generate(request(user("a lighthouse")))
+        finally:
+            await model.aclose()
+    assert result.images
+    assert relay.last.headers["authorization"] == sent.format(key=relay.api_key)
+    assert "x-goog-api-key" not in relay.last.headers
+    assert relay.last.query == {}
+
+
+async def test_googles_header_is_refused_by_an_authorization_relay() -> None:
+    async with FakeGemini(auth="bearer") as relay:
+        model = GeminiModel(api_key=relay.api_key, model=FLASH, base_url=relay.base_url)
+        try:
+            err = await fails(model, request(user("a lighthouse")))
+        finally:
+            await model.aclose()
+    assert relay.last.status == 401
+    assert err.kind is FailureKind.AUTH
+    assert err.user_message == hp.AUTH_MESSAGE
+    assert len(relay.requests) == 1
+
+
+async def test_from_settings_picks_the_auth_header() -> None:
+    async with FakeGemini(auth="authorization") as relay:
+        settings = load_settings(
+            gemini_api_key=relay.api_key,
+            gemini_base_url=relay.base_url,
+            gemini_auth_header="Authorization",
+        )
+        model = GeminiModel.from_settings(settings)
+        try:
+            assert (await model.generate(request(user("a fox")))).images
+        finally:
+            await model.aclose()
+    assert relay.last.headers["authorization"] == relay.api_key
+
+
+def test_an_unknown_auth_header_is_a_one_line_settings_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(gemini_auth_header="cookie")
+    assert "GEMINI_AUTH_HEADER" in str(info.value)
 
 
 # --------------------------------------------------------------------- multi-turn replay
@@ -370,7 +431,7 @@ async def test_text_only_answer_is_no_image_with_the_models_words(
     err = await fails(make_model(), request(user("swap faces", make_png())))
     assert err.kind is FailureKind.NO_IMAGE
     assert err.text == "I can't edit photos of real people that way."
-    assert err.user_message == g.TEXT_ONLY_MESSAGE
+    assert err.user_message == hp.TEXT_ONLY_MESSAGE
 
 
 async def test_a_thought_image_alone_is_not_a_result(
@@ -456,7 +517,82 @@ async def test_malformed_answers_are_clean_errors(
     fake.enqueue(raw=raw, headers={"content-type": "application/json"})
     err = await fails(make_model(), request(user("a tree")))
     assert err.kind is FailureKind.UNAVAILABLE
-    assert err.user_message in (g.MALFORMED_MESSAGE, g.EMPTY_MESSAGE)
+    assert err.user_message in (hp.MALFORMED_MESSAGE, hp.EMPTY_MESSAGE)
+    assert len(fake.requests) == 1
+
+
+# ---------------------------------------------------------------- answers that cannot be read
+
+
+def _answer_with_usage(**usage: Any) -> bytes:
+    """A good answer (text and an image) whose usageMetadata says ``usage``."""
+    png = base64.b64encode(make_png(seed=4)).decode()
+    meta = ", ".join(f'"{name}": {value}' for name, value in usage.items())
+    return (
+        '{"candidates": [{"content": {"role": "model", "parts": [{"text": "here"}, '
+        f'{{"inlineData": {{"mimeType": "image/png", "data": "{png}"}}}}]}}, '
+        f'"finishReason": "STOP"}}], "usageMetadata": {{{meta}}}}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"promptTokenCount": "1e400"},
+        {"candidatesTokenCount": "1" + "0" * 30},
+        {"totalTokenCount": "9" * 5000},
+        {"candidatesTokenCount": -5},
+        {"thoughtsTokenCount": "NaN"},
+        {"promptTokenCount": "Infinity"},
+        {"promptTokenCount": "1.5"},
+        {"promptTokenCount": '"lots"'},
+        {"promptTokenCount": "true"},
+        {"candidatesTokensDetails": '[{"modality": "IMAGE", "tokenCount": -1290}]'},
+        {"candidatesTokensDetails": '{"IMAGE": 1290}'},
+    ],
+)
+async def test_absurd_token_counts_are_an_unreadable_answer(
+    fake: FakeGemini, make_model: ModelFactory, usage: dict[str, str]
+) -> None:
+    fake.enqueue(raw=_answer_with_usage(**usage), headers={"content-type": "application/json"})
+    err = await fails(make_model(), request(user("a tree")))
+    assert err.kind is FailureKind.UNAVAILABLE
+    assert err.user_message == hp.MALFORMED_MESSAGE
+    assert len(fake.requests) == 1
+
+
+async def test_sane_token_counts_in_the_same_shape_are_read(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    """The control for the test above: only the numbers made those answers unreadable."""
+    fake.enqueue(
+        raw=_answer_with_usage(promptTokenCount=7, candidatesTokenCount="1300"),
+        headers={"content-type": "application/json"},
+    )
+    result = await make_model().generate(request(user("a tree")))
+    assert (result.usage.prompt_tokens, result.usage.output_tokens) == (7, 1300)
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers"),
+    [
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not really gzip", {"content-encoding": "gzip"}),
+        (b"\x78\x9cnot really deflate", {"content-encoding": "deflate"}),
+        (b"\xce\xb2\xcf\x81 not brotli", {"content-encoding": "br"}),
+        (b"\x28\xb5\x2f\xfd not zstd", {"content-encoding": "zstd"}),
+        (b'{"candidates": [], "note": "caf\xe9 \xff\xfe"}', {}),
+        (b'{"candidates": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}),
+        (b'{"usageMetadata": {"promptTokenCount": NaN}, "candidates": []}', {}),
+    ],
+    ids=["gzip", "deflate", "brotli", "zstd", "not-utf8", "nested", "nan"],
+)
+async def test_undecodable_bodies_are_an_unreadable_answer(
+    fake: FakeGemini, make_model: ModelFactory, raw: bytes, headers: dict[str, str]
+) -> None:
+    fake.enqueue(raw=raw, headers={"content-type": "application/json", **headers})
+    err = await fails(make_model(), request(user("a tree")))
+    assert err.kind is FailureKind.UNAVAILABLE
+    assert err.user_message == hp.MALFORMED_MESSAGE
     assert len(fake.requests) == 1
 
 
@@ -473,9 +609,41 @@ async def test_the_recorded_live_answer_parses(fake: FakeGemini, make_model: Mod
     assert result.images == [Blob("image/png", png)]
     assert (result.usage.prompt_tokens, result.usage.output_tokens) == (4, 1298)
     assert result.usage.total_tokens == 1302
+    # candidatesTokensDetails names IMAGE only: the rest of the output is text
+    assert (result.usage.image_output_tokens, result.usage.text_output_tokens) == (1290, 8)
+    assert result.usage.thought_tokens == 0
     # and the fake's own default answer has the same envelope
     await make_model().generate(request(user("a cat")))
     assert set(recorded) <= set(fake.answers[-1])
+
+
+async def test_thinking_counts_as_output_and_is_reported_apart(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    result = await make_model(model=PRO3).generate(request(user("a cat")))
+    meta = fake.answers[0]["usageMetadata"]
+    usage = result.usage
+    assert usage.thought_tokens == meta["thoughtsTokenCount"] == 120
+    assert usage.output_tokens == meta["candidatesTokenCount"] + 120
+    assert usage.image_output_tokens == 1290
+    assert usage.text_output_tokens == meta["candidatesTokenCount"] - 1290
+    assert usage.total_tokens == meta["totalTokenCount"]
+
+
+async def test_a_text_entry_in_the_details_is_taken_as_given(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    recorded = json.loads((FIXTURES / "gemini_2.5_flash_image_text_plus_image.json").read_text())
+    recorded["candidates"][0]["content"]["parts"][1]["inlineData"]["data"] = base64.b64encode(
+        make_png()
+    ).decode()
+    recorded["usageMetadata"]["candidatesTokensDetails"] = [
+        {"modality": "TEXT", "tokenCount": 6},
+        {"modality": "IMAGE", "tokenCount": 1290},
+    ]
+    fake.enqueue(recorded)
+    usage = (await make_model().generate(request(user("a cat")))).usage
+    assert (usage.text_output_tokens, usage.image_output_tokens) == (6, 1290)
 
 
 # ------------------------------------------------------------------------------ retries
@@ -504,7 +672,7 @@ async def test_429_beyond_the_budget_gives_up_at_once_saying_when(
 ) -> None:
     sleeps = SleepRecorder()
     fake.enqueue_error(429, retry_delay="500s")
-    err = await fails(make_model(sleep=sleeps, retry_budget=180), request(user("a fox")))
+    err = await fails(make_model(sleep=sleeps, budget=180), request(user("a fox")))
     assert err.kind is FailureKind.RATE_LIMITED
     assert "about 9 minutes" in err.user_message
     assert sleeps.calls == []
@@ -537,7 +705,7 @@ async def test_retries_stop_at_max_attempts(fake: FakeGemini, make_model: ModelF
     fake.enqueue_error(503, times=10)
     err = await fails(make_model(max_attempts=3), request(user("a fox")))
     assert err.kind is FailureKind.UNAVAILABLE
-    assert err.user_message == g.UNAVAILABLE_MESSAGE
+    assert err.user_message == hp.UNAVAILABLE_MESSAGE
     assert "overloaded" in err.detail
     assert len(fake.requests) == 3
 
@@ -590,7 +758,7 @@ async def test_unsupported_region_says_so(fake: FakeGemini, make_model: ModelFac
     )
     err = await fails(make_model(), request(user("a fox")))
     assert err.kind is FailureKind.BAD_REQUEST
-    assert err.user_message == g.REGION_MESSAGE
+    assert err.user_message == hp.REGION_MESSAGE
     assert len(fake.requests) == 1
 
 
@@ -609,7 +777,7 @@ async def test_oversized_request_is_refused_with_a_helpful_message(
     big = make_png() + bytes(21 * 1024 * 1024 * 3 // 4)
     err = await fails(make_model(), request(user("huge", big)))
     assert err.kind is FailureKind.BAD_REQUEST
-    assert err.user_message == g.TOO_LARGE_MESSAGE
+    assert err.user_message == hp.TOO_LARGE_MESSAGE
     assert "20971520" in err.detail
 
 
@@ -617,12 +785,45 @@ async def test_timeouts_end_as_unavailable_within_the_budget(
     fake: FakeGemini, make_model: ModelFactory
 ) -> None:
     fake.enqueue(delay=30, times=20)  # the default answer, far too late
-    model = make_model(timeout=0.2, retry_budget=0.7, max_attempts=20, sleep=asyncio.sleep)
+    model = make_model(timeout=0.2, budget=0.7, max_attempts=20, sleep=asyncio.sleep)
     err = await fails(model, request(user("a fox")))
     assert err.kind is FailureKind.UNAVAILABLE
-    assert err.user_message == g.TIMEOUT_MESSAGE
+    assert err.user_message == hp.TIMEOUT_MESSAGE
     # the budget, not max_attempts, ended it
     assert 2 <= len(fake.requests) < 20
+
+
+async def test_no_attempt_starts_that_could_not_finish_in_the_budget(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    fake.enqueue(delay=30, times=5)
+    model = make_model(timeout=0.3, budget=0.5, max_attempts=5, sleep=asyncio.sleep)
+    err = await fails(model, request(user("a fox")))
+    assert err.user_message == hp.TIMEOUT_MESSAGE
+    # after one 0.3 s attempt only 0.2 s are left: too little for a second one
+    assert len(fake.requests) == 1
+
+
+async def test_a_wait_that_leaves_no_time_for_an_attempt_gives_up_at_once(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    sleeps = SleepRecorder()
+    fake.enqueue_error(429, retry_delay="179.5s")
+    err = await fails(make_model(sleep=sleeps, budget=180), request(user("a fox")))
+    assert err.kind is FailureKind.RATE_LIMITED
+    assert "about 3 minutes" in err.user_message
+    assert sleeps.calls == []
+    assert len(fake.requests) == 1
+
+
+async def test_an_absurd_retry_delay_is_ignored_not_a_crash(
+    fake: FakeGemini, make_model: ModelFactory
+) -> None:
+    sleeps = SleepRecorder()
+    fake.enqueue_error(503, retry_delay="9" * 400 + "s", retry_after="9" * 400)
+    result = await make_model(sleep=sleeps).generate(request(user("a fox")))
+    assert result.images
+    assert sleeps.calls == [0.01]  # the ordinary backoff
 
 
 async def test_unreachable_service_is_retried_then_unavailable(make_model: ModelFactory) -> None:
@@ -633,7 +834,7 @@ async def test_unreachable_service_is_retried_then_unavailable(make_model: Model
     model = make_model(base_url=f"http://127.0.0.1:{port}", max_attempts=3, sleep=sleeps)
     err = await fails(model, request(user("a fox")))
     assert err.kind is FailureKind.UNAVAILABLE
-    assert err.user_message == g.UNREACHABLE_MESSAGE
+    assert err.user_message == hp.UNREACHABLE_MESSAGE
     assert sleeps.calls == [0.01, 0.02]
 
 
@@ -651,7 +852,7 @@ async def test_key_and_image_bytes_never_reach_the_logs(
     fake.enqueue_error(401)
     await fails(model, request(user("a fox")))
 
-    ours = [r.getMessage() for r in caplog.records if r.name == "bot.models.gemini"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "bot.models.http_policy"]
     assert any("attempt 1: 429" in line for line in ours)
     assert any("attempt 2: 200" in line for line in ours)
     assert any("attempt 1: 401" in line for line in ours)
@@ -660,6 +861,34 @@ async def test_key_and_image_bytes_never_reach_the_logs(
     assert base64.b64encode(photo).decode()[:40] not in everything
     assert base64.b64encode(result.images[0].data).decode()[:40] not in everything
     assert fake.api_key not in repr(model)
+
+
+async def test_a_bearer_key_reaches_no_log_line_url_or_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FakeGemini(auth="bearer", api_key="sk-relay-SECRET-0042") as relay:
+        relay.enqueue_error(503)
+        relay.enqueue_error(400, f"API key {relay.api_key} is not enabled for this API.")
+        model = GeminiModel(
+            api_key=relay.api_key,
+            model=FLASH,
+            base_url=relay.base_url,
+            auth_header="bearer",
+            policy=CallPolicy(jitter=0),
+            sleep=SleepRecorder(),
+        )
+        try:
+            err = await fails(model, request(user("a fox")))
+        finally:
+            await model.aclose()
+    assert [r.status for r in relay.requests] == [503, 400]
+    assert all(r.query == {} and relay.api_key not in r.path for r in relay.requests)
+    assert "[redacted]" in err.detail
+    assert relay.api_key not in f"{err.user_message} {err.detail} {err!r}"
+    everything = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    assert "attempt 2: 400" in caplog.text
+    assert relay.api_key not in everything
 
 
 # --------------------------------------------------------------------------- settings
@@ -683,7 +912,7 @@ async def test_from_settings_uses_the_gemini_settings(fake: FakeGemini) -> None:
     )
     model = GeminiModel.from_settings(settings)
     try:
-        assert (model.name, model.max_input_images, model.max_attempts) == (PRO3, 14, 2)
+        assert (model.name, model.max_input_images, model.policy.max_attempts) == (PRO3, 14, 2)
         assert (await model.generate(request(user("a fox")))).images
         assert fake.last.generation_config["imageConfig"] == {
             "aspectRatio": "4:3",
@@ -755,9 +984,14 @@ def test_part_json_round_trips_unknown_fields() -> None:
     assert part_to_json(part_from_json(wire)) == wire
 
 
+def test_another_providers_fields_are_not_sent_to_gemini() -> None:
+    part = Part(text="Here you go.", extra={"openai:reasoning_details": [{"type": "x"}]})
+    assert part_to_json(part) == {"text": "Here you go."}
+
+
 @pytest.mark.parametrize("data", ["not base64!", "QUJD$", 12])
 def test_part_json_refuses_bad_base64(data: object) -> None:
-    with pytest.raises(g.MalformedAnswer):
+    with pytest.raises(hp.MalformedAnswer):
         part_from_json({"inlineData": {"mimeType": "image/png", "data": data}})
 
 
@@ -802,7 +1036,7 @@ def test_fake_runs_in_a_thread_for_sync_and_subprocess_tests() -> None:
                 api_key=fake.api_key,
                 model=FLASH,
                 base_url=fake.base_url,
-                jitter=0,
+                policy=CallPolicy(jitter=0),
                 sleep=sleeps,
             )
             try:

@@ -24,7 +24,9 @@ class Part:
     """One part of a turn: text, an inline image, or both absent (an opaque part).
 
     ``extra`` holds the part's other JSON fields exactly as received (camelCase keys),
-    so that a replayed model turn is byte-for-byte what the service sent.
+    so that a replayed model turn is byte-for-byte what the service sent. A key with a
+    ``provider:`` prefix (``openai:reasoning_details``) belongs to that provider's wire
+    format alone: other providers leave it out of what they send.
     """
 
     text: str | None = None
@@ -52,9 +54,19 @@ class GenerateRequest:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts of one call, as the service reported them.
+
+    ``output_tokens`` is everything billed as output (text, images and thinking), so
+    ``image_output_tokens``, ``text_output_tokens`` and ``thought_tokens`` break it down:
+    image output is priced apart from text, which is why it is kept separately.
+    """
+
     prompt_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    image_output_tokens: int = 0
+    text_output_tokens: int = 0
+    thought_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,23 @@
-"""Gemini image models over the REST ``generateContent`` endpoint.
+"""Gemini's native ``generateContent`` wire format: pure functions, no I/O.
 
 Why hand-written rather than the SDK: we must replay model turns *exactly* (Gemini 3
 rejects a history whose image parts lost their ``thoughtSignature``), keep fields we do
-not know about, bound every call in time, and turn each of the service's many failure
-shapes into one short message a chat user can act on. Plain httpx keeps all of that
-visible and testable against the fake server in ``tests/fakes/gemini.py``.
+not know about, and turn each of the service's many failure shapes into one short message
+a chat user can act on. The call itself (retries, budget, reading answers safely) is
+:mod:`bot.models.http_policy`, shared with the other providers; :class:`GeminiModel` only
+joins the two.
 
-The API key travels only in the ``x-goog-api-key`` header: never in a URL, a log line,
-an exception or a user message.
+The API key travels only in a header — ``x-goog-api-key`` as Google wants it, or
+``Authorization`` for relays that speak the same API (``GEMINI_AUTH_HEADER``) — never in
+a URL, a log line, an exception or a user message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import binascii
-import email.utils
-import json
-import logging
-import math
-import random
 import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from bot.config import Settings, SettingsError
 from bot.models.base import (
@@ -39,22 +30,51 @@ from bot.models.base import (
     ModelError,
     Part,
     Usage,
-    image_cap_for,
+)
+from bot.models.http_policy import (
+    AUTH_MESSAGE,
+    DAILY_QUOTA_MESSAGE,
+    EMPTY_MESSAGE,
+    REGION_MESSAGE,
+    TEXT_ONLY_MESSAGE,
+    TOO_LARGE_MESSAGE,
+    CallPolicy,
+    ErrorAnswer,
+    HttpImageModel,
+    MalformedAnswer,
+    Retryable,
+    Sleep,
+    b64decode_strict,
+    classify_status,
+    decode_json,
+    malformed,
+    model_options,
+    token_count,
+    unknown_model_message,
 )
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import httpx
 
-#: statuses worth another attempt: timeouts, rate limits and transient server trouble
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: how the key is sent: Google's header, or ``Authorization`` as relays expect it
+AUTH_SCHEMES: Final = ("x-goog-api-key", "authorization", "bearer")
 
-Sleep = Callable[[float], Awaitable[None]]
+
+def auth_headers(scheme: str, api_key: str) -> dict[str, str]:
+    """The header that carries the key: ``x-goog-api-key: K``, ``Authorization: K`` or
+    ``Authorization: Bearer K``."""
+    if scheme == "x-goog-api-key":
+        return {"x-goog-api-key": api_key}
+    if scheme == "authorization":
+        return {"authorization": api_key}
+    if scheme == "bearer":
+        return {"authorization": f"Bearer {api_key}"}
+    raise ValueError(f"unknown auth scheme {scheme!r}; use one of {', '.join(AUTH_SCHEMES)}")
+
 
 # ---------------------------------------------------------------------------------------
 # Part <-> JSON
 
-
-_B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_B64_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 _PART_KNOWN = {
     "text",
@@ -65,31 +85,6 @@ _PART_KNOWN = {
     "thought_signature",
 }
 _INLINE_KNOWN = {"data", "mimeType", "mime_type"}
-
-
-class MalformedAnswer(ValueError):
-    """The service (or a proxy) sent something that is not a valid answer."""
-
-
-def b64decode_strict(value: Any) -> bytes:
-    """Decode standard or URL-safe base64, refusing anything else (no silent garbage)."""
-    if not isinstance(value, str):
-        raise MalformedAnswer(f"base64 data is {type(value).__name__}, not a string")
-    if _B64_STD.fullmatch(value):
-        alphabet_ok, urlsafe = True, False
-    elif _B64_URL.fullmatch(value):
-        alphabet_ok, urlsafe = True, True
-    else:
-        alphabet_ok, urlsafe = False, False
-    if not alphabet_ok:
-        raise MalformedAnswer("base64 data contains invalid characters")
-    padded = value + "=" * (-len(value) % 4)
-    try:
-        if urlsafe:
-            return base64.urlsafe_b64decode(padded)
-        return base64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedAnswer(f"invalid base64 data: {exc}") from None
 
 
 def part_from_json(d: Mapping[str, Any]) -> Part:
@@ -152,8 +147,8 @@ def part_to_json(part: Part) -> dict[str, Any]:
     if part.thought_signature is not None:
         out["thoughtSignature"] = part.thought_signature
     for key, value in part.extra.items():
-        if key == "inlineData" and part.image is not None:
-            continue
+        if (key == "inlineData" and part.image is not None) or ":" in key:
+            continue  # folded into inlineData above, or another provider's field
         out.setdefault(key, value)
     return out
 
@@ -163,9 +158,8 @@ def content_to_json(content: Content) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# What users read. Short, human, no codes they cannot act on, never a secret.
-
-_TRY_AGAIN = "Please try again in a few minutes."
+# What users read when Gemini refuses or stops. The messages every provider shares live in
+# bot.models.http_policy.
 
 BLOCK_MESSAGES: dict[str, str] = {
     "SAFETY": "Your request was blocked by the model's safety filter. "
@@ -246,52 +240,34 @@ _FINISH_DEFAULT = (
     FailureKind.NO_IMAGE,
     "The model stopped without making a picture. Try again or rephrase your request.",
 )
-_REFUSING_FINISHES = frozenset(
+REFUSING_FINISHES = frozenset(
     reason for reason, (kind, _) in FINISH_MESSAGES.items() if kind is FailureKind.REFUSED
 )
 
-TEXT_ONLY_MESSAGE = "The model answered in words but didn't make a picture."
-EMPTY_MESSAGE = "The model returned an empty answer. Please try again."
-MALFORMED_MESSAGE = "The model service sent an answer the bot couldn't read. Please try again."
-AUTH_MESSAGE = "The bot's Gemini API key was not accepted. Ask the bot's operator to check it."
-BAD_REQUEST_MESSAGE = (
-    "The model service rejected this request. Try rephrasing it, or /new to start over."
-)
-TOO_LARGE_MESSAGE = "The pictures are too large to send to the model. Try fewer or smaller ones."
-REGION_MESSAGE = "The model service is not available from where the bot runs."
-UNAVAILABLE_MESSAGE = "The model service is not answering right now. " + _TRY_AGAIN
-TIMEOUT_MESSAGE = "The model took too long to answer. " + _TRY_AGAIN
-UNREACHABLE_MESSAGE = "The bot could not reach the model service. " + _TRY_AGAIN
-DAILY_QUOTA_MESSAGE = (
-    "The bot has used up its daily quota for the model. Please try again tomorrow."
-)
 
-
-def unknown_model_message(model: str) -> str:
-    return (
-        f"The model “{model}” is unknown to the service. "
-        "Ask the bot's operator to check GEMINI_MODEL."
-    )
-
-
-def rate_limited_message(wait: float | None) -> str:
-    when = f"in {humanize_seconds(wait)}" if wait else "in a minute or two"
-    return f"The model is getting too many requests right now. Please try again {when}."
-
-
-def humanize_seconds(seconds: float) -> str:
-    """'about 40 seconds', 'about 3 minutes' — roughly, because that is all users need."""
-    if seconds < 60:
-        return f"about {max(5, math.ceil(seconds / 5) * 5)} seconds"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
-    hours = round(seconds / 3600)
-    return "about an hour" if hours <= 1 else f"about {hours} hours"
+def request_body(
+    request: GenerateRequest, *, aspect_ratio: str | None = None, image_size: str | None = None
+) -> dict[str, Any]:
+    """The JSON body of ``generateContent`` (camelCase throughout); the request's own
+    aspect ratio and size win over the model's defaults."""
+    config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
+    image_config: dict[str, str] = {}
+    aspect = request.aspect_ratio or aspect_ratio
+    size = request.image_size or image_size
+    if aspect:
+        image_config["aspectRatio"] = aspect
+    if size:
+        image_config["imageSize"] = size
+    if image_config:
+        config["imageConfig"] = image_config
+    return {
+        "contents": [content_to_json(c) for c in request.contents],
+        "generationConfig": config,
+    }
 
 
 # ---------------------------------------------------------------------------------------
-# Reading answers and errors
+# Reading answers
 
 
 def _get(d: Mapping[str, Any], camel: str) -> Any:
@@ -302,39 +278,64 @@ def _get(d: Mapping[str, Any], camel: str) -> Any:
     return d.get(snake)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def _modality_counts(details: Any) -> dict[str, int]:
+    """``candidatesTokensDetails`` as {modality: tokens}."""
+    if details is None:
+        return {}
+    if not isinstance(details, list):
+        raise MalformedAnswer("candidatesTokensDetails is not a list")
+    counts: dict[str, int] = {}
+    for item in details:
+        if not isinstance(item, Mapping):
+            raise MalformedAnswer("candidatesTokensDetails holds a non-object")
+        modality = str(item.get("modality") or "MODALITY_UNSPECIFIED").upper()
+        tokens = token_count(_get(item, "tokenCount"), "candidatesTokensDetails.tokenCount")
+        counts[modality] = counts.get(modality, 0) + tokens
+    return counts
 
 
 def parse_usage(body: Mapping[str, Any]) -> Usage:
-    """Token counts; thinking tokens are billed as output, so they count as output."""
+    """Token counts. Thinking is billed as output, so it counts as output; image output
+    comes from ``candidatesTokensDetails``, and text is the rest when that list names no
+    TEXT entry (the live service usually lists IMAGE alone)."""
     meta = _get(body, "usageMetadata")
-    if not isinstance(meta, Mapping):
+    if meta is None:
         return Usage()
-    prompt = _int(_get(meta, "promptTokenCount"))
-    output = _int(_get(meta, "candidatesTokenCount")) + _int(_get(meta, "thoughtsTokenCount"))
-    total = _int(_get(meta, "totalTokenCount")) or prompt + output
-    return Usage(prompt_tokens=prompt, output_tokens=output, total_tokens=total)
+    if not isinstance(meta, Mapping):
+        raise MalformedAnswer("usageMetadata is not an object")
+
+    def count(name: str) -> int:
+        return token_count(_get(meta, name), name)
+
+    prompt = count("promptTokenCount")
+    candidates = count("candidatesTokenCount")
+    thoughts = count("thoughtsTokenCount")
+    by_modality = _modality_counts(_get(meta, "candidatesTokensDetails"))
+    image = by_modality.get("IMAGE", 0)
+    if "TEXT" in by_modality:
+        text = by_modality["TEXT"]
+    else:
+        text = max(0, candidates - sum(by_modality.values()))
+    output = candidates + thoughts
+    return Usage(
+        prompt_tokens=prompt,
+        output_tokens=output,
+        total_tokens=count("totalTokenCount") or prompt + output,
+        image_output_tokens=image,
+        text_output_tokens=text,
+        thought_tokens=thoughts,
+    )
 
 
 def parse_answer(raw: bytes) -> GenerateResult:
-    """Turn an HTTP 200 body into a result, or raise the :class:`ModelError` it means."""
+    """Turn a 2xx body into a result, or raise the :class:`ModelError` it means."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(
-            FailureKind.UNAVAILABLE, MALFORMED_MESSAGE, detail=f"answer is not JSON: {exc}"
-        ) from None
-    if not isinstance(body, dict):
-        raise ModelError(
-            FailureKind.UNAVAILABLE,
-            MALFORMED_MESSAGE,
-            detail=f"answer is a JSON {type(body).__name__}, not an object",
-        )
-    usage = parse_usage(body)
+        body = decode_json(raw)
+        if not isinstance(body, dict):
+            raise MalformedAnswer(f"answer is a JSON {type(body).__name__}, not an object")
+        usage = parse_usage(body)
+    except MalformedAnswer as exc:
+        raise malformed(str(exc)) from None
     version = _get(body, "modelVersion")
     version = version if isinstance(version, str) else None
     candidates = body.get("candidates")
@@ -359,12 +360,7 @@ def parse_answer(raw: bytes) -> GenerateResult:
             usage=usage,
         )
     if not isinstance(candidates, list) or not isinstance(candidates[0], Mapping):
-        raise ModelError(
-            FailureKind.UNAVAILABLE,
-            MALFORMED_MESSAGE,
-            detail="candidates is not a list of objects",
-            usage=usage,
-        )
+        raise malformed("candidates is not a list of objects", usage=usage)
     candidate = candidates[0]
     finish = _get(candidate, "finishReason")
     finish = str(finish) if finish else None
@@ -374,70 +370,52 @@ def parse_answer(raw: bytes) -> GenerateResult:
     if raw_parts is None and isinstance(content, Mapping):
         raw_parts = []
     if not isinstance(raw_parts, list):
-        raise ModelError(
-            FailureKind.UNAVAILABLE,
-            MALFORMED_MESSAGE,
-            detail="candidate content or content.parts has the wrong type",
-            usage=usage,
-        )
+        raise malformed("candidate content or content.parts has the wrong type", usage=usage)
     try:
         parts = tuple(part_from_json(p) for p in raw_parts)
     except MalformedAnswer as exc:
-        raise ModelError(
-            FailureKind.UNAVAILABLE, MALFORMED_MESSAGE, detail=f"bad part: {exc}", usage=usage
-        ) from None
+        raise malformed(f"bad part: {exc}", usage=usage) from None
 
     result = GenerateResult(parts=parts, usage=usage, model_version=version)
+    return accept_result(result, finish, str(finish_message))
+
+
+def accept_result(
+    result: GenerateResult, finish: str | None, finish_message: str
+) -> GenerateResult:
+    """The result if it holds a picture the model did not withhold, else the error that
+    explains why not (a Gemini ``finishReason``, or text alone, or nothing)."""
     text = result.text or None
-    if result.images and finish not in _REFUSING_FINISHES:
+    if result.images and finish not in REFUSING_FINISHES:
         return result
     detail = f"finishReason={finish} {finish_message}".strip()
     if finish and finish != "STOP":
         kind, message = FINISH_MESSAGES.get(finish, _FINISH_DEFAULT)
-        raise ModelError(kind, message, detail=detail, text=text, usage=usage)
+        raise ModelError(kind, message, detail=detail, text=text, usage=result.usage)
     if text:
         raise ModelError(
-            FailureKind.NO_IMAGE, TEXT_ONLY_MESSAGE, detail=detail, text=text, usage=usage
+            FailureKind.NO_IMAGE, TEXT_ONLY_MESSAGE, detail=detail, text=text, usage=result.usage
         )
-    raise ModelError(FailureKind.NO_IMAGE, EMPTY_MESSAGE, detail=detail, usage=usage)
+    raise ModelError(FailureKind.NO_IMAGE, EMPTY_MESSAGE, detail=detail, usage=result.usage)
 
 
 def parse_duration(value: Any) -> float | None:
-    """A protobuf JSON Duration ("34.449s") in seconds."""
+    """A protobuf JSON Duration ("34.449s") in seconds; absurd lengths are ignored."""
     if not isinstance(value, str):
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)s\s*", value)
+    match = re.fullmatch(r"\s*(\d{1,9}(?:\.\d{1,9})?)s\s*", value)
     return float(match.group(1)) if match else None
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After``: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-class ServiceError:
+class GoogleError:
     """The parts of a Google error body we act on; tolerant of proxies' HTML pages."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.status = response.status_code
+    def __init__(self, answer: ErrorAnswer) -> None:
+        self.status = answer.status
         self.code_name = ""
         self.message = ""
         self.details: list[Mapping[str, Any]] = []
-        try:
-            body = response.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
+        body = answer.json
         if isinstance(body, list) and body:  # some proxies wrap the error in a list
             body = body[0]
         error = body.get("error") if isinstance(body, dict) else None
@@ -448,22 +426,14 @@ class ServiceError:
             if isinstance(details, list):
                 self.details = [d for d in details if isinstance(d, Mapping)]
         else:
-            self.message = response.text[:200].strip()
-        self.retry_after = self._retry_delay(response)
+            self.message = answer.excerpt()
+        delays = [parse_duration(i.get("retryDelay")) for i in self._detail("google.rpc.RetryInfo")]
+        delays.append(answer.retry_after)
+        known = [d for d in delays if d is not None]
+        self.retry_after = max(known) if known else None
 
     def _detail(self, type_suffix: str) -> list[Mapping[str, Any]]:
         return [d for d in self.details if str(d.get("@type", "")).endswith(type_suffix)]
-
-    def _retry_delay(self, response: httpx.Response) -> float | None:
-        delays: list[float] = []
-        for info in self._detail("google.rpc.RetryInfo"):
-            delay = parse_duration(info.get("retryDelay"))
-            if delay is not None:
-                delays.append(delay)
-        header = parse_retry_after(response.headers.get("retry-after"))
-        if header is not None:
-            delays.append(header)
-        return max(delays) if delays else None
 
     @property
     def reason(self) -> str:
@@ -474,7 +444,8 @@ class ServiceError:
     def daily_quota(self) -> bool:
         """A per-day quota is exhausted: retrying within minutes cannot help."""
         for failure in self._detail("google.rpc.QuotaFailure"):
-            for violation in failure.get("violations") or []:
+            violations = failure.get("violations")
+            for violation in violations if isinstance(violations, list) else []:
                 if isinstance(violation, Mapping) and "PerDay" in str(violation.get("quotaId", "")):
                     return True
         return False
@@ -484,248 +455,26 @@ class ServiceError:
         return f"HTTP {self.status}{name}: {self.message}"[:1000]
 
 
-# ---------------------------------------------------------------------------------------
-# The model
-
-
-class _Retryable(Exception):
-    """One failed attempt that may be worth repeating; ``error`` is what users get."""
-
-    def __init__(self, error: ModelError, *, retry_after: float | None = None) -> None:
-        super().__init__(error.detail)
-        self.error = error
-        self.retry_after = retry_after
-
-
-class GeminiModel:
-    """A Gemini image model, one pooled HTTP client per instance.
-
-    ``backoff_base``/``backoff_max``/``jitter`` shape the waits between attempts
-    (``base * 2**(n-1)`` capped, plus up to ``jitter`` random seconds) and ``sleep`` is
-    how they are waited, so tests can run retries without sleeping for real.
-    """
-
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        model: str,
-        base_url: str,
-        timeout: float = 120.0,
-        retry_budget: float = 180.0,
-        max_attempts: int = 5,
-        aspect_ratio: str | None = None,
-        image_size: str | None = None,
-        max_input_images: int | None = None,
-        client: httpx.AsyncClient | None = None,
-        backoff_base: float = 1.0,
-        backoff_max: float = 30.0,
-        jitter: float = 1.0,
-        sleep: Sleep | None = None,
-    ) -> None:
-        model = model.strip().removeprefix("models/")
-        if not model:
-            raise ValueError("model name is empty")
-        self.name = model
-        self.max_input_images = max_input_images or image_cap_for(model)
-        self.timeout = timeout
-        self.retry_budget = retry_budget
-        self.max_attempts = max(1, max_attempts)
-        self.aspect_ratio = aspect_ratio
-        self.image_size = image_size
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.jitter = jitter
-        self._sleep: Sleep = sleep or asyncio.sleep
-        self._api_key = api_key.strip()
-        self._url = generate_url(base_url, model)
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-            headers={"user-agent": "chatbrush"},
-        )
-
-    def __repr__(self) -> str:  # never shows the key
-        return f"GeminiModel(name={self.name!r})"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GeminiModel:
-        key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
-        if not key:
-            raise SettingsError(
-                "GEMINI_API_KEY is not set: create a key at https://aistudio.google.com/apikey "
-                "and put it in the environment or .env"
-            )
-        return cls(
-            api_key=key,
-            model=settings.gemini_model,
-            base_url=settings.gemini_base_url,
-            timeout=settings.gemini_timeout,
-            retry_budget=settings.gemini_retry_budget,
-            max_attempts=settings.gemini_max_attempts,
-            aspect_ratio=settings.gemini_aspect_ratio,
-            image_size=settings.gemini_image_size,
-            max_input_images=settings.chatbrush_max_input_images
-            or image_cap_for(settings.gemini_model),
-        )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    # -- the request
-
-    def build_body(self, request: GenerateRequest) -> dict[str, Any]:
-        """The JSON body of ``generateContent`` for a request (camelCase throughout)."""
-        config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
-        image_config: dict[str, str] = {}
-        aspect = request.aspect_ratio or self.aspect_ratio
-        size = request.image_size or self.image_size
-        if aspect:
-            image_config["aspectRatio"] = aspect
-        if size:
-            image_config["imageSize"] = size
-        if image_config:
-            config["imageConfig"] = image_config
-        return {
-            "contents": [content_to_json(c) for c in request.contents],
-            "generationConfig": config,
-        }
-
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        if not request.contents:
-            raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")
-        # Encoding megabytes of base64 would stall the event loop: do it in a thread.
-        payload = await asyncio.to_thread(
-            lambda: json.dumps(self.build_body(request), separators=(",", ":")).encode()
-        )
-        deadline = time.monotonic() + self.retry_budget
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_Retryable),
-            wait=self._wait,
-            stop=lambda state: self._stop(state, deadline),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    return await self._attempt(payload, number, deadline)
-        except _Retryable as failed:
-            raise failed.error from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        jitter = random.uniform(0, self.jitter) if self.jitter > 0 else 0.0
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return exc.retry_after + jitter
-        backoff = self.backoff_base * 2 ** (state.attempt_number - 1)
-        return min(self.backoff_max, backoff) + jitter
-
-    def _stop(self, state: RetryCallState, deadline: float) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        if state.attempt_number >= self.max_attempts:
-            return True
-        remaining = deadline - time.monotonic()
-        if state.upcoming_sleep >= remaining:
-            if isinstance(exc, _Retryable) and exc.retry_after is not None:
-                logger.info(
-                    "gemini %s: service asks to wait %.1fs, over the remaining budget %.1fs",
-                    self.name,
-                    exc.retry_after,
-                    max(0.0, remaining),
-                )
-            return True
-        return False
-
-    async def _attempt(self, payload: bytes, number: int, deadline: float) -> GenerateResult:
-        budget_left = max(0.05, deadline - time.monotonic())
-        attempt_timeout = min(self.timeout, budget_left)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(attempt_timeout):
-                response = await self._client.post(
-                    self._url,
-                    content=payload,
-                    headers={
-                        "x-goog-api-key": self._api_key,
-                        "content-type": "application/json",
-                    },
-                    timeout=httpx.Timeout(attempt_timeout),
-                )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            self._log_attempt(number, "timeout", started)
-            raise _Retryable(
-                ModelError(
-                    FailureKind.UNAVAILABLE,
-                    TIMEOUT_MESSAGE,
-                    detail=f"no answer within {attempt_timeout:.1f}s ({type(exc).__name__})",
-                )
-            ) from None
-        except httpx.TransportError as exc:
-            self._log_attempt(number, type(exc).__name__, started)
-            raise _Retryable(
-                ModelError(
-                    FailureKind.UNAVAILABLE,
-                    UNREACHABLE_MESSAGE,
-                    detail=self._redact(f"network error: {type(exc).__name__}: {exc}"),
-                )
-            ) from None
-        self._log_attempt(number, str(response.status_code), started)
-        if response.status_code == 200:
-            return await asyncio.to_thread(parse_answer, response.content)
-        raise self._http_error(response)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]") if self._api_key else text
-
-    def _log_attempt(self, number: int, outcome: str, started: float) -> None:
-        logger.info(
-            "gemini %s attempt %d: %s in %.2fs",
-            self.name,
-            number,
-            outcome,
-            time.monotonic() - started,
-        )
-
-    def _http_error(self, response: httpx.Response) -> ModelError | _Retryable:
-        """Classify a non-200 answer: a :class:`ModelError`, or a :class:`_Retryable`."""
-        err = ServiceError(response)
-        # services echo request data in messages now and then: never let the key through
-        detail = self._redact(err.summary())
-        status = err.status
-        if status == 429:
-            if err.daily_quota:
-                return ModelError(FailureKind.RATE_LIMITED, DAILY_QUOTA_MESSAGE, detail=detail)
-            return _Retryable(
-                ModelError(
-                    FailureKind.RATE_LIMITED,
-                    rate_limited_message(err.retry_after),
-                    detail=detail,
-                ),
-                retry_after=err.retry_after,
-            )
-        if status in RETRY_STATUSES:
-            return _Retryable(
-                ModelError(FailureKind.UNAVAILABLE, UNAVAILABLE_MESSAGE, detail=detail),
-                retry_after=err.retry_after,
-            )
-        if status in (401, 403) or err.reason in ("API_KEY_INVALID", "API_KEY_EXPIRED"):
-            return ModelError(FailureKind.AUTH, AUTH_MESSAGE, detail=detail)
-        if status == 404:
-            return ModelError(
-                FailureKind.BAD_REQUEST, unknown_model_message(self.name), detail=detail
-            )
-        if status == 413 or "payload size exceeds" in err.message.lower():
-            return ModelError(FailureKind.BAD_REQUEST, TOO_LARGE_MESSAGE, detail=detail)
-        if err.code_name == "FAILED_PRECONDITION" and "location" in err.message.lower():
-            return ModelError(FailureKind.BAD_REQUEST, REGION_MESSAGE, detail=detail)
-        if 400 <= status < 500:
-            return ModelError(FailureKind.BAD_REQUEST, BAD_REQUEST_MESSAGE, detail=detail)
-        return ModelError(FailureKind.UNAVAILABLE, UNAVAILABLE_MESSAGE, detail=detail)
+def classify_error(
+    answer: ErrorAnswer, model: str, setting: str = "GEMINI_MODEL"
+) -> ModelError | Retryable:
+    """What a non-2xx answer from Gemini (or a relay in front of it) means for the user."""
+    err = GoogleError(answer)
+    detail = err.summary()
+    if answer.status == 429 and err.daily_quota:
+        return ModelError(FailureKind.RATE_LIMITED, DAILY_QUOTA_MESSAGE, detail=detail)
+    if err.reason in ("API_KEY_INVALID", "API_KEY_EXPIRED"):
+        return ModelError(FailureKind.AUTH, AUTH_MESSAGE, detail=detail)
+    if answer.status == 400 and "payload size exceeds" in err.message.lower():
+        return ModelError(FailureKind.BAD_REQUEST, TOO_LARGE_MESSAGE, detail=detail)
+    if err.code_name == "FAILED_PRECONDITION" and "location" in err.message.lower():
+        return ModelError(FailureKind.BAD_REQUEST, REGION_MESSAGE, detail=detail)
+    return classify_status(
+        answer.status,
+        detail=detail,
+        retry_after=err.retry_after,
+        unknown_model=unknown_model_message(model, setting),
+    )
 
 
 def generate_url(base_url: str, model: str) -> str:
@@ -735,6 +484,85 @@ def generate_url(base_url: str, model: str) -> str:
     if not base.endswith("/v1beta"):
         base += "/v1beta"
     return f"{base}/models/{model}:generateContent"
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+
+
+def api_key(settings: Settings) -> str:
+    """``GEMINI_API_KEY``, or the one-line error that says where to get one."""
+    key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
+    if not key:
+        raise SettingsError(
+            "GEMINI_API_KEY is not set: create a key at https://aistudio.google.com/apikey "
+            "(or use your relay's key) and put it in the environment or .env"
+        )
+    return key
+
+
+class GeminiModel(HttpImageModel):
+    """A Gemini image model behind Google's API or a relay speaking it
+    (``auth_header``: see :func:`auth_headers`)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str,
+        auth_header: str = "x-goog-api-key",
+        policy: CallPolicy | None = None,
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+        max_input_images: int | None = None,
+        model_setting: str = "GEMINI_MODEL",
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        model = model.strip().removeprefix("models/")
+        key = api_key.strip()
+        super().__init__(
+            provider="gemini",
+            model=model,
+            secret=key,
+            policy=policy or CallPolicy(),
+            aspect_ratio=aspect_ratio,
+            image_size=image_size,
+            max_input_images=max_input_images,
+            model_setting=model_setting,
+            client=client,
+            sleep=sleep,
+        )
+        self._headers = {**auth_headers(auth_header, key), "content-type": "application/json"}
+        self._url = generate_url(base_url, model)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, model: str | None = None, model_setting: str = "GEMINI_MODEL"
+    ) -> GeminiModel:
+        """The model named ``model`` (default ``GEMINI_MODEL``) with the Gemini settings."""
+        return cls(
+            api_key=api_key(settings),
+            model=model or settings.gemini_model,
+            base_url=settings.gemini_base_url,
+            auth_header=settings.gemini_auth_header,
+            model_setting=model_setting,
+            **model_options(settings),
+        )
+
+    def build_body(self, request: GenerateRequest) -> dict[str, Any]:
+        return request_body(request, aspect_ratio=self.aspect_ratio, image_size=self.image_size)
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        return await self._call(
+            request,
+            self._url,
+            self._headers,
+            body=self.build_body,
+            read=parse_answer,
+            classify=lambda answer: classify_error(answer, self.name, self.model_setting),
+        )
 
 
 if TYPE_CHECKING:

@@ -400,18 +400,27 @@ def _invalid(message: str) -> _Reject:
 class FakeGemini:
     """The fake service. ``api_key`` is the key clients must send (any key will do with
     ``accept_any_key``; the header is required either way); ``models=None`` accepts the
-    usual image models plus any ``gemini-*image*`` name."""
+    usual image models plus any ``gemini-*image*`` name.
+
+    ``auth`` makes it a relay that reads the key from elsewhere, like the relays that
+    speak Gemini's API: ``"authorization"`` (the whole ``Authorization`` value) or
+    ``"bearer"`` (``Authorization: Bearer <key>``). A relay ignores ``x-goog-api-key``
+    and answers a missing key with 401."""
 
     def __init__(
         self,
         *,
         api_key: str = "test-gemini-key",
+        auth: str = "x-goog-api-key",
         accept_any_key: bool = False,
         models: Iterable[str] | None = None,
         signature_bytes: int = 300,
         reply_text: str | None = None,
     ) -> None:
+        if auth not in ("x-goog-api-key", "authorization", "bearer"):
+            raise ValueError(f"unknown auth scheme {auth!r}")
         self.api_key = api_key
+        self.auth = auth
         self.accept_any_key = accept_any_key
         self.models = frozenset(models) if models is not None else None
         self.signature_bytes = signature_bytes
@@ -770,7 +779,9 @@ class FakeGemini:
         )
 
     async def _answer(self, req: RecordedRequest) -> tuple[int, dict[str, str], Any]:
-        key = req.api_key or req.query.get("key")
+        key = self._key_of(req)
+        if not key and self.auth != "x-goog-api-key":
+            raise _Reject(401, error_body(401, _DEFAULT_MESSAGES[401], "UNAUTHENTICATED"))
         if not key:
             raise _Reject(403, error_body(403, _DEFAULT_MESSAGES[403], "PERMISSION_DENIED"))
         if not self.accept_any_key and key != self.api_key:
@@ -837,6 +848,16 @@ class FakeGemini:
                     ),
                 )
         return 200, {}, await asyncio.to_thread(self._default_answer, req)
+
+    def _key_of(self, req: RecordedRequest) -> str | None:
+        """The key where this service expects it (Google also takes ``?key=``)."""
+        if self.auth == "x-goog-api-key":
+            return req.api_key or req.query.get("key")
+        value = req.headers.get("authorization")
+        if self.auth == "bearer":
+            scheme, _, token = (value or "").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+        return value
 
     def _known_model(self, model: str) -> bool:
         if self.models is not None:

@@ -1,0 +1,599 @@
+"""The HTTP call every model provider makes: one policy for retries, budget and failures.
+
+Gemini's own API and the relays in front of it fail in the same ways — timeouts, 429s
+that say how long to wait, 5xx, proxies answering with HTML or garbage — and a chat user
+should read the same short line whichever one the operator chose. So a provider supplies
+only its request and two pure functions (read a 2xx body, classify an error answer), and
+this module does the rest:
+
+- retries with exponential backoff and jitter (tenacity), waiting as long as the service
+  asks (``Retry-After``, or what the provider read from the body, e.g. ``RetryInfo``);
+- a total budget across attempts and waits, and no attempt started that cannot finish in
+  what is left of it;
+- answers read with a size cap, everything unreadable — corrupt compression, non-UTF-8,
+  absurd numbers, JSON nested past the recursion limit — turned into one clear
+  :class:`ModelError`; no other exception type leaves :meth:`ModelHttp.post`;
+- the API key never in a log line, an error detail or a user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import json
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Final, TypeVar
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from bot.config import Settings
+from bot.models.base import FailureKind, GenerateRequest, ModelError, image_cap_for
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+#: statuses worth another attempt: timeouts, rate limits and transient server trouble
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+#: no real call reports more tokens than this; a bigger number is a broken answer
+MAX_TOKEN_COUNT: Final = 1_000_000_000
+
+# ---------------------------------------------------------------------------------------
+# What users read. Short, human, no codes they cannot act on, never a secret.
+
+_TRY_AGAIN = "Please try again in a few minutes."
+
+TEXT_ONLY_MESSAGE = "The model answered in words but didn't make a picture."
+EMPTY_MESSAGE = "The model returned an empty answer. Please try again."
+MALFORMED_MESSAGE = "The model service sent an answer the bot couldn't read. Please try again."
+AUTH_MESSAGE = (
+    "The bot's key for the model service was not accepted. Ask the bot's operator to check it."
+)
+CREDITS_MESSAGE = (
+    "The bot's account with the model service has run out of credit. "
+    "Ask the bot's operator to top it up."
+)
+BAD_REQUEST_MESSAGE = (
+    "The model service rejected this request. Try rephrasing it, or /new to start over."
+)
+TOO_LARGE_MESSAGE = "The pictures are too large to send to the model. Try fewer or smaller ones."
+REGION_MESSAGE = "The model service is not available from where the bot runs."
+UNAVAILABLE_MESSAGE = "The model service is not answering right now. " + _TRY_AGAIN
+TIMEOUT_MESSAGE = "The model took too long to answer. " + _TRY_AGAIN
+UNREACHABLE_MESSAGE = "The bot could not reach the model service. " + _TRY_AGAIN
+DAILY_QUOTA_MESSAGE = (
+    "The bot has used up its daily quota for the model. Please try again tomorrow."
+)
+INTERNAL_MESSAGE = "Something went wrong while talking to the model. Please try again."
+
+
+def unknown_model_message(model: str, setting: str) -> str:
+    return (
+        f"The model “{model}” is unknown to the service. Ask the bot's operator to check {setting}."
+    )
+
+
+def rate_limited_message(wait: float | None) -> str:
+    when = f"in {humanize_seconds(wait)}" if wait else "in a minute or two"
+    return f"The model is getting too many requests right now. Please try again {when}."
+
+
+def humanize_seconds(seconds: float) -> str:
+    """'about 40 seconds', 'about 3 minutes' — roughly, because that is all users need."""
+    if seconds < 60:
+        return f"about {max(5, math.ceil(seconds / 5) * 5)} seconds"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours > 48:
+        return f"about {round(hours / 24)} days"
+    return "about an hour" if hours <= 1 else f"about {hours} hours"
+
+
+# ---------------------------------------------------------------------------------------
+# Reading answers without trusting them
+
+
+class MalformedAnswer(ValueError):
+    """The service (or a proxy) sent something that is not a valid answer."""
+
+
+def _no_constants(name: str) -> Any:
+    raise MalformedAnswer(f"JSON contains {name}")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a body, raising only :class:`MalformedAnswer` whatever the bytes are."""
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except MalformedAnswer:
+        raise
+    except RecursionError:
+        raise MalformedAnswer("JSON is nested too deeply") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limits
+        raise MalformedAnswer(f"answer is not JSON: {str(exc)[:200]}") from None
+
+
+_B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
+def b64decode_strict(value: Any) -> bytes:
+    """Decode standard or URL-safe base64, refusing anything else (no silent garbage)."""
+    if not isinstance(value, str):
+        raise MalformedAnswer(f"base64 data is {type(value).__name__}, not a string")
+    if _B64_STD.fullmatch(value):
+        urlsafe = False
+    elif _B64_URL.fullmatch(value):
+        urlsafe = True
+    else:
+        raise MalformedAnswer("base64 data contains invalid characters")
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        if urlsafe:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedAnswer(f"invalid base64 data: {exc}") from None
+
+
+def token_count(value: Any, field: str) -> int:
+    """A token count from an answer: absent is 0; anything but a sane count is malformed."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        count: int | None = value
+    elif isinstance(value, float):
+        count = int(value) if math.isfinite(value) and value.is_integer() else None
+    elif isinstance(value, str):
+        digits = value.isascii() and value.isdigit() and len(value) <= 12
+        count = int(value) if digits else None
+    else:
+        count = None
+    if count is None or not 0 <= count <= MAX_TOKEN_COUNT:
+        raise MalformedAnswer(f"{field} is not a token count in range")
+    return count
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After``: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= 9 else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """A non-2xx answer, for a provider's classifier; ``json`` is None when unreadable."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+    @cached_property
+    def json(self) -> Any:
+        try:
+            return decode_json(self.body)
+        except MalformedAnswer:
+            return None
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("retry-after"))
+
+    def excerpt(self) -> str:
+        """The start of a body that is not JSON (an HTML page from a proxy), for logs."""
+        return self.body[:200].decode("utf-8", "replace").strip()
+
+
+class Retryable(Exception):
+    """One failed attempt that may be worth repeating; ``error`` is what users get."""
+
+    def __init__(self, error: ModelError, *, retry_after: float | None = None) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def classify_status(
+    status: int, *, detail: str, retry_after: float | None, unknown_model: str
+) -> ModelError | Retryable:
+    """What an HTTP status means when the body says nothing more specific."""
+    if status == 429:
+        return Retryable(
+            ModelError(FailureKind.RATE_LIMITED, rate_limited_message(retry_after), detail=detail),
+            retry_after=retry_after,
+        )
+    if status in RETRY_STATUSES:
+        return Retryable(
+            ModelError(FailureKind.UNAVAILABLE, UNAVAILABLE_MESSAGE, detail=detail),
+            retry_after=retry_after,
+        )
+    if status in (401, 403):
+        return ModelError(FailureKind.AUTH, AUTH_MESSAGE, detail=detail)
+    if status == 402:
+        return ModelError(FailureKind.AUTH, CREDITS_MESSAGE, detail=detail)
+    if status == 404:
+        return ModelError(FailureKind.BAD_REQUEST, unknown_model, detail=detail)
+    if status == 413:
+        return ModelError(FailureKind.BAD_REQUEST, TOO_LARGE_MESSAGE, detail=detail)
+    if 400 <= status < 500:
+        return ModelError(FailureKind.BAD_REQUEST, BAD_REQUEST_MESSAGE, detail=detail)
+    return ModelError(FailureKind.UNAVAILABLE, UNAVAILABLE_MESSAGE, detail=detail)
+
+
+def malformed(detail: str, **kwargs: Any) -> ModelError:
+    return ModelError(FailureKind.UNAVAILABLE, MALFORMED_MESSAGE, detail=detail, **kwargs)
+
+
+async def encode_json(build: Callable[[], Any]) -> bytes:
+    """The compact JSON of ``build()``, made in a worker thread: megabytes of base64 would
+    stall the event loop. A history that cannot be encoded is a :class:`ModelError`."""
+
+    def encode() -> bytes:
+        return json.dumps(build(), separators=(",", ":"), allow_nan=False).encode()
+
+    try:
+        return await asyncio.to_thread(encode)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ModelError(
+            FailureKind.BAD_REQUEST,
+            INTERNAL_MESSAGE,
+            detail=f"request could not be encoded: {type(exc).__name__}: {exc}"[:1000],
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------
+# The call
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How long and how often one model call may try.
+
+    Waits between attempts are ``backoff_base * 2**(n-1)`` capped at ``backoff_max``, plus
+    up to ``jitter`` random seconds, or what the service asked for. Another attempt is
+    only started if ``min(timeout, shortest_attempt)`` seconds of the budget will be left
+    after the wait: no image model answers faster, so with less time it could only time
+    out — and the user would wait for nothing.
+    """
+
+    timeout: float = 120.0
+    budget: float = 180.0
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    jitter: float = 1.0
+    shortest_attempt: float = 1.0
+    #: a bigger answer is refused rather than read into memory
+    max_answer_bytes: int = 256 * 1024 * 1024
+
+    @property
+    def least_attempt_time(self) -> float:
+        return min(self.timeout, self.shortest_attempt)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallPolicy:
+        """The operator's limits, the same for every provider (``GEMINI_*`` by history)."""
+        return cls(
+            timeout=settings.gemini_timeout,
+            budget=settings.gemini_retry_budget,
+            max_attempts=settings.gemini_max_attempts,
+        )
+
+
+class _AnswerTooLarge(Exception):
+    pass
+
+
+class ModelHttp:
+    """One pooled HTTP client and the call policy, shared by every call of one model.
+
+    ``label`` names the model in log lines (``gemini gemini-2.5-flash-image``); ``secret``
+    is masked wherever it could surface; ``sleep`` is how waits are waited, so tests can
+    run retries without sleeping for real.
+    """
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        secret: str,
+        policy: CallPolicy,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.label = label
+        self.policy = policy
+        self._secret = secret
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(policy.timeout),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            headers={"user-agent": "chatbrush"},
+        )
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"ModelHttp({self.label!r})"
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
+    async def post(
+        self,
+        url: str,
+        payload: bytes,
+        headers: Mapping[str, str],
+        *,
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+    ) -> T:
+        """POST ``payload`` until ``read`` accepts an answer, or raise :class:`ModelError`.
+
+        ``read`` runs in a worker thread (answers can be megabytes of base64) and raises
+        :class:`ModelError` or :class:`Retryable`; ``classify`` turns a non-2xx answer
+        into one of them. Whatever else goes wrong still ends as a :class:`ModelError`.
+        """
+        deadline = time.monotonic() + self.policy.budget
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Retryable),
+            wait=self._wait,
+            stop=lambda state: self._stop(state, deadline),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    return await self._attempt(
+                        url, payload, headers, number, deadline, read, classify
+                    )
+        except Retryable as failed:
+            raise self._clean(failed.error) from None
+        except ModelError as error:
+            raise self._clean(error) from None
+        except Exception as exc:  # a bug, or a library failing in a way we did not foresee
+            logger.error("%s: unexpected %s", self.label, self.redact(repr(exc))[:500])
+            raise ModelError(
+                FailureKind.UNAVAILABLE,
+                INTERNAL_MESSAGE,
+                detail=self.redact(f"unexpected {type(exc).__name__}: {exc}")[:1000],
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _clean(self, error: ModelError) -> ModelError:
+        """The same error with the key masked out of its detail (services echo requests)."""
+        detail = self.redact(error.detail)
+        if detail == error.detail:
+            return error
+        return ModelError(
+            error.kind, error.user_message, detail=detail, text=error.text, usage=error.usage
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        policy = self.policy
+        jitter = random.uniform(0, policy.jitter) if policy.jitter > 0 else 0.0
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return exc.retry_after + jitter
+        backoff = policy.backoff_base * 2 ** (state.attempt_number - 1)
+        return min(policy.backoff_max, backoff) + jitter
+
+    def _stop(self, state: RetryCallState, deadline: float) -> bool:
+        if state.attempt_number >= self.policy.max_attempts:
+            return True
+        remaining = deadline - time.monotonic()
+        needed = state.upcoming_sleep + self.policy.least_attempt_time
+        if needed <= remaining:
+            return False
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            logger.info(
+                "%s: service asks to wait %.1fs, over the remaining budget %.1fs",
+                self.label,
+                exc.retry_after,
+                max(0.0, remaining),
+            )
+        else:
+            logger.info(
+                "%s: %.1fs of the budget left, too little for another attempt",
+                self.label,
+                max(0.0, remaining),
+            )
+        return True
+
+    async def _attempt(
+        self,
+        url: str,
+        payload: bytes,
+        headers: Mapping[str, str],
+        number: int,
+        deadline: float,
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+    ) -> T:
+        attempt_timeout = min(self.policy.timeout, max(0.001, deadline - time.monotonic()))
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(attempt_timeout):
+                status, answer_headers, body = await self._exchange(
+                    url, payload, headers, attempt_timeout
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            self._log_attempt(number, "timeout", started)
+            raise Retryable(
+                ModelError(
+                    FailureKind.UNAVAILABLE,
+                    TIMEOUT_MESSAGE,
+                    detail=f"no answer within {attempt_timeout:.1f}s ({type(exc).__name__})",
+                )
+            ) from None
+        except httpx.DecodingError as exc:
+            self._log_attempt(number, "undecodable body", started)
+            raise malformed(f"answer body could not be decoded: {exc}") from None
+        except _AnswerTooLarge as exc:
+            self._log_attempt(number, "answer too large", started)
+            raise malformed(str(exc)) from None
+        except httpx.TransportError as exc:
+            self._log_attempt(number, type(exc).__name__, started)
+            raise Retryable(
+                ModelError(
+                    FailureKind.UNAVAILABLE,
+                    UNREACHABLE_MESSAGE,
+                    detail=self.redact(f"network error: {type(exc).__name__}: {exc}"),
+                )
+            ) from None
+        self._log_attempt(number, str(status), started)
+        if 200 <= status < 300:
+            return await asyncio.to_thread(_read_safely, read, body)
+        try:
+            outcome = classify(ErrorAnswer(status, body, answer_headers))
+        except Exception as exc:  # a classifier must not turn an HTTP error into a crash
+            outcome = ModelError(
+                FailureKind.UNAVAILABLE,
+                UNAVAILABLE_MESSAGE,
+                detail=f"HTTP {status}; classifier failed: {type(exc).__name__}",
+            )
+        raise outcome
+
+    async def _exchange(
+        self, url: str, payload: bytes, headers: Mapping[str, str], seconds: float
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """Send and read the whole answer, refusing one over ``max_answer_bytes``.
+
+        ``seconds`` bounds httpx's own connect/read waits; the caller's
+        ``asyncio.timeout`` bounds the whole exchange."""
+        limit = self.policy.max_answer_bytes
+        async with self._client.stream(
+            "POST", url, content=payload, headers=dict(headers), timeout=httpx.Timeout(seconds)
+        ) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _AnswerTooLarge(f"answer declares {declared} bytes, over {limit}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _AnswerTooLarge(f"answer is over {limit} bytes")
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+    def _log_attempt(self, number: int, outcome: str, started: float) -> None:
+        logger.info(
+            "%s attempt %d: %s in %.2fs",
+            self.label,
+            number,
+            outcome,
+            time.monotonic() - started,
+        )
+
+
+def _read_safely(read: Callable[[bytes], T], body: bytes) -> T:
+    """Run a provider's reader; anything but its own verdict means the body was bad."""
+    try:
+        return read(body)
+    except (ModelError, Retryable):
+        raise
+    except MalformedAnswer as exc:
+        raise malformed(str(exc)) from None
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise malformed(f"answer could not be read: {type(exc).__name__}: {exc}"[:1000]) from None
+
+
+# ---------------------------------------------------------------------------------------
+# What every HTTP image model shares
+
+
+def model_options(settings: Settings) -> dict[str, Any]:
+    """The settings every provider's model takes alike, as constructor arguments."""
+    return {
+        "policy": CallPolicy.from_settings(settings),
+        "aspect_ratio": settings.gemini_aspect_ratio,
+        "image_size": settings.gemini_image_size,
+        "max_input_images": settings.chatbrush_max_input_images,
+    }
+
+
+class HttpImageModel:
+    """The part of an image model that does not depend on the wire format: its name and
+    limits, its :class:`ModelHttp`, and how a request becomes a call.
+
+    ``model_setting`` is the variable an operator should check if the service does not
+    know the model; ``client`` may be borrowed (it is then left open), ``sleep`` is how
+    waits are waited.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        secret: str,
+        policy: CallPolicy,
+        aspect_ratio: str | None,
+        image_size: str | None,
+        max_input_images: int | None,
+        model_setting: str,
+        client: httpx.AsyncClient | None,
+        sleep: Sleep | None,
+    ) -> None:
+        if not model:
+            raise ValueError("model name is empty")
+        self.name = model
+        self.max_input_images = max_input_images or image_cap_for(model)
+        self.aspect_ratio = aspect_ratio
+        self.image_size = image_size
+        self.policy = policy
+        self.model_setting = model_setting
+        self._http = ModelHttp(
+            label=f"{provider} {model}", secret=secret, policy=policy, client=client, sleep=sleep
+        )
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        request: GenerateRequest,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        body: Callable[[GenerateRequest], Any],
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+    ) -> T:
+        if not request.contents:
+            raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")
+        payload = await encode_json(lambda: body(request))
+        return await self._http.post(url, payload, headers, read=read, classify=classify)
