@@ -8,6 +8,7 @@ one-line message naming the variable, never a traceback.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -117,6 +118,17 @@ class Settings(BaseSettings):
     @classmethod
     def _provider_url(cls, value: str) -> str:
         return cls._http_url(value)
+
+    # --- provenance (issue 11)
+    chatbrush_c2pa: bool = Field(True, description="sign sent pictures with Content Credentials")
+    chatbrush_c2pa_cert: Path | None = Field(None, description="PEM chain, signing cert first")
+    chatbrush_c2pa_key: Path | None = Field(None, description="PEM private key of that cert")
+
+    @field_validator("chatbrush_c2pa_cert", "chatbrush_c2pa_key", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: Any) -> Any:
+        # `CHATBRUSH_C2PA_KEY=` in a .env means "not set", not the current directory
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator(
         "chatbrush_admins",
