@@ -437,15 +437,25 @@ def _thumbnail(images: Sequence[ImageRef], side: int, load_image: ImageLoader) -
 
 
 def _load(ref: ImageRef, side: int, load_image: ImageLoader) -> Image.Image | None:
-    """A decoded picture fitted into ``side``; None when it is gone or unreadable."""
+    """A stored picture fitted into ``side``; None when it is gone or unreadable."""
     try:
         data = load_image(ref.sha256)
+    except LookupError:
+        return None
+    return fitted_picture(data, side)
+
+
+def fitted_picture(data: bytes, side: int) -> Image.Image | None:
+    """Image bytes decoded to RGB within a ``side`` square, transparency on the tile colour.
+
+    None for bytes that do not decode: a damaged picture costs its tile, not the sheet.
+    """
+    try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.draft("RGB", (side, side))  # JPEG decodes at reduced size: much faster
             opened.thumbnail((side, side))
             picture = opened.convert("RGBA")
-    except (LookupError, OSError, ValueError, SyntaxError, EOFError,
-            Image.DecompressionBombError):
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         return None
     flat = Image.new("RGB", picture.size, TILE_BACKGROUND)
     flat.paste(picture, mask=picture.getchannel("A"))
