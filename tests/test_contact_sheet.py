@@ -24,6 +24,7 @@ from tests.version_fixtures import (
     ThreadBuilder,
     branched_thread,
     picture,
+    spoil_pictures,
 )
 
 Rgb = tuple[int, int, int]
@@ -136,10 +137,7 @@ def test_prompts_are_written_under_the_labels_unless_the_font_cannot_draw_them()
 
 def test_a_removed_or_damaged_picture_leaves_a_crossed_out_tile() -> None:
     b, t = branched_thread()
-    removed = t["v2"].images[0].sha256
-    damaged = t["v3"].images[0].sha256
-    del b.images[removed]
-    b.images[damaged] = b"\x89PNG\r\n\x1a\n not really"
+    spoil_pictures(b, t)
     sheet = render_contact_sheet(b.turns, t["v5"].id, b.load_image)
     assert sheet is not None
     image = pixels(sheet)

@@ -24,6 +24,7 @@ from tests.version_fixtures import (
     VERSION_COLOURS,
     ThreadBuilder,
     branched_thread,
+    spoil_pictures,
 )
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -207,10 +208,7 @@ def test_the_cap_also_holds_for_the_finished_zip() -> None:
 
 def test_removed_and_damaged_pictures_are_reported_and_the_rest_exported() -> None:
     b, t = branched_thread()
-    removed = t["v2"].images[0].sha256
-    damaged = t["v3"].images[0].sha256
-    del b.images[removed]
-    b.images[damaged] = b"not the picture that was stored"
+    removed, damaged = spoil_pictures(b, t)
     result = export_thread(b.thread(t["v5"]), b.turns, b.load_image, exported_at=EXPORTED_AT)
     assert set(result.missing_images) == {removed, damaged}
     assert "images/v2.png" not in result.image_files and "images/v5.png" in result.image_files

@@ -115,3 +115,12 @@ def branched_thread() -> tuple[ThreadBuilder, dict[str, Turn]]:
     t["boom"] = b.user(t["v3"], "set it on fire", status=TurnStatus.FAILED)
     t["boom_answer"] = b.model(t["boom"], status=TurnStatus.FAILED)
     return b, t
+
+
+def spoil_pictures(b: ThreadBuilder, t: dict[str, Turn]) -> tuple[str, str]:
+    """Remove v2's picture from the store and damage v3's; their hashes, in that order."""
+    removed = t["v2"].images[0].sha256
+    damaged = t["v3"].images[0].sha256
+    del b.images[removed]
+    b.images[damaged] = b"\x89PNG\r\n\x1a\n not the picture that was stored"
+    return removed, damaged
