@@ -22,13 +22,23 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-async def start_chatbrush(args: list[str], cwd: Path, env: Mapping[str, str]
-                          ) -> asyncio.subprocess.Process:
-    """Start ``chatbrush ARGS`` in the background (for servers stopped with a signal)."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=cwd, env=clean_environment(env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+async def start_chatbrush(args: list[str], cwd: Path, env: Mapping[str, str], *,
+                          log: Path | None = None) -> asyncio.subprocess.Process:
+    """Start ``chatbrush ARGS`` in the background (for servers stopped with a signal).
+
+    With ``log``, stdout and stderr go to that file (a busy bot would fill a pipe nobody
+    reads, and block on it); otherwise they are pipes for ``communicate()``.
+    """
+    if log is None:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", *args, cwd=cwd, env=clean_environment(env),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", *args, cwd=cwd, env=clean_environment(env),
+            stdout=sink, stderr=sink,
+        )
 
 
 def run_chatbrush(args: list[str], stdin: str, cwd: Path, env: Mapping[str, str]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from adapters.console import ConsoleInputError, parse_line
 from tests.fakes.gemini import FakeGemini
-from tests.processes import run_chatbrush
+from tests.processes import clean_environment, run_chatbrush
 
 SCRIPT = "@photo.jpg make it black and white\nnow blur it\n/undo\n/history\n"
 
@@ -131,3 +132,52 @@ def test_channel_saves_each_image_and_prints_its_path(tmp_path: Path) -> None:
     assert lines[0] == "bot: v1 — here"
     assert [Path(p).read_bytes() for p in lines[1:]] == [b"png-1", b"png-2"]
     assert len(set(ids)) == 2
+
+
+def test_folders_and_devices_are_refused_not_read(tmp_path: Path) -> None:
+    (tmp_path / "holiday").mkdir()
+    with pytest.raises(ConsoleInputError, match="is a folder"):
+        parse_line("@holiday make it red", max_bytes=10_000)
+    with pytest.raises(ConsoleInputError, match="not a regular file"):
+        parse_line("@/dev/zero make it red", max_bytes=10_000)  # would never end if read
+    result = chatbrush(["console", "--demo"], "@holiday make it red\n@/dev/zero blur\n",
+                       tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "holiday is a folder" in result.stdout
+    assert "/dev/zero is not a regular file" in result.stdout
+
+
+def test_bytes_that_are_not_utf8_and_comments_do_not_end_the_console(tmp_path: Path) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    script = b"# a comment\n@photo.jpg make it black and white \xff\xfe\nmirror it\n/history\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--demo"], input=script, capture_output=True,
+        cwd=tmp_path, env=clean_environment(), timeout=120, check=False,
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in err
+    assert "comment" in err and "not sent" in err  # said, not silently dropped
+    assert "v1: make it black and white \ufffd\ufffd" in out
+    assert "v2 (from v1): mirror it" in out
+
+
+def test_a_line_left_unanswered_by_a_killed_console_is_answered_next_time(
+    tmp_path: Path
+) -> None:
+    from bot.config import load_settings
+    from storage.sqlite import SqliteDatabase
+
+    write_photo(tmp_path / "photo.jpg")
+    first = chatbrush(["console", "--demo"], "@photo.jpg make it black and white\n", tmp_path)
+    assert first.returncode == 0
+    # as if the console was killed right after storing a line, before answering it
+    database = SqliteDatabase(tmp_path / load_settings().chatbrush_db)
+    from adapters.console import CONSOLE_CHAT
+    from bot.events import Incoming, Sender
+
+    database.inbox_add(Incoming(chat=CONSOLE_CHAT, message_id="killed-1",
+                                sender=Sender("me"), text="mirror it", is_private=True),
+                       lane=str(CONSOLE_CHAT))
+    database.close()
+    second = chatbrush(["console", "--demo"], "/history\n", tmp_path)
+    assert "v2 (from v1): mirror it" in second.stdout

@@ -638,3 +638,39 @@ async def test_a_follow_up_to_a_refused_mention_is_dropped(rig: Rig) -> None:
     assert rig.gemini.requests == []
     texts = [m.text for m in rig.slack.thread_messages(CHANNEL, root)]
     assert any("notes.png" in t for t in texts)
+
+
+# ---------------------------------------------------------------------- durability
+async def test_an_event_is_stored_before_slack_gets_its_acknowledgement(rig: Rig) -> None:
+    rig.gemini.pause()
+    try:
+        event = message_event("<@UBOT> a teal hexagon", kind="app_mention")
+        assert await rig.deliver(event_callback(event), wait=False) == 200
+        # the acknowledgement came back: the event is already committed to the inbox
+        stats = await rig.intake.store.stats()
+        assert stats["messages in the inbox"] == 1
+    finally:
+        rig.gemini.resume()
+    await rig.intake.drain()
+    assert len(rig.slack.shared_uploads(CHANNEL, str(event["ts"]))) == 1
+
+
+async def test_a_retry_of_an_event_cut_short_by_a_restart_is_finished_once(
+    servers: tuple[FakeSlack, FakeGemini], tmp_path: Path
+) -> None:
+    slack, gemini = servers
+    file = slack.host_file(png("red"), "cat.png")
+    event = message_event("<@UBOT> invert it", kind="app_mention", files=[file])
+    payload = event_callback(event)
+    slack.hold("files.download")  # the first process never gets past the download
+    async for first in start_rig(slack, gemini, tmp_path):
+        await first.deliver(payload, wait=False)
+        await slack.wait_for(lambda: bool(slack.files[file["id"]].downloads))
+        await first.intake.stop(grace=0)  # the deploy: the event stays in the inbox
+    slack.release("files.download")
+    assert gemini.requests == [] and slack.shared_uploads(CHANNEL) == []
+    async for second in start_rig(slack, gemini, tmp_path):
+        assert await second.deliver(payload, retry=1) == 200  # Slack's retry
+        await second.intake.drain()
+    assert len(gemini.requests) == 1
+    assert len(slack.shared_uploads(CHANNEL, str(event["ts"]))) == 1

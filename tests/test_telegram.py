@@ -711,3 +711,30 @@ async def test_token_never_reaches_the_logs(
     assert "getFile" in caplog.text and "download" not in TOKEN
     secret = TOKEN.split(":", 1)[1]
     assert secret not in caplog.text
+
+
+async def test_a_video_without_a_caption_is_answered(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    video = {"file_id": "BAACAgIAAxkBAAIBvideo", "file_unique_id": "AgADvid", "width": 640,
+             "height": 360, "duration": 4, "mime_type": "video/mp4", "file_size": 120_000}
+    asked = tg.send(tg.private_chat(alice), alice, extra={"video": video})
+    [answer] = await answers_to(tg, asked)
+    assert "can't edit videos" in answer["text"]
+    assert gemini.requests == [] and not tg.calls_of("getFile")
+
+
+async def test_a_document_without_type_or_name_is_judged_by_its_bytes(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    anonymous = tg.add_file(make_png(64, 48), kind="documents", ext="bin")
+    asked = tg.send(chat, alice, document=anonymous, caption="make it red")
+    [answer] = await answers_to(tg, asked)
+    assert "photo" in answer  # a picture after all: edited, not "(this kind of)" refused
+    nonsense = tg.add_file(b"just some notes", kind="documents", ext="bin")
+    refused = tg.send(chat, alice, document=nonsense, caption="make it red")
+    [reply] = await answers_to(tg, refused)
+    assert "not an image" in reply["text"] and "text file" in reply["text"]

@@ -8,12 +8,19 @@ Gemini service; SIGTERM stops it cleanly, acknowledging what it fetched.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import socket
+import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+from bot.messages import QUEUED_NOTICE
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.processes import start_chatbrush
@@ -59,3 +66,181 @@ async def test_chatbrush_run_long_polls_telegram(
     # stopped cleanly: the last poll acknowledged everything it had fetched
     assert tg.pending_updates == 0
     assert TOKEN.split(":", 1)[1] not in err
+
+
+# ---------------------------------------------------------------------- durability
+def bot_env(tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_BASE_URL": tg.base_url,
+        "GEMINI_API_KEY": str(gemini.api_key),
+        "GEMINI_BASE_URL": gemini.base_url,
+        "CHATBRUSH_DB": str(tmp_path / "chatbrush.db"),
+        "TELEGRAM_ALBUM_DEBOUNCE": "0.1",
+        **extra,
+    }
+
+
+def final_answers(tg: FakeTelegram, message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's answers to ``message``: pictures and texts, not the "you're next" note."""
+    return [
+        m for m in tg.sent_to(message["chat"]["id"])
+        if m.get("reply_to_message", {}).get("message_id") == message["message_id"]
+        and QUEUED_NOTICE not in m.get("text", "")
+    ]
+
+
+def tag_of(message: dict[str, Any]) -> str:
+    return "#" + str(message.get("caption") or message.get("text") or "").split("#")[-1]
+
+
+def model_calls_per_message(gemini: FakeGemini) -> Counter[str]:
+    """Model calls by the ``#id`` tag each test message carries in its prompt."""
+    return Counter(m.group(0) for r in gemini.requests if (m := re.search(r"#\d+", r.prompt)))
+
+
+async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> int:
+    if proc.returncode is None:
+        proc.send_signal(sig)
+    return await asyncio.wait_for(proc.wait(), 60)
+
+
+async def test_kill_9_mid_burst_loses_nothing_and_pays_for_nothing_twice(
+    servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
+) -> None:
+    tg, gemini = servers
+    gemini.enqueue(delay=0.15, times=10_000)  # every answer takes a moment, like a model
+    env = bot_env(tg, gemini, tmp_path)
+    log = tmp_path / "bot.log"
+    chats = [tg.user(2000 + n, f"user{n}") for n in range(20)]
+    sent: list[dict[str, Any]] = []
+    for round_ in range(5):  # a burst: 20 chats, 5 messages each, in order per chat
+        for n, person in enumerate(chats):
+            tag = f"#{round_ * 100 + n}"
+            chat = tg.private_chat(person)
+            if round_ == 0:
+                sent.append(tg.send(chat, person, photo=make_png(48, 48, seed=n),
+                                    caption=f"make it red {tag}"))
+            else:
+                sent.append(tg.send(chat, person, f"now blur it {tag}"))
+    proc = await start_chatbrush(["run"], tmp_path, env, log=log)
+    await tg.wait_for(lambda: sum(bool(final_answers(tg, m)) for m in sent) >= len(sent) // 3,
+                      timeout_s=60, what="a third answered")
+    assert await stop(proc, signal.SIGKILL) == -signal.SIGKILL
+    confirmed_at_kill = [m for m in sent if tg.confirmed(tg.delivered_update(m))]
+    assert len(confirmed_at_kill) > len(sent) // 3  # Telegram forgot these: we must not
+
+    again = await start_chatbrush(["run"], tmp_path, env, log=log)
+    try:
+        await tg.wait_for(lambda: all(final_answers(tg, m) for m in sent), timeout_s=60,
+                          what="every message answered")
+        await tg.wait_polled_past(sent[-1])
+    finally:
+        assert await stop(again) == 0, log.read_text()[-3000:]
+    counts = {m["message_id"]: len(final_answers(tg, m)) for m in sent}
+    assert set(counts.values()) == {1}, "every message answered exactly once"
+    calls = model_calls_per_message(gemini)
+    assert max(calls.values()) == 1, "no message caused two model calls"
+    interrupted = {tag_of(m) for m in sent
+                   if "restarted while the model" in final_answers(tg, m)[0].get("text", "")}
+    # the only messages without a picture are those whose call the kill cut short (at most
+    # one per chat), and a message's call was made at most once
+    assert len(interrupted) <= len(chats)
+    assert {tag_of(m) for m in sent} - set(calls) <= interrupted
+    with sqlite3.connect(tmp_path / "chatbrush.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert "Traceback" not in log.read_text()
+
+
+async def test_sigterm_with_a_backlog_finishes_what_runs_and_keeps_the_rest(
+    servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
+) -> None:
+    tg, gemini = servers
+    gemini.enqueue(delay=0.3, times=1000)
+    env = bot_env(tg, gemini, tmp_path, CHATBRUSH_SHUTDOWN_GRACE="20")
+    log = tmp_path / "bot.log"
+    alice = tg.user(1001, "Alice")
+    chat = tg.private_chat(alice)
+    sent = [tg.send(chat, alice, photo=make_png(48, 48), caption="make it red #0")]
+    sent += [tg.send(chat, alice, f"and more #{n}") for n in range(1, 8)]
+    proc = await start_chatbrush(["run"], tmp_path, env, log=log)
+    await tg.wait_for(lambda: final_answers(tg, sent[0]), timeout_s=60, what="first answer")
+    assert await stop(proc) == 0
+    stopped_log = log.read_text()
+    assert "Traceback" not in stopped_log and "closed database" not in stopped_log
+    answered_before = sum(bool(final_answers(tg, m)) for m in sent)
+    assert answered_before < len(sent), "a backlog was left for the next start"
+
+    again = await start_chatbrush(["run"], tmp_path, env, log=log)
+    try:
+        await tg.wait_for(lambda: all(final_answers(tg, m) for m in sent), timeout_s=60,
+                          what="the backlog answered")
+    finally:
+        assert await stop(again) == 0
+    for message in sent:
+        [answer] = final_answers(tg, message)
+        assert "photo" in answer  # nothing was cut short: the grace let the turn finish
+    assert [r.prompt.split("#")[-1] for r in gemini.requests] == [str(n) for n in range(8)]
+    assert "Traceback" not in log.read_text()
+
+
+# ---------------------------------------------------------------------- webhook
+async def test_webhook_mode_in_chatbrush_web(
+    servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
+) -> None:
+    tg, gemini = servers
+    port = free_port()
+    env = bot_env(tg, gemini, tmp_path, PORT=str(port),
+                  TELEGRAM_WEBHOOK_URL="https://bot.example.test/tg/hook")
+    log = tmp_path / "web.log"
+    server = f"http://127.0.0.1:{port}"
+    proc = await start_chatbrush(["web", "--host", "127.0.0.1"], tmp_path, env, log=log)
+    try:
+        await tg.wait_for(lambda: tg.webhook, what="setWebhook")
+        await wait_until_serving(server)
+        assert tg.webhook is not None and tg.webhook["url"].endswith("/tg/hook")
+        secret = tg.webhook["secret_token"]
+        assert secret and TOKEN not in secret
+        alice = tg.user(1001, "Alice")
+        chat = tg.private_chat(alice)
+        first = tg.send(chat, alice, photo=make_png(48, 48), caption="make it red #1",
+                        push=False)
+        update = tg.queue_update(first)
+        assert await tg.post_to_webhook(update, server, secret="wrong") == 403
+        assert await tg.post_to_webhook(update, server, secret="") == 403
+        assert await tg.post_to_webhook(update, server) == 200
+        assert await tg.post_to_webhook(update, server) == 200  # delivered twice
+        await tg.wait_for(lambda: final_answers(tg, first), what="answer")
+
+        # stored before the 200: a kill right after it loses nothing
+        gemini.pause()
+        second = tg.send(chat, alice, "now blur it #2", push=False)
+        assert await tg.post_to_webhook(tg.queue_update(second), server) == 200
+        assert await stop(proc, signal.SIGKILL) == -signal.SIGKILL
+        gemini.resume()
+        proc = await start_chatbrush(["web", "--host", "127.0.0.1"], tmp_path, env, log=log)
+        await tg.wait_for(lambda: final_answers(tg, second), timeout_s=60, what="resumed")
+    finally:
+        assert await stop(proc) == 0, log.read_text()[-3000:]
+    assert model_calls_per_message(gemini)["#1"] == 1
+    assert not tg.calls_of("getUpdates")  # webhook mode never polls
+    assert [len(final_answers(tg, m)) for m in (first, second)] == [1, 1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_until_serving(server: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(f"{server}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing serves {server}")

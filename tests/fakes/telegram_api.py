@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -185,7 +186,10 @@ class FakeTelegram:
         ] = {}
         #: what the bot subscribed to (Telegram keeps the last value it was given)
         self.allowed_updates: list[str] | None = None
+        #: the webhook the bot registered (``url``, ``secret_token``), or None: polling
+        self.webhook: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._webhook_confirmed: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> FakeTelegram:
@@ -417,6 +421,43 @@ class FakeTelegram:
     def pending_updates(self) -> int:
         return sum(1 for u in self._updates if u["update_id"] >= self._confirmed)
 
+    def confirmed(self, update: dict[str, Any]) -> bool:
+        """Whether the bot confirmed ``update`` (a later getUpdates offset, or a 2xx to its
+        webhook delivery): Telegram forgets it and will never deliver it again."""
+        return int(update["update_id"]) < self._confirmed or (
+            int(update["update_id"]) in self._webhook_confirmed
+        )
+
+    async def post_to_webhook(self, update: dict[str, Any], server: str, *,
+                              secret: str | None = None) -> int:
+        """Deliver ``update`` as Telegram does to a webhook: a JSON POST to the registered
+        URL's path on ``server`` (the bot's local address: Telegram would use the public
+        one) with the registered secret token header (or ``secret`` to forge one).
+        A 2xx answer confirms the update; anything else leaves it to be retried."""
+        import aiohttp
+
+        if self.webhook is None:
+            raise AssertionError("the bot registered no webhook")
+        path = urlsplit(self.webhook["url"]).path or "/"
+        headers = {"Content-Type": "application/json"}
+        token = secret if secret is not None else self.webhook.get("secret_token")
+        if token:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = token
+        async with aiohttp.ClientSession() as http, http.post(
+            server.rstrip("/") + path, data=json.dumps(update), headers=headers
+        ) as response:
+            if 200 <= response.status < 300:
+                self._webhook_confirmed.add(int(update["update_id"]))
+            return response.status
+
+    def queue_update(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An update for ``message`` with its id, remembered but not offered to getUpdates
+        (for webhook delivery with :meth:`post_to_webhook`)."""
+        update = {"update_id": self._next_update_id, "message": message}
+        self._next_update_id += 1
+        self._delivered.append(update)
+        return update
+
     # ------------------------------------------------------------------ fault injection
     def fail_next(
         self, method: str, *, code: int = 429, description: str = "", retry_after: int = 1
@@ -618,7 +659,7 @@ class FakeTelegram:
         self._notify()
         stored = self._files_by_path.get(path)
         if request.match_info["token"] != self.token or stored is None or stored.data is None:
-            return web.Response(status=404, text="Not Found")
+            return self._error(BotApiError(404, "Not Found"))
         return web.Response(body=stored.data, content_type="application/octet-stream")
 
     # ------------------------------------------------------------------ methods
@@ -629,7 +670,32 @@ class FakeTelegram:
         params = call.params
         if str(params.get("drop_pending_updates", "")).lower() == "true":
             self._confirmed = self._next_update_id
+        self.webhook = None
         return True
+
+    async def _m_setWebhook(self, call: Call) -> Any:
+        params = call.params
+        url = str(params.get("url") or "")
+        if not url:
+            self.webhook = None  # an empty URL removes the webhook, as deleteWebhook does
+            return True
+        if not url.startswith("https://"):
+            raise BotApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided "
+                                   "for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise BotApiError(400, "Bad Request: secret token contains unallowed characters")
+        if "allowed_updates" in params:
+            self.allowed_updates = params["allowed_updates"] or None
+        self.webhook = {"url": url, "secret_token": secret}
+        return True
+
+    async def _m_getWebhookInfo(self, call: Call) -> Any:
+        return {
+            "url": self.webhook["url"] if self.webhook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": self.pending_updates,
+        }
 
     async def _m_setMyCommands(self, call: Call) -> Any:
         params = call.params
@@ -643,6 +709,9 @@ class FakeTelegram:
         return True
 
     async def _m_getUpdates(self, call: Call) -> Any:
+        if self.webhook is not None:
+            raise BotApiError(409, "Conflict: can't use getUpdates method while webhook is "
+                                   "active; use deleteWebhook to delete the webhook first")
         params = call.params
         offset = int(params.get("offset", 0) or 0)
         if offset:
