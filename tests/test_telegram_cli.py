@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,6 +91,10 @@ def final_answers(tg: FakeTelegram, message: dict[str, Any]) -> list[dict[str, A
     ]
 
 
+def accepted_at(tg: FakeTelegram, answer: dict[str, Any]) -> float:
+    return tg.sent_at[(answer["chat"]["id"], answer["message_id"])]
+
+
 def tag_of(message: dict[str, Any]) -> str:
     return "#" + str(message.get("caption") or message.get("text") or "").split("#")[-1]
 
@@ -126,6 +131,7 @@ async def test_kill_9_mid_burst_loses_nothing_and_pays_for_nothing_twice(
     proc = await start_chatbrush(["run"], tmp_path, env, log=log)
     await tg.wait_for(lambda: sum(bool(final_answers(tg, m)) for m in sent) >= len(sent) // 3,
                       timeout_s=60, what="a third answered")
+    killed_at = time.monotonic()
     assert await stop(proc, signal.SIGKILL) == -signal.SIGKILL
     confirmed_at_kill = [m for m in sent if tg.confirmed(tg.delivered_update(m))]
     assert len(confirmed_at_kill) > len(sent) // 3  # Telegram forgot these: we must not
@@ -137,8 +143,14 @@ async def test_kill_9_mid_burst_loses_nothing_and_pays_for_nothing_twice(
         await tg.wait_polled_past(sent[-1])
     finally:
         assert await stop(again) == 0, log.read_text()[-3000:]
-    counts = {m["message_id"]: len(final_answers(tg, m)) for m in sent}
-    assert set(counts.values()) == {1}, "every message answered exactly once"
+    # Exactly once, except where the kill landed between Telegram accepting an answer and
+    # the bot recording that: no platform API can tell a restarted bot whether that send
+    # arrived, so it is sent again (at least once, never lost). Only answers the killed
+    # process sent in its last moment may appear twice.
+    twice = [m for m in sent if len(final_answers(tg, m)) > 1]
+    assert all(len(final_answers(tg, m)) == 2 for m in twice)
+    assert all(killed_at - accepted_at(tg, final_answers(tg, m)[0]) < 0.25 for m in twice)
+    assert len(twice) <= len(chats)
     calls = model_calls_per_message(gemini)
     assert max(calls.values()) == 1, "no message caused two model calls"
     interrupted = {tag_of(m) for m in sent

@@ -162,6 +162,8 @@ class FakeTelegram:
         self.calls: list[Call] = []
         #: every message the bot sent, in order (each media-group item separately)
         self.sent: list[dict[str, Any]] = []
+        #: (chat id, message id) -> time.monotonic() when the fake accepted it
+        self.sent_at: dict[tuple[int, int], float] = {}
         #: (chat_id, user_id) -> "creator" | "administrator" | "member" | "left" ...
         self.chat_members: dict[tuple[int, int], str] = {}
         self.commands: list[dict[str, Any]] = []
@@ -912,6 +914,7 @@ class FakeTelegram:
         message["message_id"] = self._new_message_id(message["chat"]["id"])
         self._remember(message)
         self.sent.append(message)
+        self.sent_at[(message["chat"]["id"], message["message_id"])] = time.monotonic()
         return message
 
     def _caption(self, message: dict[str, Any], params: dict[str, Any]) -> None:
