@@ -23,6 +23,8 @@ import bot.images as imaging
 from bot import metrics
 from bot.access import AdminCache
 from bot.commands import COMMANDS, Command, parse_command
+from bot.commands.context import CommandContext
+from bot.commands.handlers import HANDLERS
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, build_context, images_needed
 from bot.errors import UserFacingError
@@ -37,12 +39,11 @@ from bot.events import (
 )
 from bot.input_policy import check_attachments
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
-from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store, UsageSummary
-from bot.threads import Thread, Turn, TurnStatus, format_history, undo_target
+from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
+from bot.threads import Thread, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
-MAX_UNDO = 50
 GENERIC_FAILURE = "Sorry, something went wrong on my side. Please try again in a moment."
 UNREADABLE_ANSWER = "The model service sent an answer the bot couldn't read. Please try again."
 INTERRUPTED = (
@@ -138,7 +139,7 @@ class Engine:
                 if turn is not None and turn.status is TurnStatus.OK and turn.text:
                     await self.store.mark_failed(turn.id, f"error: {reason}")
             await self._safe_progress(work.channel, Progress.FAILED)
-            ids = await self._safe_send(work.channel, GENERIC_FAILURE)
+            ids = await self.safe_send(work.channel, GENERIC_FAILURE)
             if turn is not None:
                 for message_id in ids:
                     await self.store.link_message(work.event.chat, message_id, turn)
@@ -158,7 +159,7 @@ class Engine:
                         return Target(thread, linked.parent_id, follow_head=False)
                     return Target(thread, linked.id, follow_head=False)
             if incoming.reply_attachments:
-                thread = await self._new_thread(work)
+                thread = await self.new_thread(work)
                 return Target(thread, None, follow_head=False,
                               carried=incoming.reply_attachments)
         if incoming.thread_hint:
@@ -166,7 +167,7 @@ class Engine:
             if thread is None:
                 if not incoming.addressed and not incoming.is_private:
                     return None  # the message that was to start it was refused
-                thread = await self._new_thread(work, external_key=incoming.thread_hint)
+                thread = await self.new_thread(work, external_key=incoming.thread_hint)
                 if incoming.reply_attachments and not incoming.attachments:
                     return Target(thread, None, follow_head=False,
                                   carried=incoming.reply_attachments)
@@ -174,13 +175,13 @@ class Engine:
         if incoming.is_private:
             thread = await store.current_thread(incoming.chat)
             if thread is None:
-                thread = await self._new_thread(work)
+                thread = await self.new_thread(work)
             return Target(thread, thread.head_id, follow_head=True)
         if not incoming.addressed:
             return None
-        return Target(await self._new_thread(work), None, follow_head=False)
+        return Target(await self.new_thread(work), None, follow_head=False)
 
-    async def _new_thread(self, work: Work, external_key: str | None = None) -> Thread:
+    async def new_thread(self, work: Work, external_key: str | None = None) -> Thread:
         incoming = work.event
         thread = await self.store.create_thread(
             incoming.chat, lane=work.entry.lane, external_key=external_key,
@@ -235,7 +236,7 @@ class Engine:
         if not text and not prepared:
             raise UserFacingError("Tell me what to change, or send a photo.")
         thread_id = target.thread.id
-        await self._deliver_pending(work, thread_id)
+        await self.deliver_pending(work, thread_id)
         parent_id = target.parent_id
         if target.follow_head:
             current = await self.store.get_thread(thread_id)
@@ -259,7 +260,7 @@ class Engine:
             await self.store.link_message(incoming.chat, incoming.message_id, turn)
             many = "them" if len(prepared) > 1 else "it"
             # Linked, so that replying to this question continues with the picture.
-            for message_id in await self._safe_send(
+            for message_id in await self.safe_send(
                 work.channel, f"Got it. What should I do with {many}?"
             ):
                 await self.store.link_message(incoming.chat, message_id, turn)
@@ -389,7 +390,7 @@ class Engine:
 
     async def _tell_about(self, work: Work, turn: Turn, text: str) -> None:
         """Send ``text`` linked to ``turn``: a reply to it ("try again") finds the turn."""
-        for message_id in await self._safe_send(work.channel, text):
+        for message_id in await self.safe_send(work.channel, text):
             await self.store.link_message(work.event.chat, message_id, turn)
 
     # ------------------------------------------------------------------ resuming
@@ -411,11 +412,13 @@ class Engine:
                                 caption_for(turn), done_event=work.entry.id)
         return InboxStatus.DONE
 
-    async def _deliver_pending(self, work: Work, thread_id: int) -> None:
-        """Pictures of this thread that could not be sent earlier go first."""
-        for turn in await self.store.undelivered(thread_id):
+    async def deliver_pending(self, work: Work, thread_id: int) -> bool:
+        """Pictures of this thread that could not be sent earlier; ``True`` if any."""
+        pending = await self.store.undelivered(thread_id)
+        for turn in pending:
             await self._deliver(work, turn, await self._stored_outputs(turn),
                                 caption_for(turn), done_event=None)
+        return bool(pending)
 
     async def _stored_outputs(self, turn: Turn) -> list[OutputImage]:
         return [await imaging.inspect_output_async(await self.store.image_bytes(ref.sha256),
@@ -463,86 +466,17 @@ class Engine:
         incoming = work.event
         spec = next((c for c in COMMANDS if c.name == command.name), None)
         p = incoming.command_prefix
-        if spec is None:
+        if spec is None or command.name not in HANDLERS:
             raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
         if spec.thread_scoped and incoming.thread_unknown and not incoming.is_private:
             raise UserFacingError(
                 f"I can't tell which conversation {p}{command.name} is meant for here: type "
                 f"it inside the thread you want to change."
             )
-        handler = {
-            "help": self._cmd_help,
-            "new": self._cmd_new,
-            "undo": self._cmd_undo,
-            "history": self._cmd_history,
-            "reset": self._cmd_reset,
-            "resend": self._cmd_resend,
-            "usage": self._cmd_usage,
-            "stats": self._cmd_stats,
-            "settings": self._cmd_settings,
-        }[command.name]
-        await handler(command, work)
+        await HANDLERS[command.name](CommandContext(self, work, command))
         return InboxStatus.DONE
 
-    async def _cmd_help(self, command: Command, work: Work) -> None:
-        await self._safe_send(work.channel, self.help_text(work.event.command_prefix))
-
-    async def _cmd_new(self, command: Command, work: Work) -> None:
-        incoming = work.event
-        if not incoming.is_private or incoming.thread_hint:
-            raise UserFacingError(
-                "Here every message that mentions me starts a fresh conversation; reply to "
-                "one of my images to keep editing it."
-            )
-        await self._new_thread(work)
-        await self._safe_send(work.channel, "Started a fresh conversation. Send a photo or "
-                                            "describe a picture.")
-
-    async def _existing_thread(self, incoming: Incoming) -> Thread:
-        store = self.store
-        thread: Thread | None = None
-        if incoming.reply_to:
-            linked = await store.linked_turn(incoming.chat, incoming.reply_to)
-            if linked is not None:
-                thread = await store.get_thread(linked.thread_id)
-        if thread is None and incoming.thread_hint:
-            thread = await store.thread_by_key(incoming.chat, incoming.thread_hint)
-        if thread is None and incoming.is_private:
-            thread = await store.current_thread(incoming.chat)
-        if thread is None:
-            if incoming.is_private:
-                raise UserFacingError("There is no conversation yet. Send a photo to start.")
-            raise UserFacingError("Reply to one of my images with that command so I know "
-                                  "which conversation you mean.")
-        return thread
-
-    async def _cmd_undo(self, command: Command, work: Work) -> None:
-        incoming = work.event
-        arg = command.args.split()[0] if command.args else "1"
-        if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
-            undo = f"{incoming.command_prefix}undo"
-            raise UserFacingError(f"Use {undo} or {undo} N with N from 1 to {MAX_UNDO}.")
-        thread = await self._existing_thread(incoming)
-        path = [t for t in await self.store.path(thread.head_id) if t.status is TurnStatus.OK]
-        target, steps = undo_target(path, int(arg))
-        if steps == 0:
-            raise UserFacingError("Nothing to undo yet.")
-        # The head moves and the event is finished in one commit: a resumed /undo can
-        # never go back twice.
-        await self.store.set_head(thread.id, target.id if target else None,
-                                  done_event=work.entry.id)
-        undone = f"Undid {steps} version{'s' if steps > 1 else ''}."
-        if target is None:
-            await self._safe_send(work.channel, f"{undone} Back to the start: send a photo "
-                                                "or a prompt to begin again.")
-            return
-        label = f"Back to v{target.version}." if target.is_model else "Back to the original."
-        if not target.images:
-            await self._safe_send(work.channel, f"{undone} {label}")
-            return
-        await self._send_linked(work, target, f"{undone} {label} Reply to continue from here.")
-
-    async def _send_linked(self, work: Work, turn: Turn, caption: str) -> None:
+    async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
         outputs = await self._stored_outputs(turn)
         try:
@@ -553,74 +487,8 @@ class Engine:
         for message_id in ids:
             await self.store.link_message(work.event.chat, message_id, turn)
 
-    async def _cmd_resend(self, command: Command, work: Work) -> None:
-        thread = await self._existing_thread(work.event)
-        pending = await self.store.undelivered(thread.id)
-        if pending:
-            for turn in pending:
-                await self._deliver(work, turn, await self._stored_outputs(turn),
-                                    caption_for(turn), done_event=None)
-            return
-        head = await self.store.get_turn(thread.head_id) if thread.head_id else None
-        if head is None or not head.images:
-            raise UserFacingError("There is no picture to send again in this conversation.")
-        label = f"v{head.version}" if head.is_model else "The original"
-        await self._send_linked(work, head, f"{label}, sent again. Reply to continue from "
-                                            "here.")
-
-    async def _cmd_history(self, command: Command, work: Work) -> None:
-        thread = await self._existing_thread(work.event)
-        turns = await self.store.turns_of(thread.id)
-        await self._safe_send(work.channel, format_history(turns, thread.head_id))
-
-    async def _cmd_reset(self, command: Command, work: Work) -> None:
-        incoming = work.event
-        if not await self.admins.is_admin(incoming, work.channel):
-            raise UserFacingError("Sorry, only chat admins can reset a conversation here.")
-        thread = await self._existing_thread(incoming)
-        await self.store.delete_thread(thread.id)
-        await self._safe_send(work.channel, "Done: I forgot that conversation. Send a photo to "
-                                            "start again.")
-
-    async def _cmd_usage(self, command: Command, work: Work) -> None:
-        incoming = work.event
-        mine = await self.store.usage(platform=incoming.platform,
-                                      chat_id=incoming.chat.chat_id, user_id=incoming.sender.id)
-        chat = await self.store.usage(platform=incoming.platform,
-                                      chat_id=incoming.chat.chat_id)
-
-        def line(who: str, u: UsageSummary) -> str:
-            return (f"{who}: {u.calls} model calls ({u.failed} failed), {u.images} images, "
-                    f"{u.prompt_tokens + u.output_tokens:,} tokens "
-                    f"({u.prompt_tokens:,} in, {u.output_tokens:,} out)")
-
-        await self._safe_send(work.channel, f"{line('You, in this chat', mine)}\n"
-                                            f"{line('This chat', chat)}")
-
-    async def _cmd_stats(self, command: Command, work: Work) -> None:
-        if not self.admins.is_operator(work.event):
-            raise UserFacingError("Sorry, that command is for the bot's operators.")
-        stats = await self.store.stats()
-        lines = [f"Model: {self.model.name}"] + [f"{k}: {v:,}" for k, v in stats.items()]
-        await self._safe_send(work.channel, "\n".join(lines))
-
-    async def _cmd_settings(self, command: Command, work: Work) -> None:
-        if not await self.admins.is_admin(work.event, work.channel):
-            raise UserFacingError("Sorry, that command is for admins.")
-        s = self.settings
-        lines = [
-            f"Model: {self.model.name} (up to {self.model.max_input_images} input images)",
-            f"Image size: {s.gemini_image_size or 'model default'}; aspect ratio: "
-            f"{s.gemini_aspect_ratio or 'model default'}",
-            f"Inputs downscaled to {s.chatbrush_max_side}px; request budget "
-            f"{s.chatbrush_context_bytes / 1e6:.1f} MB",
-            f"Prompt limit: {s.chatbrush_max_prompt_chars:,} characters; upload limit "
-            f"{s.chatbrush_max_upload_bytes / 1e6:.0f} MB",
-        ]
-        await self._safe_send(work.channel, "\n".join(lines))
-
     # ------------------------------------------------------------------ helpers
-    async def _safe_send(self, channel: Channel, text: str) -> list[str]:
+    async def safe_send(self, channel: Channel, text: str) -> list[str]:
         try:
             return await channel.send_text(text)
         except Exception:

@@ -1,0 +1,72 @@
+"""Commands that act on one conversation: /new, /undo, /history, /resend, /reset."""
+
+from __future__ import annotations
+
+from bot.commands.context import CommandContext
+from bot.errors import UserFacingError
+from bot.threads import TurnStatus, format_history, undo_target
+
+MAX_UNDO = 50
+
+
+async def new(ctx: CommandContext) -> None:
+    if not ctx.event.is_private or ctx.event.thread_hint:
+        raise UserFacingError(
+            "Here every message that mentions me starts a fresh conversation; reply to one "
+            "of my images to keep editing it."
+        )
+    await ctx.engine.new_thread(ctx.work)
+    await ctx.say("Started a fresh conversation. Send a photo or describe a picture.")
+
+
+async def undo(ctx: CommandContext) -> None:
+    args = ctx.command.args
+    arg = args.split()[0] if args else "1"
+    if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
+        undo = f"{ctx.prefix}undo"
+        raise UserFacingError(f"Use {undo} or {undo} N with N from 1 to {MAX_UNDO}.")
+    thread = await ctx.thread()
+    path = [t for t in await ctx.store.path(thread.head_id) if t.status is TurnStatus.OK]
+    target, steps = undo_target(path, int(arg))
+    if steps == 0:
+        raise UserFacingError("Nothing to undo yet.")
+    # The head moves and the event is finished in one commit: a resumed /undo can never
+    # go back twice.
+    await ctx.store.set_head(thread.id, target.id if target else None,
+                             done_event=ctx.work.entry.id)
+    undone = f"Undid {steps} version{'s' if steps > 1 else ''}."
+    if target is None:
+        await ctx.say(f"{undone} Back to the start: send a photo or a prompt to begin again.")
+        return
+    label = f"Back to v{target.version}." if target.is_model else "Back to the original."
+    if not target.images:
+        await ctx.say(f"{undone} {label}")
+        return
+    await ctx.engine.send_linked(ctx.work, target, f"{undone} {label} Reply to continue "
+                                                    "from here.")
+
+
+async def history(ctx: CommandContext) -> None:
+    thread = await ctx.thread()
+    turns = await ctx.store.turns_of(thread.id)
+    await ctx.say(format_history(turns, thread.head_id))
+
+
+async def resend(ctx: CommandContext) -> None:
+    """Pictures that could not be delivered go out now; with none, the current one again."""
+    thread = await ctx.thread()
+    if await ctx.engine.deliver_pending(ctx.work, thread.id):
+        return
+    head = await ctx.store.get_turn(thread.head_id) if thread.head_id else None
+    if head is None or not head.images:
+        raise UserFacingError("There is no picture to send again in this conversation.")
+    label = f"v{head.version}" if head.is_model else "The original"
+    await ctx.engine.send_linked(ctx.work, head, f"{label}, sent again. Reply to continue "
+                                                 "from here.")
+
+
+async def reset(ctx: CommandContext) -> None:
+    await ctx.require_admin("Sorry, only chat admins can reset a conversation here.")
+    thread = await ctx.thread()
+    await ctx.store.delete_thread(thread.id)
+    await ctx.say("Done: I forgot that conversation. Send a photo to start again.")

@@ -1,0 +1,22 @@
+"""Which function answers which command (the specs users see are in ``bot.commands``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.commands import conversation, info
+from bot.commands.context import CommandContext
+
+Handler = Callable[[CommandContext], Awaitable[None]]
+
+HANDLERS: dict[str, Handler] = {
+    "help": info.help_,
+    "new": conversation.new,
+    "undo": conversation.undo,
+    "history": conversation.history,
+    "resend": conversation.resend,
+    "reset": conversation.reset,
+    "usage": info.usage,
+    "stats": info.stats,
+    "settings": info.settings,
+}
