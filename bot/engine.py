@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 import bot.images as imaging
 from bot import metrics
 from bot.access import AdminCache
+from bot.chat_settings import ChatSettings, defaults
 from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
@@ -31,6 +32,7 @@ from bot.errors import UserFacingError
 from bot.events import (
     Attachment,
     Channel,
+    ChatKey,
     Incoming,
     InputImage,
     InputRefused,
@@ -91,6 +93,15 @@ class Engine:
         self.model = model
         self.settings = settings
         self.admins = admins or AdminCache(settings)
+
+    async def chat_settings(self, chat: ChatKey) -> ChatSettings:
+        """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
+        return defaults(self.settings, self.model.name)
+
+    async def admit(self, work: Work, *, calls: int) -> None:
+        """Raise :class:`UserFacingError` when ``calls`` more model calls for this event are
+        not allowed now (budgets, rate limits); all of them are counted before any starts.
+        Today every call is allowed: limits come with the operators' controls."""
 
     def help_text(self, prefix: str = "/") -> str:
         lines = [
@@ -294,11 +305,13 @@ class Engine:
         )
         path = [t for t in await self.store.path(user_turn.id) if t.status is TurnStatus.OK]
         context = await self._build_context(path, policy)
+        chosen = await self.chat_settings(incoming.chat)
         request = GenerateRequest(
             context.contents,
-            aspect_ratio=self.settings.gemini_aspect_ratio,
-            image_size=self.settings.gemini_image_size,
+            aspect_ratio=chosen.aspect_ratio,
+            image_size=chosen.image_size,
         )
+        await self.admit(work, calls=1)
         # Recorded before the call: if the process dies during it, the resumed event knows
         # a call may have been paid for and does not make a second one unasked.
         await self.store.inbox_mark_call_started(work.entry.id)
