@@ -117,4 +117,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE threads ADD COLUMN lane TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX turns_by_status ON turns (thread_id, status)",
     ),
+    # 3: image bytes as files beside the database (storage/blobs.py); old rows keep theirs
+    (
+        "ALTER TABLE images ADD COLUMN location TEXT NOT NULL DEFAULT 'db'",
+    ),
 )

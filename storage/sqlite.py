@@ -1,9 +1,12 @@
 """SQLite persistence: the embedded default store (sqlite-utils), one file, one process.
 
-One file holds everything so a bot survives restarts and can be backed up with ``cp``.
-WAL mode lets readers (``/history``, ``/usage``) proceed while a turn is written; every
-turn is written atomically together with its images, the thread's new head and the inbox
-entry's progress. Images are stored once by SHA-256, however many turns refer to them.
+The database file holds everything but the image bytes, which live as files named by
+their SHA-256 in a folder beside it (``chatbrush.db-images/``, see storage/blobs.py): a
+picture per turn would otherwise drive SQLite's WAL checkpoints into the turns' commits.
+Back up both with ``cp -r``. WAL mode lets readers (``/history``, ``/usage``) proceed while a
+turn is written; every turn is written atomically together with its image rows, the
+thread's new head and the inbox entry's progress (its image files are on disk before).
+Images are stored once by SHA-256, however many turns refer to them.
 
 :class:`SqliteDatabase` is synchronous; :class:`SqliteStore` implements the core's
 :class:`bot.store.Store` port by running every call on one dedicated worker thread, which
@@ -39,6 +42,7 @@ from bot.store import (
     UsageSummary,
 )
 from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 
 P = ParamSpec("P")
@@ -57,9 +61,12 @@ class SqliteDatabase:
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.filename = str(path)
         self._lock_file: IO[bytes] | None = None
+        #: where image bytes live (None for an in-memory database: they stay in rows)
+        self.blobs: BlobFiles | None = None
         if self.filename != ":memory:":
             Path(self.filename).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = _exclusive_lock(Path(self.filename + ".lock"))
+            self.blobs = BlobFiles(Path(self.filename + "-images"))
         conn = sqlite3.connect(self.filename, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000)
         self.db = sqlite_utils.Database(conn)
@@ -152,6 +159,7 @@ class SqliteDatabase:
 
     def delete_thread(self, thread_id: int) -> None:
         """Forget a thread: its turns and links go; images nobody else uses go too."""
+        gone: list[str] = []
         with self.db.atomic():
             self.db.execute("UPDATE chat_state SET current_thread_id = NULL"
                             " WHERE current_thread_id = ?", [thread_id])
@@ -161,9 +169,22 @@ class SqliteDatabase:
             self.db.execute("UPDATE threads SET head_turn_id = NULL WHERE id = ?", [thread_id])
             self.db.execute("DELETE FROM turns WHERE thread_id = ?", [thread_id])
             self.db.execute("DELETE FROM threads WHERE id = ?", [thread_id])
-            self.db.execute(
-                "DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM turn_images)"
-            )
+            gone = self._drop_unreferenced_images()
+        self._delete_files(gone)
+
+    def _drop_unreferenced_images(self) -> list[str]:
+        """Delete image rows no turn names (inside a transaction); returns the hashes whose
+        files must go once it commits (a rollback must not have lost them)."""
+        files = [row[0] for row in self.db.execute(
+            "SELECT sha256 FROM images WHERE location = 'file'"
+            " AND sha256 NOT IN (SELECT sha256 FROM turn_images)"
+        ).fetchall()]
+        self.db.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM turn_images)")
+        return files
+
+    def _delete_files(self, shas: Sequence[str]) -> None:
+        if self.blobs is not None and shas:
+            self.blobs.delete(shas)
 
     # ------------------------------------------------------------------ turns
     def add_turn(
@@ -185,8 +206,10 @@ class SqliteDatabase:
         stored: list[StoredPart] = []
         with self.db.atomic():
             for part in parts:
-                ref = (self._put_image(part.image) if isinstance(part.image, NewImage)
-                       else part.image)
+                if isinstance(part.image, NewImage):
+                    ref: ImageRef | None = self._put_image(part.image)
+                else:
+                    ref = self._adopt_image(part.image) if part.image is not None else None
                 stored.append(
                     StoredPart(part.text, ref, part.thought, part.thought_signature,
                                dict(part.extra or {}))
@@ -283,20 +306,48 @@ class SqliteDatabase:
 
     # ------------------------------------------------------------------ images
     def _put_image(self, image: NewImage) -> ImageRef:
-        sha = hashlib.sha256(image.data).hexdigest()
-        self.db.execute(
-            "INSERT OR IGNORE INTO images (sha256, mime_type, width, height, size, data,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [sha, image.mime_type, image.width, image.height, len(image.data), image.data,
-             time.time()],
-        )
-        return ImageRef(sha, image.mime_type, image.width, image.height, len(image.data))
+        if self.blobs is None:
+            sha = hashlib.sha256(image.data).hexdigest()
+            self.db.execute(
+                "INSERT OR IGNORE INTO images (sha256, mime_type, width, height, size, data,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [sha, image.mime_type, image.width, image.height, len(image.data),
+                 image.data, time.time()],
+            )
+            return ImageRef(sha, image.mime_type, image.width, image.height, len(image.data))
+        sha = self.blobs.put(image.data)
+        ref = ImageRef(sha, image.mime_type, image.width, image.height, len(image.data))
+        return self._adopt_image(ref)
+
+    def _adopt_image(self, ref: ImageRef) -> ImageRef:
+        """A row for an image whose file is already written (see SqliteStore.add_turn);
+        an image already stored keeps its row."""
+        if self.blobs is not None and self.blobs.exists(ref.sha256):
+            self.db.execute(
+                "INSERT OR IGNORE INTO images (sha256, mime_type, width, height, size, data,"
+                " created_at, location) VALUES (?, ?, ?, ?, ?, x'', ?, 'file')",
+                [ref.sha256, ref.mime_type, ref.width, ref.height, ref.size, time.time()],
+            )
+        return ref
 
     def image_bytes(self, sha256: str) -> bytes:
-        row = self.db.execute("SELECT data FROM images WHERE sha256 = ?", [sha256]).fetchone()
+        row = self.db.execute("SELECT data, location FROM images WHERE sha256 = ?",
+                              [sha256]).fetchone()
         if row is None:
             raise KeyError(sha256)
+        if row[1] == "file" and self.blobs is not None:
+            return self.blobs.get(sha256)
         return bytes(row[0])
+
+    def image_is_stored(self, sha256: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM images WHERE sha256 = ?", [sha256]).fetchone()
+        return row is not None
+
+    def sweep_image_files(self, *, older_than: float) -> int:
+        """Remove image files no row names (see BlobFiles.sweep)."""
+        if self.blobs is None:
+            return 0
+        return self.blobs.sweep(self.image_is_stored, older_than=older_than)
 
     def image_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
@@ -615,7 +666,11 @@ class SqliteStore:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(database, executor)
+        store = cls(database, executor)
+        # files a crash left without their row (written, never committed); an hour's
+        # margin keeps the files of turns being written by… nobody else: one process
+        await store.run(database.sweep_image_files, older_than=time.time() - 3600)
+        return store
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
@@ -665,11 +720,29 @@ class SqliteStore:
         move_head: bool = True,
         event_id: int | None = None,
     ) -> Turn:
+        staged = await self._stage_images(parts)
         return await self.run(
-            self.sync.add_turn, thread_id, parent_id=parent_id, role=role, parts=parts,
+            self.sync.add_turn, thread_id, parent_id=parent_id, role=role, parts=staged,
             author_id=author_id, author_name=author_name, status=status, error=error,
             move_head=move_head, event_id=event_id,
         )
+
+    async def _stage_images(self, parts: Sequence[NewPart]) -> list[NewPart]:
+        """Write new images' files beforehand, in parallel and off the database thread
+        (each is fsynced), so the commit itself only writes small rows."""
+        blobs = self.sync.blobs
+        if blobs is None or not any(isinstance(p.image, NewImage) for p in parts):
+            return list(parts)
+
+        async def stage(part: NewPart) -> NewPart:
+            image = part.image
+            if not isinstance(image, NewImage):
+                return part
+            sha = await asyncio.to_thread(blobs.put, image.data)
+            ref = ImageRef(sha, image.mime_type, image.width, image.height, len(image.data))
+            return NewPart(part.text, ref, part.thought, part.thought_signature, part.extra)
+
+        return list(await asyncio.gather(*(stage(p) for p in parts)))
 
     async def mark_failed(self, turn_id: int, error: str) -> None:
         await self.run(self.sync.mark_failed, turn_id, error)
@@ -695,6 +768,12 @@ class SqliteStore:
                        move_head=move_head, done_event=done_event)
 
     async def image_bytes(self, sha256: str) -> bytes:
+        blobs = self.sync.blobs
+        if blobs is not None:
+            try:  # content-addressed: the file, if there, is the image (no database hop)
+                return await asyncio.to_thread(blobs.get, sha256)
+            except KeyError:
+                pass
         return await self.run(self.sync.image_bytes, sha256)
 
     # -- links

@@ -92,3 +92,82 @@ def test_a_second_connection_sees_committed_turns(tmp_path: Path) -> None:
     assert other.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 1
     other.close()
     db.close()
+
+
+def _png_with(marker: bytes) -> bytes:
+    import io
+    import zlib
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out, "PNG")
+    png = out.getvalue()
+    chunk = len(marker).to_bytes(4, "big") + b"tEXt" + marker
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    return png[:-12] + chunk + png[-12:]
+
+
+def _database_files_contain(folder: Path, marker: bytes) -> bool:
+    """Whether the database file or its WAL/shm hold ``marker`` (they must exist)."""
+    files = [p for p in folder.iterdir() if p.name.startswith("bot.db") and p.is_file()]
+    assert files
+    return any(marker in p.read_bytes() for p in files)
+
+
+def _files_contain(folder: Path, marker: bytes) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.is_file() and marker in p.read_bytes()]
+
+
+async def test_image_bytes_live_in_files_beside_the_database(tmp_path: Path) -> None:
+    from bot.store import NewImage, NewPart
+
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    marker = b"Comment\x00only-in-the-image-file-7f3a"
+    image = NewImage(_png_with(marker), "image/png", 8, 8)
+    thread = await store.create_thread(CHAT, lane="A")
+    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(image=image)])
+    sha = turn.images[0].sha256
+    assert await store.image_bytes(sha) == image.data
+    assert not _database_files_contain(tmp_path, marker)
+    assert _files_contain(tmp_path / "bot.db-images", marker) == [sha]
+    await store.delete_thread(thread.id)  # the only turn naming it: the file goes too
+    assert _files_contain(tmp_path / "bot.db-images", marker) == []
+    with pytest.raises(KeyError):
+        await store.image_bytes(sha)
+    await store.close()
+
+
+async def test_a_file_whose_turn_never_committed_is_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from storage.blobs import BlobFiles
+
+    first = await SqliteStore.open(tmp_path / "bot.db")
+    await first.close()
+    blobs = BlobFiles(tmp_path / "bot.db-images")
+    orphan = blobs.put(b"written, then the process died before the commit")
+    hour_ago = time.time() - 7200
+    os.utime(blobs.path(orphan), (hour_ago, hour_ago))
+    fresh = blobs.put(b"being written by a turn right now")
+    again = await SqliteStore.open(tmp_path / "bot.db")
+    assert not blobs.exists(orphan) and blobs.exists(fresh)
+    await again.close()
+
+
+def test_images_stored_in_rows_by_an_older_release_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statements in MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("INSERT INTO images (sha256, mime_type, width, height, size, data, created_at)"
+                 " VALUES ('abc', 'image/png', 1, 1, 3, x'010203', 0)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    db = SqliteDatabase(path)
+    assert db.image_bytes("abc") == b"\x01\x02\x03"
+    db.close()
