@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     chatbrush_context_bytes: int = Field(
         8_000_000, ge=100_000, description="byte budget of one request's inline data"
     )
+    chatbrush_context_turns: int = Field(
+        40, ge=2, le=1000, description="the newest turns of a thread a request may carry"
+    )
     chatbrush_max_input_images: int | None = Field(None, ge=1, le=14)
     chatbrush_max_side: int = Field(1536, ge=64, le=8192)
     chatbrush_max_upload_bytes: int = Field(20_000_000, ge=1)

@@ -303,7 +303,7 @@ class Engine:
             max_images=min(self.model.max_input_images,
                            self.settings.chatbrush_max_input_images or 14),
         )
-        path = [t for t in await self.store.path(user_turn.id) if t.status is TurnStatus.OK]
+        path = await self._recent_path(user_turn)
         context = await self._build_context(path, policy)
         chosen = await self.chat_settings(incoming.chat)
         request = GenerateRequest(
@@ -370,6 +370,16 @@ class Engine:
         await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
                             done_event=work.entry.id)
         return InboxStatus.DONE
+
+    async def _recent_path(self, user_turn: Turn) -> list[Turn]:
+        """The newest turns of the path, as many as ``CHATBRUSH_CONTEXT_TURNS`` (a long
+        thread costs no more per turn than a short one), reaching further back only if
+        the picture being edited lies beyond them."""
+        limit = self.settings.chatbrush_context_turns
+        path = await self.store.path(user_turn.id, limit=limit)
+        if len(path) >= limit and not any(t.images for t in path[:-1]):
+            path = await self.store.path(user_turn.id)
+        return [t for t in path if t.status is TurnStatus.OK]
 
     def _observe_call(self, started: float, outcome: str) -> None:
         metrics.MODEL_SECONDS.labels(self.model.name).observe(time.monotonic() - started)

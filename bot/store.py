@@ -129,8 +129,9 @@ class Store(Protocol):
 
     async def turns_of(self, thread_id: int) -> list[Turn]: ...
 
-    async def path(self, turn_id: int | None) -> list[Turn]:
-        """Root → ``turn_id``."""
+    async def path(self, turn_id: int | None, *, limit: int | None = None) -> list[Turn]:
+        """Root → ``turn_id``; with ``limit``, only its newest ``limit`` turns (oldest
+        first), so reading the recent path costs the same however long the thread is."""
         ...
 
     async def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]: ...

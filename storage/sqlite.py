@@ -44,6 +44,7 @@ from bot.store import (
 from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
+from storage.parsed_parts import ParsedParts
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +62,7 @@ class SqliteDatabase:
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.filename = str(path)
         self._lock_file: IO[bytes] | None = None
+        self.parsed_parts = ParsedParts(_load_parts)
         #: where image bytes live (None for an in-memory database: they stay in rows)
         self.blobs: BlobFiles | None = None
         if self.filename != ":memory:":
@@ -82,6 +84,9 @@ class SqliteDatabase:
             self.db.execute(
                 "UPDATE inbox SET lease_until = 0, owner = NULL WHERE status = 'processing'"
             )
+
+    def _turn(self, row: Sequence[Any]) -> Turn:
+        return _turn(row, self.parsed_parts)
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
@@ -254,26 +259,28 @@ class SqliteDatabase:
 
     def get_turn(self, turn_id: int) -> Turn | None:
         row = self.db.execute("SELECT * FROM turns WHERE id = ?", [turn_id]).fetchone()
-        return _turn(row) if row else None
+        return self._turn(row) if row else None
 
     def turns_of(self, thread_id: int) -> list[Turn]:
         rows = self.db.execute(
             "SELECT * FROM turns WHERE thread_id = ? ORDER BY id", [thread_id]
         ).fetchall()
-        return [_turn(r) for r in rows]
+        return [self._turn(r) for r in rows]
 
-    def path(self, turn_id: int | None) -> list[Turn]:
-        """Root → ``turn_id`` in one recursive query (no need to load the whole tree)."""
+    def path(self, turn_id: int | None, *, limit: int | None = None) -> list[Turn]:
+        """Root → ``turn_id`` in one recursive query (no need to load the whole tree);
+        with ``limit``, only the newest ``limit`` turns of it (oldest first)."""
         if turn_id is None:
             return []
+        depth = limit if limit is not None else -1
         rows = self.db.execute(
             "WITH RECURSIVE up(id, depth) AS (SELECT ?, 0 UNION ALL"
             " SELECT t.parent_id, up.depth + 1 FROM turns t JOIN up ON t.id = up.id"
-            " WHERE t.parent_id IS NOT NULL)"
+            " WHERE t.parent_id IS NOT NULL AND (? < 0 OR up.depth + 1 < ?))"
             " SELECT turns.* FROM up JOIN turns ON turns.id = up.id ORDER BY up.depth DESC",
-            [turn_id],
+            [turn_id, depth, depth],
         ).fetchall()
-        return [_turn(r) for r in rows]
+        return [self._turn(r) for r in rows]
 
     def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]:
         """Failed user turns right after ``parent_id`` (newest first): a retry reuses them."""
@@ -282,14 +289,14 @@ class SqliteDatabase:
             " AND parent_id IS ? ORDER BY id DESC",
             [thread_id, TurnStatus.FAILED.value, parent_id],
         ).fetchall()
-        return [_turn(r) for r in rows]
+        return [self._turn(r) for r in rows]
 
     def undelivered(self, thread_id: int) -> list[Turn]:
         rows = self.db.execute(
             "SELECT * FROM turns WHERE thread_id = ? AND status = ? ORDER BY id",
             [thread_id, TurnStatus.UNDELIVERED.value],
         ).fetchall()
-        return [_turn(r) for r in rows]
+        return [self._turn(r) for r in rows]
 
     def mark_delivered(self, turn: Turn, *, chat: ChatKey, message_ids: Sequence[str],
                        move_head: bool, done_event: int | None = None) -> None:
@@ -370,7 +377,7 @@ class SqliteDatabase:
             " WHERE l.platform = ? AND l.chat_id = ? AND l.message_id = ?",
             [chat.platform, chat.chat_id, message_id],
         ).fetchone()
-        return _turn(row) if row else None
+        return self._turn(row) if row else None
 
     # ------------------------------------------------------------------ usage
     def record_usage(
@@ -592,11 +599,11 @@ def _thread(row: Sequence[Any]) -> Thread:
                   head, created_at, created_by, lane)
 
 
-def _turn(row: Sequence[Any]) -> Turn:
+def _turn(row: Sequence[Any], parsed: ParsedParts) -> Turn:
     (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
      created_at, version, error) = row
     return Turn(turn_id, thread_id, parent_id, role, TurnStatus(status), author_id,
-                author_name, _load_parts(parts), created_at, version, error)
+                author_name, parsed.get(turn_id, parts), created_at, version, error)
 
 
 def _dump_parts(parts: Sequence[StoredPart]) -> str:
@@ -753,8 +760,8 @@ class SqliteStore:
     async def turns_of(self, thread_id: int) -> list[Turn]:
         return await self.run(self.sync.turns_of, thread_id)
 
-    async def path(self, turn_id: int | None) -> list[Turn]:
-        return await self.run(self.sync.path, turn_id)
+    async def path(self, turn_id: int | None, *, limit: int | None = None) -> list[Turn]:
+        return await self.run(self.sync.path, turn_id, limit=limit)
 
     async def failed_children(self, parent_id: int | None, thread_id: int) -> list[Turn]:
         return await self.run(self.sync.failed_children, parent_id, thread_id)

@@ -377,3 +377,18 @@ async def test_a_refused_reply_image_is_explained(
     reply = await group.say("edit this", reply_to="77", reply_attachments=(refused,))
     assert reply.text == "That file is 30 MB; bots can download 20 MB at most."
     assert fake.requests == []
+
+
+async def test_a_long_thread_sends_only_its_newest_turns(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    settings = settings_for(tmp_path, fake, chatbrush_context_turns=6)
+    async with running_bot(settings, platform) as bot:
+        dm = dm_of(bot, platform)
+        await dm.say("edit number 0", photo())
+        for i in range(1, 12):
+            await dm.say(f"edit number {i}")
+    last = fake.requests[-1]
+    assert len(last.contents) <= 6
+    assert "edit number 11" in last.texts() and "edit number 0" not in last.texts()
+    assert last.images("model"), "the picture being edited still goes"

@@ -262,3 +262,17 @@ async def test_finished_events_are_pruned_and_open_ones_kept(store: Store) -> No
     assert await store.inbox_get(done.id) is None
     assert await store.inbox_get(waiting.id) is not None
     assert await store.inbox_lane_active("B") and not await store.inbox_lane_active("A")
+
+
+async def test_the_recent_path_is_read_without_the_whole_thread(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    parent = None
+    ids = []
+    for n in range(30):
+        turn = await store.add_turn(thread.id, parent_id=parent, role="user",
+                                    parts=[NewPart(text=f"turn {n}")])
+        ids.append(turn.id)
+        parent = turn.id
+    assert [t.id for t in await store.path(parent, limit=5)] == ids[-5:]
+    assert [t.id for t in await store.path(parent)] == ids
+    assert [t.id for t in await store.path(ids[2], limit=10)] == ids[:3]
