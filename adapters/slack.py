@@ -262,6 +262,13 @@ class SlackAdapter:
         return True
 
     async def start(self, *, webhook: bool) -> None:
+        # One pool of keep-alive connections for every Web API call (slack_sdk otherwise
+        # opens a new session, and a new TLS connection, for each call).
+        self.client.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.slack_connections,
+                                           keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
         self._receiving = True
         if webhook:
             return
@@ -286,6 +293,9 @@ class SlackAdapter:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.client.session is not None:
+            await self.client.session.close()
+            self.client.session = None
 
     def _downloads(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -62,8 +62,6 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'",
                         category=PTBUserWarning)
 
-#: connections to the Bot API; more requests than this wait their turn in asyncio
-HTTP_CONNECTIONS = 32
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -99,7 +97,7 @@ class TelegramAdapter:
             self._token,
             base_url=f"{base}/bot",
             base_file_url=f"{base}/file/bot",
-            request=GatedRequest(HTTP_CONNECTIONS),
+            request=GatedRequest(settings.telegram_connections),
             get_updates_request=HTTPXRequest(connection_pool_size=1),
             rate_limiter=rate_limiter or FloodLimiter(max_retries=3),
         )

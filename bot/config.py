@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     telegram_allowed_users: CommaList = ()
     telegram_album_debounce: float = Field(1.0, ge=0)
     telegram_webhook_url: str | None = None
+    telegram_connections: int = Field(
+        32, ge=1, le=1024, description="keep-alive connections to the Bot API"
+    )
     telegram_webhook_secret: SecretStr | None = None
 
     # --- Slack
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_allowed_channels: CommaList = ()
+    slack_connections: int = Field(
+        32, ge=1, le=1024, description="keep-alive connections to the Slack Web API"
+    )
 
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)

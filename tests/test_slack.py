@@ -674,3 +674,11 @@ async def test_a_retry_of_an_event_cut_short_by_a_restart_is_finished_once(
         await second.intake.drain()
     assert len(gemini.requests) == 1
     assert len(slack.shared_uploads(CHANNEL, str(event["ts"]))) == 1
+
+
+async def test_web_api_calls_reuse_kept_alive_connections(rig: Rig) -> None:
+    for colour in ("red", "green", "blue"):
+        await rig.mention(f"a {colour} square")
+    peers = {c.peer for c in rig.slack.calls if c.method != "files.upload" and c.peer}
+    calls = [c for c in rig.slack.calls if c.method != "files.upload"]
+    assert len(calls) > 10 and len(peers) <= 3  # not a new connection per call

@@ -35,6 +35,8 @@ class ApiCall:
     method: str
     args: dict[str, Any]
     token: str | None
+    #: the client's address and port: one per connection it opened
+    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -270,7 +272,8 @@ class FakeSlack:
         args = await _request_args(request)
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
-        self.calls.append(ApiCall(method, args, token))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.calls.append(ApiCall(method, args, token, tuple(peer[:2]) if peer else None))
         gate = self._held.get(method)
         if gate is not None:
             await self._notify()
