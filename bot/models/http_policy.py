@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -126,27 +125,33 @@ def decode_json(raw: bytes) -> Any:
         raise MalformedAnswer(f"answer is not JSON: {str(exc)[:200]}") from None
 
 
-_B64_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_B64_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 def b64decode_strict(value: Any) -> bytes:
-    """Decode standard or URL-safe base64, refusing anything else (no silent garbage)."""
+    """Decode standard or URL-safe base64, refusing anything else (no silent garbage).
+
+    The standard alphabet is tried first with the decoder's own validation (a separate
+    regular-expression pass over a 2.4 MB answer cost more than the decoding itself);
+    only a string that fails it is tried again as URL-safe base64, validated the same way.
+    """
     if not isinstance(value, str):
         raise MalformedAnswer(f"base64 data is {type(value).__name__}, not a string")
-    if _B64_STD.fullmatch(value):
-        urlsafe = False
-    elif _B64_URL.fullmatch(value):
-        urlsafe = True
-    else:
+    if not value.isascii():
         raise MalformedAnswer("base64 data contains invalid characters")
     padded = value + "=" * (-len(value) % 4)
     try:
-        if urlsafe:
-            return base64.urlsafe_b64decode(padded)
         return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    if "+" in padded or "/" in padded:
+        raise MalformedAnswer("base64 data contains invalid characters")
+    try:
+        return base64.b64decode(padded.translate(_URLSAFE_TO_STD), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedAnswer(f"invalid base64 data: {exc}") from None
+
+
+_URLSAFE_TO_STD = str.maketrans("-_", "+/")
 
 
 def token_count(value: Any, field: str) -> int:
