@@ -307,6 +307,13 @@ class Intake:
         status = InboxStatus.FAILED
         try:
             ids, status = await self._process(entry)
+        except Exception:
+            # Not even the fail-safe could finish it (the store itself failing, say): give
+            # the claim back so it is tried again, instead of renewing it forever.
+            log.exception("message %s in %s could not be handled; it stays in the inbox",
+                          entry.event.message_id, entry.event.chat)
+            with contextlib.suppress(Exception):
+                await self.store.inbox_release(self.owner, ids)
         finally:
             self._running.pop(entry.id, None)
             for entry_id in ids:

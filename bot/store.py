@@ -171,13 +171,15 @@ class Store(Protocol):
     async def inbox_claim(self, owner: str, *, limit: int, lease_seconds: float,
                           platforms: Sequence[str]) -> list[InboxEntry]:
         """Take up to ``limit`` events of ``platforms``, oldest first, each the oldest
-        unfinished one of its lane and not under a live lease."""
+        unfinished one of its lane and not under a live lease. A stored record that can no
+        longer be read is marked failed instead of blocking its lane."""
         ...
 
     async def inbox_renew(self, owner: str, *, lease_seconds: float) -> None: ...
 
-    async def inbox_release(self, owner: str) -> None:
-        """Give back every claim of ``owner`` that is still unfinished (shutdown)."""
+    async def inbox_release(self, owner: str, entry_ids: Sequence[int] | None = None) -> None:
+        """Give back claims of ``owner`` that are still unfinished: all of them (shutdown),
+        or ``entry_ids`` (an event whose handling broke off: it is tried again)."""
         ...
 
     async def inbox_join_group(self, entry: InboxEntry, owner: str, *,

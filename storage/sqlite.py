@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -46,6 +47,7 @@ from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -470,14 +472,21 @@ class SqliteDatabase:
                 " ORDER BY id LIMIT ?",
                 [now, *platforms, limit],
             ).fetchall()
-            ids = [r[0] for r in rows]
+            entries: list[InboxEntry] = []
+            for row in rows:
+                try:
+                    entries.append(_entry(row, status=InboxStatus.PROCESSING, attempts_added=1))
+                except Exception as exc:  # a record no code can read must not block its lane
+                    log.error("inbox entry %s is unreadable (%s); marked failed", row[0], exc)
+                    self._finish([row[0]], InboxStatus.FAILED, f"unreadable record: {exc}")
+            ids = [e.id for e in entries]
             if ids:
                 self.db.execute(
                     "UPDATE inbox SET status = 'processing', owner = ?, lease_until = ?,"
                     f" attempts = attempts + 1 WHERE id IN ({','.join('?' * len(ids))})",
                     [owner, now + lease_seconds, *ids],
                 )
-        return [_entry(r, status=InboxStatus.PROCESSING, attempts_added=1) for r in rows]
+        return entries
 
     def inbox_renew(self, owner: str, *, lease_seconds: float) -> None:
         with self.db.atomic():
@@ -486,12 +495,13 @@ class SqliteDatabase:
                 [time.time() + lease_seconds, owner],
             )
 
-    def inbox_release(self, owner: str) -> None:
+    def inbox_release(self, owner: str, entry_ids: Sequence[int] | None = None) -> None:
+        only = "" if entry_ids is None else f" AND id IN ({','.join('?' * len(entry_ids))})"
         with self.db.atomic():
             self.db.execute(
                 "UPDATE inbox SET lease_until = 0, owner = NULL"
-                " WHERE owner = ? AND status = 'processing'",
-                [owner],
+                f" WHERE owner = ? AND status = 'processing'{only}",
+                [owner, *(entry_ids or ())],
             )
 
     def inbox_join_group(self, entry: InboxEntry, owner: str, *, lease_seconds: float
@@ -819,8 +829,8 @@ class SqliteStore:
     async def inbox_renew(self, owner: str, *, lease_seconds: float) -> None:
         await self.run(self.sync.inbox_renew, owner, lease_seconds=lease_seconds)
 
-    async def inbox_release(self, owner: str) -> None:
-        await self.run(self.sync.inbox_release, owner)
+    async def inbox_release(self, owner: str, entry_ids: Sequence[int] | None = None) -> None:
+        await self.run(self.sync.inbox_release, owner, entry_ids)
 
     async def inbox_join_group(self, entry: InboxEntry, owner: str, *,
                                lease_seconds: float) -> list[InboxEntry]:

@@ -171,3 +171,23 @@ def test_images_stored_in_rows_by_an_older_release_still_read(tmp_path: Path) ->
     db = SqliteDatabase(path)
     assert db.image_bytes("abc") == b"\x01\x02\x03"
     db.close()
+
+
+async def test_an_unreadable_inbox_record_fails_alone_instead_of_blocking(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "bot.db")
+    bad, _ = await store.inbox_add(Incoming(chat=CHAT, message_id="1", sender=Sender("7")),
+                                   lane="A")
+    good, _ = await store.inbox_add(Incoming(chat=CHAT, message_id="2", sender=Sender("7")),
+                                    lane="B")
+    broken = '{"chat": 1'  # cut off: not JSON any more
+    await store.run(store.sync.db.execute, "UPDATE inbox SET event = ? WHERE id = ?",
+                    [broken, bad.id])
+    claimed = await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=["telegram"])
+    assert [e.id for e in claimed] == [good.id]
+    failed = await store.run(store.sync.db.execute,
+                             "SELECT status, error FROM inbox WHERE id = ?", [bad.id])
+    status, error = failed.fetchone()
+    assert status == "failed" and "unreadable" in error
+    await store.close()

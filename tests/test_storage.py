@@ -276,3 +276,12 @@ async def test_the_recent_path_is_read_without_the_whole_thread(store: Store) ->
     assert [t.id for t in await store.path(parent, limit=5)] == ids[-5:]
     assert [t.id for t in await store.path(parent)] == ids
     assert [t.id for t in await store.path(ids[2], limit=10)] == ids[:3]
+
+
+async def test_a_broken_off_event_can_be_given_back_alone(store: Store) -> None:
+    a, _ = await store.inbox_add(event("1"), lane="A")
+    await store.inbox_add(event("2"), lane="B")
+    await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=PLATFORMS)
+    await store.inbox_release("p", [a.id])
+    [again] = await store.inbox_claim("q", limit=5, lease_seconds=60, platforms=PLATFORMS)
+    assert again.id == a.id  # b stays with its owner
