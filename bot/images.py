@@ -5,7 +5,8 @@ an EXIF orientation tag, 50-megapixel camera JPEGs, PDFs named ``photo.jpg``, tr
 downloads, and now and then a decompression bomb. :func:`prepare_input` turns all of that
 into one upright JPEG or PNG no larger than the sending size, with the metadata (GPS!)
 stripped, or refuses it with :class:`ImageRejected` whose ``user_message`` can be shown
-as is. :func:`inspect_output` does the matching check for what a model sends back.
+as is. :func:`inspect_output` does the matching check for what a model sends back, from
+the file's structure alone unless the picture must be converted for the chat.
 
 Speed matters because the engine runs this for every incoming image: JPEGs are decoded in
 libjpeg's reduced-size "draft" mode, and small JPEG/PNG files that need no change are
@@ -21,7 +22,6 @@ import itertools
 import logging
 import os
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
@@ -30,6 +30,16 @@ import pillow_heif
 from PIL import Image
 
 from bot.events import OutputImage
+from bot.image_structure import (
+    PNG_SIGNATURE,
+    MalformedImage,
+    jpeg_segments,
+    png_chunks,
+    png_dimensions,
+    read_jpeg,
+    read_layout,
+    read_png,
+)
 
 pillow_heif.register_heif_opener()
 
@@ -214,9 +224,9 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
     """Open (header only) with the plugins for ``kind``; refuse bombs before any decoding."""
     if kind == "image/png":
         try:
-            _png_chunks(data)
-        except ValueError as exc:
-            raise ImageRejected(_DAMAGED, detail=f"png: {exc}") from None
+            read_png(data)  # Pillow checks no IDAT checksum: damage would decode silently
+        except MalformedImage as exc:
+            raise ImageRejected(_DAMAGED, detail=str(exc)) from None
     formats = _PIL_FORMATS[kind]
     Image.init()
     if not any(f in Image.OPEN for f in formats):  # e.g. a Pillow built without AVIF
@@ -355,59 +365,18 @@ def _strip_jpeg(data: bytes) -> bytes:
     transform). Anything after EOI is dropped too: phones append further images
     (MPO depth maps, gain maps) that carry their own EXIF.
     """
-    n = len(data)
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("no SOI")
-    out = [b"\xff\xd8"]
-    i = 2
-    while True:
-        if i + 1 >= n or data[i] != 0xFF:
-            raise ValueError(f"expected a marker at {i}")
-        while i < n and data[i] == 0xFF:
-            i += 1
-        if i >= n:
-            raise ValueError("truncated marker")
-        marker = data[i]
-        i += 1
-        if marker == 0xD9:
-            out.append(b"\xff\xd9")
-            return b"".join(out)
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            out.append(bytes((0xFF, marker)))
-            continue
-        if i + 2 > n:
-            raise ValueError("truncated segment length")
-        length = int.from_bytes(data[i : i + 2], "big")
-        end = i + length
-        if length < 2 or end > n:
-            raise ValueError("truncated segment")
-        payload = data[i + 2 : end]
-        if marker == 0xE0 and payload.startswith(b"JFIF\x00") and len(payload) >= 12:
+    out: list[bytes] = []
+    for seg in jpeg_segments(data):
+        payload = data[seg.payload : seg.end]
+        if seg.marker == 0xE0 and payload.startswith(b"JFIF\x00") and len(payload) >= 12:
             out.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")  # no thumbnail
-        elif (marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00")) or (
-            marker == 0xEE and payload.startswith(b"Adobe")
+        elif (seg.marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00")) or (
+            seg.marker == 0xEE and payload.startswith(b"Adobe")
         ):
-            out.append(data[i - 2 : end])
-        elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
-            pass  # APPn / COM: EXIF, XMP, IPTC, MPF, comments
-        else:
-            out.append(data[i - 2 : end])
-        i = end
-        if marker == 0xDA:  # entropy-coded data runs to the next real marker
-            j = i
-            while True:
-                j = data.find(b"\xff", j)
-                if j < 0 or j + 1 >= n:
-                    raise ValueError("scan runs past the end")
-                following = data[j + 1]
-                if following == 0x00 or 0xD0 <= following <= 0xD7:
-                    j += 2
-                elif following == 0xFF:
-                    j += 1
-                else:
-                    break
-            out.append(data[i:j])
-            i = j
+            out.append(data[seg.start : seg.end])
+        elif not (0xE0 <= seg.marker <= 0xEF or seg.marker == 0xFE):
+            out.append(data[seg.start : seg.end])  # APPn / COM (EXIF, XMP, IPTC…) go
+    return b"".join(out)
 
 
 #: chunks that carry pixels or colour; everything else (tEXt, iTXt, zTXt, eXIf, tIME…) goes
@@ -419,36 +388,10 @@ _PNG_KEEP: Final = frozenset(
 )  # fmt: skip
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
-    """(type, start, end) of every chunk up to IEND, CRCs checked.
-
-    Pillow does not check IDAT checksums, so a PNG damaged in transit can decode to
-    garbage without any error; this walk is what catches it (zlib's CRC runs at GB/s).
-    """
-    n = len(data)
-    chunks: list[tuple[bytes, int, int]] = []
-    i = 8
-    while True:
-        if i + 12 > n:
-            raise ValueError("truncated chunk header")
-        length = int.from_bytes(data[i : i + 4], "big")
-        end = i + 12 + length
-        if end > n:
-            raise ValueError("truncated chunk")
-        ctype = data[i + 4 : i + 8]
-        crc = zlib.crc32(memoryview(data)[i + 4 : end - 4])
-        if crc != int.from_bytes(data[end - 4 : end], "big"):
-            raise ValueError(f"bad CRC in {ctype!r} chunk")
-        chunks.append((ctype, i, end))
-        i = end
-        if ctype == b"IEND":
-            return chunks
-
-
 def _strip_png(data: bytes) -> bytes:
     """The PNG with only pixel and colour chunks, ending at IEND."""
-    kept = [data[start:end] for ctype, start, end in _png_chunks(data) if ctype in _PNG_KEEP]
-    return data[:8] + b"".join(kept)
+    kept = [data[c.start : c.end] for c in png_chunks(data) if c.ctype in _PNG_KEEP]
+    return PNG_SIGNATURE + b"".join(kept)
 
 
 def _passthrough(
@@ -572,12 +515,18 @@ async def prepare_input_async(
     )
 
 
+_UNREADABLE_ANSWER: Final = "The model sent an image that could not be read."
+
+
 def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
     """Check an image a model returned and report what it really is.
 
     Models occasionally label bytes wrongly or return garbage; chat platforms then fail
     with obscure errors. The declared ``mime_type`` is only a hint: the bytes decide.
-    Formats a chat cannot display directly (HEIC, TIFF, BMP…) are converted to PNG.
+    A PNG, JPEG, WebP or GIF is judged by its structure (see :mod:`bot.image_structure`)
+    and passed on undecoded; formats a chat cannot display directly (HEIC, TIFF, BMP…)
+    are decoded and converted to PNG, and so is anything the structure check cannot
+    vouch for (then the decoder has the last word).
     """
     if not data:
         raise ImageRejected("The model sent an empty image.")
@@ -590,25 +539,56 @@ def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
     if mime_type and mime_type.lower() != kind:
         log.info("model declared %s but sent %s", mime_type, kind)
     try:
-        im = _open_checked(data, kind, DEFAULT_MAX_PIXELS)
-        im.load()
-        if kind in _SENDABLE:
-            return OutputImage(data=data, mime_type=kind, width=im.width, height=im.height)
-        im = _normalise_mode(im)
-        buf = io.BytesIO()
-        im.info = {}
-        im.save(buf, format="PNG")
+        layout = read_layout(data, kind)
+        if layout is not None and layout.vouched:
+            if layout.width * layout.height > DEFAULT_MAX_PIXELS:
+                raise _too_many_pixels(layout.width, layout.height, DEFAULT_MAX_PIXELS)
+            return OutputImage(data=data, mime_type=kind, width=layout.width,
+                               height=layout.height)  # fmt: skip
+        return _decoded_output(data, kind)
     except ImageRejected as exc:
-        raise ImageRejected(
-            "The model sent an image that could not be read.", detail=exc.detail
-        ) from None
-    except Exception as exc:
-        raise ImageRejected(
-            "The model sent an image that could not be read.", detail=f"{kind}: {exc!r}"
-        ) from None
-    return OutputImage(data=buf.getvalue(), mime_type="image/png", width=im.width, height=im.height)
+        raise ImageRejected(_UNREADABLE_ANSWER, detail=exc.detail) from None
+    except Exception as exc:  # MalformedImage, or any decoder failure on untrusted bytes
+        raise ImageRejected(_UNREADABLE_ANSWER, detail=f"{kind}: {exc!r}") from None
+
+
+def _decoded_output(data: bytes, kind: str) -> OutputImage:
+    """Decode the answer in full: as it is when a chat shows it, else converted to PNG."""
+    im = _open_checked(data, kind, DEFAULT_MAX_PIXELS)
+    im.load()
+    if kind in _SENDABLE:
+        return OutputImage(data=data, mime_type=kind, width=im.width, height=im.height)
+    im = _normalise_mode(im)
+    buf = io.BytesIO()
+    im.info = {}
+    im.save(buf, format="PNG")
+    return OutputImage(data=buf.getvalue(), mime_type="image/png", width=im.width,
+                       height=im.height)  # fmt: skip
+
+
+def inspect_stored_output(data: bytes, mime_type: str | None = None) -> OutputImage:
+    """:func:`inspect_output` for an answer that passed it once and was stored since.
+
+    Re-sending a stored picture needs its type and size, not a second check of bytes the
+    store keeps by checksum: a PNG or JPEG costs a header read. Other formats still go
+    through :func:`inspect_output`, which converts them for the chat again.
+    """
+    kind = sniff_image_type(data)
+    try:
+        if kind == "image/png":
+            width, height = png_dimensions(data)
+        elif kind == "image/jpeg":
+            layout = read_jpeg(data, stop_at_frame=True)
+            width, height = layout.width, layout.height
+        else:
+            return inspect_output(data, mime_type)
+    except MalformedImage:
+        return inspect_output(data, mime_type)  # refuses it with the usual message
+    if width <= 0 or height <= 0:
+        return inspect_output(data, mime_type)
+    return OutputImage(data=data, mime_type=kind, width=width, height=height)
 
 
 async def inspect_output_async(data: bytes, mime_type: str | None = None) -> OutputImage:
-    """:func:`inspect_output` in a worker thread."""
+    """:func:`inspect_output` in a worker thread (a conversion can take a while)."""
     return await asyncio.to_thread(inspect_output, data, mime_type)

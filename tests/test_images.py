@@ -20,6 +20,7 @@ from bot.images import (
     PreparedImage,
     inspect_output,
     inspect_output_async,
+    inspect_stored_output,
     prepare_input,
     prepare_input_async,
     sniff_image_type,
@@ -319,13 +320,14 @@ def test_sniff_by_content(make: Callable[[], bytes], expected: str | None) -> No
 # --------------------------------------------------------------------------- refusals
 
 
+def chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk with its CRC right."""
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
 def png_header(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge canvas (a classic decompression bomb)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024, 9)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -429,6 +431,68 @@ async def test_concurrent_preparations_share_the_resize_pool_safely() -> None:
 # --------------------------------------------------------------------------- model output
 
 
+@pytest.fixture
+def pillow_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The formats Pillow opens from here on (each plugin's factory, wrapped to record)."""
+    Image.init()
+    opened: list[str] = []
+
+    def recording(name: str, factory: Callable[..., Image.Image]) -> Callable[..., Image.Image]:
+        def wrapped(*args: object) -> Image.Image:
+            opened.append(name)
+            return factory(*args)
+
+        return wrapped
+
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        monkeypatch.setitem(Image.OPEN, name, (recording(name, factory), accept))
+    return opened
+
+
+def answer_rejected(data: bytes, mime_type: str | None = "image/png") -> str:
+    with pytest.raises(ImageRejected) as info:
+        inspect_output(data, mime_type)
+    return info.value.user_message
+
+
+def answers() -> dict[str, bytes]:
+    """One photo-like answer in every format a chat shows as it is."""
+    im = photo(320, 200)
+    frames = [im, photo(320, 200, seed=2)]
+    return {
+        "png": encode(im, "PNG"),
+        "png palette": encode(im.quantize(64), "PNG"),
+        "png interlaced rgba": encode(im.convert("RGBA"), "PNG", optimize=True),
+        "apng": encode(im, "PNG", save_all=True, append_images=frames[1:]),
+        "jpeg": encode(im, "JPEG", quality=90),
+        "jpeg progressive": encode(im, "JPEG", quality=90, progressive=True),
+        "jpeg grey with restart markers": encode(im.convert("L"), "JPEG", restart_marker_rows=1),
+        "jpeg cmyk": encode(im.convert("CMYK"), "JPEG"),
+        "webp lossy": encode(im, "WEBP", quality=80),
+        "webp lossless": encode(im, "WEBP", lossless=True),
+        "webp with alpha": encode(im.convert("RGBA"), "WEBP"),
+        "webp animated": encode(im, "WEBP", save_all=True, append_images=frames[1:]),
+        "gif": encode(im, "GIF"),
+        "gif animated": encode(im, "GIF", save_all=True, append_images=frames[1:]),
+    }
+
+
+ANSWERS = answers()
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_sound_answer_is_passed_on_with_its_size_and_never_decoded(
+    name: str, pillow_opens: list[str]
+) -> None:
+    data = ANSWERS[name]
+    out = inspect_output(data, "image/png")  # the declared type is only a hint
+    assert pillow_opens == []
+    assert out.data is data
+    expected = Image.open(io.BytesIO(data))
+    assert (out.width, out.height) == expected.size == (320, 200)
+    assert out.mime_type == Image.MIME[expected.format.upper()]  # type: ignore[union-attr]
+
+
 def test_output_reports_the_real_type_and_size() -> None:
     data = encode(photo(64, 32), "PNG")
     out = inspect_output(data, "image/jpeg")  # a mislabelled answer
@@ -436,10 +500,94 @@ def test_output_reports_the_real_type_and_size() -> None:
     assert out.data == data and out.extension == "png"
 
 
-def test_output_in_a_format_chats_cannot_show_becomes_png() -> None:
+def test_output_in_a_format_chats_cannot_show_becomes_png(pillow_opens: list[str]) -> None:
     out = inspect_output(encode(halves((40, 20), RED, BLUE), "HEIF"), "image/heic")
+    assert pillow_opens == ["HEIF"]
     assert out.mime_type == "image/png" and (out.width, out.height) == (40, 20)
     assert near(px(Image.open(io.BytesIO(out.data)).convert("RGB"), (5, 10)), RED)
+
+
+def png_with_chunk(ctype: bytes, body: bytes) -> bytes:
+    """A real PNG with one more chunk (CRC right) before IEND."""
+    data = encode(photo(48, 32), "PNG")
+    return data[:-12] + chunk(ctype, body) + data[-12:]
+
+
+def test_answer_the_structure_cannot_vouch_for_is_decoded(pillow_opens: list[str]) -> None:
+    # a critical chunk (upper-case first letter) no decoder we know: let Pillow decide
+    out = inspect_output(png_with_chunk(b"ZZZz", b"later standard"), "image/png")
+    assert pillow_opens == ["PNG"]
+    assert (out.mime_type, out.width, out.height) == ("image/png", 48, 32)
+
+
+def test_jpeg_with_stray_bytes_between_segments_is_left_to_the_decoder(
+    pillow_opens: list[str],
+) -> None:
+    data = encode(photo(48, 32), "JPEG")
+    odd = data[:20] + b"\x00\x00" + data[20:]  # after APP0; libjpeg skips them, warning
+    out = inspect_output(odd, "image/jpeg")
+    assert pillow_opens == ["JPEG"]
+    assert (out.mime_type, out.width, out.height) == ("image/jpeg", 48, 32)
+
+
+def test_ancillary_chunk_needs_no_decode(pillow_opens: list[str]) -> None:
+    out = inspect_output(png_with_chunk(b"zzZz", b"private note"), "image/png")
+    assert pillow_opens == [] and (out.width, out.height) == (48, 32)
+
+
+def flipped(data: bytes, index: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[index] ^= 0x01
+    return bytes(damaged)
+
+
+PNG_ANSWER = ANSWERS["png"]
+JPEG_ANSWER = ANSWERS["jpeg progressive"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(PNG_ANSWER[: len(PNG_ANSWER) // 2], id="png cut in half"),
+        pytest.param(PNG_ANSWER[:-12], id="png without IEND"),
+        pytest.param(PNG_ANSWER[:-3], id="png cut inside IEND"),
+        pytest.param(PNG_ANSWER[:100], id="png cut inside the first IDAT"),
+        pytest.param(flipped(PNG_ANSWER, len(PNG_ANSWER) - 14), id="png IDAT CRC flipped"),
+        pytest.param(flipped(PNG_ANSWER, len(PNG_ANSWER) // 2), id="png pixel byte flipped"),
+        pytest.param(flipped(PNG_ANSWER, 17), id="png IHDR width flipped"),
+        pytest.param(PNG_ANSWER[:33] + PNG_ANSWER[-12:], id="png without IDAT"),
+        pytest.param(JPEG_ANSWER[: len(JPEG_ANSWER) // 2], id="jpeg cut in half"),
+        pytest.param(JPEG_ANSWER[:-2], id="jpeg without EOI"),
+        pytest.param(JPEG_ANSWER[:200], id="jpeg cut in its headers"),
+        pytest.param(ANSWERS["jpeg"][:-1], id="baseline jpeg cut by a byte"),
+        pytest.param(ANSWERS["webp lossy"][:-10], id="webp cut short"),
+        pytest.param(ANSWERS["webp lossless"][:30], id="webp cut in its header"),
+        pytest.param(ANSWERS["gif"][: len(ANSWERS["gif"]) // 2], id="gif cut in half"),
+        pytest.param(ANSWERS["gif animated"][:-20], id="gif cut in its last frame"),
+    ],
+)
+def test_truncated_or_damaged_answer_is_refused_without_decoding(
+    data: bytes, pillow_opens: list[str]
+) -> None:
+    assert answer_rejected(data) == "The model sent an image that could not be read."
+
+
+def test_answer_claiming_sixty_thousand_squared_pixels_is_refused_from_its_header(
+    pillow_opens: list[str],
+) -> None:
+    bomb = png_header(60_000, 60_000)  # valid CRCs and zlib stream, 3.6 gigapixels
+    assert answer_rejected(bomb) == "The model sent an image that could not be read."
+    assert pillow_opens == []
+
+
+def test_mislabelled_damaged_answer_is_refused_with_the_same_message() -> None:
+    jpeg_as_png = JPEG_ANSWER[:-100]
+    assert answer_rejected(jpeg_as_png, "image/png") == (
+        "The model sent an image that could not be read."
+    )
+    assert answer_rejected(b"<html>quota exceeded</html>", "image/png") == (
+        "The model sent something that is not an image."
+    )
 
 
 @pytest.mark.parametrize(
@@ -456,6 +604,21 @@ async def test_truncated_output_rejected_async() -> None:
     data = encode(photo(300, 200), "PNG")
     with pytest.raises(ImageRejected):
         await inspect_output_async(data[:-200], "image/png")
+
+
+@pytest.mark.parametrize("name", ["png", "jpeg", "jpeg progressive", "webp lossy", "gif"])
+def test_stored_answer_is_described_from_its_header(name: str, pillow_opens: list[str]) -> None:
+    data = ANSWERS[name]
+    assert inspect_stored_output(data, "image/png") == inspect_output(data, "image/png")
+    assert pillow_opens == []
+
+
+def test_stored_answer_in_another_format_is_converted_again() -> None:
+    heic = encode(halves((40, 20), RED, BLUE), "HEIF")
+    out = inspect_stored_output(heic, "image/heic")
+    assert (out.mime_type, out.width, out.height) == ("image/png", 40, 20)
+    with pytest.raises(ImageRejected):
+        inspect_stored_output(b"\x89PNG\r\n\x1a\n garbage", "image/png")
 
 
 def test_heif_plugin_registered_at_import() -> None:
