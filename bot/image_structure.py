@@ -346,6 +346,73 @@ def read_gif(data: bytes) -> Layout:
     return Layout(width, height)
 
 
+# --------------------------------------------------------------------------- ICO / CUR
+
+ICON_MAGIC: Final = b"\x00\x00\x01\x00"
+CURSOR_MAGIC: Final = b"\x00\x00\x02\x00"
+#: header sizes of the DIB variants an icon frame may use (BITMAPCOREHEADER is 12)
+_DIB_HEADERS: Final = frozenset({12, 40, 52, 56, 64, 108, 124})
+
+
+class IconFrame(NamedTuple):
+    """One picture in an ICO or CUR file; ``data[start:end]`` is a PNG or a DIB."""
+
+    width: int
+    height: int
+    bits: int
+    start: int
+    end: int
+    is_png: bool
+
+
+def looks_like_icon(data: bytes) -> bool:
+    """ICO/CUR magic is four bytes, three of them zero: the directory must fit too."""
+    if data[:4] not in (ICON_MAGIC, CURSOR_MAGIC) or len(data) < 22:
+        return False
+    count = int.from_bytes(data[4:6], "little")
+    first_offset = int.from_bytes(data[18:22], "little")
+    return count > 0 and 6 + 16 * count <= first_offset < len(data)
+
+
+def icon_frames(data: bytes) -> list[IconFrame]:
+    """Every frame of an ICO or CUR file, its size read from the frame's own header.
+
+    The directory's one-byte sizes cannot say more than 256, and a PNG frame may claim
+    anything: the frame headers are what a decoder allocates for.
+    """
+    count = int.from_bytes(data[4:6], "little")
+    table_end = 6 + 16 * count
+    if count == 0 or table_end > len(data):
+        raise MalformedImage("icon: directory runs past the end")
+    frames = []
+    for entry in range(6, table_end, 16):
+        bits = int.from_bytes(data[entry + 6 : entry + 8], "little")
+        size = int.from_bytes(data[entry + 8 : entry + 12], "little")
+        start = int.from_bytes(data[entry + 12 : entry + 16], "little")
+        end = start + size
+        if start < table_end or end > len(data) or size < 16:
+            raise MalformedImage("icon: a frame lies outside the file")
+        frame = data[start:end]
+        if frame.startswith(PNG_SIGNATURE):
+            width, height = png_dimensions(frame)
+            frames.append(IconFrame(width, height, bits, start, end, is_png=True))
+            continue
+        header = int.from_bytes(frame[0:4], "little")
+        if header not in _DIB_HEADERS:
+            raise MalformedImage(f"icon: frame is neither PNG nor bitmap ({frame[:4]!r})")
+        if header == 12:
+            width = int.from_bytes(frame[4:6], "little")
+            doubled = int.from_bytes(frame[6:8], "little")
+        else:
+            width = int.from_bytes(frame[4:8], "little", signed=True)
+            doubled = abs(int.from_bytes(frame[8:12], "little", signed=True))
+        # a bitmap frame's height counts its colour rows and its transparency mask
+        if width <= 0 or doubled < 2:
+            raise MalformedImage(f"icon: bitmap frame of {width}x{doubled // 2}")
+        frames.append(IconFrame(width, doubled // 2, bits, start, end, is_png=False))
+    return frames
+
+
 READERS: Final = {
     "image/png": read_png,
     "image/jpeg": read_jpeg,

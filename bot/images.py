@@ -1,8 +1,9 @@
 """Image normalisation: every picture a user sends is checked and made safe to forward.
 
-Chat apps hand us whatever people upload: iPhone HEIC files, sideways photos that rely on
-an EXIF orientation tag, 50-megapixel camera JPEGs, PDFs named ``photo.jpg``, truncated
-downloads, and now and then a decompression bomb. :func:`prepare_input` turns all of that
+Chat apps hand us whatever people upload: iPhone HEIC files, Windows icons (their largest
+frame is used), sideways photos that rely on an EXIF orientation tag, 50-megapixel camera
+JPEGs, camera RAW files, PDFs named ``photo.jpg``, truncated downloads, and now and then a
+decompression bomb. :func:`prepare_input` turns all of that
 into one upright JPEG or PNG no larger than the sending size, with the metadata (GPS!)
 stripped, or refuses it with :class:`ImageRejected` whose ``user_message`` can be shown
 as is. :func:`inspect_output` does the matching check for what a model sends back, from
@@ -33,7 +34,9 @@ from bot.events import OutputImage
 from bot.image_structure import (
     PNG_SIGNATURE,
     MalformedImage,
+    icon_frames,
     jpeg_segments,
+    looks_like_icon,
     png_chunks,
     png_dimensions,
     read_jpeg,
@@ -66,7 +69,10 @@ _PIL_FORMATS: Final[dict[str, tuple[str, ...]]] = {
     "image/avif": ("AVIF", "HEIF"),
     "image/bmp": ("BMP",),
     "image/tiff": ("TIFF",),
+    "image/x-icon": ("ICO",),
+    "image/x-cursor": ("CUR",),
 }
+_ICON_KINDS: Final = frozenset({"image/x-icon", "image/x-cursor"})
 
 _HEIC_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"})
 _HEIF_BRANDS: Final = frozenset({b"mif1", b"msf1"})
@@ -142,6 +148,8 @@ def sniff_image_type(data: bytes) -> str | None:
         and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
     ):
         return "image/bmp"
+    if looks_like_icon(data):
+        return "image/x-icon" if data[2] == 1 else "image/x-cursor"
     brands = _ftyp_brands(data)
     if brands:
         major = brands[0]
@@ -169,8 +177,49 @@ def _is_video_ftyp(data: bytes) -> bool:
     )
 
 
+_CAMERA_RAW: Final = (
+    "Camera RAW files are not supported here; please send a JPEG (cameras and phone apps "
+    "can export one)."
+)
+#: leading bytes of camera RAW formats that are not TIFF underneath (those are told apart
+#: once opened, see :func:`_is_camera_raw`): Fujifilm, Olympus, Panasonic, Sigma, old Canon
+_RAW_MAGIC: Final = (
+    b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"FOVb",
+    b"II\x1a\x00\x00\x00HEAPCCDR",
+)  # fmt: skip
+
+
+def _unsupported_image(data: bytes) -> str | None:
+    """The refusal for a picture in a format we recognise but do not take, naming it."""
+    head = data[:512]
+    low = head.lower().lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(_RAW_MAGIC) or _ftyp_brands(data)[:1] == [b"crx "]:  # crx: Canon CR3
+        return _CAMERA_RAW
+    named: list[tuple[bool, str]] = [
+        (head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "JPEG XL images"),
+        (
+            head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")),
+            "JPEG 2000 images",
+        ),
+        (head.startswith(b"8BPS"), "Photoshop (PSD) files"),
+        (head.startswith(b"icns"), "macOS icon (ICNS) files"),
+        (head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")), "PostScript (EPS) files"),
+        (
+            b"<svg" in low and not low.startswith((b"<!doctype html", b"<html")),
+            "SVG drawings",
+        ),
+    ]
+    for matched, what in named:
+        if matched:
+            return f"{what} are not supported here; please send a JPEG or PNG."
+    return None
+
+
 def _describe_non_image(data: bytes) -> str:
     """A few words on what a refused file seems to be, so the user knows what went wrong."""
+    unsupported = _unsupported_image(data)
+    if unsupported:
+        return unsupported
     head = data[:512]
     low = head.lower().lstrip(b"\xef\xbb\xbf \t\r\n")
     known: list[tuple[bool, str]] = [
@@ -178,7 +227,6 @@ def _describe_non_image(data: bytes) -> str:
         (head.startswith(b"PK\x03\x04"), "a ZIP archive or Office document"),
         (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), "an archive"),
         (head.startswith((b"\x7fELF", b"MZ")), "a program"),
-        (head.startswith(b"8BPS"), "a Photoshop file"),
         (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), "a video"),
         (_ftyp_brands(data)[:1] == [b"M4A "], "an audio file"),
         (head.startswith(b"RIFF") and head[8:12] == b"AVI ", "a video"),
@@ -187,7 +235,6 @@ def _describe_non_image(data: bytes) -> str:
             or (head.startswith(b"RIFF") and head[8:12] == b"WAVE"),
             "an audio file",
         ),
-        (b"<svg" in low, "an SVG drawing; please send it as PNG or JPEG"),
         (low.startswith((b"<!doctype html", b"<html")), "a web page"),
     ]
     for matched, what in known:
@@ -220,8 +267,43 @@ def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
     )
 
 
+def _largest_icon_png(data: bytes, max_pixels: int) -> bytes | None:
+    """The largest frame of an ICO/CUR when it is a PNG (opened as one then), else None.
+
+    Every frame's size is checked first: Pillow decodes an icon's frame as it opens it.
+    """
+    try:
+        frames = icon_frames(data)
+    except MalformedImage as exc:
+        raise ImageRejected(_DAMAGED, detail=str(exc)) from None
+    for frame in frames:
+        if frame.width * frame.height > max_pixels:
+            raise _too_many_pixels(frame.width, frame.height, max_pixels)
+    largest = max(frames, key=lambda f: (f.width * f.height, f.bits))
+    return data[largest.start : largest.end] if largest.is_png else None
+
+
+def _is_camera_raw(data: bytes, im: Image.Image) -> bool:
+    """A TIFF that is really a camera RAW: DNG, Canon CR2, or a first page that is only
+    a reduced-size preview (Nikon NEF, Sony ARW, Pentax PEF…) of sensor data we cannot
+    develop."""
+    tags = getattr(im, "tag_v2", {})
+    try:
+        preview = int(tags.get(254, 0)) & 1  # NewSubfileType: "reduced-resolution image"
+    except (TypeError, ValueError):
+        preview = 0
+    return data[8:10] == b"CR" or 50706 in tags or bool(preview)  # 50706: DNGVersion
+
+
 def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
-    """Open (header only) with the plugins for ``kind``; refuse bombs before any decoding."""
+    """Open (header only) with the plugins for ``kind``; refuse bombs before any decoding.
+
+    An icon (ICO, CUR) gives its largest frame.
+    """
+    if kind in _ICON_KINDS:
+        png_frame = _largest_icon_png(data, max_pixels)
+        if png_frame is not None:
+            return _open_checked(png_frame, "image/png", max_pixels)
     if kind == "image/png":
         try:
             read_png(data)  # Pillow checks no IDAT checksum: damage would decode silently
@@ -246,6 +328,8 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
         ) from None
     except Exception as exc:  # untrusted bytes: any parser failure means "unreadable"
         raise ImageRejected(_DAMAGED, detail=f"{kind}: {exc!r}") from None
+    if kind == "image/tiff" and _is_camera_raw(data, im):
+        raise ImageRejected(_CAMERA_RAW, detail="tiff: camera raw")
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageRejected(_DAMAGED, detail=f"{kind}: empty size {im.size}")

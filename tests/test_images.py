@@ -289,6 +289,113 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
     assert 110 < px(out, (28, 16))[0] < 145  # 128, not 255
 
 
+def test_animated_png_uses_its_default_image() -> None:
+    frames = [Image.new("RGB", (60, 40), c) for c in (BLUE, RED, GREEN)]
+    data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:], default_image=True)
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
+    # the still picture viewers without animation show, which chats show as the preview
+    assert near(px(opened(prepare_input(data)), (30, 20)), BLUE)
+
+
+def half_transparent_icon_source() -> Image.Image:
+    im = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    im.paste((*GREEN, 255), (128, 0, 256, 256))
+    return im
+
+
+@pytest.mark.parametrize("frame_format", ["png", "bmp"])
+def test_ico_file_gives_its_largest_frame_with_transparency(frame_format: str) -> None:
+    data = encode(half_transparent_icon_source(), "ICO", sizes=[(16, 16), (48, 48), (256, 256)],
+                  bitmap_format=frame_format)  # fmt: skip
+    prepared = prepare_input(data)
+    out = opened(prepared)
+    assert prepared.mime_type == "image/png" and out.size == (256, 256)
+    assert px(out, (40, 128))[3] == 0
+    assert px(out, (200, 128)) == (*GREEN, 255)
+
+
+def icon_file(magic: bytes, frames: list[tuple[int, int, bytes]]) -> bytes:
+    """An ICO/CUR: a directory of (width, height, payload) frames, payloads after it."""
+    offset = 6 + 16 * len(frames)
+    directory, payloads = [], []
+    for width, height, payload in frames:
+        directory.append(struct.pack("<BBBBHHII", width % 256, height % 256, 0, 0, 1, 32,
+                                     len(payload), offset))  # fmt: skip
+        payloads.append(payload)
+        offset += len(payload)
+    return magic + struct.pack("<H", len(frames)) + b"".join(directory + payloads)
+
+
+def cursor_bitmap(size: int, colour: tuple[int, int, int]) -> bytes:
+    """A cursor frame: a BMP's DIB with the height doubled, then its 1-bit AND mask."""
+    dib = bytearray(encode(Image.new("RGB", (size, size), colour), "BMP")[14:])
+    dib[8:12] = struct.pack("<i", 2 * size)
+    return bytes(dib) + b"\x00" * (4 * size)
+
+
+def test_cursor_file_gives_its_largest_frame() -> None:
+    data = icon_file(b"\x00\x00\x02\x00", [(16, 16, cursor_bitmap(16, BLUE)),
+                                             (32, 32, cursor_bitmap(32, RED))])  # fmt: skip
+    out = opened(prepare_input(data))
+    assert out.size == (32, 32)
+    assert near(px(out, (16, 16)), RED)
+
+
+def test_cursor_with_a_png_frame_uses_it() -> None:
+    frame = encode(halves((48, 48), RED, BLUE), "PNG")
+    data = icon_file(b"\x00\x00\x02\x00", [(16, 16, cursor_bitmap(16, GREEN)), (48, 48, frame)])
+    out = opened(prepare_input(data))
+    assert out.size == (48, 48)
+    assert near(px(out, (4, 24)), RED) and near(px(out, (44, 24)), BLUE)
+
+
+def test_icon_whose_frame_claims_sixty_thousand_squared_pixels_is_refused(
+    pillow_opens: list[str],
+) -> None:
+    data = icon_file(b"\x00\x00\x01\x00", [(256, 256, png_header(60_000, 60_000))])
+    assert "too large (60000 × 60000 pixels)" in rejected(data)
+    assert pillow_opens == []
+
+
+def test_icon_pointing_past_its_end_is_damaged() -> None:
+    data = encode(half_transparent_icon_source(), "ICO", sizes=[(32, 32), (64, 64)])
+    assert "damaged or incomplete" in rejected(data[:-50])
+
+
+def tiff_with(tag: int, value: object, tagtype: int | None = None) -> bytes:
+    from PIL import TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[tag] = value
+    if tagtype is not None:
+        ifd.tagtype[tag] = tagtype
+    return encode(Image.new("RGB", (160, 120), RED), "TIFF", tiffinfo=ifd)
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: b"\xff\x0a\xfa\x7f\x01\x90\x08" + bytes(64), "JPEG XL images"),
+        (lambda: b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64), "JPEG XL images"),
+        (lambda: encode(photo(32, 32), "JPEG2000"), "JPEG 2000 images"),
+        (lambda: encode(photo(32, 32), "ICNS"), "macOS icon (ICNS) files"),
+        (lambda: b"8BPS\x00\x01" + bytes(64), "Photoshop (PSD) files"),
+        (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "PostScript (EPS)"),
+        (lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (lambda: b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom", "Camera RAW"),
+        (lambda: b"FUJIFILMCCD-RAW 0201FF383501" + bytes(64), "Camera RAW"),
+        (lambda: tiff_with(50706, b"\x01\x04\x00\x00", tagtype=1), "Camera RAW"),  # DNG
+        (lambda: tiff_with(254, 1), "Camera RAW"),  # NEF, ARW…: a preview comes first
+    ],
+)
+def test_pictures_in_formats_we_do_not_take_are_named(
+    make: Callable[[], bytes], fragment: str
+) -> None:
+    message = rejected(make())
+    assert fragment in message and "not supported here" in message
+    assert "JPEG" in message  # what to send instead
+
+
 def test_bmp_and_tiff_are_accepted() -> None:
     for fmt in ("BMP", "TIFF"):
         prepared = prepare_input(encode(halves((40, 20), RED, BLUE), fmt))
@@ -310,6 +417,8 @@ def test_bmp_and_tiff_are_accepted() -> None:
         (lambda: b"%PDF-1.7\n", None),
         (lambda: b"hello", None),
         (lambda: b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", None),
+        (lambda: encode(photo(16, 16), "ICO"), "image/x-icon"),
+        (lambda: b"\x00\x00\x01\x00" + b"\x00" * 40, None),  # zeros are not an icon
         (lambda: b"", None),
     ],
 )
@@ -382,7 +491,7 @@ def test_header_only_jpeg_refused() -> None:
         ("Grüße aus Köln — schön!".encode(), "looks like a text file"),
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "ZIP archive"),
         (b"<!DOCTYPE html><html><body>Forbidden</body></html>", "web page"),
-        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"<!DOCTYPE html><html><body><svg><circle r='4'/></svg></body></html>", "web page"),
         (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "video"),
         (b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom", "audio"),
         (bytes(range(256)) * 4, "not an image."),
