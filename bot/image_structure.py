@@ -264,6 +264,8 @@ def read_webp(data: bytes) -> Layout:
         chunks.setdefault(fourcc, data[i + 8 : i + 8 + size])
         i += 8 + size + (size & 1)
     first = data[12:16]
+    if first not in chunks:
+        raise MalformedImage("webp: no chunk inside the RIFF length")
     if first == b"VP8X":
         body = chunks[first]
         if len(body) < 10:

@@ -58,3 +58,12 @@ def test_a_second_frame_or_a_scan_before_the_frame_is_malformed() -> None:
 
 def test_formats_without_a_reader_are_left_to_the_decoder() -> None:
     assert read_layout(b"II*\x00", "image/tiff") is None
+
+
+def test_webp_whose_riff_length_leaves_out_its_image_is_malformed() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, "WEBP")
+    data = bytearray(buf.getvalue())
+    data[4:8] = (4).to_bytes(4, "little")  # RIFF holds only "WEBP", the VP8 chunk after it
+    with pytest.raises(MalformedImage, match="no chunk"):
+        read_layout(bytes(data), "image/webp")
