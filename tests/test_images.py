@@ -114,12 +114,24 @@ def test_twelve_megapixel_sideways_jpeg_is_downscaled_to_max_side() -> None:
     assert im.size == (prepared.width, prepared.height) == (1152, 1536)
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
-def test_parallel_band_resize_is_seamless(mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "source_size", "resample"),
+    [
+        # after a JPEG draft decode the factor is under 2: bilinear
+        ("RGB", (2400, 1800), Image.Resampling.BILINEAR),
+        ("RGBA", (2400, 1800), Image.Resampling.BILINEAR),
+        ("L", (2400, 1800), Image.Resampling.BILINEAR),
+        # a PNG or HEIC straight from a 12 MP camera: bicubic
+        ("RGB", (4000, 3000), Image.Resampling.BICUBIC),
+    ],
+)
+def test_parallel_band_resize_is_seamless(
+    mode: str, source_size: tuple[int, int], resample: Image.Resampling
+) -> None:
     from bot.images import _resize
 
-    source = photo(2400, 1800).convert(mode)
-    expected = source.resize((1536, 1152), Image.Resampling.BICUBIC)
+    source = photo(*source_size).convert(mode)
+    expected = source.resize((1536, 1152), resample)
     assert _resize(source, (1536, 1152)).tobytes() == expected.tobytes()
 
 
