@@ -20,6 +20,7 @@ from bot.images import (
     PreparedImage,
     inspect_output,
     inspect_output_async,
+    inspect_stored_output,
     prepare_input,
     prepare_input_async,
     sniff_image_type,
@@ -113,12 +114,24 @@ def test_twelve_megapixel_sideways_jpeg_is_downscaled_to_max_side() -> None:
     assert im.size == (prepared.width, prepared.height) == (1152, 1536)
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
-def test_parallel_band_resize_is_seamless(mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "source_size", "resample"),
+    [
+        # after a JPEG draft decode the factor is under 2: bilinear
+        ("RGB", (2400, 1800), Image.Resampling.BILINEAR),
+        ("RGBA", (2400, 1800), Image.Resampling.BILINEAR),
+        ("L", (2400, 1800), Image.Resampling.BILINEAR),
+        # a PNG or HEIC straight from a 12 MP camera: bicubic
+        ("RGB", (4000, 3000), Image.Resampling.BICUBIC),
+    ],
+)
+def test_parallel_band_resize_is_seamless(
+    mode: str, source_size: tuple[int, int], resample: Image.Resampling
+) -> None:
     from bot.images import _resize
 
-    source = photo(2400, 1800).convert(mode)
-    expected = source.resize((1536, 1152), Image.Resampling.BICUBIC)
+    source = photo(*source_size).convert(mode)
+    expected = source.resize((1536, 1152), resample)
     assert _resize(source, (1536, 1152)).tobytes() == expected.tobytes()
 
 
@@ -288,6 +301,113 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
     assert 110 < px(out, (28, 16))[0] < 145  # 128, not 255
 
 
+def test_animated_png_uses_its_default_image() -> None:
+    frames = [Image.new("RGB", (60, 40), c) for c in (BLUE, RED, GREEN)]
+    data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:], default_image=True)
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
+    # the still picture viewers without animation show, which chats show as the preview
+    assert near(px(opened(prepare_input(data)), (30, 20)), BLUE)
+
+
+def half_transparent_icon_source() -> Image.Image:
+    im = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    im.paste((*GREEN, 255), (128, 0, 256, 256))
+    return im
+
+
+@pytest.mark.parametrize("frame_format", ["png", "bmp"])
+def test_ico_file_gives_its_largest_frame_with_transparency(frame_format: str) -> None:
+    data = encode(half_transparent_icon_source(), "ICO", sizes=[(16, 16), (48, 48), (256, 256)],
+                  bitmap_format=frame_format)  # fmt: skip
+    prepared = prepare_input(data)
+    out = opened(prepared)
+    assert prepared.mime_type == "image/png" and out.size == (256, 256)
+    assert px(out, (40, 128))[3] == 0
+    assert px(out, (200, 128)) == (*GREEN, 255)
+
+
+def icon_file(magic: bytes, frames: list[tuple[int, int, bytes]]) -> bytes:
+    """An ICO/CUR: a directory of (width, height, payload) frames, payloads after it."""
+    offset = 6 + 16 * len(frames)
+    directory, payloads = [], []
+    for width, height, payload in frames:
+        directory.append(struct.pack("<BBBBHHII", width % 256, height % 256, 0, 0, 1, 32,
+                                     len(payload), offset))  # fmt: skip
+        payloads.append(payload)
+        offset += len(payload)
+    return magic + struct.pack("<H", len(frames)) + b"".join(directory + payloads)
+
+
+def cursor_bitmap(size: int, colour: tuple[int, int, int]) -> bytes:
+    """A cursor frame: a BMP's DIB with the height doubled, then its 1-bit AND mask."""
+    dib = bytearray(encode(Image.new("RGB", (size, size), colour), "BMP")[14:])
+    dib[8:12] = struct.pack("<i", 2 * size)
+    return bytes(dib) + b"\x00" * (4 * size)
+
+
+def test_cursor_file_gives_its_largest_frame() -> None:
+    data = icon_file(b"\x00\x00\x02\x00", [(16, 16, cursor_bitmap(16, BLUE)),
+                                             (32, 32, cursor_bitmap(32, RED))])  # fmt: skip
+    out = opened(prepare_input(data))
+    assert out.size == (32, 32)
+    assert near(px(out, (16, 16)), RED)
+
+
+def test_cursor_with_a_png_frame_uses_it() -> None:
+    frame = encode(halves((48, 48), RED, BLUE), "PNG")
+    data = icon_file(b"\x00\x00\x02\x00", [(16, 16, cursor_bitmap(16, GREEN)), (48, 48, frame)])
+    out = opened(prepare_input(data))
+    assert out.size == (48, 48)
+    assert near(px(out, (4, 24)), RED) and near(px(out, (44, 24)), BLUE)
+
+
+def test_icon_whose_frame_claims_sixty_thousand_squared_pixels_is_refused(
+    pillow_opens: list[str],
+) -> None:
+    data = icon_file(b"\x00\x00\x01\x00", [(256, 256, png_header(60_000, 60_000))])
+    assert "too large (60000 × 60000 pixels)" in rejected(data)
+    assert pillow_opens == []
+
+
+def test_icon_pointing_past_its_end_is_damaged() -> None:
+    data = encode(half_transparent_icon_source(), "ICO", sizes=[(32, 32), (64, 64)])
+    assert "damaged or incomplete" in rejected(data[:-50])
+
+
+def tiff_with(tag: int, value: object, tagtype: int | None = None) -> bytes:
+    from PIL import TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[tag] = value
+    if tagtype is not None:
+        ifd.tagtype[tag] = tagtype
+    return encode(Image.new("RGB", (160, 120), RED), "TIFF", tiffinfo=ifd)
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: b"\xff\x0a\xfa\x7f\x01\x90\x08" + bytes(64), "JPEG XL images"),
+        (lambda: b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64), "JPEG XL images"),
+        (lambda: encode(photo(32, 32), "JPEG2000"), "JPEG 2000 images"),
+        (lambda: encode(photo(32, 32), "ICNS"), "macOS icon (ICNS) files"),
+        (lambda: b"8BPS\x00\x01" + bytes(64), "Photoshop (PSD) files"),
+        (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "PostScript (EPS)"),
+        (lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (lambda: b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom", "Camera RAW"),
+        (lambda: b"FUJIFILMCCD-RAW 0201FF383501" + bytes(64), "Camera RAW"),
+        (lambda: tiff_with(50706, b"\x01\x04\x00\x00", tagtype=1), "Camera RAW"),  # DNG
+        (lambda: tiff_with(254, 1), "Camera RAW"),  # NEF, ARW…: a preview comes first
+    ],
+)
+def test_pictures_in_formats_we_do_not_take_are_named(
+    make: Callable[[], bytes], fragment: str
+) -> None:
+    message = rejected(make())
+    assert fragment in message and "not supported here" in message
+    assert "JPEG" in message  # what to send instead
+
+
 def test_bmp_and_tiff_are_accepted() -> None:
     for fmt in ("BMP", "TIFF"):
         prepared = prepare_input(encode(halves((40, 20), RED, BLUE), fmt))
@@ -309,6 +429,8 @@ def test_bmp_and_tiff_are_accepted() -> None:
         (lambda: b"%PDF-1.7\n", None),
         (lambda: b"hello", None),
         (lambda: b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", None),
+        (lambda: encode(photo(16, 16), "ICO"), "image/x-icon"),
+        (lambda: b"\x00\x00\x01\x00" + b"\x00" * 40, None),  # zeros are not an icon
         (lambda: b"", None),
     ],
 )
@@ -319,13 +441,14 @@ def test_sniff_by_content(make: Callable[[], bytes], expected: str | None) -> No
 # --------------------------------------------------------------------------- refusals
 
 
+def chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk with its CRC right."""
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
 def png_header(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge canvas (a classic decompression bomb)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024, 9)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -380,7 +503,7 @@ def test_header_only_jpeg_refused() -> None:
         ("Grüße aus Köln — schön!".encode(), "looks like a text file"),
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "ZIP archive"),
         (b"<!DOCTYPE html><html><body>Forbidden</body></html>", "web page"),
-        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"<!DOCTYPE html><html><body><svg><circle r='4'/></svg></body></html>", "web page"),
         (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "video"),
         (b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom", "audio"),
         (bytes(range(256)) * 4, "not an image."),
@@ -429,6 +552,68 @@ async def test_concurrent_preparations_share_the_resize_pool_safely() -> None:
 # --------------------------------------------------------------------------- model output
 
 
+@pytest.fixture
+def pillow_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The formats Pillow opens from here on (each plugin's factory, wrapped to record)."""
+    Image.init()
+    opened: list[str] = []
+
+    def recording(name: str, factory: Callable[..., Image.Image]) -> Callable[..., Image.Image]:
+        def wrapped(*args: object) -> Image.Image:
+            opened.append(name)
+            return factory(*args)
+
+        return wrapped
+
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        monkeypatch.setitem(Image.OPEN, name, (recording(name, factory), accept))
+    return opened
+
+
+def answer_rejected(data: bytes, mime_type: str | None = "image/png") -> str:
+    with pytest.raises(ImageRejected) as info:
+        inspect_output(data, mime_type)
+    return info.value.user_message
+
+
+def answers() -> dict[str, bytes]:
+    """One photo-like answer in every format a chat shows as it is."""
+    im = photo(320, 200)
+    frames = [im, photo(320, 200, seed=2)]
+    return {
+        "png": encode(im, "PNG"),
+        "png palette": encode(im.quantize(64), "PNG"),
+        "png interlaced rgba": encode(im.convert("RGBA"), "PNG", optimize=True),
+        "apng": encode(im, "PNG", save_all=True, append_images=frames[1:]),
+        "jpeg": encode(im, "JPEG", quality=90),
+        "jpeg progressive": encode(im, "JPEG", quality=90, progressive=True),
+        "jpeg grey with restart markers": encode(im.convert("L"), "JPEG", restart_marker_rows=1),
+        "jpeg cmyk": encode(im.convert("CMYK"), "JPEG"),
+        "webp lossy": encode(im, "WEBP", quality=80),
+        "webp lossless": encode(im, "WEBP", lossless=True),
+        "webp with alpha": encode(im.convert("RGBA"), "WEBP"),
+        "webp animated": encode(im, "WEBP", save_all=True, append_images=frames[1:]),
+        "gif": encode(im, "GIF"),
+        "gif animated": encode(im, "GIF", save_all=True, append_images=frames[1:]),
+    }
+
+
+ANSWERS = answers()
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_sound_answer_is_passed_on_with_its_size_and_never_decoded(
+    name: str, pillow_opens: list[str]
+) -> None:
+    data = ANSWERS[name]
+    out = inspect_output(data, "image/png")  # the declared type is only a hint
+    assert pillow_opens == []
+    assert out.data is data
+    expected = Image.open(io.BytesIO(data))
+    assert (out.width, out.height) == expected.size == (320, 200)
+    assert out.mime_type == Image.MIME[expected.format.upper()]  # type: ignore[union-attr]
+
+
 def test_output_reports_the_real_type_and_size() -> None:
     data = encode(photo(64, 32), "PNG")
     out = inspect_output(data, "image/jpeg")  # a mislabelled answer
@@ -436,10 +621,94 @@ def test_output_reports_the_real_type_and_size() -> None:
     assert out.data == data and out.extension == "png"
 
 
-def test_output_in_a_format_chats_cannot_show_becomes_png() -> None:
+def test_output_in_a_format_chats_cannot_show_becomes_png(pillow_opens: list[str]) -> None:
     out = inspect_output(encode(halves((40, 20), RED, BLUE), "HEIF"), "image/heic")
+    assert pillow_opens == ["HEIF"]
     assert out.mime_type == "image/png" and (out.width, out.height) == (40, 20)
     assert near(px(Image.open(io.BytesIO(out.data)).convert("RGB"), (5, 10)), RED)
+
+
+def png_with_chunk(ctype: bytes, body: bytes) -> bytes:
+    """A real PNG with one more chunk (CRC right) before IEND."""
+    data = encode(photo(48, 32), "PNG")
+    return data[:-12] + chunk(ctype, body) + data[-12:]
+
+
+def test_answer_the_structure_cannot_vouch_for_is_decoded(pillow_opens: list[str]) -> None:
+    # a critical chunk (upper-case first letter) no decoder we know: let Pillow decide
+    out = inspect_output(png_with_chunk(b"ZZZz", b"later standard"), "image/png")
+    assert pillow_opens == ["PNG"]
+    assert (out.mime_type, out.width, out.height) == ("image/png", 48, 32)
+
+
+def test_jpeg_with_stray_bytes_between_segments_is_left_to_the_decoder(
+    pillow_opens: list[str],
+) -> None:
+    data = encode(photo(48, 32), "JPEG")
+    odd = data[:20] + b"\x00\x00" + data[20:]  # after APP0; libjpeg skips them, warning
+    out = inspect_output(odd, "image/jpeg")
+    assert pillow_opens == ["JPEG"]
+    assert (out.mime_type, out.width, out.height) == ("image/jpeg", 48, 32)
+
+
+def test_ancillary_chunk_needs_no_decode(pillow_opens: list[str]) -> None:
+    out = inspect_output(png_with_chunk(b"zzZz", b"private note"), "image/png")
+    assert pillow_opens == [] and (out.width, out.height) == (48, 32)
+
+
+def flipped(data: bytes, index: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[index] ^= 0x01
+    return bytes(damaged)
+
+
+PNG_ANSWER = ANSWERS["png"]
+JPEG_ANSWER = ANSWERS["jpeg progressive"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(PNG_ANSWER[: len(PNG_ANSWER) // 2], id="png cut in half"),
+        pytest.param(PNG_ANSWER[:-12], id="png without IEND"),
+        pytest.param(PNG_ANSWER[:-3], id="png cut inside IEND"),
+        pytest.param(PNG_ANSWER[:100], id="png cut inside the first IDAT"),
+        pytest.param(flipped(PNG_ANSWER, len(PNG_ANSWER) - 14), id="png IDAT CRC flipped"),
+        pytest.param(flipped(PNG_ANSWER, len(PNG_ANSWER) // 2), id="png pixel byte flipped"),
+        pytest.param(flipped(PNG_ANSWER, 17), id="png IHDR width flipped"),
+        pytest.param(PNG_ANSWER[:33] + PNG_ANSWER[-12:], id="png without IDAT"),
+        pytest.param(JPEG_ANSWER[: len(JPEG_ANSWER) // 2], id="jpeg cut in half"),
+        pytest.param(JPEG_ANSWER[:-2], id="jpeg without EOI"),
+        pytest.param(JPEG_ANSWER[:200], id="jpeg cut in its headers"),
+        pytest.param(ANSWERS["jpeg"][:-1], id="baseline jpeg cut by a byte"),
+        pytest.param(ANSWERS["webp lossy"][:-10], id="webp cut short"),
+        pytest.param(ANSWERS["webp lossless"][:30], id="webp cut in its header"),
+        pytest.param(ANSWERS["gif"][: len(ANSWERS["gif"]) // 2], id="gif cut in half"),
+        pytest.param(ANSWERS["gif animated"][:-20], id="gif cut in its last frame"),
+    ],
+)
+def test_truncated_or_damaged_answer_is_refused_without_decoding(
+    data: bytes, pillow_opens: list[str]
+) -> None:
+    assert answer_rejected(data) == "The model sent an image that could not be read."
+
+
+def test_answer_claiming_sixty_thousand_squared_pixels_is_refused_from_its_header(
+    pillow_opens: list[str],
+) -> None:
+    bomb = png_header(60_000, 60_000)  # valid CRCs and zlib stream, 3.6 gigapixels
+    assert answer_rejected(bomb) == "The model sent an image that could not be read."
+    assert pillow_opens == []
+
+
+def test_mislabelled_damaged_answer_is_refused_with_the_same_message() -> None:
+    jpeg_as_png = JPEG_ANSWER[:-100]
+    assert answer_rejected(jpeg_as_png, "image/png") == (
+        "The model sent an image that could not be read."
+    )
+    assert answer_rejected(b"<html>quota exceeded</html>", "image/png") == (
+        "The model sent something that is not an image."
+    )
 
 
 @pytest.mark.parametrize(
@@ -456,6 +725,21 @@ async def test_truncated_output_rejected_async() -> None:
     data = encode(photo(300, 200), "PNG")
     with pytest.raises(ImageRejected):
         await inspect_output_async(data[:-200], "image/png")
+
+
+@pytest.mark.parametrize("name", ["png", "jpeg", "jpeg progressive", "webp lossy", "gif"])
+def test_stored_answer_is_described_from_its_header(name: str, pillow_opens: list[str]) -> None:
+    data = ANSWERS[name]
+    assert inspect_stored_output(data, "image/png") == inspect_output(data, "image/png")
+    assert pillow_opens == []
+
+
+def test_stored_answer_in_another_format_is_converted_again() -> None:
+    heic = encode(halves((40, 20), RED, BLUE), "HEIF")
+    out = inspect_stored_output(heic, "image/heic")
+    assert (out.mime_type, out.width, out.height) == ("image/png", 40, 20)
+    with pytest.raises(ImageRejected):
+        inspect_stored_output(b"\x89PNG\r\n\x1a\n garbage", "image/png")
 
 
 def test_heif_plugin_registered_at_import() -> None:
