@@ -1,7 +1,7 @@
 """How long it takes to get a phone photo ready for the model.
 
 Builds a 12 MP (4000x3000) photo-like JPEG with camera EXIF, then times
-``bot.images.prepare_input`` (draft-mode decode, resize, re-encode) against the plain way
+``bot.images.prepare_input`` (DCT-scaled decode with libjpeg-turbo, re-encode) against the plain way
 (``Image.open`` + ``load`` + a bicubic resize + JPEG encode, the reference of issue 12's
 target; and the same with Lanczos) at the sending size, all in one run, and reports the
 ratios. A decode at 1/8 scale, which is little more than libjpeg's entropy decoding,
@@ -102,38 +102,36 @@ def decode_floor(data: bytes) -> Image.Image:
 
 
 def quality(data: bytes, max_side: int) -> list[str]:
-    """PSNR and largest difference of each way's output against the ideal one."""
-    from bot.images import _resize, prepare_input
+    """PSNR and largest difference of each way's output against the ideal one: a full
+    decode resized with Lanczos to the very size prepare_input sends."""
+    from bot.images import _dct_scaled, prepare_input
 
-    ideal = full_decode_resize(data, max_side, Image.Resampling.LANCZOS, encode=False)
-    assert isinstance(ideal, Image.Image)
+    prepared = prepare_input(data, max_side=max_side)
+    size = (prepared.width, prepared.height)
+    full = Image.open(io.BytesIO(data))
+    full.load()
+    ideal = full.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
-    def draft(resample: Image.Resampling) -> Image.Image:
-        im = Image.open(io.BytesIO(data))
-        im.draft("RGB", ideal.size)
-        im.load()
-        return im.resize(ideal.size, resample)
+    def encoded(im: Image.Image) -> Image.Image:
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=90)
+        return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
 
-    def decoded(encoded: bytes | Image.Image) -> Image.Image:
-        assert isinstance(encoded, bytes)
-        return Image.open(io.BytesIO(encoded)).convert("RGB")
-
+    header = Image.open(io.BytesIO(data))
+    scaled = _dct_scaled(data, header, max_side)
     candidates = {
-        "prepare_input output (JPEG q90)": decoded(prepare_input(data, max_side=max_side).data),
-        "full decode + bicubic output (JPEG q90)": decoded(
-            full_decode_resize(data, max_side, Image.Resampling.BICUBIC)
+        "prepare_input output (JPEG q90)": Image.open(io.BytesIO(prepared.data)).convert("RGB"),
+        "full decode + bicubic output (JPEG q90)": encoded(
+            full.convert("RGB").resize(size, Image.Resampling.BICUBIC)
         ),
-        "draft decode + our band resize, before encoding": _resize(
-            draft(Image.Resampling.BILINEAR), ideal.size
-        ),
-        "draft decode + bicubic, before encoding": draft(Image.Resampling.BICUBIC),
-        "full decode + bicubic, before encoding": full_decode_resize(
-            data, max_side, Image.Resampling.BICUBIC, encode=False
+        "full decode + bicubic, before encoding": full.convert("RGB").resize(
+            size, Image.Resampling.BICUBIC
         ),
     }
-    lines = ["| output | PSNR dB | max diff |", "| --- | ---: | ---: |"]
+    if scaled is not None and scaled.size == size:
+        candidates["DCT-scaled decode, before encoding"] = scaled.convert("RGB")
+    lines = [f"| output ({size[0]}x{size[1]}) | PSNR dB | max diff |", "| --- | ---: | ---: |"]
     for name, im in candidates.items():
-        assert isinstance(im, Image.Image)
         diff = ImageChops.difference(ideal, im)
         mse = sum(rms**2 for rms in ImageStat.Stat(diff).rms) / 3
         worst = max(high for _, high in diff.getextrema())  # type: ignore[misc]
@@ -199,25 +197,25 @@ def child(method: str, path: str, repeat: int, max_side: int, *, with_stages: bo
 
 
 def _stages(data: bytes, max_side: int, repeat: int) -> dict[str, float]:
-    """Median ms of prepare_input's three costly steps, timed one by one."""
-    from bot.images import _resize
+    """Median ms of prepare_input's costly steps, timed one by one."""
+    from bot.images import _dct_scaled, _resize
+
+    header = Image.open(io.BytesIO(data))
 
     def decode() -> Image.Image:
-        im = Image.open(io.BytesIO(data))
-        scale = max_side / max(im.size)
-        im.draft("RGB", (round(im.width * scale), round(im.height * scale)))
-        im.load()
-        return im
+        scaled = _dct_scaled(data, header, max_side)
+        assert scaled is not None, "this photo takes the DCT-scaled path"
+        return scaled
 
     decoded = decode()
-    scale = max_side / max(decoded.size)
-    target = (round(decoded.width * scale), round(decoded.height * scale))
-    small = _resize(decoded, target)
-    steps: dict[str, Callable[[], object]] = {
-        "draft decode": decode,
-        "resize": lambda: _resize(decoded, target),
-        "encode": lambda: small.save(io.BytesIO(), format="JPEG", quality=90),
-    }
+    steps: dict[str, Callable[[], object]] = {"DCT-scaled decode": decode}
+    small = decoded
+    if max(decoded.size) > max_side:
+        scale = max_side / max(decoded.size)
+        target = (round(decoded.width * scale), round(decoded.height * scale))
+        small = _resize(decoded, target)
+        steps["resize"] = lambda: _resize(decoded, target)
+    steps["encode"] = lambda: small.save(io.BytesIO(), format="JPEG", quality=90)
     out = {}
     for name, step in steps.items():
         times = []
@@ -325,14 +323,16 @@ def main() -> int:
             st = r["stages"]
             lines += [
                 "",
-                f"prepare_input steps, p50: draft decode to {st['decoded_width']:.0f}x"
-                f"{st['decoded_height']:.0f} {st['draft decode']:.1f} ms, bilinear resize in "
-                f"parallel bands {st['resize']:.1f} ms, JPEG q90 encode {st['encode']:.1f} ms.",
+                f"prepare_input steps, p50: DCT-scaled decode straight to "
+                f"{st['decoded_width']:.0f}x{st['decoded_height']:.0f} "
+                f"{st['DCT-scaled decode']:.1f} ms"
+                + (f", resize {st['resize']:.1f} ms" if "resize" in st else ", no resize")
+                + f", JPEG q90 encode {st['encode']:.1f} ms.",
             ]
     lines += [
         "",
-        f"Quality against the ideal output (full decode + Lanczos to {args.max_side}, not "
-        "encoded), on the same photo:",
+        "Quality against the ideal output (full decode + Lanczos to the size prepare_input "
+        "sends, not encoded), on the same photo:",
         "",
         *quality_lines,
     ]

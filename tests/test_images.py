@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pillow_heif
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from bot.images import (
     ImageRejected,
@@ -110,8 +110,25 @@ def test_twelve_megapixel_sideways_jpeg_is_downscaled_to_max_side() -> None:
     im = opened(prepared)
     assert prepared.mime_type == "image/jpeg"
     assert im.format == "JPEG"
-    # draft decoding must not undershoot: the longest side is exactly the sending size
-    assert im.size == (prepared.width, prepared.height) == (1152, 1536)
+    # decoded straight at 3/8 size: upright, never above the sending size, and never
+    # more than a tenth below it
+    assert im.size == (prepared.width, prepared.height) == (1125, 1500)
+    assert 0.9 * 1536 <= max(im.size) <= 1536
+
+
+@pytest.mark.parametrize(("mode", "size"), [("L", (4000, 3000)), ("RGB", (3300, 2200)),
+                                            ("CMYK", (4000, 3000))])
+def test_big_jpegs_of_every_kind_come_out_near_the_sending_size(
+    mode: str, size: tuple[int, int]
+) -> None:
+    source = photo(*size).convert(mode)
+    prepared = prepare_input(encode(source, "JPEG", quality=90), max_side=1536)
+    assert 0.9 * 1536 <= max(prepared.width, prepared.height) <= 1536
+    im = opened(prepared)
+    assert im.mode == ("L" if mode == "L" else "RGB")
+    # the picture survives: the mean brightness of a downscale barely moves
+    reference = source.convert(im.mode).resize(im.size, Image.Resampling.BICUBIC)
+    assert abs(ImageStat.Stat(im).mean[0] - ImageStat.Stat(reference).mean[0]) < 3
 
 
 @pytest.mark.parametrize(
