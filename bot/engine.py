@@ -444,9 +444,16 @@ class Engine:
         return bool(pending)
 
     async def _stored_outputs(self, turn: Turn) -> list[OutputImage]:
-        return [await imaging.inspect_output_async(await self.store.image_bytes(ref.sha256),
-                                                   ref.mime_type)
-                for ref in turn.images]
+        """A stored turn's pictures ready to send again: checked once when they arrived,
+        so only their headers are read now (a PNG or JPEG needs no decode)."""
+        outputs = []
+        for ref in turn.images:
+            data = await self.store.image_bytes(ref.sha256)
+            if ref.mime_type in ("image/png", "image/jpeg"):
+                outputs.append(imaging.inspect_stored_output(data, ref.mime_type))
+            else:
+                outputs.append(await imaging.inspect_output_async(data, ref.mime_type))
+        return outputs
 
     # ------------------------------------------------------------------ delivery
     async def _deliver(self, work: Work, turn: Turn, outputs: Sequence[OutputImage],
