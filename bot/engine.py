@@ -22,7 +22,8 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 import bot.images as imaging
 from bot import metrics
 from bot.access import AdminCache
-from bot.chat_settings import ChatSettings, defaults
+from bot.budgets import Budgets, Clock, LimitReached
+from bot.chat_settings import ChatSettings, resolve
 from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
@@ -39,8 +40,12 @@ from bot.events import (
     OutputImage,
     Progress,
 )
+from bot.help_text import help_text
 from bot.input_policy import check_attachments
-from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
+from bot.model_options import AUTO, aspect_ratios, nearest_ratio
+from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
+from bot.models.catalog import ModelCatalog, UnknownModel
+from bot.pricing import PriceTable
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -86,36 +91,93 @@ class Target:
     carried: tuple[Attachment, ...] = ()
 
 
+@dataclass
+class CallRecord:
+    """One model call as it is recorded: whose, which model, and how long it took."""
+
+    work: Work
+    user_turn: Turn
+    model: str
+    image_size: str | None
+    request_bytes: int
+    seconds: float = 0.0
+
+
+def aspect_for(setting: str | None, path: Sequence[Turn], model: str) -> str | None:
+    """The aspect ratio to ask for: the chat's, or with "auto" the allowed ratio closest
+    to the picture being edited (the newest one in the conversation); ``None`` when
+    there is no picture yet (the model chooses)."""
+    if setting != AUTO:
+        return setting
+    for turn in reversed(path):
+        if turn.images:
+            picture = turn.images[0]
+            return nearest_ratio(picture.width, picture.height, aspect_ratios(model))
+    return None
+
+
 class Engine:
     def __init__(self, store: Store, model: ImageModel, settings: Settings, *,
-                 admins: AdminCache | None = None) -> None:
+                 admins: AdminCache | None = None, catalog: ModelCatalog | None = None,
+                 clock: Clock = time.time) -> None:
         self.store = store
         self.model = model
         self.settings = settings
         self.admins = admins or AdminCache(settings)
+        #: the models a chat may choose from (``None``: only ``model``)
+        self.catalog = catalog
+        #: "now" in epoch seconds, for budgets and usage records (tests move it)
+        self.clock = clock
+        self.prices = PriceTable.from_settings(settings)
+        self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
-        return defaults(self.settings, self.model.name)
+        return resolve(self.settings, await self.store.chat_settings(chat),
+                       default_model=self.model.name, allowed_model=self.allowed_model)
+
+    def model_names(self) -> tuple[str, ...]:
+        """The models a chat may choose, the default first."""
+        if self.catalog is None:
+            return (self.model.name,)
+        names = self.catalog.names()
+        return names if self.model.name in names else (self.model.name, *names)
+
+    def allowed_model(self, name: str) -> str | None:
+        """The allowed model ``name`` stands for (as the catalog spells it), or ``None``."""
+        if name.strip().lower() == self.model.name.lower():
+            return self.model.name
+        if self.catalog is None:
+            return None
+        try:
+            return self.catalog.entry(name.strip()).name
+        except UnknownModel:
+            return None
+
+    def model_for(self, name: str) -> ImageModel:
+        if name == self.model.name or self.catalog is None:
+            return self.model
+        if name == self.catalog.default and self.catalog.entry(name).model == self.model.name:
+            return self.model  # the default, as the catalog spells it
+        try:
+            return self.catalog.get(name)
+        except (UnknownModel, RuntimeError):
+            return self.model
 
     async def admit(self, work: Work, *, calls: int) -> None:
-        """Raise :class:`UserFacingError` when ``calls`` more model calls for this event are
-        not allowed now (budgets, rate limits); all of them are counted before any starts.
-        Today every call is allowed: limits come with the operators' controls."""
+        """Raise :class:`UserFacingError` (a :class:`LimitReached`) when ``calls`` more
+        model calls for this event are not allowed now (budgets, rate limits); all of
+        them are reserved before any starts. Call it once per event for all its calls."""
+        chosen = await self.chat_settings(work.event.chat)
+        exempt = self.settings.chatbrush_exempt_admins and self.admins.is_operator(work.event)
+        await self.budgets.admit(work, chosen, calls=calls, exempt=exempt)
 
-    def help_text(self, prefix: str = "/") -> str:
-        lines = [
-            "I edit pictures with Google's Gemini image model.",
-            "• Send a photo with what to change (\"make it watercolor\"), or describe a new "
-            "picture.",
-            "• Reply to my image to keep editing it (\"now add a hat\"); reply to an older "
-            "version to branch from it.",
-            "• Send several photos at once to combine them.",
-            "",
-            "Commands:",
-        ]
-        lines += [f"{prefix}{c.usage.lstrip('/')} — {c.description}" for c in COMMANDS]
-        return "\n".join(lines)
+    async def release(self, work: Work) -> None:
+        """The event is finished: what :meth:`admit` reserved and no call used is free."""
+        await self.budgets.release(work)
+
+    def help_text(self, platform: str, prefix: str = "/") -> str:
+        return help_text(platform, prefix)
 
     # ------------------------------------------------------------------ entry points
     async def process(self, work: Work) -> InboxStatus:
@@ -298,45 +360,55 @@ class Engine:
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
         incoming = work.event
+        chosen = await self.chat_settings(incoming.chat)
+        model = self.model_for(chosen.model)
         policy = ContextPolicy(
             byte_budget=self.settings.chatbrush_context_bytes,
-            max_images=min(self.model.max_input_images,
+            max_images=min(model.max_input_images,
                            self.settings.chatbrush_max_input_images or 14),
         )
         path = [t for t in await self.store.path(user_turn.id) if t.status is TurnStatus.OK]
         context = await self._build_context(path, policy)
-        chosen = await self.chat_settings(incoming.chat)
+        image_size = chosen.image_size
         request = GenerateRequest(
             context.contents,
-            aspect_ratio=chosen.aspect_ratio,
-            image_size=chosen.image_size,
+            aspect_ratio=aspect_for(chosen.aspect_ratio, path, model.name),
+            image_size=image_size,
         )
-        await self.admit(work, calls=1)
+        try:
+            await self.admit(work, calls=1)
+        except LimitReached as refused:
+            # No call: the turn is kept, failed with the reason, so "try again" works later.
+            await self.store.mark_failed(user_turn.id, refused.reason)
+            await self._tell_about(work, user_turn, str(refused))
+            return InboxStatus.FAILED
         # Recorded before the call: if the process dies during it, the resumed event knows
         # a call may have been paid for and does not make a second one unasked.
         await self.store.inbox_mark_call_started(work.entry.id)
         await self._safe_progress(work.channel, Progress.WORKING)
         metrics.REQUEST_BYTES.observe(context.request_bytes)
-        started = time.monotonic()
-        try:
-            result = await self.model.generate(request)
-            outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
-                       for b in result.images]
-        except (ModelError, imaging.ImageRejected) as exc:
-            error = exc if isinstance(exc, ModelError) else ModelError(
-                FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
-                "Please try again.", detail=str(exc))
-            self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
-        except Exception as exc:
-            # Whatever else a model client lets through must not lose the user's turn.
-            log.exception("model call raised %s in thread %s", type(exc).__name__,
-                          user_turn.thread_id)
-            error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
-                               detail=f"{type(exc).__name__}: {exc}"[:500])
-            self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
-        self._observe_call(started, "ok")
+        call = CallRecord(work, user_turn, model.name, image_size, context.request_bytes)
+        async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
+            started = time.monotonic()
+            try:
+                result = await model.generate(request)
+                call.seconds = time.monotonic() - started
+                outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
+                           for b in result.images]
+            except (ModelError, imaging.ImageRejected) as exc:
+                error = exc if isinstance(exc, ModelError) else ModelError(
+                    FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
+                    "Please try again.", detail=str(exc))
+                call.seconds = call.seconds or time.monotonic() - started
+                return await self._fail(call, error)
+            except Exception as exc:
+                # Whatever else a model client lets through must not lose the user's turn.
+                log.exception("model call raised %s in thread %s", type(exc).__name__,
+                              user_turn.thread_id)
+                error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
+                                   detail=f"{type(exc).__name__}: {exc}"[:500])
+                call.seconds = time.monotonic() - started
+                return await self._fail(call, error)
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
         for part in result.parts:
@@ -354,15 +426,10 @@ class Engine:
         # for twice. It becomes the current version only once it is delivered.
         model_turn = await self.store.add_turn(
             user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
-            author_id="bot", author_name=self.model.name, status=TurnStatus.UNDELIVERED,
+            author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
             move_head=False, event_id=work.entry.id,
         )
-        await self.store.record_usage(
-            chat=incoming.chat, user_id=incoming.sender.id,
-            thread_id=user_turn.thread_id, model=self.model.name, ok=True,
-            images=len(outputs), prompt_tokens=result.usage.prompt_tokens,
-            output_tokens=result.usage.output_tokens, request_bytes=context.request_bytes,
-        )
+        await self._record(call, result.usage, images=len(outputs), failure=None)
         note = ""
         if context.newest_images_capped:
             note = (f"\n(This model takes {context.images_sent} images at most; "
@@ -371,29 +438,42 @@ class Engine:
                             done_event=work.entry.id)
         return InboxStatus.DONE
 
-    def _observe_call(self, started: float, outcome: str) -> None:
-        metrics.MODEL_SECONDS.labels(self.model.name).observe(time.monotonic() - started)
-        metrics.MODEL_CALLS.labels(self.model.name, outcome).inc()
+    async def _record(self, call: CallRecord, usage: Usage | None, *, images: int,
+                      failure: FailureKind | None) -> None:
+        """The call's usage, cost and latency, in the store and in the metrics."""
+        usage = usage or Usage()
+        cost = self.prices.cost(call.model, usage, images=images, image_size=call.image_size)
+        outcome = "ok" if failure is None else failure.value
+        metrics.MODEL_SECONDS.labels(call.model).observe(call.seconds)
+        metrics.MODEL_CALLS.labels(call.model, outcome).inc()
+        metrics.MODEL_COST.labels(call.model).inc(cost / 1e6)
+        metrics.CALL_COST.labels(call.model).observe(cost / 1e6)
+        incoming = call.work.event
+        await self.store.record_usage(
+            chat=incoming.chat, user_id=incoming.sender.id,
+            thread_id=call.user_turn.thread_id, model=call.model, ok=failure is None,
+            images=images, prompt_tokens=usage.prompt_tokens,
+            output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
+            cost_micros=cost, latency_ms=round(call.seconds * 1000),
+            failure=None if failure is None else failure.value, at=self.clock(),
+            event_id=call.work.entry.id,
+        )
+
+    async def _notify_queued(self, work: Work, text: str) -> None:
+        await self.safe_send(work.channel, text)
+        await self._safe_progress(work.channel, Progress.QUEUED)
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
         """Load just the image bytes the policy keeps, then assemble the request."""
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
-    async def _fail(self, work: Work, user_turn: Turn, error: ModelError,
-                    context: BuiltContext) -> InboxStatus:
-        incoming = work.event
+    async def _fail(self, call: CallRecord, error: ModelError) -> InboxStatus:
+        work, user_turn = call.work, call.user_turn
         log.warning("model call failed in thread %s: %s (%s)", user_turn.thread_id,
                     error.kind.value, error.detail or error.user_message)
         await self.store.mark_failed(user_turn.id, error.kind.value)
-        usage = error.usage
-        await self.store.record_usage(
-            chat=incoming.chat, user_id=incoming.sender.id,
-            thread_id=user_turn.thread_id, model=self.model.name, ok=False,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            request_bytes=context.request_bytes,
-        )
+        await self._record(call, error.usage, images=0, failure=error.kind)
         await self._safe_progress(work.channel, Progress.FAILED)
         message = error.user_message
         if error.text:

@@ -339,6 +339,7 @@ class Intake:
             await self.engine.salvage(work, reason=type(exc).__name__)
             status = InboxStatus.FAILED
         try:
+            await self.engine.release(work)  # money reserved for calls that never ran
             await self.store.inbox_finish(ids, status=status)
         except Exception:
             log.exception("could not record message %s as finished", event.message_id)

@@ -497,10 +497,12 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
     assert await rig.command("undo") == 200  # a thread command from a channel
     assert "inside the thread" in rig.slack.responses[-1]["text"]
 
-    assert await rig.command("settings", user=BOB) == 200
-    assert "admins" in rig.slack.responses[-1]["text"]
-    assert await rig.command("settings", user=ADMIN) == 200
-    assert "Model:" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings", user=BOB) == 200  # anyone may look
+    assert "Aspect ratio (aspect): the model's default" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings aspect 16:9", user=BOB) == 200
+    assert "Only this chat's admins" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings aspect 16:9", user=ADMIN) == 200
+    assert "Done: aspect is now 16:9." in rig.slack.responses[-1]["text"]
     assert await rig.command("stats", user=ADMIN) == 200  # bot-wide: operators only
     assert "operators" in rig.slack.responses[-1]["text"]
 
@@ -512,7 +514,8 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
 async def test_slash_command_is_stored_before_it_is_acknowledged(rig: Rig) -> None:
     rig.slack.hold("users.info")  # the admin check hangs…
     try:
-        form = slash_command("settings", response_url=rig.slack.response_url(), user=ADMIN)
+        form = slash_command("settings aspect 16:9", response_url=rig.slack.response_url(),
+                             user=ADMIN)
         status, _ = await rig.post(
             urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
         )
@@ -523,7 +526,7 @@ async def test_slash_command_is_stored_before_it_is_acknowledged(rig: Rig) -> No
     finally:
         rig.slack.release("users.info")
     await rig.intake.drain()
-    assert "Model:" in rig.slack.responses[-1]["text"]
+    assert "Done: aspect is now 16:9" in rig.slack.responses[-1]["text"]
 
 
 async def test_allowed_channels_limit_where_the_bot_answers(
