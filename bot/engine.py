@@ -41,6 +41,7 @@ from bot.events import (
     Progress,
 )
 from bot.help_text import help_text
+from bot.i18n import N_, _, ngettext
 from bot.input_policy import check_attachments
 from bot.model_options import AUTO, aspect_ratios, nearest_ratio
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
@@ -51,13 +52,14 @@ from bot.threads import Thread, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
-GENERIC_FAILURE = "Sorry, something went wrong on my side. Please try again in a moment."
-UNREADABLE_ANSWER = "The model service sent an answer the bot couldn't read. Please try again."
-INTERRUPTED = (
+GENERIC_FAILURE = N_("Sorry, something went wrong on my side. Please try again in a moment.")
+UNREADABLE_ANSWER = N_("The model service sent an answer the bot couldn't read. Please try "
+                       "again.")
+INTERRUPTED = N_(
     "I was restarted while the model was working on this, so I can't tell whether it "
     "finished. Reply “try again” to run it once more."
 )
-CONVERSATION_RESET = "That conversation was reset. Please send it again."
+CONVERSATION_RESET = N_("That conversation was reset. Please send it again.")
 
 Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
 
@@ -189,7 +191,7 @@ class Engine:
         if entry.turn_id is not None:
             turn = await self.store.get_turn(entry.turn_id)
             if turn is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(_(CONVERSATION_RESET))
             if entry.call_started:
                 return await self._interrupted(work, turn)
             if turn.text and turn.status is TurnStatus.OK:
@@ -212,7 +214,7 @@ class Engine:
                 if turn is not None and turn.status is TurnStatus.OK and turn.text:
                     await self.store.mark_failed(turn.id, f"error: {reason}")
             await self._safe_progress(work.channel, Progress.FAILED)
-            ids = await self.safe_send(work.channel, GENERIC_FAILURE)
+            ids = await self.safe_send(work.channel, _(GENERIC_FAILURE))
             if turn is not None:
                 for message_id in ids:
                     await self.store.link_message(work.event.chat, message_id, turn)
@@ -289,8 +291,10 @@ class Engine:
         for index, result in enumerate(results, start=1):
             if isinstance(result, imaging.ImageRejected):
                 metrics.REJECTED_INPUTS.labels(work.event.platform).inc()
-                which = f"Image {index} of {len(raw)}: " if len(raw) > 1 else ""
-                raise UserFacingError(f"{which}{result.user_message}")
+                if len(raw) > 1:
+                    raise UserFacingError(_("Image {index} of {count}: {reason}").format(
+                        index=index, count=len(raw), reason=result.user_message))
+                raise UserFacingError(result.user_message)
             if isinstance(result, BaseException):
                 raise result
             prepared.append(result)
@@ -307,14 +311,14 @@ class Engine:
             return InboxStatus.DONE  # not meant for us after all
         prepared = [*await self._load_images(work, target.carried), *own_images]
         if not text and not prepared:
-            raise UserFacingError("Tell me what to change, or send a photo.")
+            raise UserFacingError(_("Tell me what to change, or send a photo."))
         thread_id = target.thread.id
         await self.deliver_pending(work, thread_id)
         parent_id = target.parent_id
         if target.follow_head:
             current = await self.store.get_thread(thread_id)
             if current is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(_(CONVERSATION_RESET))
             parent_id = current.head_id
         if not prepared and text:
             prepared = await self._retry_images(thread_id, parent_id)
@@ -331,11 +335,10 @@ class Engine:
                 event_id=work.entry.id,
             )
             await self.store.link_message(incoming.chat, incoming.message_id, turn)
-            many = "them" if len(prepared) > 1 else "it"
+            question = ngettext("Got it. What should I do with it?",
+                                "Got it. What should I do with them?", len(prepared))
             # Linked, so that replying to this question continues with the picture.
-            for message_id in await self.safe_send(
-                work.channel, f"Got it. What should I do with {many}?"
-            ):
+            for message_id in await self.safe_send(work.channel, question):
                 await self.store.link_message(incoming.chat, message_id, turn)
             return InboxStatus.DONE
         user_turn = await self.store.add_turn(
@@ -397,15 +400,15 @@ class Engine:
                            for b in result.images]
             except (ModelError, imaging.ImageRejected) as exc:
                 error = exc if isinstance(exc, ModelError) else ModelError(
-                    FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
-                    "Please try again.", detail=str(exc))
+                    FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "
+                                            "Please try again."), detail=str(exc))
                 call.seconds = call.seconds or time.monotonic() - started
                 return await self._fail(call, error)
             except Exception as exc:
                 # Whatever else a model client lets through must not lose the user's turn.
                 log.exception("model call raised %s in thread %s", type(exc).__name__,
                               user_turn.thread_id)
-                error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
+                error = ModelError(FailureKind.UNAVAILABLE, _(UNREADABLE_ANSWER),
                                    detail=f"{type(exc).__name__}: {exc}"[:500])
                 call.seconds = time.monotonic() - started
                 return await self._fail(call, error)
@@ -432,8 +435,9 @@ class Engine:
         await self._record(call, result.usage, images=len(outputs), failure=None)
         note = ""
         if context.newest_images_capped:
-            note = (f"\n(This model takes {context.images_sent} images at most; "
-                    f"{context.newest_images_capped} of yours were left out.)")
+            note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
+                             "left out.)").format(count=context.images_sent,
+                                                  left=context.newest_images_capped)
         await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
                             done_event=work.entry.id)
         return InboxStatus.DONE
@@ -477,7 +481,7 @@ class Engine:
         await self._safe_progress(work.channel, Progress.FAILED)
         message = error.user_message
         if error.text:
-            message += f"\n\nThe model said: {error.text}"
+            message += "\n\n" + _("The model said: {text}").format(text=error.text)
         await self._tell_about(work, user_turn, message)
         return InboxStatus.FAILED
 
@@ -493,13 +497,13 @@ class Engine:
         log.warning("message %s: a model call was interrupted by a restart",
                     work.event.message_id)
         await self.store.mark_failed(user_turn.id, "interrupted")
-        await self._tell_about(work, user_turn, INTERRUPTED)
+        await self._tell_about(work, user_turn, _(INTERRUPTED))
         return InboxStatus.FAILED
 
     async def _resume_delivery(self, work: Work, answer_turn_id: int) -> InboxStatus:
         turn = await self.store.get_turn(answer_turn_id)
         if turn is None:
-            raise UserFacingError(CONVERSATION_RESET)
+            raise UserFacingError(_(CONVERSATION_RESET))
         if turn.status is TurnStatus.UNDELIVERED:
             await self._deliver(work, turn, await self._stored_outputs(turn),
                                 caption_for(turn), done_event=work.entry.id)
@@ -540,12 +544,13 @@ class Engine:
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
             metrics.UNDELIVERED.labels(work.event.platform).inc()
             await self._safe_progress(channel, Progress.FAILED)
-            label = f"v{turn.version}" if turn.version else "it"
+            label = f"v{turn.version}" if turn.version else "…"
             resend = f"{work.event.command_prefix}resend"
             await self._tell_about(
                 work, turn,
-                f"Your picture ({label}) is ready, but I couldn't send it here. I'll send "
-                f"it again with your next message in this conversation, or use {resend}.",
+                _("Your picture ({label}) is ready, but I couldn't send it here. I'll send "
+                  "it again with your next message in this conversation, or use {resend}."
+                  ).format(label=label, resend=resend),
             )
             return False
         await self.store.mark_delivered(turn, chat=work.event.chat, message_ids=ids,
@@ -560,11 +565,12 @@ class Engine:
         spec = next((c for c in COMMANDS if c.name == command.name), None)
         p = incoming.command_prefix
         if spec is None or command.name not in HANDLERS:
-            raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
+            raise UserFacingError(_("I don't know {command}. Try {help}.").format(
+                command=f"{p}{command.name}", help=f"{p}help"))
         if spec.thread_scoped and incoming.thread_unknown and not incoming.is_private:
             raise UserFacingError(
-                f"I can't tell which conversation {p}{command.name} is meant for here: type "
-                f"it inside the thread you want to change."
+                _("I can't tell which conversation {command} is meant for here: type it "
+                  "inside the thread you want to change.").format(command=f"{p}{command.name}")
             )
         await HANDLERS[command.name](CommandContext(self, work, command))
         return InboxStatus.DONE

@@ -30,6 +30,7 @@ import pillow_heif
 from PIL import Image
 
 from bot.events import OutputImage
+from bot.i18n import N_, _
 
 pillow_heif.register_heif_opener()
 
@@ -74,15 +75,17 @@ _ORIENTATION_FIX: Final[dict[int, Image.Transpose]] = {
 }
 _EXIF_ORIENTATION: Final = 0x0112
 
-_DAMAGED: Final = "That image is damaged or incomplete and could not be read; please send it again."
+_DAMAGED: Final = N_("That image is damaged or incomplete and could not be read; please send "
+                     "it again.")
 
 
 class ImageRejected(Exception):
-    """An image we will not use; ``user_message`` is a short reason fit for the chat."""
+    """An image we will not use; ``user_message`` is a short reason fit for the chat, in
+    the user's language (a marked constant is translated here)."""
 
     def __init__(self, user_message: str, *, detail: str = "") -> None:
         super().__init__(detail or user_message)
-        self.user_message = user_message
+        self.user_message = _(user_message)
         self.detail = detail
 
 
@@ -164,25 +167,25 @@ def _describe_non_image(data: bytes) -> str:
     head = data[:512]
     low = head.lower().lstrip(b"\xef\xbb\xbf \t\r\n")
     known: list[tuple[bool, str]] = [
-        (head.startswith(b"%PDF"), "a PDF"),
-        (head.startswith(b"PK\x03\x04"), "a ZIP archive or Office document"),
-        (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), "an archive"),
-        (head.startswith((b"\x7fELF", b"MZ")), "a program"),
-        (head.startswith(b"8BPS"), "a Photoshop file"),
-        (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), "a video"),
-        (_ftyp_brands(data)[:1] == [b"M4A "], "an audio file"),
-        (head.startswith(b"RIFF") and head[8:12] == b"AVI ", "a video"),
+        (head.startswith(b"%PDF"), N_("a PDF")),
+        (head.startswith(b"PK\x03\x04"), N_("a ZIP archive or Office document")),
+        (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), N_("an archive")),
+        (head.startswith((b"\x7fELF", b"MZ")), N_("a program")),
+        (head.startswith(b"8BPS"), N_("a Photoshop file")),
+        (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), N_("a video")),
+        (_ftyp_brands(data)[:1] == [b"M4A "], N_("an audio file")),
+        (head.startswith(b"RIFF") and head[8:12] == b"AVI ", N_("a video")),
         (
             head.startswith((b"ID3", b"OggS", b"fLaC", b"\xff\xfb", b"\xff\xf3"))
             or (head.startswith(b"RIFF") and head[8:12] == b"WAVE"),
-            "an audio file",
+            N_("an audio file"),
         ),
-        (b"<svg" in low, "an SVG drawing; please send it as PNG or JPEG"),
-        (low.startswith((b"<!doctype html", b"<html")), "a web page"),
+        (b"<svg" in low, N_("an SVG drawing; please send it as PNG or JPEG")),
+        (low.startswith((b"<!doctype html", b"<html")), N_("a web page")),
     ]
     for matched, what in known:
         if matched:
-            return f"That file is not an image (it looks like {what})."
+            return _("That file is not an image (it looks like {what}).").format(what=_(what))
     try:
         text = data[:4096].decode("utf-8")
     except UnicodeDecodeError:
@@ -191,8 +194,8 @@ def _describe_non_image(data: bytes) -> str:
         if len(text) < min(len(data), 4096) - 4:
             text = ""
     if text and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
-        return "That file is not an image (it looks like a text file)."
-    return "That file is not an image."
+        return _("That file is not an image (it looks like a text file).")
+    return _("That file is not an image.")
 
 
 # --------------------------------------------------------------------------- opening
@@ -204,8 +207,8 @@ def _size_label(n: int) -> str:
 
 def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
     return ImageRejected(
-        f"That image is too large ({width} × {height} pixels); "
-        f"the limit is {max_pixels / 1_000_000:g} megapixels.",
+        _("That image is too large ({width} × {height} pixels); the limit is {limit} "
+          "megapixels.").format(width=width, height=height, limit=f"{max_pixels / 1e6:g}"),
         detail=f"{width}x{height} > {max_pixels} pixels",
     )
 
@@ -222,7 +225,8 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
     if not any(f in Image.OPEN for f in formats):  # e.g. a Pillow built without AVIF
         label = kind.removeprefix("image/").upper()
         raise ImageRejected(
-            f"{label} images are not supported here; please send a JPEG or PNG.",
+            _("{format} images are not supported here; please send a JPEG or PNG.").format(
+                format=label),
             detail=f"no Pillow plugin among {formats}",
         )
     try:
@@ -231,7 +235,8 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
         # Pillow's own limit fired first (the warning arrives as an exception when
         # warnings are errors); the header parse has not decoded pixels yet.
         raise ImageRejected(
-            f"That image is too large; the limit is {max_pixels / 1_000_000:g} megapixels.",
+            _("That image is too large; the limit is {limit} megapixels.").format(
+                limit=f"{max_pixels / 1e6:g}"),
             detail=str(exc),
         ) from None
     except Exception as exc:  # untrusted bytes: any parser failure means "unreadable"
@@ -519,11 +524,11 @@ def prepare_input(
     :func:`prepare_input_async`.
     """
     if not data:
-        raise ImageRejected("That file is empty.")
+        raise ImageRejected(N_("That file is empty."))
     if len(data) > max_bytes:
         raise ImageRejected(
-            f"That file is too big ({_size_label(len(data))}); "
-            f"the limit is {_size_label(max_bytes)}.",
+            _("That file is too big ({size}); the limit is {limit}.").format(
+                size=_size_label(len(data)), limit=_size_label(max_bytes)),
             detail=f"{len(data)} > {max_bytes} bytes",
         )
     kind = sniff_image_type(data)
@@ -580,11 +585,11 @@ def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
     Formats a chat cannot display directly (HEIC, TIFF, BMP…) are converted to PNG.
     """
     if not data:
-        raise ImageRejected("The model sent an empty image.")
+        raise ImageRejected(N_("The model sent an empty image."))
     kind = sniff_image_type(data)
     if kind is None:
         raise ImageRejected(
-            "The model sent something that is not an image.",
+            N_("The model sent something that is not an image."),
             detail=f"declared {mime_type!r}, magic {data[:8]!r}",
         )
     if mime_type and mime_type.lower() != kind:
@@ -600,11 +605,11 @@ def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
         im.save(buf, format="PNG")
     except ImageRejected as exc:
         raise ImageRejected(
-            "The model sent an image that could not be read.", detail=exc.detail
+            N_("The model sent an image that could not be read."), detail=exc.detail
         ) from None
     except Exception as exc:
         raise ImageRejected(
-            "The model sent an image that could not be read.", detail=f"{kind}: {exc!r}"
+            N_("The model sent an image that could not be read."), detail=f"{kind}: {exc!r}"
         ) from None
     return OutputImage(data=buf.getvalue(), mime_type="image/png", width=im.width, height=im.height)
 

@@ -120,9 +120,14 @@ class RecordingPlatform:
     def __init__(self, name: str = "telegram") -> None:
         self.name = name
         self.channels: dict[ChatKey, RecordingChannel] = {}
+        #: what the platform would say of a person's app language, by user id
+        self.languages: dict[str, str] = {}
 
     def channel(self, event: Incoming) -> RecordingChannel:
         return self.channels.setdefault(event.chat, RecordingChannel())
+
+    async def language_of(self, sender: Sender) -> str | None:
+        return self.languages.get(sender.id)
 
     async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
         if attachment.ref == "refuse":

@@ -22,7 +22,7 @@ from adapters.telegram import TelegramAdapter, create
 from bot.config import Settings, SettingsError
 from bot.input_policy import UNSUPPORTED
 from bot.intake import NOT_ALLOWED
-from bot.messages import QUEUED_NOTICE
+from bot.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
 from bot.runtime import open_runtime
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
@@ -241,7 +241,7 @@ async def test_stickers_and_edits_get_no_model_call(
         )
         [hint] = await answers_to(tg, sticker)
         await tg.wait_polled_past(sticker)
-    assert hint["text"] == UNSUPPORTED
+    assert hint["text"] == UNSUPPORTED.format(formats=SUPPORTED_FORMATS)
     assert len(gemini.requests) == 1
     assert tg.allowed_updates == ["message"]  # edits are not even delivered
 
