@@ -10,7 +10,7 @@ replaces one reservation by the real cost; what an event did not use is released
 finishes, and a reservation left by a crash lapses after :data:`RESERVATION_SECONDS`.
 The bound: a limit is passed only when real calls cost more than their estimates, by at
 most that difference for the calls under way (the estimate of a 1K Gemini 3 Pro picture
-is about $0.18 against $0.14 paid), never by a further call.
+is about $0.20 against $0.14 paid), never by a further call.
 
 **Rate limits** count the model calls each person starts per minute (moving window, with
 the `limits` library). With ``CHATBRUSH_RATE_LIMIT_STORAGE=memory://`` every process

@@ -53,9 +53,11 @@ def attachment_problem(attachment: Attachment, max_bytes: int) -> str | None:
     if attachment.kind is AttachmentKind.FILE:
         ext = name.rsplit(".", 1)[-1].upper() if name and "." in name else ""
         label = ext or (attachment.mime_type or "")
-        kind = f" ({label})" if label else ""
-        return _("{file}{kind} isn't an image I can edit. Send {formats}.").format(
-            file=file_named(name), kind=kind, formats=_(SUPPORTED_FORMATS))
+        if label:
+            return _("{file} ({kind}) isn't an image I can edit. Send {formats}.").format(
+                file=file_named(name), kind=label, formats=_(SUPPORTED_FORMATS))
+        return _("{file} isn't an image I can edit. Send {formats}.").format(
+            file=file_named(name), formats=_(SUPPORTED_FORMATS))
     if attachment.size is not None and attachment.size > max_bytes:
         return too_large(attachment.size, max_bytes, name)
     return None

@@ -681,3 +681,21 @@ async def test_a_retry_of_an_event_cut_short_by_a_restart_is_finished_once(
         await second.intake.drain()
     assert len(gemini.requests) == 1
     assert len(slack.shared_uploads(CHANNEL, str(event["ts"]))) == 1
+
+
+# ---------------------------------------------------------------------- languages
+async def test_a_slack_user_with_a_chinese_locale_is_answered_in_chinese(rig: Rig) -> None:
+    rig.slack.add_user("U555", name="li", locale="zh-CN")
+    root = await rig.mention("help", user="U555")
+    [answer] = rig.slack.thread_messages(CHANNEL, root)
+    assert "我用 Google 的 Gemini 图像模型来编辑图片" in answer.text
+    assert "我会在话题串里回复" in answer.text  # Slack's way: the thread
+    pdf = rig.slack.host_file(b"%PDF-1.7\n", "brief.pdf", "application/pdf")
+    asked = await rig.mention("改成水彩", files=[pdf], user="U555")
+    assert rig.slack.thread_messages(CHANNEL, asked)[-1].text == (
+        "“brief.pdf”（PDF）不是我能编辑的图片。请发送照片，或 PNG、JPEG、WebP、HEIC 格式的文件。")
+    # the locale is asked once, then remembered
+    asked_locale = [c for c in rig.slack.calls_to("users.info") if "include_locale" in c.args]
+    assert [c.args["user"] for c in asked_locale] == ["U555"]
+    english = await rig.mention("help", user=ALICE)
+    assert rig.slack.thread_messages(CHANNEL, english)[-1].text.startswith("I edit pictures")
