@@ -249,14 +249,9 @@ def _parse_money(name: str, value: str, operator: ChatLimits, *, by_operator: bo
     ceiling = {"daily": operator.chat_daily, "monthly": operator.chat_monthly,
                "user_daily": operator.user_daily,
                "user_monthly": operator.user_monthly}[name]
+    shown = None if ceiling is None else dollars(ceiling)
     if value.lower() in (NO_LIMIT, "off", "unlimited"):
-        if by_operator:
-            return EXACT + NO_LIMIT
-        if ceiling is not None:
-            raise SettingError(_("Only the bot's operators can lift this limit; the most "
-                                 "you can set here is {limit}.").format(
-                                     limit=dollars(ceiling)))
-        return NO_LIMIT
+        return _unlimited(shown, by_operator=by_operator)
     match = _MONEY.match(value.strip())
     if match is None:
         raise SettingError(_("Give an amount in US dollars, like 2.50 (or none)."))
@@ -267,34 +262,39 @@ def _parse_money(name: str, value: str, operator: ChatLimits, *, by_operator: bo
     if amount > MAX_USD:
         raise SettingError(_("That is more than this bot can count; give at most "
                              "1,000,000."))
-    text = f"{amount.normalize():f}"
-    if by_operator:
-        return EXACT + text
-    if ceiling is not None and to_micros(float(amount)) > ceiling:
-        raise SettingError(_("The bot's operators allow at most {limit} here; you can set "
-                             "a lower limit, not a higher one.").format(
-                                 limit=dollars(ceiling)))
-    return text
+    above = ceiling is not None and to_micros(float(amount)) > ceiling
+    return _within(f"{amount.normalize():f}", shown, above=above, by_operator=by_operator)
 
 
 def _parse_per_minute(value: str, ceiling: int | None, *, by_operator: bool) -> str:
+    shown = None if ceiling is None else _("{count} a minute").format(count=ceiling)
     if value.lower() in (NO_LIMIT, "off", "unlimited"):
-        if by_operator:
-            return EXACT + NO_LIMIT
-        if ceiling is not None:
-            raise SettingError(_("Only the bot's operators can lift this limit; the most "
-                                 "you can set here is {count} a minute.").format(
-                                     count=ceiling))
-        return NO_LIMIT
+        return _unlimited(shown, by_operator=by_operator)
     if not value.isdigit() or not 1 <= int(value) <= MAX_PER_MINUTE:
         raise SettingError(_("Give a whole number of requests a minute, from 1 to "
                              "{most} (or none).").format(most=MAX_PER_MINUTE))
+    above = ceiling is not None and int(value) > ceiling
+    return _within(str(int(value)), shown, above=above, by_operator=by_operator)
+
+
+def _unlimited(ceiling: str | None, *, by_operator: bool) -> str:
+    """``none``: an operator's word is exact; a chat may drop only a limit the operator
+    does not set (``ceiling`` is the operator's, as shown)."""
     if by_operator:
-        return EXACT + str(int(value))
-    if ceiling is not None and int(value) > ceiling:
-        raise SettingError(_("The bot's operators allow at most {count} a minute; you can "
-                             "set a lower limit, not a higher one.").format(count=ceiling))
-    return str(int(value))
+        return EXACT + NO_LIMIT
+    if ceiling is not None:
+        raise SettingError(_("Only the bot's operators can lift this limit; the most you "
+                             "can set here is {limit}.").format(limit=ceiling))
+    return NO_LIMIT
+
+
+def _within(text: str, ceiling: str | None, *, above: bool, by_operator: bool) -> str:
+    if by_operator:
+        return EXACT + text
+    if above:
+        raise SettingError(_("The bot's operators allow at most {limit} here; you can set "
+                             "a lower limit, not a higher one.").format(limit=ceiling))
+    return text
 
 
 def _parse_switch(value: str) -> str:

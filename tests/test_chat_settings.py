@@ -50,7 +50,7 @@ def test_typed_values_are_stored_normalised(name: str, value: str, stored: str |
     ("daily", "lots", "like 2.50"),
     ("user_daily", "2", "at most $1.00"),  # the operator allows $1 a day per person
     ("user_daily", "none", "Only the bot's operators"),
-    ("per_minute", "6", "at most 5 a minute"),
+    ("per_minute", "6", "at most 5 a minute here"),
     ("per_minute", "0", "from 1 to"),
     ("send_originals", "maybe", "on or off"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.chat_settings import canonical_name
 from bot.i18n import N_
 
 
@@ -72,8 +73,9 @@ def bare_command(text: str) -> str | None:
     words = text.strip().split()
     if not words or words[0].lower().lstrip("/") not in COMMAND_NAMES | set(ALIASES):
         return None
-    if words[0].lower().lstrip("/") == "settings":
-        pass  # its arguments are words ("settings aspect 16:9")
+    if words[0].lower().lstrip("/") == "settings" and len(words) > 1:
+        if canonical_name(words[1]) is None:  # "settings of a castle at night" is a prompt
+            return None
     elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
         return None
     return "/" + " ".join([words[0].lower().lstrip("/"), *words[1:]])
