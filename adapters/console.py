@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import os
 import re
 import stat
 import sys
@@ -139,6 +140,19 @@ class ConsolePlatform:
     async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
         return [InputImage(attachment.data or b"", attachment.mime_type, attachment.filename)]
 
+    async def language_of(self, sender: Sender) -> str | None:
+        return None  # the console speaks the language its sender was created with
+
+
+def _terminal_language() -> str | None:
+    """``zh_CN`` from ``LANG=zh_CN.UTF-8`` (or LC_ALL, LC_MESSAGES): the console answers
+    in the terminal's language."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "").split(".")[0]
+        if value and value not in ("C", "POSIX"):
+            return value
+    return None
+
 
 def _readline(stdin: TextIO) -> str:
     """One line; bytes that are not UTF-8 become U+FFFD instead of ending the console."""
@@ -166,7 +180,7 @@ async def run_console(
     intake.register(ConsolePlatform(channel))
     await intake.start()  # a line left unanswered by the last run is answered first
     user = getpass.getuser() or "you"
-    sender = Sender(id=user, display_name=user)
+    sender = Sender(id=user, display_name=user, language=_terminal_language())
     if interactive:
         print(f"Chatbrush console — model: {intake.engine.model.name}. Attach images with "
               "@path/to/photo.jpg, /help for commands, # for comments, Ctrl-D to quit.",

@@ -16,6 +16,7 @@ interrupted finds it stored and resumes it; one that was handled is a no-op.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ from bot.events import (
     Progress,
     Sender,
 )
+from bot.i18n import N_, _
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -61,6 +63,10 @@ log = logging.getLogger(__name__)
 REACTION_WORKING = "hourglass_flowing_sand"
 REACTION_DONE = "white_check_mark"
 REACTION_FAILED = "x"
+#: how long a user's locale is remembered, and for how many users at most
+LOCALE_TTL_SECONDS = 3600.0
+LOCALE_CACHE_SIZE = 4096
+UNREADABLE_FILE = N_("I couldn't read one of the files from Slack.")
 
 
 # ---------------------------------------------------------------------- the Channel port
@@ -187,6 +193,7 @@ class SlackAdapter:
             logger=bolt_log,
         )
         self.bot_user_id: str | None = None
+        self._locales: dict[str, tuple[float, str | None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._socket: Any = None
         self._receiving = False
@@ -217,6 +224,25 @@ class SlackAdapter:
                                      max_bytes=self.settings.chatbrush_max_upload_bytes)
                 for f in files]
 
+    async def language_of(self, sender: Sender) -> str | None:
+        """The user's Slack locale (``zh-CN``) from ``users.info`` with
+        ``include_locale``, remembered for an hour: Slack events do not carry it."""
+        now = time.monotonic()
+        known = self._locales.get(sender.id)
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            resp = await self.client.users_info(user=sender.id, include_locale=True)
+        except SlackApiError as exc:
+            log.info("Slack: no locale for %s: %s", sender.id, exc.response.get("error"))
+            return None
+        user = resp.get("user") or {}
+        locale = user.get("locale") if isinstance(user.get("locale"), str) else None
+        if len(self._locales) >= LOCALE_CACHE_SIZE:
+            self._locales = {k: v for k, v in self._locales.items() if v[0] > now}
+        self._locales[sender.id] = (now + LOCALE_TTL_SECONDS, locale)
+        return locale
+
     async def _file_info(self, attachment: Attachment) -> Mapping[str, Any]:
         """The file's metadata; Slack sends only an id for some files (Slack Connect, large
         messages, files that changed), so ask ``files.info`` when the link is missing."""
@@ -227,10 +253,10 @@ class SlackAdapter:
         try:
             resp = await self.client.files_info(file=attachment.ref)
         except SlackApiError as exc:
-            raise FileRefused("I couldn't read one of the files from Slack.") from exc
+            raise FileRefused(_(UNREADABLE_FILE)) from exc
         info = resp.get("file")
         if not isinstance(info, Mapping):
-            raise FileRefused("I couldn't read one of the files from Slack.")
+            raise FileRefused(_(UNREADABLE_FILE))
         return info
 
     async def _earlier_thread_images(self, attachment: Attachment

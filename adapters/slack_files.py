@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.events import InputImage, InputRefused
+from bot.i18n import _
 
 #: Hosts that serve Slack's private files (commercial Slack and GovSlack).
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
@@ -82,6 +83,10 @@ def file_label(file: Mapping[str, Any]) -> str:
     return str(file.get("name") or file.get("title") or file.get("id") or "the file")
 
 
+def _too_large_sized() -> str:
+    return _("“{name}” is too large ({size}); the limit is {limit}.")
+
+
 def _megabytes(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:.0f} MB"
 
@@ -100,17 +105,18 @@ def check_declared(file: Mapping[str, Any], max_bytes: int) -> None:
     name = file_label(file)
     mode = file.get("mode")
     if mode == "tombstone":
-        raise FileRefused(f"“{name}” was deleted before I could read it.")
+        raise FileRefused(_("“{name}” was deleted before I could read it.").format(name=name))
     if mode == "hidden_by_limit" or file.get("is_hidden_by_limit"):
-        raise FileRefused(f"Slack hides “{name}” (workspace file limit), so I can't read it.")
+        raise FileRefused(_("Slack hides “{name}” (workspace file limit), so I can't read "
+                            "it.").format(name=name))
     if not declared_image(file):
         kind = file.get("pretty_type") or file.get("mimetype") or "non-image"
-        raise FileRefused(f"I can only edit pictures; “{name}” is a {kind} file.")
+        raise FileRefused(_("I can only edit pictures; “{name}” is a {kind} file.").format(
+            name=name, kind=kind))
     size = file.get("size")
     if isinstance(size, int) and size > max_bytes:
-        raise FileRefused(
-            f"“{name}” is too large ({_megabytes(size)}); the limit is {_megabytes(max_bytes)}."
-        )
+        raise FileRefused(_too_large_sized().format(name=name, size=_megabytes(size),
+                                                  limit=_megabytes(max_bytes)))
 
 
 async def download_image(
@@ -126,14 +132,17 @@ async def download_image(
     name = file_label(file)
     url = file.get("url_private_download") or file.get("url_private")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise FileRefused(f"Slack didn't give me a download link for “{name}”.")
+        raise FileRefused(_("Slack didn't give me a download link for “{name}”.").format(
+            name=name))
     if not token_allowed(url, api_url):
         # Never send the token to a host that is not Slack's; nor fetch without it.
-        raise FileRefused(f"I couldn't download “{name}”: it isn't stored on Slack.")
+        raise FileRefused(_("I couldn't download “{name}”: it isn't stored on Slack.").format(
+            name=name))
     data = await _fetch(session, url, token=token, api_url=api_url, max_bytes=max_bytes, name=name)
     mime = sniff_image(data)
     if mime is None:
-        raise FileRefused(f"“{name}” doesn't look like a picture (PNG, JPEG, WebP, GIF or HEIC).")
+        raise FileRefused(_("“{name}” doesn't look like a picture (PNG, JPEG, WebP, GIF or "
+                            "HEIC).").format(name=name))
     return InputImage(data=data, mime_type=mime, filename=name)
 
 
@@ -146,7 +155,7 @@ async def _fetch(
     max_bytes: int,
     name: str,
 ) -> bytes:
-    for _ in range(_MAX_REDIRECTS + 1):
+    for _redirect in range(_MAX_REDIRECTS + 1):
         headers = {"Authorization": f"Bearer {token}"} if token_allowed(url, api_url) else {}
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
@@ -154,28 +163,31 @@ async def _fetch(
                     url = urljoin(url, resp.headers["Location"])
                     continue
                 if resp.status != 200:
-                    raise FileRefused(f"I couldn't download “{name}” (Slack said {resp.status}).")
+                    raise FileRefused(_("I couldn't download “{name}” (Slack said "
+                                        "{status}).").format(name=name, status=resp.status))
                 if resp.content_type == "text/html":
                     # Slack's login page: the token lacks the files:read scope.
                     raise FileRefused(
-                        f"Slack wouldn't let me read “{name}” (is the files:read scope granted?)."
+                        _("Slack wouldn't let me read “{name}” (is the files:read scope "
+                          "granted?).").format(name=name)
                     )
                 declared = resp.content_length
                 if declared is not None and declared > max_bytes:
-                    raise FileRefused(
-                        f"“{name}” is too large ({_megabytes(declared)}); "
-                        f"the limit is {_megabytes(max_bytes)}."
-                    )
+                    raise FileRefused(_too_large_sized().format(
+                        name=name, size=_megabytes(declared), limit=_megabytes(max_bytes)))
                 chunks: list[bytes] = []
                 total = 0
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     total += len(chunk)
                     if total > max_bytes:
                         raise FileRefused(
-                            f"“{name}” is too large; the limit is {_megabytes(max_bytes)}."
+                            _("“{name}” is too large; the limit is {limit}.").format(
+                                name=name, limit=_megabytes(max_bytes))
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise FileRefused(f"I couldn't download “{name}” from Slack; try again.") from exc
-    raise FileRefused(f"I couldn't download “{name}”: too many redirects.")
+            raise FileRefused(_("I couldn't download “{name}” from Slack; try again.").format(
+                name=name)) from exc
+    raise FileRefused(_("I couldn't download “{name}”: too many redirects.").format(
+        name=name))

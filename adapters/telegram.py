@@ -46,7 +46,8 @@ from adapters.telegram_translate import (
 )
 from bot.commands import COMMANDS
 from bot.config import SettingsError
-from bot.events import Attachment, Incoming, InputImage, InputRefused
+from bot.events import Attachment, Incoming, InputImage, InputRefused, Sender
+from bot.i18n import _, speaking
 from bot.intake import IntakeClosed
 from bot.messages import DOWNLOAD_FAILED, too_large
 
@@ -63,6 +64,12 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'",
                         category=PTBUserWarning)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def command_list(language: str) -> list[BotCommand]:
+    """The commands as Telegram's menu shows them, described in ``language``."""
+    with speaking(language):
+        return [BotCommand(c.name, _(c.description)) for c in COMMANDS]
 
 
 def webhook_secret(token: str) -> str:
@@ -138,13 +145,16 @@ class TelegramAdapter:
             if "too big" in exc.message.lower():
                 raise InputRefused(too_large(attachment.size, limit)) from None
             log.warning("Telegram: download failed: %s", exc.message)
-            raise InputRefused(DOWNLOAD_FAILED) from None
+            raise InputRefused(_(DOWNLOAD_FAILED)) from None
         except TelegramError as exc:
             log.warning("Telegram: download failed: %s", scrub(str(exc)))
-            raise InputRefused(DOWNLOAD_FAILED) from None
+            raise InputRefused(_(DOWNLOAD_FAILED)) from None
         if len(data) > limit:
             raise InputRefused(too_large(len(data), limit))
         return [InputImage(data, attachment.mime_type, attachment.filename)]
+
+    async def language_of(self, sender: Sender) -> str | None:
+        return None  # Telegram sends each user's language_code with every message
 
     # ------------------------------------------------------------------ lifecycle
     def mount(self, web_app: web.Application) -> bool:
@@ -176,7 +186,9 @@ class TelegramAdapter:
         self._initialized = True
         self._me = BotIdentity(self.bot.id, self.bot.username)
         try:
-            await self.bot.set_my_commands([BotCommand(c.name, c.description) for c in COMMANDS])
+            await self.bot.set_my_commands(command_list("en"))
+            # Telegram shows this list to users whose app is set to Chinese
+            await self.bot.set_my_commands(command_list("zh_Hans"), language_code="zh")
         except TelegramError as exc:
             log.warning("could not register the command list: %s", exc)
         self._receiving = True

@@ -153,7 +153,8 @@ def sender_of(message: Message) -> Sender:
     user = message.from_user
     if user is None:
         return Sender(str(message.chat.id), message.chat.title or "")
-    return Sender(str(user.id), user.full_name or user.username or "", user.username or "")
+    return Sender(str(user.id), user.full_name or user.username or "", user.username or "",
+                  user.language_code or None)
 
 
 def speaks_for_chat(message: Message) -> bool:

@@ -128,6 +128,33 @@ class Settings(BaseSettings):
     def _provider_url(cls, value: str) -> str:
         return cls._http_url(value)
 
+    # --- cost, budgets and limits (issue 9); US dollars, unset: no limit
+    chatbrush_prices: str | None = Field(
+        None, description="price overrides: a TOML or JSON file, or inline JSON"
+    )
+    chatbrush_user_daily_usd: float | None = Field(None, ge=0)
+    chatbrush_user_monthly_usd: float | None = Field(None, ge=0)
+    chatbrush_chat_daily_usd: float | None = Field(None, ge=0)
+    chatbrush_chat_monthly_usd: float | None = Field(None, ge=0)
+    chatbrush_monthly_usd: float | None = Field(None, ge=0, description="bot-wide cap")
+    chatbrush_user_per_minute: int | None = Field(None, ge=1, le=10_000)
+    chatbrush_exempt_admins: bool = Field(
+        False, description="operators (CHATBRUSH_ADMINS) skip user and chat limits"
+    )
+    chatbrush_rate_limit_storage: str = Field(
+        "memory://", description="where per-minute counts live (a `limits` storage URI)"
+    )
+    chatbrush_max_concurrent_calls: int | None = Field(None, ge=1, le=10_000)
+
+    @field_validator(
+        "chatbrush_user_daily_usd", "chatbrush_user_monthly_usd", "chatbrush_chat_daily_usd",
+        "chatbrush_chat_monthly_usd", "chatbrush_monthly_usd", "chatbrush_user_per_minute",
+        "chatbrush_max_concurrent_calls", "chatbrush_prices", mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     # --- provenance (issue 11)
     chatbrush_c2pa: bool = Field(True, description="sign sent pictures with Content Credentials")
     chatbrush_c2pa_cert: Path | None = Field(None, description="PEM chain, signing cert first")

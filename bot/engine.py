@@ -22,7 +22,8 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 import bot.images as imaging
 from bot import metrics
 from bot.access import AdminCache
-from bot.chat_settings import ChatSettings, defaults
+from bot.budgets import Budgets, Clock, LimitReached
+from bot.chat_settings import ChatSettings, resolve
 from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
@@ -39,20 +40,26 @@ from bot.events import (
     OutputImage,
     Progress,
 )
+from bot.help_text import help_text
+from bot.i18n import N_, _, ngettext
 from bot.input_policy import check_attachments
-from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
+from bot.model_options import AUTO, aspect_ratios, nearest_ratio
+from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
+from bot.models.catalog import ModelCatalog, UnknownModel
+from bot.pricing import PriceTable
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
-GENERIC_FAILURE = "Sorry, something went wrong on my side. Please try again in a moment."
-UNREADABLE_ANSWER = "The model service sent an answer the bot couldn't read. Please try again."
-INTERRUPTED = (
+GENERIC_FAILURE = N_("Sorry, something went wrong on my side. Please try again in a moment.")
+UNREADABLE_ANSWER = N_("The model service sent an answer the bot couldn't read. Please try "
+                       "again.")
+INTERRUPTED = N_(
     "I was restarted while the model was working on this, so I can't tell whether it "
     "finished. Reply “try again” to run it once more."
 )
-CONVERSATION_RESET = "That conversation was reset. Please send it again."
+CONVERSATION_RESET = N_("That conversation was reset. Please send it again.")
 
 Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
 
@@ -86,36 +93,93 @@ class Target:
     carried: tuple[Attachment, ...] = ()
 
 
+@dataclass
+class CallRecord:
+    """One model call as it is recorded: whose, which model, and how long it took."""
+
+    work: Work
+    user_turn: Turn
+    model: str
+    image_size: str | None
+    request_bytes: int
+    seconds: float = 0.0
+
+
+def aspect_for(setting: str | None, path: Sequence[Turn], model: str) -> str | None:
+    """The aspect ratio to ask for: the chat's, or with "auto" the allowed ratio closest
+    to the picture being edited (the newest one in the conversation); ``None`` when
+    there is no picture yet (the model chooses)."""
+    if setting != AUTO:
+        return setting
+    for turn in reversed(path):
+        if turn.images:
+            picture = turn.images[0]
+            return nearest_ratio(picture.width, picture.height, aspect_ratios(model))
+    return None
+
+
 class Engine:
     def __init__(self, store: Store, model: ImageModel, settings: Settings, *,
-                 admins: AdminCache | None = None) -> None:
+                 admins: AdminCache | None = None, catalog: ModelCatalog | None = None,
+                 clock: Clock = time.time) -> None:
         self.store = store
         self.model = model
         self.settings = settings
         self.admins = admins or AdminCache(settings)
+        #: the models a chat may choose from (``None``: only ``model``)
+        self.catalog = catalog
+        #: "now" in epoch seconds, for budgets and usage records (tests move it)
+        self.clock = clock
+        self.prices = PriceTable.from_settings(settings)
+        self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
-        return defaults(self.settings, self.model.name)
+        return resolve(self.settings, await self.store.chat_settings(chat),
+                       default_model=self.model.name, allowed_model=self.allowed_model)
+
+    def model_names(self) -> tuple[str, ...]:
+        """The models a chat may choose, the default first."""
+        if self.catalog is None:
+            return (self.model.name,)
+        names = self.catalog.names()
+        return names if self.model.name in names else (self.model.name, *names)
+
+    def allowed_model(self, name: str) -> str | None:
+        """The allowed model ``name`` stands for (as the catalog spells it), or ``None``."""
+        if name.strip().lower() == self.model.name.lower():
+            return self.model.name
+        if self.catalog is None:
+            return None
+        try:
+            return self.catalog.entry(name.strip()).name
+        except UnknownModel:
+            return None
+
+    def model_for(self, name: str) -> ImageModel:
+        if name == self.model.name or self.catalog is None:
+            return self.model
+        if name == self.catalog.default and self.catalog.entry(name).model == self.model.name:
+            return self.model  # the default, as the catalog spells it
+        try:
+            return self.catalog.get(name)
+        except (UnknownModel, RuntimeError):
+            return self.model
 
     async def admit(self, work: Work, *, calls: int) -> None:
-        """Raise :class:`UserFacingError` when ``calls`` more model calls for this event are
-        not allowed now (budgets, rate limits); all of them are counted before any starts.
-        Today every call is allowed: limits come with the operators' controls."""
+        """Raise :class:`UserFacingError` (a :class:`LimitReached`) when ``calls`` more
+        model calls for this event are not allowed now (budgets, rate limits); all of
+        them are reserved before any starts. Call it once per event for all its calls."""
+        chosen = await self.chat_settings(work.event.chat)
+        exempt = self.settings.chatbrush_exempt_admins and self.admins.is_operator(work.event)
+        await self.budgets.admit(work, chosen, calls=calls, exempt=exempt)
 
-    def help_text(self, prefix: str = "/") -> str:
-        lines = [
-            "I edit pictures with Google's Gemini image model.",
-            "• Send a photo with what to change (\"make it watercolor\"), or describe a new "
-            "picture.",
-            "• Reply to my image to keep editing it (\"now add a hat\"); reply to an older "
-            "version to branch from it.",
-            "• Send several photos at once to combine them.",
-            "",
-            "Commands:",
-        ]
-        lines += [f"{prefix}{c.usage.lstrip('/')} — {c.description}" for c in COMMANDS]
-        return "\n".join(lines)
+    async def release(self, work: Work) -> None:
+        """The event is finished: what :meth:`admit` reserved and no call used is free."""
+        await self.budgets.release(work)
+
+    def help_text(self, platform: str, prefix: str = "/") -> str:
+        return help_text(platform, prefix)
 
     # ------------------------------------------------------------------ entry points
     async def process(self, work: Work) -> InboxStatus:
@@ -127,7 +191,7 @@ class Engine:
         if entry.turn_id is not None:
             turn = await self.store.get_turn(entry.turn_id)
             if turn is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(_(CONVERSATION_RESET))
             if entry.call_started:
                 return await self._interrupted(work, turn)
             if turn.text and turn.status is TurnStatus.OK:
@@ -150,7 +214,7 @@ class Engine:
                 if turn is not None and turn.status is TurnStatus.OK and turn.text:
                     await self.store.mark_failed(turn.id, f"error: {reason}")
             await self._safe_progress(work.channel, Progress.FAILED)
-            ids = await self.safe_send(work.channel, GENERIC_FAILURE)
+            ids = await self.safe_send(work.channel, _(GENERIC_FAILURE))
             if turn is not None:
                 for message_id in ids:
                     await self.store.link_message(work.event.chat, message_id, turn)
@@ -227,8 +291,10 @@ class Engine:
         for index, result in enumerate(results, start=1):
             if isinstance(result, imaging.ImageRejected):
                 metrics.REJECTED_INPUTS.labels(work.event.platform).inc()
-                which = f"Image {index} of {len(raw)}: " if len(raw) > 1 else ""
-                raise UserFacingError(f"{which}{result.user_message}")
+                if len(raw) > 1:
+                    raise UserFacingError(_("Image {index} of {count}: {reason}").format(
+                        index=index, count=len(raw), reason=result.user_message))
+                raise UserFacingError(result.user_message)
             if isinstance(result, BaseException):
                 raise result
             prepared.append(result)
@@ -245,14 +311,14 @@ class Engine:
             return InboxStatus.DONE  # not meant for us after all
         prepared = [*await self._load_images(work, target.carried), *own_images]
         if not text and not prepared:
-            raise UserFacingError("Tell me what to change, or send a photo.")
+            raise UserFacingError(_("Tell me what to change, or send a photo."))
         thread_id = target.thread.id
         await self.deliver_pending(work, thread_id)
         parent_id = target.parent_id
         if target.follow_head:
             current = await self.store.get_thread(thread_id)
             if current is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(_(CONVERSATION_RESET))
             parent_id = current.head_id
         if not prepared and text:
             prepared = await self._retry_images(thread_id, parent_id)
@@ -269,11 +335,10 @@ class Engine:
                 event_id=work.entry.id,
             )
             await self.store.link_message(incoming.chat, incoming.message_id, turn)
-            many = "them" if len(prepared) > 1 else "it"
+            question = ngettext("Got it. What should I do with it?",
+                                "Got it. What should I do with them?", len(prepared))
             # Linked, so that replying to this question continues with the picture.
-            for message_id in await self.safe_send(
-                work.channel, f"Got it. What should I do with {many}?"
-            ):
+            for message_id in await self.safe_send(work.channel, question):
                 await self.store.link_message(incoming.chat, message_id, turn)
             return InboxStatus.DONE
         user_turn = await self.store.add_turn(
@@ -298,45 +363,55 @@ class Engine:
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
         incoming = work.event
+        chosen = await self.chat_settings(incoming.chat)
+        model = self.model_for(chosen.model)
         policy = ContextPolicy(
             byte_budget=self.settings.chatbrush_context_bytes,
-            max_images=min(self.model.max_input_images,
+            max_images=min(model.max_input_images,
                            self.settings.chatbrush_max_input_images or 14),
         )
         path = await self._recent_path(user_turn)
         context = await self._build_context(path, policy)
-        chosen = await self.chat_settings(incoming.chat)
+        image_size = chosen.image_size
         request = GenerateRequest(
             context.contents,
-            aspect_ratio=chosen.aspect_ratio,
-            image_size=chosen.image_size,
+            aspect_ratio=aspect_for(chosen.aspect_ratio, path, model.name),
+            image_size=image_size,
         )
-        await self.admit(work, calls=1)
+        try:
+            await self.admit(work, calls=1)
+        except LimitReached as refused:
+            # No call: the turn is kept, failed with the reason, so "try again" works later.
+            await self.store.mark_failed(user_turn.id, refused.reason)
+            await self._tell_about(work, user_turn, str(refused))
+            return InboxStatus.FAILED
         # Recorded before the call: if the process dies during it, the resumed event knows
         # a call may have been paid for and does not make a second one unasked.
         await self.store.inbox_mark_call_started(work.entry.id)
         await self._safe_progress(work.channel, Progress.WORKING)
         metrics.REQUEST_BYTES.observe(context.request_bytes)
-        started = time.monotonic()
-        try:
-            result = await self.model.generate(request)
-            outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
-                       for b in result.images]
-        except (ModelError, imaging.ImageRejected) as exc:
-            error = exc if isinstance(exc, ModelError) else ModelError(
-                FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
-                "Please try again.", detail=str(exc))
-            self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
-        except Exception as exc:
-            # Whatever else a model client lets through must not lose the user's turn.
-            log.exception("model call raised %s in thread %s", type(exc).__name__,
-                          user_turn.thread_id)
-            error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
-                               detail=f"{type(exc).__name__}: {exc}"[:500])
-            self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
-        self._observe_call(started, "ok")
+        call = CallRecord(work, user_turn, model.name, image_size, context.request_bytes)
+        async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
+            started = time.monotonic()
+            try:
+                result = await model.generate(request)
+                call.seconds = time.monotonic() - started
+                outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
+                           for b in result.images]
+            except (ModelError, imaging.ImageRejected) as exc:
+                error = exc if isinstance(exc, ModelError) else ModelError(
+                    FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "
+                                            "Please try again."), detail=str(exc))
+                call.seconds = call.seconds or time.monotonic() - started
+                return await self._fail(call, error)
+            except Exception as exc:
+                # Whatever else a model client lets through must not lose the user's turn.
+                log.exception("model call raised %s in thread %s", type(exc).__name__,
+                              user_turn.thread_id)
+                error = ModelError(FailureKind.UNAVAILABLE, _(UNREADABLE_ANSWER),
+                                   detail=f"{type(exc).__name__}: {exc}"[:500])
+                call.seconds = time.monotonic() - started
+                return await self._fail(call, error)
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
         for part in result.parts:
@@ -354,19 +429,15 @@ class Engine:
         # for twice. It becomes the current version only once it is delivered.
         model_turn = await self.store.add_turn(
             user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
-            author_id="bot", author_name=self.model.name, status=TurnStatus.UNDELIVERED,
+            author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
             move_head=False, event_id=work.entry.id,
         )
-        await self.store.record_usage(
-            chat=incoming.chat, user_id=incoming.sender.id,
-            thread_id=user_turn.thread_id, model=self.model.name, ok=True,
-            images=len(outputs), prompt_tokens=result.usage.prompt_tokens,
-            output_tokens=result.usage.output_tokens, request_bytes=context.request_bytes,
-        )
+        await self._record(call, result.usage, images=len(outputs), failure=None)
         note = ""
         if context.newest_images_capped:
-            note = (f"\n(This model takes {context.images_sent} images at most; "
-                    f"{context.newest_images_capped} of yours were left out.)")
+            note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
+                             "left out.)").format(count=context.images_sent,
+                                                  left=context.newest_images_capped)
         await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
                             done_event=work.entry.id)
         return InboxStatus.DONE
@@ -381,33 +452,46 @@ class Engine:
             path = await self.store.path(user_turn.id)
         return [t for t in path if t.status is TurnStatus.OK]
 
-    def _observe_call(self, started: float, outcome: str) -> None:
-        metrics.MODEL_SECONDS.labels(self.model.name).observe(time.monotonic() - started)
-        metrics.MODEL_CALLS.labels(self.model.name, outcome).inc()
+    async def _record(self, call: CallRecord, usage: Usage | None, *, images: int,
+                      failure: FailureKind | None) -> None:
+        """The call's usage, cost and latency, in the store and in the metrics."""
+        usage = usage or Usage()
+        cost = self.prices.cost(call.model, usage, images=images, image_size=call.image_size)
+        outcome = "ok" if failure is None else failure.value
+        metrics.MODEL_SECONDS.labels(call.model).observe(call.seconds)
+        metrics.MODEL_CALLS.labels(call.model, outcome).inc()
+        metrics.MODEL_COST.labels(call.model).inc(cost / 1e6)
+        metrics.CALL_COST.labels(call.model).observe(cost / 1e6)
+        incoming = call.work.event
+        await self.store.record_usage(
+            chat=incoming.chat, user_id=incoming.sender.id,
+            thread_id=call.user_turn.thread_id, model=call.model, ok=failure is None,
+            images=images, prompt_tokens=usage.prompt_tokens,
+            output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
+            cost_micros=cost, latency_ms=round(call.seconds * 1000),
+            failure=None if failure is None else failure.value, at=self.clock(),
+            event_id=call.work.entry.id,
+        )
+
+    async def _notify_queued(self, work: Work, text: str) -> None:
+        await self.safe_send(work.channel, text)
+        await self._safe_progress(work.channel, Progress.QUEUED)
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
         """Load just the image bytes the policy keeps, then assemble the request."""
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
-    async def _fail(self, work: Work, user_turn: Turn, error: ModelError,
-                    context: BuiltContext) -> InboxStatus:
-        incoming = work.event
+    async def _fail(self, call: CallRecord, error: ModelError) -> InboxStatus:
+        work, user_turn = call.work, call.user_turn
         log.warning("model call failed in thread %s: %s (%s)", user_turn.thread_id,
                     error.kind.value, error.detail or error.user_message)
         await self.store.mark_failed(user_turn.id, error.kind.value)
-        usage = error.usage
-        await self.store.record_usage(
-            chat=incoming.chat, user_id=incoming.sender.id,
-            thread_id=user_turn.thread_id, model=self.model.name, ok=False,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            request_bytes=context.request_bytes,
-        )
+        await self._record(call, error.usage, images=0, failure=error.kind)
         await self._safe_progress(work.channel, Progress.FAILED)
         message = error.user_message
         if error.text:
-            message += f"\n\nThe model said: {error.text}"
+            message += "\n\n" + _("The model said: {text}").format(text=error.text)
         await self._tell_about(work, user_turn, message)
         return InboxStatus.FAILED
 
@@ -423,13 +507,13 @@ class Engine:
         log.warning("message %s: a model call was interrupted by a restart",
                     work.event.message_id)
         await self.store.mark_failed(user_turn.id, "interrupted")
-        await self._tell_about(work, user_turn, INTERRUPTED)
+        await self._tell_about(work, user_turn, _(INTERRUPTED))
         return InboxStatus.FAILED
 
     async def _resume_delivery(self, work: Work, answer_turn_id: int) -> InboxStatus:
         turn = await self.store.get_turn(answer_turn_id)
         if turn is None:
-            raise UserFacingError(CONVERSATION_RESET)
+            raise UserFacingError(_(CONVERSATION_RESET))
         if turn.status is TurnStatus.UNDELIVERED:
             await self._deliver(work, turn, await self._stored_outputs(turn),
                                 caption_for(turn), done_event=work.entry.id)
@@ -477,12 +561,13 @@ class Engine:
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
             metrics.UNDELIVERED.labels(work.event.platform).inc()
             await self._safe_progress(channel, Progress.FAILED)
-            label = f"v{turn.version}" if turn.version else "it"
+            label = f"v{turn.version}" if turn.version else "…"
             resend = f"{work.event.command_prefix}resend"
             await self._tell_about(
                 work, turn,
-                f"Your picture ({label}) is ready, but I couldn't send it here. I'll send "
-                f"it again with your next message in this conversation, or use {resend}.",
+                _("Your picture ({label}) is ready, but I couldn't send it here. I'll send "
+                  "it again with your next message in this conversation, or use {resend}."
+                  ).format(label=label, resend=resend),
             )
             return False
         await self.store.mark_delivered(turn, chat=work.event.chat, message_ids=ids,
@@ -497,11 +582,12 @@ class Engine:
         spec = next((c for c in COMMANDS if c.name == command.name), None)
         p = incoming.command_prefix
         if spec is None or command.name not in HANDLERS:
-            raise UserFacingError(f"I don't know {p}{command.name}. Try {p}help.")
+            raise UserFacingError(_("I don't know {command}. Try {help}.").format(
+                command=f"{p}{command.name}", help=f"{p}help"))
         if spec.thread_scoped and incoming.thread_unknown and not incoming.is_private:
             raise UserFacingError(
-                f"I can't tell which conversation {p}{command.name} is meant for here: type "
-                f"it inside the thread you want to change."
+                _("I can't tell which conversation {command} is meant for here: type it "
+                  "inside the thread you want to change.").format(command=f"{p}{command.name}")
             )
         await HANDLERS[command.name](CommandContext(self, work, command))
         return InboxStatus.DONE

@@ -40,6 +40,9 @@ class Sender:
     display_name: str = ""
     #: the platform handle without "@" (allow-lists may name people by it)
     username: str = ""
+    #: the language the person's app is set to, as the platform tags it ("zh-hans",
+    #: "en"); None when the event does not say (Slack: asked when processing)
+    language: str | None = None
 
     def qualified(self, platform: str) -> str:
         """The ``platform:id`` form used by ``CHATBRUSH_ADMINS``."""
@@ -189,6 +192,11 @@ class Platform(Protocol):
         """Download what ``attachment`` refers to; :class:`InputRefused` if it can't be."""
         ...
 
+    async def language_of(self, sender: Sender) -> str | None:
+        """The sender's app language as the platform tags it, for a platform whose events
+        do not carry it (Slack asks ``users.info``); ``None`` when unknown."""
+        ...
+
 
 # --------------------------------------------------------------------------- records
 def event_to_record(event: Incoming) -> dict[str, Any]:
@@ -196,7 +204,8 @@ def event_to_record(event: Incoming) -> dict[str, Any]:
     return {
         "chat": [event.chat.platform, event.chat.chat_id, event.chat.topic_id],
         "message_id": event.message_id,
-        "sender": [event.sender.id, event.sender.display_name, event.sender.username],
+        "sender": [event.sender.id, event.sender.display_name, event.sender.username,
+                   event.sender.language],
         "text": event.text,
         "attachments": [_attachment_record(a) for a in event.attachments],
         "is_private": event.is_private,
@@ -213,11 +222,13 @@ def event_to_record(event: Incoming) -> dict[str, Any]:
 
 def event_from_record(record: Mapping[str, Any]) -> Incoming:
     platform, chat_id, topic_id = record["chat"]
-    sender_id, sender_name, username = (*record["sender"], "")[:3]
+    sender = list(record["sender"])
+    username = sender[2] if len(sender) > 2 else ""
+    language = sender[3] if len(sender) > 3 else None
     return Incoming(
         chat=ChatKey(platform, chat_id, topic_id),
         message_id=record["message_id"],
-        sender=Sender(sender_id, sender_name, username),
+        sender=Sender(sender[0], sender[1], username, language),
         text=record.get("text", ""),
         attachments=tuple(_attachment_from(a) for a in record.get("attachments", ())),
         is_private=bool(record.get("is_private")),

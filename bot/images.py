@@ -32,6 +32,7 @@ import simplejpeg
 from PIL import Image
 
 from bot.events import OutputImage
+from bot.i18n import N_, _
 from bot.image_structure import (
     PNG_SIGNATURE,
     MalformedImage,
@@ -91,15 +92,17 @@ _ORIENTATION_FIX: Final[dict[int, Image.Transpose]] = {
 }
 _EXIF_ORIENTATION: Final = 0x0112
 
-_DAMAGED: Final = "That image is damaged or incomplete and could not be read; please send it again."
+_DAMAGED: Final = N_("That image is damaged or incomplete and could not be read; please send "
+                     "it again.")
 
 
 class ImageRejected(Exception):
-    """An image we will not use; ``user_message`` is a short reason fit for the chat."""
+    """An image we will not use; ``user_message`` is a short reason fit for the chat, in
+    the user's language (a marked constant is translated here)."""
 
     def __init__(self, user_message: str, *, detail: str = "") -> None:
         super().__init__(detail or user_message)
-        self.user_message = user_message
+        self.user_message = _(user_message)
         self.detail = detail
 
 
@@ -178,7 +181,7 @@ def _is_video_ftyp(data: bytes) -> bool:
     )
 
 
-_CAMERA_RAW: Final = (
+_CAMERA_RAW: Final = N_(
     "Camera RAW files are not supported here; please send a JPEG (cameras and phone apps "
     "can export one)."
 )
@@ -197,22 +200,24 @@ def _unsupported_image(data: bytes) -> str | None:
     if head.startswith(_RAW_MAGIC) or _ftyp_brands(data)[:1] == [b"crx "]:  # crx: Canon CR3
         return _CAMERA_RAW
     named: list[tuple[bool, str]] = [
-        (head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "JPEG XL images"),
+        (head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")),
+         N_("JPEG XL images")),
         (
             head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")),
-            "JPEG 2000 images",
+            N_("JPEG 2000 images"),
         ),
-        (head.startswith(b"8BPS"), "Photoshop (PSD) files"),
-        (head.startswith(b"icns"), "macOS icon (ICNS) files"),
-        (head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")), "PostScript (EPS) files"),
+        (head.startswith(b"8BPS"), N_("Photoshop (PSD) files")),
+        (head.startswith(b"icns"), N_("macOS icon (ICNS) files")),
+        (head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")), N_("PostScript (EPS) files")),
         (
             b"<svg" in low and not low.startswith((b"<!doctype html", b"<html")),
-            "SVG drawings",
+            N_("SVG drawings"),
         ),
     ]
     for matched, what in named:
         if matched:
-            return f"{what} are not supported here; please send a JPEG or PNG."
+            return _("{what} are not supported here; please send a JPEG or PNG.").format(
+                what=_(what))
     return None
 
 
@@ -224,23 +229,23 @@ def _describe_non_image(data: bytes) -> str:
     head = data[:512]
     low = head.lower().lstrip(b"\xef\xbb\xbf \t\r\n")
     known: list[tuple[bool, str]] = [
-        (head.startswith(b"%PDF"), "a PDF"),
-        (head.startswith(b"PK\x03\x04"), "a ZIP archive or Office document"),
-        (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), "an archive"),
-        (head.startswith((b"\x7fELF", b"MZ")), "a program"),
-        (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), "a video"),
-        (_ftyp_brands(data)[:1] == [b"M4A "], "an audio file"),
-        (head.startswith(b"RIFF") and head[8:12] == b"AVI ", "a video"),
+        (head.startswith(b"%PDF"), N_("a PDF")),
+        (head.startswith(b"PK\x03\x04"), N_("a ZIP archive or Office document")),
+        (head.startswith((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh")), N_("an archive")),
+        (head.startswith((b"\x7fELF", b"MZ")), N_("a program")),
+        (head.startswith(b"\x1a\x45\xdf\xa3") or _is_video_ftyp(data), N_("a video")),
+        (_ftyp_brands(data)[:1] == [b"M4A "], N_("an audio file")),
+        (head.startswith(b"RIFF") and head[8:12] == b"AVI ", N_("a video")),
         (
             head.startswith((b"ID3", b"OggS", b"fLaC", b"\xff\xfb", b"\xff\xf3"))
             or (head.startswith(b"RIFF") and head[8:12] == b"WAVE"),
             "an audio file",
         ),
-        (low.startswith((b"<!doctype html", b"<html")), "a web page"),
+        (low.startswith((b"<!doctype html", b"<html")), N_("a web page")),
     ]
     for matched, what in known:
         if matched:
-            return f"That file is not an image (it looks like {what})."
+            return _("That file is not an image (it looks like {what}).").format(what=_(what))
     try:
         text = data[:4096].decode("utf-8")
     except UnicodeDecodeError:
@@ -249,8 +254,8 @@ def _describe_non_image(data: bytes) -> str:
         if len(text) < min(len(data), 4096) - 4:
             text = ""
     if text and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
-        return "That file is not an image (it looks like a text file)."
-    return "That file is not an image."
+        return _("That file is not an image (it looks like a text file).")
+    return _("That file is not an image.")
 
 
 # --------------------------------------------------------------------------- opening
@@ -262,8 +267,8 @@ def _size_label(n: int) -> str:
 
 def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
     return ImageRejected(
-        f"That image is too large ({width} × {height} pixels); "
-        f"the limit is {max_pixels / 1_000_000:g} megapixels.",
+        _("That image is too large ({width} × {height} pixels); the limit is {limit} "
+          "megapixels.").format(width=width, height=height, limit=f"{max_pixels / 1e6:g}"),
         detail=f"{width}x{height} > {max_pixels} pixels",
     )
 
@@ -315,7 +320,8 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
     if not any(f in Image.OPEN for f in formats):  # e.g. a Pillow built without AVIF
         label = kind.removeprefix("image/").upper()
         raise ImageRejected(
-            f"{label} images are not supported here; please send a JPEG or PNG.",
+            _("{format} images are not supported here; please send a JPEG or PNG.").format(
+                format=label),
             detail=f"no Pillow plugin among {formats}",
         )
     try:
@@ -324,7 +330,8 @@ def _open_checked(data: bytes, kind: str, max_pixels: int) -> Image.Image:
         # Pillow's own limit fired first (the warning arrives as an exception when
         # warnings are errors); the header parse has not decoded pixels yet.
         raise ImageRejected(
-            f"That image is too large; the limit is {max_pixels / 1_000_000:g} megapixels.",
+            _("That image is too large; the limit is {limit} megapixels.").format(
+                limit=f"{max_pixels / 1e6:g}"),
             detail=str(exc),
         ) from None
     except Exception as exc:  # untrusted bytes: any parser failure means "unreadable"
@@ -577,11 +584,11 @@ def prepare_input(
     :func:`prepare_input_async`.
     """
     if not data:
-        raise ImageRejected("That file is empty.")
+        raise ImageRejected(N_("That file is empty."))
     if len(data) > max_bytes:
         raise ImageRejected(
-            f"That file is too big ({_size_label(len(data))}); "
-            f"the limit is {_size_label(max_bytes)}.",
+            _("That file is too big ({size}); the limit is {limit}.").format(
+                size=_size_label(len(data)), limit=_size_label(max_bytes)),
             detail=f"{len(data)} > {max_bytes} bytes",
         )
     kind = sniff_image_type(data)
@@ -634,7 +641,7 @@ async def prepare_input_async(
     )
 
 
-_UNREADABLE_ANSWER: Final = "The model sent an image that could not be read."
+_UNREADABLE_ANSWER: Final = N_("The model sent an image that could not be read.")
 
 
 def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
@@ -648,11 +655,11 @@ def inspect_output(data: bytes, mime_type: str | None = None) -> OutputImage:
     vouch for (then the decoder has the last word).
     """
     if not data:
-        raise ImageRejected("The model sent an empty image.")
+        raise ImageRejected(N_("The model sent an empty image."))
     kind = sniff_image_type(data)
     if kind is None:
         raise ImageRejected(
-            "The model sent something that is not an image.",
+            N_("The model sent something that is not an image."),
             detail=f"declared {mime_type!r}, magic {data[:8]!r}",
         )
     if mime_type and mime_type.lower() != kind:

@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.events import Attachment, AttachmentKind, Incoming
+from bot.i18n import N_, _
 from bot.messages import SUPPORTED_FORMATS, file_named, too_large
 
-UNSUPPORTED = f"I can only work with text and images. Send {SUPPORTED_FORMATS}."
-NO_VIDEO = f"I can't edit videos or GIFs. Send {SUPPORTED_FORMATS}."
-TOO_MANY_FILES = "That's more files than I can take at once ({count}); please send at most {limit}."
+UNSUPPORTED = N_("I can only work with text and images. Send {formats}.")
+NO_VIDEO = N_("I can't edit videos or GIFs. Send {formats}.")
+TOO_MANY_FILES = N_("That's more files than I can take at once ({count}); please send at "
+                    "most {limit}.")
 #: attachments one message may carry (an album holds ten; a fusion wants a few)
 MAX_ATTACHMENTS = 16
 
@@ -23,12 +25,12 @@ def check_input(event: Incoming, settings: Settings) -> None:
     limit = settings.chatbrush_max_prompt_chars
     if len(text) > limit:
         raise UserFacingError(
-            f"That message is too long ({len(text):,} characters); please keep it under "
-            f"{limit:,}."
+            _("That message is too long ({count} characters); please keep it under "
+              "{limit}.").format(count=f"{len(text):,}", limit=f"{limit:,}")
         )
     files = [a for a in event.attachments if a.kind is not AttachmentKind.THREAD_IMAGES]
     if len(files) > MAX_ATTACHMENTS:
-        raise UserFacingError(TOO_MANY_FILES.format(count=len(files), limit=MAX_ATTACHMENTS))
+        raise UserFacingError(_(TOO_MANY_FILES).format(count=len(files), limit=MAX_ATTACHMENTS))
     check_attachments(files, settings)
 
 
@@ -44,15 +46,18 @@ def check_attachments(attachments: Sequence[Attachment],
 def attachment_problem(attachment: Attachment, max_bytes: int) -> str | None:
     """Why this attachment cannot be used, judged from what the platform says of it."""
     if attachment.kind is AttachmentKind.VIDEO:
-        return NO_VIDEO
+        return _(NO_VIDEO).format(formats=_(SUPPORTED_FORMATS))
     if attachment.kind is AttachmentKind.OTHER:
-        return UNSUPPORTED
+        return _(UNSUPPORTED).format(formats=_(SUPPORTED_FORMATS))
     name = attachment.filename
     if attachment.kind is AttachmentKind.FILE:
         ext = name.rsplit(".", 1)[-1].upper() if name and "." in name else ""
         label = ext or (attachment.mime_type or "")
-        kind = f" ({label})" if label else ""
-        return f"{file_named(name)}{kind} isn't an image I can edit. Send {SUPPORTED_FORMATS}."
+        if label:
+            return _("{file} ({kind}) isn't an image I can edit. Send {formats}.").format(
+                file=file_named(name), kind=label, formats=_(SUPPORTED_FORMATS))
+        return _("{file} isn't an image I can edit. Send {formats}.").format(
+            file=file_named(name), formats=_(SUPPORTED_FORMATS))
     if attachment.size is not None and attachment.size > max_bytes:
         return too_large(attachment.size, max_bytes, name)
     return None

@@ -41,13 +41,14 @@ from bot.events import (
     Platform,
     Progress,
 )
+from bot.i18n import N_, _, normalize, speaking
 from bot.input_policy import check_input
 from bot.messages import QUEUED_NOTICE
 from bot.store import InboxEntry, InboxStatus, Store
 
 log = logging.getLogger(__name__)
 
-NOT_ALLOWED = "Sorry, this bot isn't available here."
+NOT_ALLOWED = N_("Sorry, this bot isn't available here.")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: how long finished events are kept: re-deliveries within it are recognised
 KEEP_FINISHED_SECONDS = 7 * 86400
@@ -213,7 +214,8 @@ class Intake:
                  event.chat.chat_id, event.sender.id)
         if event.addressed and self.refusals.should_say(event.chat):
             channel = self._platforms[event.platform].channel(event)
-            self._spawn(self._say(channel, NOT_ALLOWED))
+            with speaking(normalize(event.sender.language)):
+                self._spawn(self._say(channel, _(NOT_ALLOWED)))
 
     async def _maybe_queued_notice(self, entry: InboxEntry) -> None:
         """"You're next" — only when a message really waits: one that starts within
@@ -229,8 +231,10 @@ class Intake:
             return
         if await self.store.inbox_waiting_before(entry.lane, entry.id) == 0:
             return
-        channel = self._platforms[entry.event.platform].channel(entry.event)
-        await self._say(channel, QUEUED_NOTICE)
+        platform = self._platforms[entry.event.platform]
+        channel = platform.channel(entry.event)
+        with speaking(await self._language(entry.event, platform)):
+            await self._say(channel, _(QUEUED_NOTICE))
         try:
             await channel.progress(Progress.QUEUED)
         except Exception:
@@ -331,6 +335,11 @@ class Intake:
         if not event.addressed and not event.is_private and event.thread_hint is None:
             await self.store.inbox_finish(ids, status=InboxStatus.DONE)
             return ids, InboxStatus.DONE  # an album nobody addressed to the bot
+        with speaking(await self._language(event, platform)):
+            return ids, await self._handle(entry, ids, event, platform)
+
+    async def _handle(self, entry: InboxEntry, ids: list[int], event: Incoming,
+                      platform: Platform) -> InboxStatus:
         channel = platform.channel(event)
         work = Work(entry=entry, entry_ids=tuple(ids), event=event, channel=channel,
                     fetch=platform.fetch)
@@ -346,10 +355,24 @@ class Intake:
             await self.engine.salvage(work, reason=type(exc).__name__)
             status = InboxStatus.FAILED
         try:
+            await self.engine.release(work)  # money reserved for calls that never ran
             await self.store.inbox_finish(ids, status=status)
         except Exception:
             log.exception("could not record message %s as finished", event.message_id)
-        return ids, status
+        return status
+
+    async def _language(self, event: Incoming, platform: Platform) -> str:
+        """The chat's language if its admins chose one, else the sender's app language
+        (from the event, or asked of the platform); English when nothing is known."""
+        try:
+            chosen = (await self.engine.chat_settings(event.chat)).language
+            if chosen:
+                return chosen
+            return normalize(event.sender.language
+                             or await platform.language_of(event.sender))
+        except Exception:
+            log.warning("could not tell the language of %s", event.sender.id, exc_info=True)
+            return normalize(event.sender.language)
 
     async def _collect_album(self, entry: InboxEntry) -> list[InboxEntry]:
         """Wait until no item of the album has arrived for the debounce, then take them

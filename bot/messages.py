@@ -1,12 +1,18 @@
-"""User-facing lines shared by the core and the adapters (one wording everywhere)."""
+"""User-facing lines shared by the core and the adapters (one wording everywhere).
+
+Constants are marked with ``N_()`` and translated where they are shown (``_(CONSTANT)``);
+the functions answer in the language being spoken.
+"""
 
 from __future__ import annotations
 
-SUPPORTED_FORMATS = "a photo, or a PNG, JPEG, WebP or HEIC file"
-QUEUED_NOTICE = (
+from bot.i18n import N_, _
+
+SUPPORTED_FORMATS = N_("a photo, or a PNG, JPEG, WebP or HEIC file")
+QUEUED_NOTICE = N_(
     "Another request in this conversation is still being worked on; yours is next in line."
 )
-DOWNLOAD_FAILED = "I couldn't download that file. Please send it again."
+DOWNLOAD_FAILED = N_("I couldn't download that file. Please send it again.")
 
 
 def megabytes(size: int) -> str:
@@ -16,10 +22,14 @@ def megabytes(size: int) -> str:
 
 def file_named(name: str | None) -> str:
     """“holiday.png”, or "That file" when the platform gave no name."""
-    return f"“{name}”" if name else "That file"
+    return f"“{name}”" if name else _("That file")
 
 
 def too_large(size: int | None, limit: int, name: str | None = None) -> str:
-    what = f"{file_named(name)} is too large" + (f" ({megabytes(size)})" if size else "")
-    return (f"{what}; I can take images up to {megabytes(limit)}. "
-            "Send it as a photo or a smaller file.")
+    if size:
+        what = _("{file} is too large ({size})").format(file=file_named(name),
+                                                        size=megabytes(size))
+    else:
+        what = _("{file} is too large").format(file=file_named(name))
+    return _("{what}; I can take images up to {limit}. Send it as a photo or a smaller "
+             "file.").format(what=what, limit=megabytes(limit))

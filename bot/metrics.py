@@ -20,6 +20,22 @@ MODEL_SECONDS = Histogram(
     "chatbrush_model_call_seconds", "Time one model call took, retries included", ["model"],
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
+MODEL_COST = Counter(
+    "chatbrush_model_cost_usd_total", "Money spent on model calls, in US dollars (from the "
+    "price table and each answer's usage)", ["model"],
+)
+CALL_COST = Histogram(
+    "chatbrush_model_call_cost_usd", "What one model call cost, in US dollars", ["model"],
+    buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2),
+)
+LIMIT_REFUSALS = Counter(
+    "chatbrush_limit_refusals_total", "Requests refused by a budget or rate limit, before "
+    "any model call", ["limit"],
+)
+CALLS_QUEUED = Counter(
+    "chatbrush_calls_queued_total", "Model calls that waited for a free slot "
+    "(CHATBRUSH_MAX_CONCURRENT_CALLS)",
+)
 REQUEST_BYTES = Histogram(
     "chatbrush_request_bytes", "Inline payload of one model request (context policy output)",
     buckets=(1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6),

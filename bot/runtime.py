@@ -12,6 +12,7 @@ from bot.config import Settings, SettingsError
 from bot.engine import Engine
 from bot.intake import Intake
 from bot.models.base import ImageModel
+from bot.models.catalog import ModelCatalog
 from bot.store import Store
 
 STORE_ENTRY_POINTS = "chatbrush.stores"
@@ -24,8 +25,6 @@ def choose_model(settings: Settings, *, demo: bool = False) -> ImageModel:
         from bot.models.demo import DemoModel
 
         return DemoModel()
-    from bot.models.catalog import ModelCatalog
-
     catalog = ModelCatalog.from_settings(settings)
     return catalog.create(catalog.default)
 
@@ -58,15 +57,25 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, model: ImageModel | None = None, demo: bool = False
+    settings: Settings, *, model: ImageModel | None = None, demo: bool = False,
+    catalog: ModelCatalog | None = None,
 ) -> AsyncIterator[Runtime]:
+    """``catalog`` holds the models chats may choose (made from the settings unless a
+    ``model`` or ``demo`` is given); the runtime closes it with everything else."""
+    if model is None and not demo and catalog is None:
+        catalog = ModelCatalog.from_settings(settings)
     model = model or choose_model(settings, demo=demo)
+    store: Store | None = None
     try:
         store = await open_store(settings)
+        engine = Engine(store, model, settings, catalog=catalog)
     except BaseException:
         await model.aclose()
+        if catalog is not None:
+            await catalog.aclose()
+        if store is not None:
+            await store.close()
         raise
-    engine = Engine(store, model, settings)
     intake = Intake(store, engine, settings)
     try:
         yield Runtime(store, model, engine, intake)
@@ -76,5 +85,7 @@ async def open_runtime(
         finally:
             try:
                 await model.aclose()
+                if catalog is not None:
+                    await catalog.aclose()
             finally:
                 await store.close()

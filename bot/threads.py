@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.events import ChatKey
+from bot.i18n import _
 
 
 class TurnStatus(enum.Enum):
@@ -131,15 +132,16 @@ def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
     by_id = {t.id: t for t in turns}
     versions = versions_in(turns)
     if not versions:
-        return "No versions yet in this conversation."
+        return _("No versions yet in this conversation.")
     head_path = {t.id for t in path_to(by_id, head_id)} if head_id in by_id else set()
-    lines = ["Versions in this conversation (reply to an image to continue from it):"]
+    lines = [_("Versions in this conversation (reply to an image to continue from it):")]
     for version in versions:
         prompt = _prompt_of(by_id, version)
         parent_version = _previous_version(by_id, version)
-        origin = f" (from v{parent_version.version})" if parent_version else ""
-        marker = "  ← current" if version.id == head_id else ""
-        branch = "" if version.id in head_path else "  [other branch]"
+        origin = (" " + _("(from v{version})").format(version=parent_version.version)
+                  if parent_version else "")
+        marker = "  " + _("← current") if version.id == head_id else ""
+        branch = "" if version.id in head_path else "  " + _("[other branch]")
         lines.append(f"v{version.version}{origin}: {_short(prompt)}{marker}{branch}")
     return "\n".join(lines)
 
@@ -147,8 +149,8 @@ def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
 def _prompt_of(by_id: dict[int, Turn], model_turn: Turn) -> str:
     parent = by_id.get(model_turn.parent_id) if model_turn.parent_id else None
     if parent is None:
-        return "(no prompt)"
-    text = parent.text or ("(images only)" if parent.images else "(no prompt)")
+        return _("(no prompt)")
+    text = parent.text or (_("(images only)") if parent.images else _("(no prompt)"))
     return f"{text} — {parent.author_name}" if parent.author_name else text
 
 

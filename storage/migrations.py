@@ -121,4 +121,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE images ADD COLUMN location TEXT NOT NULL DEFAULT 'db'",
     ),
+    # 4: money, latency and failure class of each call; spend reservations; chat settings
+    (
+        "ALTER TABLE usage ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN latency_ms INTEGER",
+        "ALTER TABLE usage ADD COLUMN failure TEXT",
+        "CREATE INDEX usage_by_time ON usage (created_at)",
+        "CREATE INDEX usage_by_user_time ON usage (platform, user_id, created_at)",
+        "CREATE INDEX usage_by_chat_time ON usage (platform, chat_id, created_at)",
+        """CREATE TABLE spend_reservations (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            event_id INTEGER,
+            amount_micros INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX reservations_by_event ON spend_reservations (event_id)",
+        """CREATE TABLE chat_settings (
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            changed_by TEXT NOT NULL DEFAULT '',
+            changed_at REAL NOT NULL,
+            PRIMARY KEY (platform, chat_id, name)
+        )""",
+    ),
 )

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -36,10 +37,14 @@ import sqlite_utils
 
 from bot.events import ChatKey, Incoming, event_from_record, event_to_record
 from bot.store import (
+    CallReport,
+    ChatCalls,
     InboxEntry,
     InboxStatus,
     NewImage,
     NewPart,
+    SpendLimit,
+    SpendScope,
     UsageSummary,
 )
 from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
@@ -394,32 +399,141 @@ class SqliteDatabase:
         prompt_tokens: int = 0,
         output_tokens: int = 0,
         request_bytes: int = 0,
+        cost_micros: int = 0,
+        latency_ms: int | None = None,
+        failure: str | None = None,
+        at: float | None = None,
+        event_id: int | None = None,
     ) -> None:
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
-                " prompt_tokens, output_tokens, request_bytes, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, output_tokens, request_bytes, created_at, cost_micros,"
+                " latency_ms, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [chat.platform, chat.chat_id, user_id, thread_id, model, int(ok), images,
-                 prompt_tokens, output_tokens, request_bytes, time.time()],
+                 prompt_tokens, output_tokens, request_bytes,
+                 time.time() if at is None else at, cost_micros, latency_ms,
+                 None if ok else failure],
             )
+            if event_id is not None:
+                self.db.execute(
+                    "DELETE FROM spend_reservations WHERE id = (SELECT MIN(id) FROM"
+                    " spend_reservations WHERE event_id = ?)", [event_id],
+                )
 
     def usage(self, *, platform: str, chat_id: str | None = None,
-              user_id: str | None = None) -> UsageSummary:
-        where, args = ["platform = ?"], [platform]
+              user_id: str | None = None, since: float | None = None) -> UsageSummary:
+        where: list[str] = ["platform = ?"]
+        args: list[Any] = [platform]
         if chat_id is not None:
             where.append("chat_id = ?")
             args.append(chat_id)
         if user_id is not None:
             where.append("user_id = ?")
             args.append(user_id)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
         row = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(1 - ok), 0), COALESCE(SUM(images), 0),"
-            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(output_tokens), 0) FROM usage"
-            f" WHERE {' AND '.join(where)}",
+            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+            f" COALESCE(SUM(cost_micros), 0) FROM usage WHERE {' AND '.join(where)}",
             args,
         ).fetchone()
         return UsageSummary(*(int(v) for v in row))
+
+    def call_report(self, *, since: float, top: int = 5) -> CallReport:
+        calls, cost = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(cost_micros), 0) FROM usage WHERE created_at >= ?",
+            [since],
+        ).fetchone()
+        failures = {
+            str(kind): int(n) for kind, n in self.db.execute(
+                "SELECT COALESCE(failure, 'unknown'), COUNT(*) FROM usage"
+                " WHERE created_at >= ? AND ok = 0 GROUP BY 1 ORDER BY 2 DESC, 1", [since],
+            ).fetchall()
+        }
+        timed = int(self.db.execute(
+            "SELECT COUNT(*) FROM usage WHERE created_at >= ? AND latency_ms IS NOT NULL",
+            [since],
+        ).fetchone()[0])
+
+        def percentile(p: int) -> int | None:
+            if timed == 0:
+                return None
+            rank = math.ceil(p / 100 * timed)
+            row = self.db.execute(
+                "SELECT latency_ms FROM usage WHERE created_at >= ? AND latency_ms IS NOT NULL"
+                " ORDER BY latency_ms LIMIT 1 OFFSET ?", [since, rank - 1],
+            ).fetchone()
+            return int(row[0])
+
+        busiest = tuple(
+            ChatCalls(platform, chat_id, int(n), int(spent))
+            for platform, chat_id, n, spent in self.db.execute(
+                "SELECT platform, chat_id, COUNT(*), COALESCE(SUM(cost_micros), 0) FROM usage"
+                " WHERE created_at >= ? GROUP BY platform, chat_id"
+                " ORDER BY 3 DESC, 4 DESC, platform, chat_id LIMIT ?", [since, top],
+            ).fetchall()
+        )
+        return CallReport(int(calls), failures, int(cost), percentile(50), percentile(95),
+                          busiest)
+
+    # ------------------------------------------------------------------ budgets
+    def reserve_spend(self, *, chat: ChatKey, user_id: str, event_id: int | None,
+                      amount_micros: int, calls: int, limits: Sequence[SpendLimit],
+                      now: float, expires_at: float) -> SpendLimit | None:
+        with self.db.atomic():  # one writer thread: the check and the insert are one step
+            for limit in limits:
+                where, args = _scope(limit.scope, chat, user_id)
+                spent = int(self.db.execute(
+                    f"SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE {where}"
+                    " AND created_at >= ?", [*args, limit.since],
+                ).fetchone()[0])
+                held = int(self.db.execute(
+                    "SELECT COALESCE(SUM(amount_micros), 0) FROM spend_reservations"
+                    f" WHERE {where} AND expires_at > ?", [*args, now],
+                ).fetchone()[0])
+                if spent + held + amount_micros * calls > limit.limit_micros:
+                    return limit
+            for _ in range(calls):
+                self.db.execute(
+                    "INSERT INTO spend_reservations (platform, chat_id, user_id, event_id,"
+                    " amount_micros, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [chat.platform, chat.chat_id, user_id, event_id, amount_micros, now,
+                     expires_at],
+                )
+            self.db.execute("DELETE FROM spend_reservations WHERE expires_at <= ?", [now])
+        return None
+
+    def release_spend(self, event_id: int) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM spend_reservations WHERE event_id = ?", [event_id])
+
+    # ------------------------------------------------------------------ chat settings
+    def chat_settings(self, chat: ChatKey) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT name, value FROM chat_settings WHERE platform = ? AND chat_id = ?",
+            [chat.platform, chat.chat_id],
+        ).fetchall()
+        return {str(name): str(value) for name, value in rows}
+
+    def set_chat_setting(self, chat: ChatKey, name: str, value: str | None, *,
+                         changed_by: str) -> None:
+        with self.db.atomic():
+            if value is None:
+                self.db.execute(
+                    "DELETE FROM chat_settings WHERE platform = ? AND chat_id = ? AND name = ?",
+                    [chat.platform, chat.chat_id, name],
+                )
+                return
+            self.db.execute(
+                "INSERT INTO chat_settings (platform, chat_id, name, value, changed_by,"
+                " changed_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, chat_id, name)"
+                " DO UPDATE SET value = excluded.value, changed_by = excluded.changed_by,"
+                " changed_at = excluded.changed_at",
+                [chat.platform, chat.chat_id, name, value, changed_by, time.time()],
+            )
 
     def stats(self) -> dict[str, int]:
         def count(sql: str) -> int:
@@ -600,6 +714,15 @@ def _entry(row: Sequence[Any], *, status: InboxStatus | None = None,
         call_started=bool(row[_COL["call_started"]]),
         error=row[_COL["error"]],
     )
+
+
+def _scope(scope: SpendScope, chat: ChatKey, user_id: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (for ``usage`` and ``spend_reservations``) of a spend scope."""
+    if scope is SpendScope.USER:
+        return "platform = ? AND user_id = ?", [chat.platform, user_id]
+    if scope is SpendScope.CHAT:
+        return "platform = ? AND chat_id = ?", [chat.platform, chat.chat_id]
+    return "1 = 1", []
 
 
 def _thread(row: Sequence[Any]) -> Thread:
@@ -803,16 +926,42 @@ class SqliteStore:
     # -- usage
     async def record_usage(self, *, chat: ChatKey, user_id: str, thread_id: int | None,
                            model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
-                           output_tokens: int = 0, request_bytes: int = 0) -> None:
+                           output_tokens: int = 0, request_bytes: int = 0,
+                           cost_micros: int = 0, latency_ms: int | None = None,
+                           failure: str | None = None, at: float | None = None,
+                           event_id: int | None = None) -> None:
         await self.run(self.sync.record_usage, chat=chat, user_id=user_id,
                        thread_id=thread_id, model=model, ok=ok, images=images,
                        prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                       request_bytes=request_bytes)
+                       request_bytes=request_bytes, cost_micros=cost_micros,
+                       latency_ms=latency_ms, failure=failure, at=at, event_id=event_id)
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
-                    user_id: str | None = None) -> UsageSummary:
+                    user_id: str | None = None, since: float | None = None) -> UsageSummary:
         return await self.run(self.sync.usage, platform=platform, chat_id=chat_id,
-                              user_id=user_id)
+                              user_id=user_id, since=since)
+
+    async def call_report(self, *, since: float, top: int = 5) -> CallReport:
+        return await self.run(self.sync.call_report, since=since, top=top)
+
+    # -- budgets
+    async def reserve_spend(self, *, chat: ChatKey, user_id: str, event_id: int | None,
+                            amount_micros: int, calls: int, limits: Sequence[SpendLimit],
+                            now: float, expires_at: float) -> SpendLimit | None:
+        return await self.run(self.sync.reserve_spend, chat=chat, user_id=user_id,
+                              event_id=event_id, amount_micros=amount_micros, calls=calls,
+                              limits=limits, now=now, expires_at=expires_at)
+
+    async def release_spend(self, event_id: int) -> None:
+        await self.run(self.sync.release_spend, event_id)
+
+    # -- per-chat settings
+    async def chat_settings(self, chat: ChatKey) -> dict[str, str]:
+        return await self.run(self.sync.chat_settings, chat)
+
+    async def set_chat_setting(self, chat: ChatKey, name: str, value: str | None, *,
+                               changed_by: str) -> None:
+        await self.run(self.sync.set_chat_setting, chat, name, value, changed_by=changed_by)
 
     async def stats(self) -> dict[str, int]:
         return await self.run(self.sync.stats)

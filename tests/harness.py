@@ -7,6 +7,7 @@ The only stand-ins are the two ports an adapter implements (:class:`RecordingCha
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from bot.events import (
 )
 from bot.intake import Receipt
 from bot.models.base import ImageModel
+from bot.models.catalog import ModelCatalog
 from bot.models.gemini import GeminiModel
 from bot.runtime import Runtime, open_runtime
 from tests.fakes.gemini import FakeGemini
@@ -66,6 +68,7 @@ class RecordingChannel:
     counter: list[int] = field(default_factory=lambda: [1000])
     fail_sends: int = 0
     failed_sends: int = 0
+    _sent_more: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def _ids(self, n: int) -> list[str]:
         ids = [str(self.counter[0] + i) for i in range(n)]
@@ -74,7 +77,18 @@ class RecordingChannel:
 
     async def send_text(self, text: str) -> list[str]:
         self.sent.append(Sent("text", text, [], ids := self._ids(1)))
+        self._sent_more.set()
         return ids
+
+    async def wait_for_text(self, fragment: str, within: float = 10.0) -> str:
+        """The first text message containing ``fragment``, once it has been sent."""
+        async with asyncio.timeout(within):
+            while True:
+                found = next((t for t in self.texts() if fragment in t), None)
+                if found is not None:
+                    return found
+                self._sent_more.clear()
+                await self._sent_more.wait()
 
     async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
                           ) -> list[str]:
@@ -106,9 +120,14 @@ class RecordingPlatform:
     def __init__(self, name: str = "telegram") -> None:
         self.name = name
         self.channels: dict[ChatKey, RecordingChannel] = {}
+        #: what the platform would say of a person's app language, by user id
+        self.languages: dict[str, str] = {}
 
     def channel(self, event: Incoming) -> RecordingChannel:
         return self.channels.setdefault(event.chat, RecordingChannel())
+
+    async def language_of(self, sender: Sender) -> str | None:
+        return self.languages.get(sender.id)
 
     async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
         if attachment.ref == "refuse":
@@ -186,10 +205,13 @@ async def running_bot(
     platform: RecordingPlatform,
     *,
     model: ImageModel | Callable[[Settings], ImageModel] = fast_model,
+    catalog: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Store, model, engine and intake as ``chatbrush run`` builds them, processing."""
+    """Store, model, engine and intake as ``chatbrush run`` builds them, processing;
+    with ``catalog``, chats may choose among the models of ``CHATBRUSH_MODELS``."""
     chosen = model(settings) if callable(model) else model
-    async with open_runtime(settings, model=chosen) as runtime:
+    models = ModelCatalog.from_settings(settings) if catalog else None
+    async with open_runtime(settings, model=chosen, catalog=models) as runtime:
         runtime.intake.register(platform)
         await runtime.intake.start()
         yield runtime

@@ -1,12 +1,18 @@
-"""Languages: a platform's tag picks the catalog, per message, without threading it through."""
+"""Languages: a platform's tag picks the catalog, per message, without threading it through;
+the catalogs hold every message the code marks, translated with the same placeholders."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po
 
-from bot.i18n import _, current_language, normalize, speaking
+from bot.i18n import LANGUAGES, _, current_language, ngettext, normalize, speaking
+from bot.i18n.catalogs import TEMPLATE, extract, po_path
 
 
 @pytest.mark.parametrize(("tag", "language"), [
@@ -30,3 +36,57 @@ async def test_each_task_speaks_its_own_language() -> None:
     assert seen == {"ann": "zh_Hans", "bob": "en"}
     assert current_language() == "en"
     assert _("Unknown text stays as written.") == "Unknown text stays as written."
+
+
+# ---------------------------------------------------------------------- the catalogs
+PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(PLACEHOLDER.findall(text))
+
+
+def read(path: Path) -> Catalog:
+    with path.open("rb") as handle:
+        return read_po(handle)
+
+
+def test_the_template_is_up_to_date_with_the_code() -> None:
+    fresh = {m.id: sorted({path for path, _line in m.locations}) for m in extract() if m.id}
+    stored = {m.id: sorted({path for path, _line in m.locations}) for m in read(TEMPLATE)
+              if m.id}
+    assert fresh.keys() - stored.keys() == set(), "run: python -m bot.i18n.catalogs"
+    assert stored.keys() - fresh.keys() == set(), "run: python -m bot.i18n.catalogs"
+    assert fresh == stored
+
+
+@pytest.mark.parametrize("language", LANGUAGES[1:])
+def test_every_message_is_translated_with_the_same_placeholders(language: str) -> None:
+    template = read(TEMPLATE)
+    catalog = read(po_path(language))
+    translated = {m.id: m for m in catalog if m.id}
+    for message in template:
+        if not message.id:
+            continue
+        found = translated.get(message.id)
+        assert found is not None and not found.fuzzy, f"untranslated: {message.id!r}"
+        if isinstance(message.id, tuple):
+            expected = placeholders(message.id[1])
+            forms = list(found.string)
+        else:
+            expected = placeholders(message.id)
+            forms = [found.string]
+        for form in forms:
+            assert form, f"empty translation of {message.id!r}"
+            assert placeholders(form) == expected, f"placeholders differ in {message.id!r}"
+    assert translated.keys() <= {m.id for m in template}, "obsolete messages in the catalog"
+
+
+def test_a_line_comes_out_in_chinese_with_its_values() -> None:
+    with speaking("zh_Hans"):
+        assert _("Image {index} of {count}: {reason}").format(
+            index=2, count=3, reason="…") == "第 2 张图（共 3 张）：…"
+        assert ngettext("Undid {count} version.", "Undid {count} versions.", 1).format(
+            count=1) == "已撤销 1 个版本。"
+    assert ngettext("Undid {count} version.", "Undid {count} versions.", 2).format(
+        count=2) == "Undid 2 versions."

@@ -458,8 +458,11 @@ async def test_reset_in_a_channel_needs_a_workspace_admin(rig: Rig) -> None:
 
     await rig.say(f"<@{rig.slack.bot_user_id}> reset", thread_ts=root, user=ADMIN)
     assert "forgot" in rig.slack.thread_messages(CHANNEL, root)[-1].text
-    asked = [c.args["user"] for c in rig.slack.calls_to("users.info")]
-    assert asked == [BOB, ADMIN]
+    calls = rig.slack.calls_to("users.info")
+    asked = [c.args["user"] for c in calls if "include_locale" not in c.args]
+    assert asked == [BOB, ADMIN]  # admin checks; locales are asked once per person
+    locales = [c.args["user"] for c in calls if "include_locale" in c.args]
+    assert sorted(locales) == sorted(set(locales))
 
     # the thread is gone: plain replies there no longer reach the bot
     await rig.say("make it green", thread_ts=root, user=ALICE)
@@ -474,7 +477,8 @@ async def test_owners_and_configured_admins_may_reset(
             root = await r.mention("a red square")
             await r.say("<@UBOT> reset", thread_ts=root, user=user)
             assert "forgot" in r.slack.thread_messages(CHANNEL, root)[-1].text
-        assert [c.args["user"] for c in r.slack.calls_to("users.info")] == [OWNER]
+        assert [c.args["user"] for c in r.slack.calls_to("users.info")
+                if "include_locale" not in c.args] == [OWNER]
 
 
 async def test_undo_and_history_in_a_thread(rig: Rig) -> None:
@@ -497,10 +501,12 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
     assert await rig.command("undo") == 200  # a thread command from a channel
     assert "inside the thread" in rig.slack.responses[-1]["text"]
 
-    assert await rig.command("settings", user=BOB) == 200
-    assert "admins" in rig.slack.responses[-1]["text"]
-    assert await rig.command("settings", user=ADMIN) == 200
-    assert "Model:" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings", user=BOB) == 200  # anyone may look
+    assert "Aspect ratio (aspect): the model's default" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings aspect 16:9", user=BOB) == 200
+    assert "Only this chat's admins" in rig.slack.responses[-1]["text"]
+    assert await rig.command("settings aspect 16:9", user=ADMIN) == 200
+    assert "Done: aspect is now 16:9." in rig.slack.responses[-1]["text"]
     assert await rig.command("stats", user=ADMIN) == 200  # bot-wide: operators only
     assert "operators" in rig.slack.responses[-1]["text"]
 
@@ -512,7 +518,8 @@ async def test_slash_command_is_acknowledged_and_answered_privately(rig: Rig) ->
 async def test_slash_command_is_stored_before_it_is_acknowledged(rig: Rig) -> None:
     rig.slack.hold("users.info")  # the admin check hangs…
     try:
-        form = slash_command("settings", response_url=rig.slack.response_url(), user=ADMIN)
+        form = slash_command("settings aspect 16:9", response_url=rig.slack.response_url(),
+                             user=ADMIN)
         status, _ = await rig.post(
             urlencode(form).encode(), content_type="application/x-www-form-urlencoded"
         )
@@ -523,7 +530,7 @@ async def test_slash_command_is_stored_before_it_is_acknowledged(rig: Rig) -> No
     finally:
         rig.slack.release("users.info")
     await rig.intake.drain()
-    assert "Model:" in rig.slack.responses[-1]["text"]
+    assert "Done: aspect is now 16:9" in rig.slack.responses[-1]["text"]
 
 
 async def test_allowed_channels_limit_where_the_bot_answers(
@@ -682,3 +689,21 @@ async def test_web_api_calls_reuse_kept_alive_connections(rig: Rig) -> None:
     peers = {c.peer for c in rig.slack.calls if c.method != "files.upload" and c.peer}
     calls = [c for c in rig.slack.calls if c.method != "files.upload"]
     assert len(calls) > 10 and len(peers) <= 3  # not a new connection per call
+
+
+# ---------------------------------------------------------------------- languages
+async def test_a_slack_user_with_a_chinese_locale_is_answered_in_chinese(rig: Rig) -> None:
+    rig.slack.add_user("U555", name="li", locale="zh-CN")
+    root = await rig.mention("help", user="U555")
+    [answer] = rig.slack.thread_messages(CHANNEL, root)
+    assert "我用 Google 的 Gemini 图像模型来编辑图片" in answer.text
+    assert "我会在话题串里回复" in answer.text  # Slack's way: the thread
+    pdf = rig.slack.host_file(b"%PDF-1.7\n", "brief.pdf", "application/pdf")
+    asked = await rig.mention("改成水彩", files=[pdf], user="U555")
+    assert rig.slack.thread_messages(CHANNEL, asked)[-1].text == (
+        "“brief.pdf”（PDF）不是我能编辑的图片。请发送照片，或 PNG、JPEG、WebP、HEIC 格式的文件。")
+    # the locale is asked once, then remembered
+    asked_locale = [c for c in rig.slack.calls_to("users.info") if "include_locale" in c.args]
+    assert [c.args["user"] for c in asked_locale] == ["U555"]
+    english = await rig.mention("help", user=ALICE)
+    assert rig.slack.thread_messages(CHANNEL, english)[-1].text.startswith("I edit pictures")

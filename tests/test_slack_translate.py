@@ -149,6 +149,9 @@ def test_thread_broadcast_counts_as_user_content() -> None:
         ("see <https://example.com/x>", "see https://example.com/x"),
         ("<@UBOT> history", "/history"),
         ("ask <@U222> about it", "ask <@U222> about it"),
+        ("<@UBOT> settings aspect 16:9", "/settings aspect 16:9"),
+        ("<@UBOT> settings", "/settings"),
+        ("<@UBOT> settings of a castle at night", "settings of a castle at night"),
     ],
 )
 def test_clean_text(raw: str, clean: str) -> None:

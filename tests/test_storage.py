@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.store import InboxStatus, NewImage, NewPart, Store
+from bot.store import InboxStatus, NewImage, NewPart, SpendLimit, SpendScope, Store
 from bot.threads import TurnStatus
 from tests.backends import BACKENDS, open_backend
 
@@ -155,6 +155,95 @@ async def test_usage_sums_per_user_and_chat(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------- the inbox
+async def test_usage_counts_money_and_a_period(store: Store) -> None:
+    other = ChatKey("telegram", "-200")
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
+                             cost_micros=40_000, at=1_000.0)
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
+                             cost_micros=130_000, at=2_000.0)
+    await store.record_usage(chat=other, user_id="1", thread_id=None, model="m", ok=False,
+                             failure="refused", cost_micros=5, at=2_500.0)
+    assert (await store.usage(platform="telegram", user_id="1")).cost_micros == 170_005
+    recent = await store.usage(platform="telegram", chat_id="-100", since=1_500.0)
+    assert (recent.calls, recent.cost_micros) == (1, 130_000)
+    assert (await store.usage(platform="slack")).cost_micros == 0
+
+
+async def test_call_report_has_failures_latency_percentiles_and_busiest_chats(
+    store: Store,
+) -> None:
+    busy, quiet = ChatKey("slack", "C1"), ChatKey("telegram", "-5")
+    for latency in range(1, 21):  # 20 calls: 1..20 s
+        await store.record_usage(chat=busy, user_id="U", thread_id=None, model="m", ok=True,
+                                 cost_micros=1_000, latency_ms=latency * 1000, at=100.0)
+    await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
+                             failure="rate_limited", latency_ms=None, at=100.0)
+    await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
+                             failure="refused", cost_micros=900, at=100.0)
+    await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
+                             failure="refused", at=100.0)
+    await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=True,
+                             cost_micros=10**6, at=10.0)  # before the period
+    report = await store.call_report(since=50.0, top=1)
+    assert report.calls == 23
+    assert report.failures == {"refused": 2, "rate_limited": 1}
+    assert report.cost_micros == 20_900
+    assert (report.latency_p50_ms, report.latency_p95_ms) == (10_000, 19_000)
+    assert [(c.platform, c.chat_id, c.calls) for c in report.busiest] == [("slack", "C1", 20)]
+    empty = await store.call_report(since=10_000.0)
+    assert (empty.calls, empty.latency_p50_ms, empty.busiest) == (0, None, ())
+
+
+async def test_reservations_stop_the_next_caller_at_the_limit(store: Store) -> None:
+    day = SpendLimit("user_daily", SpendScope.USER, since=1_000.0, limit_micros=100)
+    chat_limit = SpendLimit("chat_daily", SpendScope.CHAT, since=1_000.0, limit_micros=150)
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
+                             cost_micros=50, at=1_100.0)
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
+                             cost_micros=500, at=900.0)  # yesterday: not counted
+
+    async def reserve(user: str, amount: int, *, calls: int = 1, event: int = 1,
+                      now: float = 1_200.0) -> SpendLimit | None:
+        return await store.reserve_spend(
+            chat=CHAT, user_id=user, event_id=event, amount_micros=amount, calls=calls,
+            limits=[day, chat_limit], now=now, expires_at=now + 600,
+        )
+
+    assert await reserve("1", 30) is None  # 50 spent + 30 held
+    assert await reserve("1", 30) == day  # would be 110
+    assert await reserve("2", 30, calls=2) is None  # another person: the chat holds 140
+    # the reservations expire: a crashed call does not hold the money for ever
+    assert await reserve("1", 30, now=1_900.0) is None
+    # the chat's limit counts everyone's reservations in it
+    assert await reserve("3", 80, now=1_900.0) == chat_limit
+
+
+async def test_recording_a_call_replaces_one_reservation_and_release_frees_the_rest(
+    store: Store,
+) -> None:
+    limit = SpendLimit("chat_monthly", SpendScope.CHAT, since=0.0, limit_micros=100)
+    args = {"chat": CHAT, "user_id": "1", "amount_micros": 40, "limits": [limit],
+            "now": 10.0, "expires_at": 1e12}
+    assert await store.reserve_spend(event_id=7, calls=2, **args) is None  # 80 held
+    assert await store.reserve_spend(event_id=8, calls=1, **args) == limit
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
+                             cost_micros=5, at=10.0, event_id=7)  # 5 spent + 40 held
+    assert await store.reserve_spend(event_id=8, calls=1, **args) is None  # 85
+    await store.release_spend(7)  # 5 spent + 40 held by event 8
+    assert await store.reserve_spend(event_id=9, calls=1, **args) is None
+
+
+async def test_chat_settings_are_kept_per_chat_and_removable(store: Store) -> None:
+    assert await store.chat_settings(CHAT) == {}
+    await store.set_chat_setting(CHAT, "aspect", "16:9", changed_by="1")
+    await store.set_chat_setting(TOPIC, "language", "zh_Hans", changed_by="1")  # whole chat
+    await store.set_chat_setting(CHAT, "aspect", "auto", changed_by="2")
+    await store.set_chat_setting(ChatKey("slack", "-100"), "aspect", "1:1", changed_by="U")
+    assert await store.chat_settings(CHAT) == {"aspect": "auto", "language": "zh_Hans"}
+    await store.set_chat_setting(CHAT, "aspect", None, changed_by="1")
+    assert await store.chat_settings(TOPIC) == {"language": "zh_Hans"}
+
+
 async def test_a_message_is_stored_once_however_often_it_arrives(store: Store) -> None:
     first, new = await store.inbox_add(event("10"), lane="L")
     again, new_again = await store.inbox_add(event("10", text="changed"), lane="L")

@@ -22,7 +22,7 @@ from adapters.telegram import TelegramAdapter, create
 from bot.config import Settings, SettingsError
 from bot.input_policy import UNSUPPORTED
 from bot.intake import NOT_ALLOWED
-from bot.messages import QUEUED_NOTICE
+from bot.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
 from bot.runtime import open_runtime
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
@@ -241,7 +241,7 @@ async def test_stickers_and_edits_get_no_model_call(
         )
         [hint] = await answers_to(tg, sticker)
         await tg.wait_polled_past(sticker)
-    assert hint["text"] == UNSUPPORTED
+    assert hint["text"] == UNSUPPORTED.format(formats=SUPPORTED_FORMATS)
     assert len(gemini.requests) == 1
     assert tg.allowed_updates == ["message"]  # edits are not even delivered
 
@@ -738,3 +738,30 @@ async def test_a_document_without_type_or_name_is_judged_by_its_bytes(
     refused = tg.send(chat, alice, document=nonsense, caption="make it red")
     [reply] = await answers_to(tg, refused)
     assert "not an image" in reply["text"] and "text file" in reply["text"]
+
+
+# ---------------------------------------------------------------------- languages
+async def test_a_chinese_app_is_answered_in_chinese(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    li = tg.user(1010, "Li", "li", language_code="zh-hans")
+    chat = tg.private_chat(li)
+    [help_text] = await answers_to(tg, tg.send(chat, li, "/start"))
+    assert "我用 Google 的 Gemini 图像模型来编辑图片" in help_text["text"]
+    assert "回复我发的图片可以继续编辑" in help_text["text"]  # Telegram's way: reply
+    pdf = tg.document(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf", "brief.pdf")
+    [refused] = await answers_to(tg, tg.send(chat, li, document=pdf, caption="改成水彩"))
+    assert refused["text"] == (
+        "“brief.pdf”（PDF）不是我能编辑的图片。请发送照片，或 PNG、JPEG、WebP、HEIC 格式的文件。")
+    gemini.enqueue_block("SAFETY")
+    asked = tg.send(chat, li, photo=make_png(320, 200, seed=5), caption="做点危险的事")
+    [blocked] = await answers_to(tg, asked)
+    assert blocked["text"].startswith("你的请求被模型的安全过滤器拦截了")
+    # an English app in the same bot is still answered in English
+    alice, *_ = people(tg)
+    [english] = await answers_to(tg, tg.send(tg.private_chat(alice), alice, "/help"))
+    assert english["text"].startswith("I edit pictures")
+    # and Telegram shows the command menu in Chinese to Chinese apps
+    menu = {c["command"]: c["description"] for c in tg.commands_by_language["zh"]}
+    assert menu["undo"] == "回退 n 个版本（默认 1 个）"
+    assert {c["command"] for c in tg.commands} == set(menu)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.chat_settings import canonical_name
+from bot.i18n import N_
+
 
 @dataclass(frozen=True)
 class CommandSpec:
@@ -17,18 +20,20 @@ class CommandSpec:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("help", "/help", "how to use the bot"),
-    CommandSpec("new", "/new", "start a fresh conversation", thread_scoped=True),
-    CommandSpec("undo", "/undo [n]", "go back n versions (default 1)", thread_scoped=True),
-    CommandSpec("history", "/history", "list the versions in this conversation",
+    CommandSpec("help", "/help", N_("how to use the bot")),
+    CommandSpec("new", "/new", N_("start a fresh conversation"), thread_scoped=True),
+    CommandSpec("undo", "/undo [n]", N_("go back n versions (default 1)"),
                 thread_scoped=True),
-    CommandSpec("resend", "/resend", "send the newest picture again (also one that could "
-                "not be delivered)", thread_scoped=True),
-    CommandSpec("reset", "/reset", "forget this conversation (admins in groups)",
+    CommandSpec("history", "/history", N_("list the versions in this conversation"),
                 thread_scoped=True),
-    CommandSpec("usage", "/usage", "model calls, images and tokens used"),
-    CommandSpec("stats", "/stats", "bot-wide numbers (operators)", admin_only=True),
-    CommandSpec("settings", "/settings", "current model settings (admins)", admin_only=True),
+    CommandSpec("resend", "/resend", N_("send the newest picture again (also one that could "
+                "not be delivered)"), thread_scoped=True),
+    CommandSpec("reset", "/reset", N_("forget this conversation (admins in groups)"),
+                thread_scoped=True),
+    CommandSpec("usage", "/usage", N_("what you and this chat spent today and this month")),
+    CommandSpec("stats", "/stats", N_("bot-wide numbers (operators)"), admin_only=True),
+    CommandSpec("settings", "/settings [name value]", N_("this chat's settings; admins change "
+                "them (aspect ratio, size, model, language, budgets)")),
 )
 COMMAND_NAMES = frozenset(c.name for c in COMMANDS)
 #: ``/start`` is what Telegram clients send first; it is an alias of ``/help``.
@@ -68,6 +73,9 @@ def bare_command(text: str) -> str | None:
     words = text.strip().split()
     if not words or words[0].lower().lstrip("/") not in COMMAND_NAMES | set(ALIASES):
         return None
-    if len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+    if words[0].lower().lstrip("/") == "settings" and len(words) > 1:
+        if canonical_name(words[1]) is None:  # "settings of a castle at night" is a prompt
+            return None
+    elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
         return None
     return "/" + " ".join([words[0].lower().lstrip("/"), *words[1:]])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bot.commands import Command
 from bot.errors import UserFacingError
 from bot.events import Channel, Incoming
+from bot.i18n import _
 from bot.threads import Thread
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class CommandContext:
             thread = await store.current_thread(incoming.chat)
         if thread is None:
             if incoming.is_private:
-                raise UserFacingError("There is no conversation yet. Send a photo to start.")
-            raise UserFacingError("Reply to one of my images with that command so I know "
-                                  "which conversation you mean.")
+                raise UserFacingError(_("There is no conversation yet. Send a photo to start."))
+            raise UserFacingError(_("Reply to one of my images with that command so I know "
+                                    "which conversation you mean."))
         return thread

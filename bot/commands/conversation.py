@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.commands.context import CommandContext
 from bot.errors import UserFacingError
+from bot.i18n import _, ngettext
 from bot.threads import TurnStatus, format_history, undo_target
 
 MAX_UNDO = 50
@@ -11,12 +12,12 @@ MAX_UNDO = 50
 
 async def new(ctx: CommandContext) -> None:
     if not ctx.event.is_private or ctx.event.thread_hint:
-        raise UserFacingError(
+        raise UserFacingError(_(
             "Here every message that mentions me starts a fresh conversation; reply to one "
             "of my images to keep editing it."
-        )
+        ))
     await ctx.engine.new_thread(ctx.work)
-    await ctx.say("Started a fresh conversation. Send a photo or describe a picture.")
+    await ctx.say(_("Started a fresh conversation. Send a photo or describe a picture."))
 
 
 async def undo(ctx: CommandContext) -> None:
@@ -24,26 +25,30 @@ async def undo(ctx: CommandContext) -> None:
     arg = args.split()[0] if args else "1"
     if not arg.isdigit() or not 1 <= int(arg) <= MAX_UNDO:
         undo = f"{ctx.prefix}undo"
-        raise UserFacingError(f"Use {undo} or {undo} N with N from 1 to {MAX_UNDO}.")
+        raise UserFacingError(_("Use {undo} or {undo} N with N from 1 to {most}.").format(
+            undo=undo, most=MAX_UNDO))
     thread = await ctx.thread()
     path = [t for t in await ctx.store.path(thread.head_id) if t.status is TurnStatus.OK]
     target, steps = undo_target(path, int(arg))
     if steps == 0:
-        raise UserFacingError("Nothing to undo yet.")
+        raise UserFacingError(_("Nothing to undo yet."))
     # The head moves and the event is finished in one commit: a resumed /undo can never
     # go back twice.
     await ctx.store.set_head(thread.id, target.id if target else None,
                              done_event=ctx.work.entry.id)
-    undone = f"Undid {steps} version{'s' if steps > 1 else ''}."
+    undone = ngettext("Undid {count} version.", "Undid {count} versions.", steps).format(
+        count=steps)
     if target is None:
-        await ctx.say(f"{undone} Back to the start: send a photo or a prompt to begin again.")
+        await ctx.say(f"{undone} "
+                      + _("Back to the start: send a photo or a prompt to begin again."))
         return
-    label = f"Back to v{target.version}." if target.is_model else "Back to the original."
+    label = (_("Back to v{version}.").format(version=target.version) if target.is_model
+             else _("Back to the original."))
     if not target.images:
         await ctx.say(f"{undone} {label}")
         return
-    await ctx.engine.send_linked(ctx.work, target, f"{undone} {label} Reply to continue "
-                                                    "from here.")
+    await ctx.engine.send_linked(ctx.work, target,
+                                 f"{undone} {label} " + _("Reply to continue from here."))
 
 
 async def history(ctx: CommandContext) -> None:
@@ -59,14 +64,14 @@ async def resend(ctx: CommandContext) -> None:
         return
     head = await ctx.store.get_turn(thread.head_id) if thread.head_id else None
     if head is None or not head.images:
-        raise UserFacingError("There is no picture to send again in this conversation.")
-    label = f"v{head.version}" if head.is_model else "The original"
-    await ctx.engine.send_linked(ctx.work, head, f"{label}, sent again. Reply to continue "
-                                                 "from here.")
+        raise UserFacingError(_("There is no picture to send again in this conversation."))
+    sent = (_("v{version}, sent again.").format(version=head.version) if head.is_model
+            else _("The original, sent again."))
+    await ctx.engine.send_linked(ctx.work, head, f"{sent} " + _("Reply to continue from here."))
 
 
 async def reset(ctx: CommandContext) -> None:
-    await ctx.require_admin("Sorry, only chat admins can reset a conversation here.")
+    await ctx.require_admin(_("Sorry, only chat admins can reset a conversation here."))
     thread = await ctx.thread()
     await ctx.store.delete_thread(thread.id)
-    await ctx.say("Done: I forgot that conversation. Send a photo to start again.")
+    await ctx.say(_("Done: I forgot that conversation. Send a photo to start again."))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.commands import conversation, info
+from bot.commands import conversation, info, settings
 from bot.commands.context import CommandContext
 
 Handler = Callable[[CommandContext], Awaitable[None]]
@@ -18,5 +18,5 @@ HANDLERS: dict[str, Handler] = {
     "reset": conversation.reset,
     "usage": info.usage,
     "stats": info.stats,
-    "settings": info.settings,
+    "settings": settings.settings,
 }

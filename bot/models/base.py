@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bot.i18n import _
+
 
 @dataclass(frozen=True)
 class Blob:
@@ -98,7 +100,8 @@ class FailureKind(enum.Enum):
 class ModelError(Exception):
     """A model call that produced nothing usable, with a message fit for the user.
 
-    ``user_message`` is short, human and free of secrets; ``detail`` is for logs.
+    ``user_message`` is short, human and free of secrets, in the user's language;
+    ``detail`` is for logs.
     """
 
     def __init__(
@@ -112,7 +115,9 @@ class ModelError(Exception):
     ) -> None:
         super().__init__(detail or user_message)
         self.kind = kind
-        self.user_message = user_message
+        # A marked constant (``N_``) is translated here, in the language of the event
+        # being handled; text already translated or formatted has no entry and stays.
+        self.user_message = _(user_message)
         self.detail = detail
         self.text = text
         self.usage = usage

@@ -20,6 +20,7 @@ from typing import Final
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from bot.i18n import N_, _
 from bot.models.base import (
     Blob,
     Content,
@@ -161,7 +162,7 @@ def parse_instruction(text: str) -> list[Step]:
     """The operations an instruction asks for, in the order they are mentioned."""
     steps: list[Step] = []
     for clause in _CLAUSE_SPLIT.split(_normalise(text)):
-        steps.extend(step for _, step in _clause_steps(clause))
+        steps.extend(step for _position, step in _clause_steps(clause))
     return steps
 
 
@@ -418,7 +419,8 @@ def _png(im: Image.Image) -> bytes:
 def _not_understood() -> ModelError:
     return ModelError(
         FailureKind.NO_IMAGE,
-        f"The demo model (offline, no AI) only understands: {CAPABILITIES}.",
+        _("The demo model (offline, no AI) only understands: {capabilities}.").format(
+            capabilities=CAPABILITIES),
         detail="demo model: no known operation in the instruction",
     )
 
@@ -437,7 +439,7 @@ def _work(
         if len(blobs) < 2:
             raise ModelError(
                 FailureKind.NO_IMAGE,
-                "The demo model needs at least two images to put side by side.",
+                N_("The demo model needs at least two images to put side by side."),
                 detail="demo model: combine with one image",
             )
         # the user's own images, or their one new image next to the latest before it

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.config import Settings, SettingsError
+from bot.i18n import N_
 from bot.models.base import (
     Blob,
     Content,
@@ -162,15 +163,15 @@ def content_to_json(content: Content) -> dict[str, Any]:
 # bot.models.http_policy.
 
 BLOCK_MESSAGES: dict[str, str] = {
-    "SAFETY": "Your request was blocked by the model's safety filter. "
-    "Try rephrasing it or using a different picture.",
-    "BLOCKLIST": "Your request contains words the model won't accept. Try rephrasing it.",
-    "PROHIBITED_CONTENT": "Your request was blocked as prohibited content. "
-    "Try a different request or picture.",
-    "IMAGE_SAFETY": "A picture in your request was blocked by the model's safety filter. "
-    "Try a different picture.",
-    "OTHER": "The model refused this request without giving a reason. "
-    "Try rephrasing it or using a different picture.",
+    "SAFETY": N_("Your request was blocked by the model's safety filter. "
+    "Try rephrasing it or using a different picture."),
+    "BLOCKLIST": N_("Your request contains words the model won't accept. Try rephrasing it."),
+    "PROHIBITED_CONTENT": N_("Your request was blocked as prohibited content. "
+    "Try a different request or picture."),
+    "IMAGE_SAFETY": N_("A picture in your request was blocked by the model's safety filter. "
+    "Try a different picture."),
+    "OTHER": N_("The model refused this request without giving a reason. "
+    "Try rephrasing it or using a different picture."),
 }
 _BLOCK_DEFAULT = BLOCK_MESSAGES["OTHER"]
 
@@ -178,67 +179,68 @@ _BLOCK_DEFAULT = BLOCK_MESSAGES["OTHER"]
 FINISH_MESSAGES: dict[str, tuple[FailureKind, str]] = {
     "SAFETY": (
         FailureKind.REFUSED,
-        "The model stopped for safety reasons. Try rephrasing your request.",
+        N_("The model stopped for safety reasons. Try rephrasing your request."),
     ),
     "IMAGE_SAFETY": (
         FailureKind.REFUSED,
-        "The picture the model made was withheld by its safety filter. "
-        "Try rephrasing your request.",
+        N_("The picture the model made was withheld by its safety filter. "
+        "Try rephrasing your request."),
     ),
     "PROHIBITED_CONTENT": (
         FailureKind.REFUSED,
-        "The model won't make this because it looks like prohibited content.",
+        N_("The model won't make this because it looks like prohibited content."),
     ),
     "IMAGE_PROHIBITED_CONTENT": (
         FailureKind.REFUSED,
-        "The picture the model made was withheld as prohibited content.",
+        N_("The picture the model made was withheld as prohibited content."),
     ),
     "BLOCKLIST": (
         FailureKind.REFUSED,
-        "Your request contains words the model won't accept. Try rephrasing it.",
+        N_("Your request contains words the model won't accept. Try rephrasing it."),
     ),
     "SPII": (
         FailureKind.REFUSED,
-        "The model stopped because the request seems to involve sensitive personal information.",
+        N_("The model stopped because the request seems to involve sensitive personal "
+           "information."),
     ),
     "RECITATION": (
         FailureKind.REFUSED,
-        "The model stopped because the result was too close to existing material. "
-        "Try asking for something more original.",
+        N_("The model stopped because the result was too close to existing material. "
+        "Try asking for something more original."),
     ),
     "IMAGE_RECITATION": (
         FailureKind.REFUSED,
-        "The picture was withheld because it was too close to an existing image. "
-        "Try asking for something more original.",
+        N_("The picture was withheld because it was too close to an existing image. "
+        "Try asking for something more original."),
     ),
     "LANGUAGE": (
         FailureKind.REFUSED,
-        "The model doesn't support the language of this request. Try English.",
+        N_("The model doesn't support the language of this request. Try English."),
     ),
     "NO_IMAGE": (
         FailureKind.NO_IMAGE,
-        "The model didn't make a picture this time. Try describing the change more explicitly.",
+        N_("The model didn't make a picture this time. Try describing the change more explicitly."),
     ),
     "IMAGE_OTHER": (
         FailureKind.NO_IMAGE,
-        "The model couldn't make a picture for this request. Try again or rephrase it.",
+        N_("The model couldn't make a picture for this request. Try again or rephrase it."),
     ),
     "MAX_TOKENS": (
         FailureKind.NO_IMAGE,
-        "The model ran out of room before finishing the picture. Try a simpler request.",
+        N_("The model ran out of room before finishing the picture. Try a simpler request."),
     ),
     "MALFORMED_FUNCTION_CALL": (
         FailureKind.UNAVAILABLE,
-        "The model's answer came back garbled. Please try again.",
+        N_("The model's answer came back garbled. Please try again."),
     ),
     "MALFORMED_RESPONSE": (
         FailureKind.UNAVAILABLE,
-        "The model's answer came back garbled. Please try again.",
+        N_("The model's answer came back garbled. Please try again."),
     ),
 }
 _FINISH_DEFAULT = (
     FailureKind.NO_IMAGE,
-    "The model stopped without making a picture. Try again or rephrase your request.",
+    N_("The model stopped without making a picture. Try again or rephrase your request."),
 )
 REFUSING_FINISHES = frozenset(
     reason for reason, (kind, _) in FINISH_MESSAGES.items() if kind is FailureKind.REFUSED

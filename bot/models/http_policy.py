@@ -36,6 +36,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bot.config import Settings
+from bot.i18n import N_, _, ngettext
 from bot.models.base import FailureKind, GenerateRequest, ModelError, image_cap_for
 
 logger = logging.getLogger(__name__)
@@ -51,54 +52,63 @@ MAX_TOKEN_COUNT: Final = 1_000_000_000
 # ---------------------------------------------------------------------------------------
 # What users read. Short, human, no codes they cannot act on, never a secret.
 
-_TRY_AGAIN = "Please try again in a few minutes."
-
-TEXT_ONLY_MESSAGE = "The model answered in words but didn't make a picture."
-EMPTY_MESSAGE = "The model returned an empty answer. Please try again."
-MALFORMED_MESSAGE = "The model service sent an answer the bot couldn't read. Please try again."
-AUTH_MESSAGE = (
+TEXT_ONLY_MESSAGE = N_("The model answered in words but didn't make a picture.")
+EMPTY_MESSAGE = N_("The model returned an empty answer. Please try again.")
+MALFORMED_MESSAGE = N_("The model service sent an answer the bot couldn't read. Please try "
+                       "again.")
+AUTH_MESSAGE = N_(
     "The bot's key for the model service was not accepted. Ask the bot's operator to check it."
 )
-CREDITS_MESSAGE = (
+CREDITS_MESSAGE = N_(
     "The bot's account with the model service has run out of credit. "
     "Ask the bot's operator to top it up."
 )
-BAD_REQUEST_MESSAGE = (
+BAD_REQUEST_MESSAGE = N_(
     "The model service rejected this request. Try rephrasing it, or /new to start over."
 )
-TOO_LARGE_MESSAGE = "The pictures are too large to send to the model. Try fewer or smaller ones."
-REGION_MESSAGE = "The model service is not available from where the bot runs."
-UNAVAILABLE_MESSAGE = "The model service is not answering right now. " + _TRY_AGAIN
-TIMEOUT_MESSAGE = "The model took too long to answer. " + _TRY_AGAIN
-UNREACHABLE_MESSAGE = "The bot could not reach the model service. " + _TRY_AGAIN
-DAILY_QUOTA_MESSAGE = (
+TOO_LARGE_MESSAGE = N_("The pictures are too large to send to the model. Try fewer or "
+                       "smaller ones.")
+REGION_MESSAGE = N_("The model service is not available from where the bot runs.")
+UNAVAILABLE_MESSAGE = N_("The model service is not answering right now. Please try again in "
+                         "a few minutes.")
+TIMEOUT_MESSAGE = N_("The model took too long to answer. Please try again in a few minutes.")
+UNREACHABLE_MESSAGE = N_("The bot could not reach the model service. Please try again in a "
+                         "few minutes.")
+DAILY_QUOTA_MESSAGE = N_(
     "The bot has used up its daily quota for the model. Please try again tomorrow."
 )
-INTERNAL_MESSAGE = "Something went wrong while talking to the model. Please try again."
+INTERNAL_MESSAGE = N_("Something went wrong while talking to the model. Please try again.")
 
 
 def unknown_model_message(model: str, setting: str) -> str:
-    return (
-        f"The model “{model}” is unknown to the service. Ask the bot's operator to check {setting}."
-    )
+    return _("The model “{model}” is unknown to the service. Ask the bot's operator to check "
+             "{setting}.").format(model=model, setting=setting)
 
 
 def rate_limited_message(wait: float | None) -> str:
-    when = f"in {humanize_seconds(wait)}" if wait else "in a minute or two"
-    return f"The model is getting too many requests right now. Please try again {when}."
+    if wait:
+        return _("The model is getting too many requests right now. Please try again in "
+                 "{wait}.").format(wait=humanize_seconds(wait))
+    return _("The model is getting too many requests right now. Please try again in a "
+             "minute or two.")
 
 
 def humanize_seconds(seconds: float) -> str:
     """'about 40 seconds', 'about 3 minutes' — roughly, because that is all users need."""
     if seconds < 60:
-        return f"about {max(5, math.ceil(seconds / 5) * 5)} seconds"
+        count = max(5, math.ceil(seconds / 5) * 5)
+        return ngettext("about {count} second", "about {count} seconds", count).format(
+            count=count)
     minutes = math.ceil(seconds / 60)
     if minutes < 90:
-        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
+        return ngettext("about a minute", "about {count} minutes", minutes).format(
+            count=minutes)
     hours = round(seconds / 3600)
     if hours > 48:
-        return f"about {round(hours / 24)} days"
-    return "about an hour" if hours <= 1 else f"about {hours} hours"
+        days = round(hours / 24)
+        return ngettext("about a day", "about {count} days", days).format(count=days)
+    return ngettext("about an hour", "about {count} hours", max(1, hours)).format(
+        count=max(1, hours))
 
 
 # ---------------------------------------------------------------------------------------

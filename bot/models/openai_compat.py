@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from bot.config import Settings, SettingsError
+from bot.i18n import N_
 from bot.images import sniff_image_type
 from bot.models import gemini
 from bot.models.base import (
@@ -76,13 +77,15 @@ logger = logging.getLogger(__name__)
 #: the extra-field key under which an answer's ``reasoning_details`` is kept for replay
 REASONING_KEY: Final = "openai:reasoning_details"
 
-IMAGE_TOO_LARGE_MESSAGE = "The picture the model made is larger than this bot accepts."
-DOWNLOAD_MESSAGE = "The model made a picture, but the bot couldn't download it. Please try again."
-MODERATION_MESSAGE = (
+IMAGE_TOO_LARGE_MESSAGE = N_("The picture the model made is larger than this bot accepts.")
+DOWNLOAD_MESSAGE = N_("The model made a picture, but the bot couldn't download it. Please try "
+                      "again.")
+MODERATION_MESSAGE = N_(
     "The model service's moderation flagged this request. "
     "Try rephrasing it or using a different picture."
 )
-REFUSAL_MESSAGE = "The model refused this request. Try rephrasing it or using a different picture."
+REFUSAL_MESSAGE = N_("The model refused this request. Try rephrasing it or using a different "
+                     "picture.")
 
 #: OpenAI ``finish_reason`` -> the Gemini ``finishReason`` with the same meaning
 _FINISH_AS_GEMINI: Final = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}

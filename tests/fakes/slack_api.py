@@ -107,6 +107,8 @@ class FakeSlack:
         self.reactions: list[Reaction] = []
         self.responses: list[dict[str, Any]] = []  # posts to slash-command response_urls
         self.users: dict[str, dict[str, Any]] = {}
+        #: each user's locale, sent by users.info only with include_locale (as Slack does)
+        self.locales: dict[str, str] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}  # people's messages, by channel
         self.files: dict[str, HostedFile] = {}
         self.rejected_requests: list[str] = []  # API calls refused for a bad token
@@ -150,8 +152,10 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ test setup
     def add_user(
-        self, user_id: str, *, name: str = "", is_admin: bool = False, is_owner: bool = False
+        self, user_id: str, *, name: str = "", is_admin: bool = False, is_owner: bool = False,
+        locale: str = "en-US",
     ) -> None:
+        self.locales[user_id] = locale
         self.users[user_id] = {
             "id": user_id,
             "team_id": self.team_id,
@@ -363,6 +367,8 @@ class FakeSlack:
         user = self.users.get(str(args.get("user", "")))
         if user is None:
             return {"ok": False, "error": "user_not_found"}
+        if str(args.get("include_locale", "")).lower() in ("true", "1"):
+            user = {**user, "locale": self.locales.get(user["id"], "en-US")}
         return {"ok": True, "user": user}
 
     async def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:

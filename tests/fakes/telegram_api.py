@@ -167,6 +167,8 @@ class FakeTelegram:
         #: (chat_id, user_id) -> "creator" | "administrator" | "member" | "left" ...
         self.chat_members: dict[tuple[int, int], str] = {}
         self.commands: list[dict[str, Any]] = []
+        #: setMyCommands lists by language_code ("" for everyone else)
+        self.commands_by_language: dict[str, list[dict[str, Any]]] = {}
         self._history: dict[int, dict[int, dict[str, Any]]] = {}
         self._next_message_id: dict[int, int] = {}
         self._files: dict[str, _File] = {}
@@ -233,12 +235,13 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ chats and people
     @staticmethod
-    def user(user_id: int, first_name: str, username: str | None = None) -> dict[str, Any]:
+    def user(user_id: int, first_name: str, username: str | None = None, *,
+             language_code: str = "en") -> dict[str, Any]:
         person: dict[str, Any] = {
             "id": user_id,
             "is_bot": False,
             "first_name": first_name,
-            "language_code": "en",
+            "language_code": language_code,
         }
         if username:
             person["username"] = username
@@ -707,7 +710,10 @@ class FakeTelegram:
                 1 <= len(cmd["description"]) <= 256
             ):
                 raise BotApiError(400, "Bad Request: BOT_COMMAND_INVALID")
-        self.commands = commands
+        language = str(params.get("language_code") or "")
+        self.commands_by_language[language] = commands
+        if not language:
+            self.commands = commands
         return True
 
     async def _m_getUpdates(self, call: Call) -> Any:
