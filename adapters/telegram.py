@@ -33,11 +33,10 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import BaseRateLimiter, ExtBot
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 from adapters.telegram_channel import TelegramChannel
-from adapters.telegram_http import FloodLimiter, GatedRequest, install_redaction, scrub
+from adapters.telegram_http import AiohttpRequest, FloodLimiter, install_redaction, scrub
 from adapters.telegram_translate import (
     PLATFORM,
     TELEGRAM_DOWNLOAD_LIMIT,
@@ -104,8 +103,8 @@ class TelegramAdapter:
             self._token,
             base_url=f"{base}/bot",
             base_file_url=f"{base}/file/bot",
-            request=GatedRequest(settings.telegram_connections),
-            get_updates_request=HTTPXRequest(connection_pool_size=1),
+            request=AiohttpRequest(connections=settings.telegram_connections),
+            get_updates_request=AiohttpRequest(connections=1),
             rate_limiter=rate_limiter or FloodLimiter(max_retries=3),
         )
         secret = settings.telegram_webhook_secret
