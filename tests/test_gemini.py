@@ -1049,3 +1049,20 @@ def test_fake_runs_in_a_thread_for_sync_and_subprocess_tests() -> None:
     assert result.images
     assert [r.status for r in fake.requests] == [503, 200]
     assert sleeps.calls == [1.0]
+
+
+async def test_many_conversations_call_the_model_at_once(fake: FakeGemini) -> None:
+    """An image model takes seconds: the client must not hold a busy bot to a handful of
+    calls at a time (a pool of 20 capped it at 20 ÷ 5 s = 4 edits a second)."""
+    settings = load_settings(gemini_api_key=fake.api_key, gemini_base_url=fake.base_url,
+                             chatbrush_concurrent_turns=60)
+    model = GeminiModel.from_settings(settings)
+    fake.pause()
+    calls = [asyncio.create_task(model.generate(request(user(f"picture {n}"))))
+             for n in range(60)]
+    try:
+        await fake.wait_for_requests(60)  # all sixty are at the service together
+    finally:
+        fake.resume()
+        await asyncio.gather(*calls)
+        await model.aclose()

@@ -303,6 +303,9 @@ class CallPolicy:
     shortest_attempt: float = 1.0
     #: a bigger answer is refused rather than read into memory
     max_answer_bytes: int = 256 * 1024 * 1024
+    #: calls of one model under way at once (the HTTP pool): an image model takes seconds,
+    #: so a small pool would cap a busy bot at pool ÷ seconds turns a second
+    connections: int = 64
 
     @property
     def least_attempt_time(self) -> float:
@@ -315,6 +318,7 @@ class CallPolicy:
             timeout=settings.gemini_timeout,
             budget=settings.gemini_retry_budget,
             max_attempts=settings.gemini_max_attempts,
+            connections=settings.chatbrush_concurrent_turns,
         )
 
 
@@ -346,7 +350,8 @@ class ModelHttp:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(policy.timeout),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(max_connections=policy.connections,
+                                max_keepalive_connections=policy.connections),
             headers={"user-agent": "chatbrush"},
         )
 
