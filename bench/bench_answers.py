@@ -19,24 +19,24 @@ costs anyway, so the ratios compare across machines.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import io
-import json
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from bench.realistic import (  # noqa: E402
+    build_picture,
+    gemini_body,
+    median_ms,
+    reference_workload,
+)
 from bot.images import (  # noqa: E402
     _PIL_FORMATS,
     ImageRejected,
@@ -44,27 +44,6 @@ from bot.images import (  # noqa: E402
     inspect_stored_output,
     sniff_image_type,
 )
-
-
-def build_picture(side: int, grain: float) -> Image.Image:
-    """Photo-like content: soft gradients and shapes under sensor grain.
-
-    With ``grain`` 0.05 a 1024² picture encodes to a PNG of about 1.3 MB, the size of a
-    photographic Gemini answer; with 0.3 to a JPEG (q95) of about 0.4 MB, as a textured
-    photo does. A flat picture would be a few kB and make every check look free.
-    """
-    sky = Image.linear_gradient("L").resize((side, side))
-    base = Image.merge("RGB", (sky.transpose(Image.Transpose.ROTATE_90), sky,
-                               Image.new("L", (side, side), 140)))  # fmt: skip
-    draw = ImageDraw.Draw(base)
-    step = side // 40
-    for k in range(60):
-        x, y, r = (k * 7919) % side, (k * 104729) % side, step * (1 + k % 5)
-        colour = ((k * 53) % 256, (k * 97) % 256, (k * 191) % 256)
-        (draw.ellipse if k % 2 else draw.rectangle)((x - r, y - r, x + r, y + r), fill=colour)
-    base = base.filter(ImageFilter.GaussianBlur(3))
-    noise = Image.merge("RGB", [Image.effect_noise((side, side), 24) for _ in range(3)])
-    return Image.blend(base, noise, grain)
 
 
 def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
@@ -81,43 +60,6 @@ def full_decode_inspect(data: bytes, mime_type: str | None = None) -> tuple[str,
     im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS[kind])
     im.load()
     return kind, im.width, im.height
-
-
-def gemini_body(png: bytes, signature_bytes: int) -> bytes:
-    """A generateContent answer as Gemini sends it: text, then the image and its signature."""
-    signature = base64.b64encode(os.urandom(signature_bytes)).decode()
-    return json.dumps({
-        "candidates": [{
-            "content": {"role": "model", "parts": [
-                {"text": "Here is the picture with a red shirt."},
-                {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()},
-                 "thoughtSignature": signature},
-            ]},
-            "finishReason": "STOP",
-        }],
-        "usageMetadata": {"promptTokenCount": 1290, "candidatesTokenCount": 1300,
-                          "totalTokenCount": 2590},
-        "modelVersion": "gemini-2.5-flash-image",
-    }).encode()  # fmt: skip
-
-
-def reference_workload(body: bytes) -> str:
-    """Work every answer costs anyway: parse the body, decode the image, hash it."""
-    parts = json.loads(body)["candidates"][0]["content"]["parts"]
-    image = base64.b64decode(parts[1]["inlineData"]["data"])
-    return hashlib.sha256(image).hexdigest()
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Median wall and CPU milliseconds of ``fn`` over ``repeat`` calls, after a warm-up."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - start) * 1000)
-        cpu.append((time.process_time() - start_cpu) * 1000)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 @dataclass
