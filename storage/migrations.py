@@ -121,4 +121,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE images ADD COLUMN location TEXT NOT NULL DEFAULT 'db'",
     ),
+    # 4: the several user turns one event makes (linked edits), with their progress
+    (
+        """CREATE TABLE inbox_turns (
+            entry_id INTEGER NOT NULL REFERENCES inbox(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            turn_id INTEGER NOT NULL,
+            call_started INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (entry_id, position)
+        )""",
+    ),
 )
