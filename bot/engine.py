@@ -27,7 +27,7 @@ from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
-from bot.context import BuiltContext, ContextPolicy, build_context, images_needed
+from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
 from bot.errors import UserFacingError
 from bot.events import (
     Attachment,
@@ -40,7 +40,14 @@ from bot.events import (
     Progress,
 )
 from bot.input_policy import check_attachments
-from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
+from bot.models.base import (
+    Content,
+    FailureKind,
+    GenerateRequest,
+    ImageModel,
+    ModelError,
+    Part,
+)
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -70,6 +77,21 @@ class Work:
     event: Incoming
     channel: Channel
     fetch: Fetch
+    #: the platform ids of every message the user sent (each item of an album)
+    message_ids: tuple[str, ...] = ()
+
+    @property
+    def user_message_ids(self) -> tuple[str, ...]:
+        return self.message_ids or (self.event.message_id,)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A model answer, stored undelivered, and what to send for it."""
+
+    turn: Turn
+    outputs: list[OutputImage]
+    note: str = ""  # e.g. that the model's input-image cap left pictures out
 
 
 @dataclass(frozen=True)
@@ -77,13 +99,15 @@ class Target:
     """Where a message goes: a thread, and the turn it continues from.
 
     ``follow_head`` means "whatever the head is when the turn runs", so queued messages in
-    one thread build on each other instead of all on the old head.
+    one thread build on each other instead of all on the old head. ``linked`` is the turn
+    a reply pointed at (it may hold the pictures of an album).
     """
 
     thread: Thread
     parent_id: int | None
     follow_head: bool
     carried: tuple[Attachment, ...] = ()
+    linked: Turn | None = None
 
 
 class Engine:
@@ -167,8 +191,9 @@ class Engine:
                 thread = await store.get_thread(linked.thread_id)
                 if thread is not None:
                     if linked.status is TurnStatus.FAILED:
-                        return Target(thread, linked.parent_id, follow_head=False)
-                    return Target(thread, linked.id, follow_head=False)
+                        return Target(thread, linked.parent_id, follow_head=False,
+                                      linked=linked)
+                    return Target(thread, linked.id, follow_head=False, linked=linked)
             if incoming.reply_attachments:
                 thread = await self.new_thread(work)
                 return Target(thread, None, follow_head=False,
@@ -236,13 +261,18 @@ class Engine:
 
     # ------------------------------------------------------------------ one turn
     async def _turn(self, work: Work) -> InboxStatus:
-        incoming = work.event
-        text = incoming.text.strip()
         # Validate what the user sent before any thread is created for it.
-        own_images = await self._load_images(work, incoming.attachments)
+        own_images = await self._load_images(work, work.event.attachments)
         target = await self._route(work)
         if target is None:
             return InboxStatus.DONE  # not meant for us after all
+        return await self.turn_at(work, target, own_images, work.event.text)
+
+    async def turn_at(self, work: Work, target: Target,
+                      own_images: Sequence[imaging.PreparedImage], text: str) -> InboxStatus:
+        """One turn of ``text`` with the user's own pictures, where ``target`` says."""
+        incoming = work.event
+        text = text.strip()
         prepared = [*await self._load_images(work, target.carried), *own_images]
         if not text and not prepared:
             raise UserFacingError("Tell me what to change, or send a photo.")
@@ -268,7 +298,7 @@ class Engine:
                 author_id=sender.id, author_name=sender.display_name,
                 event_id=work.entry.id,
             )
-            await self.store.link_message(incoming.chat, incoming.message_id, turn)
+            await self.link_user_messages(work, turn)
             many = "them" if len(prepared) > 1 else "it"
             # Linked, so that replying to this question continues with the picture.
             for message_id in await self.safe_send(
@@ -281,8 +311,14 @@ class Engine:
             author_id=sender.id, author_name=sender.display_name, move_head=False,
             event_id=work.entry.id,
         )
-        await self.store.link_message(incoming.chat, incoming.message_id, user_turn)
+        await self.link_user_messages(work, user_turn)
         return await self._call_model(work, user_turn)
+
+    async def link_user_messages(self, work: Work, turn: Turn) -> None:
+        """Every message the user sent (each item of an album) leads to ``turn``, so a
+        reply to any of them finds all of its pictures."""
+        for message_id in work.user_message_ids:
+            await self.store.link_message(work.event.chat, message_id, turn)
 
     async def _retry_images(self, thread_id: int, parent_id: int | None
                             ) -> list[imaging.PreparedImage]:
@@ -297,6 +333,31 @@ class Engine:
         return []
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
+        async def starting() -> None:
+            await self.admit(work, calls=1)
+            # Recorded before the call: if the process dies during it, the resumed event
+            # knows a call may have been paid for and does not make a second one unasked.
+            await self.store.inbox_mark_call_started(work.entry.id)
+            await self._safe_progress(work.channel, Progress.WORKING)
+
+        answer = await self.generate(work, user_turn, starting=starting,
+                                     event_id=work.entry.id)
+        if isinstance(answer, ModelError):
+            return await self._fail(work, user_turn, answer)
+        await self._deliver(work, answer.turn, answer.outputs,
+                            caption_for(answer.turn) + answer.note, done_event=work.entry.id)
+        return InboxStatus.DONE
+
+    async def generate(self, work: Work, user_turn: Turn, *,
+                       starting: Callable[[], Awaitable[None]], event_id: int | None,
+                       reference: Sequence[Part] = ()) -> Answer | ModelError:
+        """Call the model for ``user_turn`` and store its answer, undelivered, the moment
+        it arrives; a failure is recorded on the turn and returned, not told.
+
+        ``starting`` runs right before the call (admission, recording that it began);
+        ``reference`` parts go in front of the new turn's own in the request only (a
+        style reference); ``event_id`` records the answer with that inbox entry.
+        """
         incoming = work.event
         policy = ContextPolicy(
             byte_budget=self.settings.chatbrush_context_bytes,
@@ -305,18 +366,20 @@ class Engine:
         )
         path = await self._recent_path(user_turn)
         context = await self._build_context(path, policy)
+        contents = context.contents
+        request_bytes = context.request_bytes
+        if reference and contents and contents[-1].role == "user":
+            contents = (*contents[:-1], Content("user", (*reference, *contents[-1].parts)))
+            request_bytes += sum(len(p.text or "") + b64_len(len(p.image.data) if p.image
+                                                              else 0) for p in reference)
         chosen = await self.chat_settings(incoming.chat)
         request = GenerateRequest(
-            context.contents,
+            contents,
             aspect_ratio=chosen.aspect_ratio,
             image_size=chosen.image_size,
         )
-        await self.admit(work, calls=1)
-        # Recorded before the call: if the process dies during it, the resumed event knows
-        # a call may have been paid for and does not make a second one unasked.
-        await self.store.inbox_mark_call_started(work.entry.id)
-        await self._safe_progress(work.channel, Progress.WORKING)
-        metrics.REQUEST_BYTES.observe(context.request_bytes)
+        await starting()
+        metrics.REQUEST_BYTES.observe(request_bytes)
         started = time.monotonic()
         try:
             result = await self.model.generate(request)
@@ -327,7 +390,8 @@ class Engine:
                 FailureKind.NO_IMAGE, "The model sent back an image I could not read. "
                 "Please try again.", detail=str(exc))
             self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
+            await self._record_failure(work, user_turn, error, request_bytes)
+            return error
         except Exception as exc:
             # Whatever else a model client lets through must not lose the user's turn.
             log.exception("model call raised %s in thread %s", type(exc).__name__,
@@ -335,7 +399,8 @@ class Engine:
             error = ModelError(FailureKind.UNAVAILABLE, UNREADABLE_ANSWER,
                                detail=f"{type(exc).__name__}: {exc}"[:500])
             self._observe_call(started, error.kind.value)
-            return await self._fail(work, user_turn, error, context)
+            await self._record_failure(work, user_turn, error, request_bytes)
+            return error
         self._observe_call(started, "ok")
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
@@ -355,21 +420,19 @@ class Engine:
         model_turn = await self.store.add_turn(
             user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
             author_id="bot", author_name=self.model.name, status=TurnStatus.UNDELIVERED,
-            move_head=False, event_id=work.entry.id,
+            move_head=False, event_id=event_id,
         )
         await self.store.record_usage(
             chat=incoming.chat, user_id=incoming.sender.id,
             thread_id=user_turn.thread_id, model=self.model.name, ok=True,
             images=len(outputs), prompt_tokens=result.usage.prompt_tokens,
-            output_tokens=result.usage.output_tokens, request_bytes=context.request_bytes,
+            output_tokens=result.usage.output_tokens, request_bytes=request_bytes,
         )
         note = ""
         if context.newest_images_capped:
             note = (f"\n(This model takes {context.images_sent} images at most; "
                     f"{context.newest_images_capped} of yours were left out.)")
-        await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
-                            done_event=work.entry.id)
-        return InboxStatus.DONE
+        return Answer(model_turn, outputs, note)
 
     async def _recent_path(self, user_turn: Turn) -> list[Turn]:
         """The newest turns of the path, as many as ``CHATBRUSH_CONTEXT_TURNS`` (a long
@@ -390,25 +453,24 @@ class Engine:
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
-    async def _fail(self, work: Work, user_turn: Turn, error: ModelError,
-                    context: BuiltContext) -> InboxStatus:
-        incoming = work.event
+    async def _record_failure(self, work: Work, user_turn: Turn, error: ModelError,
+                              request_bytes: int) -> None:
+        """Keep the turn for "try again" (out of context) and count the failed call."""
         log.warning("model call failed in thread %s: %s (%s)", user_turn.thread_id,
                     error.kind.value, error.detail or error.user_message)
         await self.store.mark_failed(user_turn.id, error.kind.value)
         usage = error.usage
         await self.store.record_usage(
-            chat=incoming.chat, user_id=incoming.sender.id,
+            chat=work.event.chat, user_id=work.event.sender.id,
             thread_id=user_turn.thread_id, model=self.model.name, ok=False,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
-            request_bytes=context.request_bytes,
+            request_bytes=request_bytes,
         )
+
+    async def _fail(self, work: Work, user_turn: Turn, error: ModelError) -> InboxStatus:
         await self._safe_progress(work.channel, Progress.FAILED)
-        message = error.user_message
-        if error.text:
-            message += f"\n\nThe model said: {error.text}"
-        await self._tell_about(work, user_turn, message)
+        await self._tell_about(work, user_turn, failure_message(error))
         return InboxStatus.FAILED
 
     async def _tell_about(self, work: Work, turn: Turn, text: str) -> None:
@@ -532,9 +594,18 @@ class Engine:
             log.warning("progress signal %s failed", state.value, exc_info=True)
 
 
+def failure_message(error: ModelError) -> str:
+    """What the user reads about a failed call: our line, then the model's own words."""
+    message = error.user_message
+    if error.text:
+        message += f"\n\nThe model said: {error.text}"
+    return message
+
+
 def caption_for(turn: Turn) -> str:
     """``v3 — what the model said``: the same words when an answer is sent again."""
     return f"v{turn.version}" + (f" — {turn.text}" if turn.text else "")
 
 
-__all__ = ["GENERIC_FAILURE", "Engine", "InputRefused", "Target", "Work", "caption_for"]
+__all__ = ["GENERIC_FAILURE", "Answer", "Engine", "InputRefused", "Target", "Work",
+           "caption_for", "failure_message"]

@@ -333,7 +333,8 @@ class Intake:
             return ids, InboxStatus.DONE  # an album nobody addressed to the bot
         channel = platform.channel(event)
         work = Work(entry=entry, entry_ids=tuple(ids), event=event, channel=channel,
-                    fetch=platform.fetch)
+                    fetch=platform.fetch,
+                    message_ids=tuple(e.event.message_id for e in entries))
         try:
             if entry.turn_id is None and entry.answer_turn_id is None:
                 check_input(event, self.settings)

@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from telegram import Message
 
 from adapters.telegram import TelegramAdapter, create
+from adapters.telegram_translate import BotIdentity, to_incoming
 from bot.config import Settings, SettingsError
+from bot.events import OutputImage
 from bot.input_policy import UNSUPPORTED
 from bot.intake import NOT_ALLOWED
 from bot.messages import QUEUED_NOTICE
@@ -397,6 +400,25 @@ async def test_instruction_typed_right_after_an_album_comes_after_it(
     assert request.prompt == "combine them side by side"
 
 
+async def test_a_reply_to_any_picture_of_an_album_finds_the_whole_album(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    album = "13900000000000003"
+    first = tg.send(chat, alice, photo=make_png(121, 100, seed=32), media_group_id=album)
+    tg.send(chat, alice, photo=make_png(122, 100, seed=33), media_group_id=album)
+    third = tg.send(chat, alice, photo=make_png(123, 100, seed=34), media_group_id=album)
+    await answers_to(tg, first)  # "What should I do with them?"
+
+    asked = tg.send(chat, alice, "put them side by side", reply_to=third)
+    await answers_to(tg, asked)
+
+    [request] = gemini.requests
+    assert [size_of(img) for img in request.images("user")] == [(121, 100), (122, 100),
+                                                                  (123, 100)]
+
+
 async def test_forum_topics_are_separate(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:
@@ -521,6 +543,32 @@ async def test_image_too_large_for_a_photo_goes_as_a_document(
     assert "document" in answer and "photo" not in answer
     assert answer["document"]["file_name"] == "chatbrush.png"
     assert not tg.calls_of("sendPhoto")  # checked before sending, not after a refusal
+
+
+async def test_sent_pictures_are_numbered_in_their_order_even_when_one_is_a_document(
+    tg: FakeTelegram, bot: TelegramAdapter
+) -> None:
+    """Whoever sends several answers at once links id i to picture i: a picture too big
+    for a photo goes out after the album, but its id keeps its place."""
+    alice, *_ = people(tg)
+    asked = tg.send(tg.private_chat(alice), alice, "three", push=False)
+    me = BotIdentity(tg.bot_id, tg.bot_username)
+    incoming = to_incoming(Message.de_json(asked, bot.bot), me)
+    assert incoming is not None
+    pictures = [OutputImage(big_png(6000, 4200)), OutputImage(make_png(70, 60, seed=1)),
+                OutputImage(make_png(80, 60, seed=2))]
+
+    ids = await bot.channel(incoming).send_images(pictures, "v1, v2, v3")
+
+    sent = {str(m["message_id"]): m for m in tg.sent}
+    assert "document" in sent[ids[0]]
+    assert [size_of_photo(tg, sent[i]) for i in ids[1:]] == [(70, 60), (80, 60)]
+    assert len(tg.calls_of("sendMediaGroup")) == 1
+
+
+def size_of_photo(tg: FakeTelegram, message: dict[str, Any]) -> tuple[int, int]:
+    largest = message["photo"][-1]
+    return largest["width"], largest["height"]
 
 
 # ---------------------------------------------------------------------- progress
