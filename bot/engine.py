@@ -40,6 +40,7 @@ from bot.events import (
     Progress,
 )
 from bot.input_policy import check_attachments
+from bot.linked_edits import caption_asks_for_each
 from bot.models.base import (
     Content,
     FailureKind,
@@ -134,7 +135,8 @@ class Engine:
             "picture.",
             "• Reply to my image to keep editing it (\"now add a hat\"); reply to an older "
             "version to branch from it.",
-            "• Send several photos at once to combine them.",
+            "• Send several photos at once to combine them, or with /each to edit each one "
+            "the same way.",
             "",
             "Commands:",
         ]
@@ -161,6 +163,11 @@ class Engine:
         metrics.MESSAGES.labels(work.event.platform, "command" if command else "edit").inc()
         if command is not None:
             return await self._command(command, work)
+        if caption_asks_for_each(work.event.text):
+            # bot.linked_turns builds on this module, so it is imported when first needed
+            from bot.linked_turns import EachRequest, run_linked
+
+            return await run_linked(self, work, EachRequest(work.event.text, typed=False))
         return await self._turn(work)
 
     async def salvage(self, work: Work, *, reason: str) -> None:
@@ -173,7 +180,7 @@ class Engine:
                 turn = await self.store.get_turn(entry.turn_id)
                 if turn is not None and turn.status is TurnStatus.OK and turn.text:
                     await self.store.mark_failed(turn.id, f"error: {reason}")
-            await self._safe_progress(work.channel, Progress.FAILED)
+            await self.safe_progress(work.channel, Progress.FAILED)
             ids = await self.safe_send(work.channel, GENERIC_FAILURE)
             if turn is not None:
                 for message_id in ids:
@@ -182,7 +189,7 @@ class Engine:
             log.exception("could not record the failure of message %s", work.event.message_id)
 
     # ------------------------------------------------------------------ routing
-    async def _route(self, work: Work) -> Target | None:
+    async def route(self, work: Work) -> Target | None:
         incoming = work.event
         store = self.store
         if incoming.reply_to:
@@ -227,7 +234,7 @@ class Engine:
             await self.store.set_current_thread(incoming.chat, thread.id)
         return thread
 
-    async def _load_images(self, work: Work, attachments: Sequence[Attachment]
+    async def load_images(self, work: Work, attachments: Sequence[Attachment]
                            ) -> list[imaging.PreparedImage]:
         """Download (concurrently) and normalise; a bad image refuses the whole message."""
         check_attachments(attachments, self.settings)
@@ -262,8 +269,8 @@ class Engine:
     # ------------------------------------------------------------------ one turn
     async def _turn(self, work: Work) -> InboxStatus:
         # Validate what the user sent before any thread is created for it.
-        own_images = await self._load_images(work, work.event.attachments)
-        target = await self._route(work)
+        own_images = await self.load_images(work, work.event.attachments)
+        target = await self.route(work)
         if target is None:
             return InboxStatus.DONE  # not meant for us after all
         return await self.turn_at(work, target, own_images, work.event.text)
@@ -273,7 +280,7 @@ class Engine:
         """One turn of ``text`` with the user's own pictures, where ``target`` says."""
         incoming = work.event
         text = text.strip()
-        prepared = [*await self._load_images(work, target.carried), *own_images]
+        prepared = [*await self.load_images(work, target.carried), *own_images]
         if not text and not prepared:
             raise UserFacingError("Tell me what to change, or send a photo.")
         thread_id = target.thread.id
@@ -338,7 +345,7 @@ class Engine:
             # Recorded before the call: if the process dies during it, the resumed event
             # knows a call may have been paid for and does not make a second one unasked.
             await self.store.inbox_mark_call_started(work.entry.id)
-            await self._safe_progress(work.channel, Progress.WORKING)
+            await self.safe_progress(work.channel, Progress.WORKING)
 
         answer = await self.generate(work, user_turn, starting=starting,
                                      event_id=work.entry.id)
@@ -469,7 +476,7 @@ class Engine:
         )
 
     async def _fail(self, work: Work, user_turn: Turn, error: ModelError) -> InboxStatus:
-        await self._safe_progress(work.channel, Progress.FAILED)
+        await self.safe_progress(work.channel, Progress.FAILED)
         await self._tell_about(work, user_turn, failure_message(error))
         return InboxStatus.FAILED
 
@@ -493,7 +500,7 @@ class Engine:
         if turn is None:
             raise UserFacingError(CONVERSATION_RESET)
         if turn.status is TurnStatus.UNDELIVERED:
-            await self._deliver(work, turn, await self._stored_outputs(turn),
+            await self._deliver(work, turn, await self.stored_outputs(turn),
                                 caption_for(turn), done_event=work.entry.id)
         return InboxStatus.DONE
 
@@ -501,11 +508,11 @@ class Engine:
         """Pictures of this thread that could not be sent earlier; ``True`` if any."""
         pending = await self.store.undelivered(thread_id)
         for turn in pending:
-            await self._deliver(work, turn, await self._stored_outputs(turn),
+            await self._deliver(work, turn, await self.stored_outputs(turn),
                                 caption_for(turn), done_event=None)
         return bool(pending)
 
-    async def _stored_outputs(self, turn: Turn) -> list[OutputImage]:
+    async def stored_outputs(self, turn: Turn) -> list[OutputImage]:
         """A stored turn's pictures ready to send again: checked once when they arrived,
         so only their headers are read now (a PNG or JPEG needs no decode)."""
         outputs = []
@@ -523,22 +530,13 @@ class Engine:
         """Send an answer, retrying with backoff; only a delivered answer becomes the
         thread's current version. ``False`` when it could not be sent (it stays stored)."""
         channel = work.channel
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
-            wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
-                                  max=60),
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    ids = (await channel.send_images(outputs, caption) if outputs
-                           else await channel.send_text(caption))
+            ids = await self.send_with_retries(channel, outputs, caption)
         except Exception as exc:
             log.warning("could not deliver v%s of thread %s: %s: %s", turn.version,
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
             metrics.UNDELIVERED.labels(work.event.platform).inc()
-            await self._safe_progress(channel, Progress.FAILED)
+            await self.safe_progress(channel, Progress.FAILED)
             label = f"v{turn.version}" if turn.version else "it"
             resend = f"{work.event.command_prefix}resend"
             await self._tell_about(
@@ -550,8 +548,25 @@ class Engine:
         await self.store.mark_delivered(turn, chat=work.event.chat, message_ids=ids,
                                         move_head=True, done_event=done_event)
         metrics.IMAGES_OUT.labels(work.event.platform).inc(len(outputs))
-        await self._safe_progress(channel, Progress.DONE)
+        await self.safe_progress(channel, Progress.DONE)
         return True
+
+    async def send_with_retries(self, channel: Channel, outputs: Sequence[OutputImage],
+                                caption: str) -> list[str]:
+        """Send pictures (or the caption alone) with backoff; raises what the last
+        attempt raised."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
+            wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
+                                  max=60),
+            reraise=True,
+        )
+        ids: list[str] = []
+        async for attempt in retrying:
+            with attempt:
+                ids = (await channel.send_images(outputs, caption) if outputs
+                       else await channel.send_text(caption))
+        return ids
 
     # ------------------------------------------------------------------ commands
     async def _command(self, command: Command, work: Work) -> InboxStatus:
@@ -570,7 +585,7 @@ class Engine:
 
     async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
-        outputs = await self._stored_outputs(turn)
+        outputs = await self.stored_outputs(turn)
         try:
             ids = await work.channel.send_images(outputs, caption)
         except Exception:
@@ -587,7 +602,7 @@ class Engine:
             log.exception("could not send a reply")
             return []
 
-    async def _safe_progress(self, channel: Channel, state: Progress) -> None:
+    async def safe_progress(self, channel: Channel, state: Progress) -> None:
         try:
             await channel.progress(state)
         except Exception:

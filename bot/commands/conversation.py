@@ -1,4 +1,5 @@
-"""Commands that act on one conversation: /new, /undo, /history, /resend, /reset."""
+"""Commands that act on one conversation: /new, /each, /undo, /history, /resend,
+/reset."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ async def new(ctx: CommandContext) -> None:
         )
     await ctx.engine.new_thread(ctx.work)
     await ctx.say("Started a fresh conversation. Send a photo or describe a picture.")
+
+
+async def each(ctx: CommandContext) -> None:
+    """The same edit on each picture (bot.linked_turns builds on the engine: imported late)."""
+    from bot.linked_turns import parse_each, run_linked
+
+    await run_linked(ctx.engine, ctx.work, parse_each(ctx.command.args))
 
 
 async def undo(ctx: CommandContext) -> None:
