@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.commands.conversation import contact_sheet_of
 from bot.engine import Engine, Work
 from bot.errors import UserFacingError
 from bot.events import ChatKey, Progress
@@ -117,6 +118,30 @@ async def test_an_album_of_three_with_each_is_three_edits_linked_to_three_versio
         versions.add(answer.version)
     assert versions == {1, 2, 3}
     assert Progress.DONE in group.channel.progress_log
+
+
+async def test_history_draws_the_three_results_as_branches_of_the_album(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    group = Chat(bot, platform, GROUP, private=False)
+    await send_album(group, "/each make the background white")
+    sent = results(group)
+    history = await group.say("/history", reply_to=sent.ids[0])
+    assert history.kind == "images"
+    answer = await bot.store.linked_turn(GROUP, sent.ids[0])
+    assert answer is not None
+    thread = await bot.store.get_thread(answer.thread_id)
+    assert thread is not None
+    sheet = await contact_sheet_of(bot.store, await bot.store.turns_of(thread.id),
+                                   thread.head_id)
+    assert sheet is not None and sheet.png == history.images[0].data
+    assert [t.label for t in sheet.tiles] == ["original", "v1", "v2", "v3"]
+    assert len({t.row for t in sheet.tiles if t.version}) == 3  # a lane per picture
+    assert {(link.parent, link.child) for link in sheet.links} == {
+        ("original", "v1"), ("original", "v2"), ("original", "v3")}
+    last = await bot.store.linked_turn(GROUP, sent.ids[-1])  # the last picture's result
+    assert last is not None and thread.head_id == last.id
+    assert sheet.current is not None and sheet.current.label == f"v{last.version}"
 
 
 async def test_a_reply_to_the_second_result_continues_only_the_second(

@@ -484,7 +484,8 @@ async def test_undo_and_history_in_a_thread(rig: Rig) -> None:
     history = rig.slack.thread_messages(CHANNEL, root)[-1].text
     assert "v1" in history and "v2" in history
     await rig.say("<@UBOT> undo", thread_ts=root)
-    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 3  # v1 re-posted after undo
+    # v1, v2, the contact sheet of /history, and v1 re-posted after undo
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 4
     assert len(rig.gemini.requests) == 2
 
 
