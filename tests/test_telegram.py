@@ -378,6 +378,37 @@ async def test_album_of_three_photos_is_one_turn(
     assert request.prompt == "put the hat from the second on the first"
 
 
+async def test_each_on_an_album_answers_with_one_album_of_three_edits(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, bob, _ = people(tg)
+    group = tg.group(GROUP_ID)
+    album = "13900000000000004"
+    sizes = [(101, 100), (102, 100), (103, 100)]
+    captioned = tg.send(group, alice, photo=make_png(*sizes[0], seed=20), media_group_id=album,
+                        caption="/each make the background white")
+    tg.send(group, alice, photo=make_png(*sizes[1], seed=21), media_group_id=album)
+    tg.send(group, alice, photo=make_png(*sizes[2], seed=22), media_group_id=album)
+
+    results = await answers_to(tg, captioned, 3)
+
+    assert len(tg.calls_of("sendMediaGroup")) == 1  # one album back
+    assert len({m["media_group_id"] for m in results}) == 1
+    assert [size_of_photo(tg, m) for m in results] == sizes  # in the pictures' order
+    assert "v1" in results[0]["caption"]
+    assert len(gemini.requests) == 3
+    assert sorted(size_of(r.images("user")[0]) for r in gemini.requests) == sizes
+    assert all(len(r.images()) == 1 for r in gemini.requests)
+
+    # a reply to the second result continues that one alone
+    asked = tg.send(group, bob, "now add a hat", reply_to=results[1])
+    [answer] = await answers_to(tg, asked)
+    assert answer["caption"].startswith("v4")
+    request = gemini.requests[-1]
+    assert [size_of(i) for i in request.images("user")] == [sizes[1]]
+    assert [size_of(i) for i in request.images("model")] == [sizes[1]]
+
+
 async def test_instruction_typed_right_after_an_album_comes_after_it(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:
