@@ -278,6 +278,9 @@ async def test_each_with_one_picture_is_an_ordinary_edit_and_with_none_explains(
     assert "/each makes the same edit on each of several pictures" in (none.text or "")
     empty = await group.say("/each", photo(RED), photo(BLUE))
     assert "Tell me what to do with each picture" in (empty.text or "")
+    slash = await group.say("/each make it sepia", thread_unknown=True,
+                            command_prefix="/chatbrush ")  # Slack's private slash answer
+    assert "Send /chatbrush each in a message with the pictures" in (slash.text or "")
     assert len(fake.requests) == 1
 
 
