@@ -215,9 +215,15 @@ class _LinkedRun:
                 slot.failure = _(INTERRUPTED_ONE)
             else:
                 slot.runnable = True
-        waiting = sum(slot.runnable for slot in slots)
+        waiting = [slot for slot in slots if slot.runnable]
         if waiting:
-            await self.engine.admit(self.work, calls=waiting)
+            try:
+                await self.engine.admit(self.work, calls=len(waiting))
+            except UserFacingError as refusal:
+                # What was made before the restart still goes out; the rest is named.
+                for slot in waiting:
+                    slot.runnable, slot.failure = False, str(refusal)
+                    await self.store.mark_failed(slot.user_turn.id, "not admitted")
         return await self._run(slots)
 
     # ------------------------------------------------------------------ the edits

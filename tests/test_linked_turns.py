@@ -360,3 +360,31 @@ async def test_a_restart_runs_the_calls_that_never_began(
         assert f"Picture {first + 1} of 3 was not edited: I was restarted" in (sent.text or "")
         entry = await bot.store.inbox_get(1)
         assert entry is not None and entry.status is InboxStatus.DONE
+
+
+class BudgetForOne(Engine):
+    async def admit(self, work: Work, *, calls: int) -> None:
+        if calls > 1:
+            raise UserFacingError("Your budget covers 1 more model call.")
+
+
+async def test_after_a_restart_the_budget_is_asked_again_for_what_never_began(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    settings = settings_for(tmp_path, fake, chatbrush_shutdown_grace=0.0)
+    async with running_bot(settings, platform) as bot:
+        group = Chat(bot, platform, GROUP, private=False)
+        fake.enqueue(delay=30)
+        await group.send("/each consistent give it a film look", photo(RED), photo(GREEN),
+                         photo(BLUE))
+        await fake.wait_for_requests(1)
+    platform.channels.clear()
+
+    async with running_bot(settings, platform) as bot:
+        bot.intake.engine = BudgetForOne(bot.store, bot.model, bot.engine.settings)
+        await bot.intake.drain()
+        assert len(fake.requests) == 1  # the two that never began were not admitted
+        [told] = platform.channels[GROUP].sent
+        assert told.kind == "text"
+        assert (told.text or "").count("was not edited: Your budget covers 1") == 2
+        assert (told.text or "").count("was not edited: I was restarted") == 1
