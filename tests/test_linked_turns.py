@@ -161,6 +161,19 @@ async def test_a_reply_to_the_second_result_continues_only_the_second(
     assert head is not None and head.version == 4
 
 
+async def test_the_three_edits_run_at_the_same_time(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    group = Chat(bot, platform, GROUP, private=False)
+    fake.pause()  # no answer until all three requests are in
+    await group.send("/each make the background white", *(photo(c) for c in COLOURS))
+    await fake.wait_for_requests(3)
+    assert fake.answers == [] and group.channel.sent == []
+    fake.resume()
+    await bot.intake.drain()
+    assert len(results(group).images) == 3
+
+
 async def test_the_caption_that_asks_for_each_picture_in_english_or_chinese(
     bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
