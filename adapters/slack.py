@@ -157,6 +157,12 @@ class SlashChannel(SlackChannel):
         await self.webhook.send(text=text, response_type="ephemeral")
         return []
 
+    async def send_images(
+        self, images: Sequence[OutputImage], caption: str | None = None
+    ) -> list[str]:
+        """The answer is private text: the caption goes, pictures cannot (``/history``)."""
+        return await self.send_text(caption) if caption else []
+
     async def progress(self, state: Progress) -> None:
         return None
 

@@ -59,35 +59,39 @@ class TelegramChannel:
         self, images: Sequence[OutputImage], caption: str | None = None
     ) -> list[str]:
         """Photos when Telegram takes them as photos, documents otherwise; a caption that
-        does not fit under a photo follows as its own message."""
+        does not fit under a photo follows as its own message. The ids are in the order
+        of ``images`` (documents go after the photos, but keep their place in the list),
+        then the caption's own message."""
         caption = (caption or "").strip() or None
         fits_caption = caption is not None and len(caption) <= CAPTION_LIMIT
-        photos: list[OutputImage] = []
-        documents: list[OutputImage] = []
-        for image in images:
+        photos: list[int] = []
+        documents: list[int] = []
+        for index, image in enumerate(images):
             width, height = _dimensions(image)
-            (photos if fits_photo(len(image.data), width, height) else documents).append(image)
-        ids: list[str] = []
+            fits = fits_photo(len(image.data), width, height)
+            (photos if fits else documents).append(index)
+        by_image: dict[int, str] = {}
         pending_caption = caption if fits_caption else None
         for start in range(0, len(photos), 10):
             batch = photos[start : start + 10]
             if len(batch) == 1:
-                ids += await self._send_one(batch[0], pending_caption)
+                [by_image[batch[0]]] = await self._send_one(images[batch[0]], pending_caption)
             else:
                 media = [
                     InputMediaPhoto(
-                        img.data,
+                        images[index].data,
                         caption=pending_caption if n == 0 else None,
-                        filename=f"chatbrush-{start + n + 1}.{img.extension}",
+                        filename=f"chatbrush-{start + n + 1}.{images[index].extension}",
                     )
-                    for n, img in enumerate(batch)
+                    for n, index in enumerate(batch)
                 ]
                 sent = await self._bot.send_media_group(media=media, **self._where())
-                ids += [str(m.message_id) for m in sent]
+                by_image.update(zip(batch, (str(m.message_id) for m in sent), strict=False))
             pending_caption = None
-        for image in documents:
-            ids += await self._send_document(image, pending_caption)
+        for index in documents:
+            [by_image[index]] = await self._send_document(images[index], pending_caption)
             pending_caption = None
+        ids = [by_image[index] for index in sorted(by_image)]
         if caption is not None and not fits_caption:
             ids += await self.send_text(caption)
         return ids

@@ -28,7 +28,7 @@ from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
-from bot.context import BuiltContext, ContextPolicy, build_context, images_needed
+from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
 from bot.errors import UserFacingError
 from bot.events import (
     Attachment,
@@ -43,8 +43,17 @@ from bot.events import (
 from bot.help_text import help_text
 from bot.i18n import N_, _, ngettext
 from bot.input_policy import check_attachments
+from bot.linked_edits import caption_asks_for_each
 from bot.model_options import AUTO, aspect_ratios, nearest_ratio
-from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
+from bot.models.base import (
+    Content,
+    FailureKind,
+    GenerateRequest,
+    ImageModel,
+    ModelError,
+    Part,
+    Usage,
+)
 from bot.models.catalog import ModelCatalog, UnknownModel
 from bot.pricing import PriceTable
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
@@ -77,6 +86,21 @@ class Work:
     event: Incoming
     channel: Channel
     fetch: Fetch
+    #: the platform ids of every message the user sent (each item of an album)
+    message_ids: tuple[str, ...] = ()
+
+    @property
+    def user_message_ids(self) -> tuple[str, ...]:
+        return self.message_ids or (self.event.message_id,)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A model answer, stored undelivered, and what to send for it."""
+
+    turn: Turn
+    outputs: list[OutputImage]
+    note: str = ""  # e.g. that the model's input-image cap left pictures out
 
 
 @dataclass(frozen=True)
@@ -84,13 +108,15 @@ class Target:
     """Where a message goes: a thread, and the turn it continues from.
 
     ``follow_head`` means "whatever the head is when the turn runs", so queued messages in
-    one thread build on each other instead of all on the old head.
+    one thread build on each other instead of all on the old head. ``linked`` is the turn
+    a reply pointed at (it may hold the pictures of an album).
     """
 
     thread: Thread
     parent_id: int | None
     follow_head: bool
     carried: tuple[Attachment, ...] = ()
+    linked: Turn | None = None
 
 
 @dataclass
@@ -201,6 +227,11 @@ class Engine:
         metrics.MESSAGES.labels(work.event.platform, "command" if command else "edit").inc()
         if command is not None:
             return await self._command(command, work)
+        if caption_asks_for_each(work.event.text):
+            # bot.linked_turns builds on this module, so it is imported when first needed
+            from bot.linked_turns import EachRequest, run_linked
+
+            return await run_linked(self, work, EachRequest(work.event.text, typed=False))
         return await self._turn(work)
 
     async def salvage(self, work: Work, *, reason: str) -> None:
@@ -213,7 +244,7 @@ class Engine:
                 turn = await self.store.get_turn(entry.turn_id)
                 if turn is not None and turn.status is TurnStatus.OK and turn.text:
                     await self.store.mark_failed(turn.id, f"error: {reason}")
-            await self._safe_progress(work.channel, Progress.FAILED)
+            await self.safe_progress(work.channel, Progress.FAILED)
             ids = await self.safe_send(work.channel, _(GENERIC_FAILURE))
             if turn is not None:
                 for message_id in ids:
@@ -222,7 +253,7 @@ class Engine:
             log.exception("could not record the failure of message %s", work.event.message_id)
 
     # ------------------------------------------------------------------ routing
-    async def _route(self, work: Work) -> Target | None:
+    async def route(self, work: Work) -> Target | None:
         incoming = work.event
         store = self.store
         if incoming.reply_to:
@@ -231,8 +262,9 @@ class Engine:
                 thread = await store.get_thread(linked.thread_id)
                 if thread is not None:
                     if linked.status is TurnStatus.FAILED:
-                        return Target(thread, linked.parent_id, follow_head=False)
-                    return Target(thread, linked.id, follow_head=False)
+                        return Target(thread, linked.parent_id, follow_head=False,
+                                      linked=linked)
+                    return Target(thread, linked.id, follow_head=False, linked=linked)
             if incoming.reply_attachments:
                 thread = await self.new_thread(work)
                 return Target(thread, None, follow_head=False,
@@ -266,7 +298,7 @@ class Engine:
             await self.store.set_current_thread(incoming.chat, thread.id)
         return thread
 
-    async def _load_images(self, work: Work, attachments: Sequence[Attachment]
+    async def load_images(self, work: Work, attachments: Sequence[Attachment]
                            ) -> list[imaging.PreparedImage]:
         """Download (concurrently) and normalise; a bad image refuses the whole message."""
         check_attachments(attachments, self.settings)
@@ -302,14 +334,19 @@ class Engine:
 
     # ------------------------------------------------------------------ one turn
     async def _turn(self, work: Work) -> InboxStatus:
-        incoming = work.event
-        text = incoming.text.strip()
         # Validate what the user sent before any thread is created for it.
-        own_images = await self._load_images(work, incoming.attachments)
-        target = await self._route(work)
+        own_images = await self.load_images(work, work.event.attachments)
+        target = await self.route(work)
         if target is None:
             return InboxStatus.DONE  # not meant for us after all
-        prepared = [*await self._load_images(work, target.carried), *own_images]
+        return await self.turn_at(work, target, own_images, work.event.text)
+
+    async def turn_at(self, work: Work, target: Target,
+                      own_images: Sequence[imaging.PreparedImage], text: str) -> InboxStatus:
+        """One turn of ``text`` with the user's own pictures, where ``target`` says."""
+        incoming = work.event
+        text = text.strip()
+        prepared = [*await self.load_images(work, target.carried), *own_images]
         if not text and not prepared:
             raise UserFacingError(_("Tell me what to change, or send a photo."))
         thread_id = target.thread.id
@@ -334,7 +371,7 @@ class Engine:
                 author_id=sender.id, author_name=sender.display_name,
                 event_id=work.entry.id,
             )
-            await self.store.link_message(incoming.chat, incoming.message_id, turn)
+            await self.link_user_messages(work, turn)
             question = ngettext("Got it. What should I do with it?",
                                 "Got it. What should I do with them?", len(prepared))
             # Linked, so that replying to this question continues with the picture.
@@ -346,8 +383,14 @@ class Engine:
             author_id=sender.id, author_name=sender.display_name, move_head=False,
             event_id=work.entry.id,
         )
-        await self.store.link_message(incoming.chat, incoming.message_id, user_turn)
+        await self.link_user_messages(work, user_turn)
         return await self._call_model(work, user_turn)
+
+    async def link_user_messages(self, work: Work, turn: Turn) -> None:
+        """Every message the user sent (each item of an album) leads to ``turn``, so a
+        reply to any of them finds all of its pictures."""
+        for message_id in work.user_message_ids:
+            await self.store.link_message(work.event.chat, message_id, turn)
 
     async def _retry_images(self, thread_id: int, parent_id: int | None
                             ) -> list[imaging.PreparedImage]:
@@ -362,6 +405,37 @@ class Engine:
         return []
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
+        async def starting() -> None:
+            await self.admit(work, calls=1)
+            # Recorded before the call: if the process dies during it, the resumed event
+            # knows a call may have been paid for and does not make a second one unasked.
+            await self.store.inbox_mark_call_started(work.entry.id)
+            await self.safe_progress(work.channel, Progress.WORKING)
+
+        try:
+            answer = await self.generate(work, user_turn, starting=starting,
+                                         event_id=work.entry.id)
+        except LimitReached as refused:
+            # No call: the turn is kept, failed with the reason, so "try again" works later.
+            await self.store.mark_failed(user_turn.id, refused.reason)
+            await self._tell_about(work, user_turn, str(refused))
+            return InboxStatus.FAILED
+        if isinstance(answer, ModelError):
+            return await self._fail(work, user_turn, answer)
+        await self._deliver(work, answer.turn, answer.outputs,
+                            caption_for(answer.turn) + answer.note, done_event=work.entry.id)
+        return InboxStatus.DONE
+
+    async def generate(self, work: Work, user_turn: Turn, *,
+                       starting: Callable[[], Awaitable[None]], event_id: int | None,
+                       reference: Sequence[Part] = ()) -> Answer | ModelError:
+        """Call the model for ``user_turn`` and store its answer, undelivered, the moment
+        it arrives; a failure is recorded on the turn and returned, not told.
+
+        ``starting`` runs right before the call (admission, recording that it began);
+        ``reference`` parts go in front of the new turn's own in the request only (a
+        style reference); ``event_id`` records the answer with that inbox entry.
+        """
         incoming = work.event
         chosen = await self.chat_settings(incoming.chat)
         model = self.model_for(chosen.model)
@@ -372,25 +446,21 @@ class Engine:
         )
         path = await self._recent_path(user_turn)
         context = await self._build_context(path, policy)
+        contents = context.contents
+        request_bytes = context.request_bytes
+        if reference and contents and contents[-1].role == "user":
+            contents = (*contents[:-1], Content("user", (*reference, *contents[-1].parts)))
+            request_bytes += sum(len(p.text or "") + b64_len(len(p.image.data) if p.image
+                                                              else 0) for p in reference)
         image_size = chosen.image_size
         request = GenerateRequest(
-            context.contents,
+            contents,
             aspect_ratio=aspect_for(chosen.aspect_ratio, path, model.name),
             image_size=image_size,
         )
-        try:
-            await self.admit(work, calls=1)
-        except LimitReached as refused:
-            # No call: the turn is kept, failed with the reason, so "try again" works later.
-            await self.store.mark_failed(user_turn.id, refused.reason)
-            await self._tell_about(work, user_turn, str(refused))
-            return InboxStatus.FAILED
-        # Recorded before the call: if the process dies during it, the resumed event knows
-        # a call may have been paid for and does not make a second one unasked.
-        await self.store.inbox_mark_call_started(work.entry.id)
-        await self._safe_progress(work.channel, Progress.WORKING)
-        metrics.REQUEST_BYTES.observe(context.request_bytes)
-        call = CallRecord(work, user_turn, model.name, image_size, context.request_bytes)
+        await starting()
+        metrics.REQUEST_BYTES.observe(request_bytes)
+        call = CallRecord(work, user_turn, model.name, image_size, request_bytes)
         async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
             started = time.monotonic()
             try:
@@ -403,7 +473,8 @@ class Engine:
                     FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "
                                             "Please try again."), detail=str(exc))
                 call.seconds = call.seconds or time.monotonic() - started
-                return await self._fail(call, error)
+                await self._record_failure(call, error)
+                return error
             except Exception as exc:
                 # Whatever else a model client lets through must not lose the user's turn.
                 log.exception("model call raised %s in thread %s", type(exc).__name__,
@@ -411,7 +482,8 @@ class Engine:
                 error = ModelError(FailureKind.UNAVAILABLE, _(UNREADABLE_ANSWER),
                                    detail=f"{type(exc).__name__}: {exc}"[:500])
                 call.seconds = time.monotonic() - started
-                return await self._fail(call, error)
+                await self._record_failure(call, error)
+                return error
         parts: list[NewPart] = []
         outputs_iter = iter(outputs)
         for part in result.parts:
@@ -430,7 +502,7 @@ class Engine:
         model_turn = await self.store.add_turn(
             user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
             author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
-            move_head=False, event_id=work.entry.id,
+            move_head=False, event_id=event_id,
         )
         await self._record(call, result.usage, images=len(outputs), failure=None)
         note = ""
@@ -438,9 +510,7 @@ class Engine:
             note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
                              "left out.)").format(count=context.images_sent,
                                                   left=context.newest_images_capped)
-        await self._deliver(work, model_turn, outputs, caption_for(model_turn) + note,
-                            done_event=work.entry.id)
-        return InboxStatus.DONE
+        return Answer(model_turn, outputs, note)
 
     async def _recent_path(self, user_turn: Turn) -> list[Turn]:
         """The newest turns of the path, as many as ``CHATBRUSH_CONTEXT_TURNS`` (a long
@@ -475,24 +545,24 @@ class Engine:
 
     async def _notify_queued(self, work: Work, text: str) -> None:
         await self.safe_send(work.channel, text)
-        await self._safe_progress(work.channel, Progress.QUEUED)
+        await self.safe_progress(work.channel, Progress.QUEUED)
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
         """Load just the image bytes the policy keeps, then assemble the request."""
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
-    async def _fail(self, call: CallRecord, error: ModelError) -> InboxStatus:
-        work, user_turn = call.work, call.user_turn
+    async def _record_failure(self, call: CallRecord, error: ModelError) -> None:
+        """Keep the turn for "try again" (out of context) and count the failed call."""
+        user_turn = call.user_turn
         log.warning("model call failed in thread %s: %s (%s)", user_turn.thread_id,
                     error.kind.value, error.detail or error.user_message)
         await self.store.mark_failed(user_turn.id, error.kind.value)
         await self._record(call, error.usage, images=0, failure=error.kind)
-        await self._safe_progress(work.channel, Progress.FAILED)
-        message = error.user_message
-        if error.text:
-            message += "\n\n" + _("The model said: {text}").format(text=error.text)
-        await self._tell_about(work, user_turn, message)
+
+    async def _fail(self, work: Work, user_turn: Turn, error: ModelError) -> InboxStatus:
+        await self.safe_progress(work.channel, Progress.FAILED)
+        await self._tell_about(work, user_turn, failure_message(error))
         return InboxStatus.FAILED
 
     async def _tell_about(self, work: Work, turn: Turn, text: str) -> None:
@@ -515,7 +585,7 @@ class Engine:
         if turn is None:
             raise UserFacingError(_(CONVERSATION_RESET))
         if turn.status is TurnStatus.UNDELIVERED:
-            await self._deliver(work, turn, await self._stored_outputs(turn),
+            await self._deliver(work, turn, await self.stored_outputs(turn),
                                 caption_for(turn), done_event=work.entry.id)
         return InboxStatus.DONE
 
@@ -523,11 +593,11 @@ class Engine:
         """Pictures of this thread that could not be sent earlier; ``True`` if any."""
         pending = await self.store.undelivered(thread_id)
         for turn in pending:
-            await self._deliver(work, turn, await self._stored_outputs(turn),
+            await self._deliver(work, turn, await self.stored_outputs(turn),
                                 caption_for(turn), done_event=None)
         return bool(pending)
 
-    async def _stored_outputs(self, turn: Turn) -> list[OutputImage]:
+    async def stored_outputs(self, turn: Turn) -> list[OutputImage]:
         """A stored turn's pictures ready to send again: checked once when they arrived,
         so only their headers are read now (a PNG or JPEG needs no decode)."""
         outputs = []
@@ -545,22 +615,13 @@ class Engine:
         """Send an answer, retrying with backoff; only a delivered answer becomes the
         thread's current version. ``False`` when it could not be sent (it stays stored)."""
         channel = work.channel
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
-            wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
-                                  max=60),
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    ids = (await channel.send_images(outputs, caption) if outputs
-                           else await channel.send_text(caption))
+            ids = await self.send_with_retries(channel, outputs, caption)
         except Exception as exc:
             log.warning("could not deliver v%s of thread %s: %s: %s", turn.version,
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
             metrics.UNDELIVERED.labels(work.event.platform).inc()
-            await self._safe_progress(channel, Progress.FAILED)
+            await self.safe_progress(channel, Progress.FAILED)
             label = f"v{turn.version}" if turn.version else "…"
             resend = f"{work.event.command_prefix}resend"
             await self._tell_about(
@@ -573,8 +634,25 @@ class Engine:
         await self.store.mark_delivered(turn, chat=work.event.chat, message_ids=ids,
                                         move_head=True, done_event=done_event)
         metrics.IMAGES_OUT.labels(work.event.platform).inc(len(outputs))
-        await self._safe_progress(channel, Progress.DONE)
+        await self.safe_progress(channel, Progress.DONE)
         return True
+
+    async def send_with_retries(self, channel: Channel, outputs: Sequence[OutputImage],
+                                caption: str) -> list[str]:
+        """Send pictures (or the caption alone) with backoff; raises what the last
+        attempt raised."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
+            wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
+                                  max=60),
+            reraise=True,
+        )
+        ids: list[str] = []
+        async for attempt in retrying:
+            with attempt:
+                ids = (await channel.send_images(outputs, caption) if outputs
+                       else await channel.send_text(caption))
+        return ids
 
     # ------------------------------------------------------------------ commands
     async def _command(self, command: Command, work: Work) -> InboxStatus:
@@ -594,7 +672,7 @@ class Engine:
 
     async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
-        outputs = await self._stored_outputs(turn)
+        outputs = await self.stored_outputs(turn)
         try:
             ids = await work.channel.send_images(outputs, caption)
         except Exception:
@@ -611,11 +689,19 @@ class Engine:
             log.exception("could not send a reply")
             return []
 
-    async def _safe_progress(self, channel: Channel, state: Progress) -> None:
+    async def safe_progress(self, channel: Channel, state: Progress) -> None:
         try:
             await channel.progress(state)
         except Exception:
             log.warning("progress signal %s failed", state.value, exc_info=True)
+
+
+def failure_message(error: ModelError) -> str:
+    """What the user reads about a failed call: our line, then the model's own words."""
+    message = error.user_message
+    if error.text:
+        message += "\n\n" + _("The model said: {text}").format(text=error.text)
+    return message
 
 
 def caption_for(turn: Turn) -> str:
@@ -623,4 +709,5 @@ def caption_for(turn: Turn) -> str:
     return f"v{turn.version}" + (f" — {turn.text}" if turn.text else "")
 
 
-__all__ = ["GENERIC_FAILURE", "Engine", "InputRefused", "Target", "Work", "caption_for"]
+__all__ = ["GENERIC_FAILURE", "Answer", "Engine", "InputRefused", "Target", "Work",
+           "caption_for", "failure_message"]

@@ -168,7 +168,12 @@ class Channel(Protocol):
 
     async def send_images(
         self, images: Sequence[OutputImage], caption: str | None = None
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """Send the pictures together (one album, one message with all files) with an
+        optional caption. The ids come one per picture, in the order of ``images``, then
+        those of any message the caption needed of its own: a caller that sends several
+        answers at once links id *i* to the answer of picture *i*."""
+        ...
 
     async def progress(self, state: Progress) -> None:
         """Show (or clear) a progress signal; must never raise for cosmetic failures."""

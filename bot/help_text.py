@@ -13,7 +13,8 @@ TELEGRAM = (
     N_("Reply to my picture to keep editing it (“now add a hat”); reply to an older version "
        "to branch from it."),
     N_("Reply to anyone's photo and mention me to edit that photo."),
-    N_("Send several photos as one album to combine them."),
+    N_("Send several photos as one album to combine them, or with /each to give each one "
+       "the same edit."),
 )
 SLACK = (
     N_("Mention me with a picture and what to change (“make it watercolor”), or describe a "
@@ -21,7 +22,8 @@ SLACK = (
     N_("I answer in the thread. Keep going there without mentioning me again (“now add a "
        "hat”); each thread is its own conversation."),
     N_("To edit a picture someone posted, mention me in its thread."),
-    N_("Attach several pictures to one message to combine them."),
+    N_("Attach several pictures to one message to combine them, or say “each” to give each "
+       "one the same edit."),
     N_("In a direct message with me no mention is needed."),
 )
 CONSOLE = (

@@ -335,14 +335,15 @@ class Intake:
         if not event.addressed and not event.is_private and event.thread_hint is None:
             await self.store.inbox_finish(ids, status=InboxStatus.DONE)
             return ids, InboxStatus.DONE  # an album nobody addressed to the bot
+        message_ids = tuple(e.event.message_id for e in entries)
         with speaking(await self._language(event, platform)):
-            return ids, await self._handle(entry, ids, event, platform)
+            return ids, await self._handle(entry, ids, message_ids, event, platform)
 
-    async def _handle(self, entry: InboxEntry, ids: list[int], event: Incoming,
-                      platform: Platform) -> InboxStatus:
+    async def _handle(self, entry: InboxEntry, ids: list[int], message_ids: tuple[str, ...],
+                      event: Incoming, platform: Platform) -> InboxStatus:
         channel = platform.channel(event)
         work = Work(entry=entry, entry_ids=tuple(ids), event=event, channel=channel,
-                    fetch=platform.fetch)
+                    fetch=platform.fetch, message_ids=message_ids)
         try:
             if entry.turn_id is None and entry.answer_turn_id is None:
                 check_input(event, self.settings)

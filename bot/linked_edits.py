@@ -115,3 +115,8 @@ def classify_caption(caption: str) -> CaptionIntent:
         each_phrase=each.group(0).strip() if each else None,
         fusion_phrase=fusion.group(0).strip() if fusion else None,
     )
+
+
+def caption_asks_for_each(text: str) -> bool:
+    """Whether a message's words plainly ask for the same edit on each picture."""
+    return bool(text.strip()) and classify_caption(text).wants_each

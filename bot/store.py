@@ -127,6 +127,15 @@ class InboxEntry:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class LinkedTurn:
+    """One of the user turns an event made for a linked edit (one per picture), and
+    whether its model call was begun: a resumed event runs only the calls never begun."""
+
+    turn_id: int
+    call_started: bool = False
+
+
 class Store(Protocol):
     """Persistent state of the bot; every method is safe to call from the event loop."""
 
@@ -166,6 +175,22 @@ class Store(Protocol):
     ) -> Turn:
         """Write a turn with its images (and the head) in one commit; with ``event_id``
         the inbox entry records it too, so a resumed event finds it."""
+        ...
+
+    async def add_linked_turns(
+        self,
+        thread_id: int,
+        *,
+        parent_id: int | None,
+        turns: Sequence[Sequence[NewPart]],
+        author_id: str,
+        author_name: str,
+        event_id: int,
+    ) -> list[Turn]:
+        """Write one user turn per item of ``turns`` (status OK, all children of
+        ``parent_id``, the head unchanged) and record them, in this order, as the linked
+        turns of inbox entry ``event_id`` (:meth:`inbox_linked_turns`) — in one commit.
+        The entry's ``turn_id`` stays unset."""
         ...
 
     async def mark_failed(self, turn_id: int, error: str) -> None: ...
@@ -297,6 +322,15 @@ class Store(Protocol):
         ...
 
     async def inbox_mark_call_started(self, entry_id: int) -> None: ...
+
+    async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
+        """The linked turns recorded for ``entry_id`` in the order they were given;
+        empty when it recorded none. Forgotten when the entry is pruned."""
+        ...
+
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
+        """Record that the model call of linked turn ``turn_id`` of ``entry_id`` began."""
+        ...
 
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                            error: str | None = None) -> None: ...

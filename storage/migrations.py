@@ -150,4 +150,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (platform, chat_id, name)
         )""",
     ),
+    # 5: the several user turns one event makes (linked edits), with their progress
+    (
+        """CREATE TABLE inbox_turns (
+            entry_id INTEGER NOT NULL REFERENCES inbox(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            turn_id INTEGER NOT NULL,
+            call_started INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (entry_id, position)
+        )""",
+    ),
 )

@@ -41,6 +41,7 @@ from bot.store import (
     ChatCalls,
     InboxEntry,
     InboxStatus,
+    LinkedTurn,
     NewImage,
     NewPart,
     SpendLimit,
@@ -214,46 +215,69 @@ class SqliteDatabase:
         event_id: int | None = None,
     ) -> Turn:
         """Write a turn, its images, the new head and the event's progress in one commit."""
-        now = time.time()
-        stored: list[StoredPart] = []
         with self.db.atomic():
-            for part in parts:
-                if isinstance(part.image, NewImage):
-                    ref: ImageRef | None = self._put_image(part.image)
-                else:
-                    ref = self._adopt_image(part.image) if part.image is not None else None
-                stored.append(
-                    StoredPart(part.text, ref, part.thought, part.thought_signature,
-                               dict(part.extra or {}))
-                )
-            version = None
-            if role == "model":
-                version = 1 + int(self.db.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM turns WHERE thread_id = ?",
-                    [thread_id],
-                ).fetchone()[0])
-            cursor = self.db.execute(
-                "INSERT INTO turns (thread_id, parent_id, role, status, author_id, author_name,"
-                " parts, created_at, version, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [thread_id, parent_id, role, status.value, author_id, author_name,
-                 _dump_parts(stored), now, version, error],
-            )
-            turn_id = cursor.lastrowid
-            assert turn_id is not None
-            shas = {p.image.sha256 for p in stored if p.image is not None}
-            for sha in shas:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO turn_images (turn_id, sha256) VALUES (?, ?)",
-                    [turn_id, sha],
-                )
+            turn = self._insert_turn(thread_id, parent_id, role, parts, author_id,
+                                     author_name, status, error)
             if move_head:
                 self.db.execute(
-                    "UPDATE threads SET head_turn_id = ? WHERE id = ?", [turn_id, thread_id]
+                    "UPDATE threads SET head_turn_id = ? WHERE id = ?", [turn.id, thread_id]
                 )
             if event_id is not None:
                 column = "answer_turn_id" if role == "model" else "turn_id"
                 self.db.execute(f"UPDATE inbox SET {column} = ? WHERE id = ?",
-                                [turn_id, event_id])
+                                [turn.id, event_id])
+        return turn
+
+    def add_linked_turns(self, thread_id: int, *, parent_id: int | None,
+                         turns: Sequence[Sequence[NewPart]], author_id: str,
+                         author_name: str, event_id: int) -> list[Turn]:
+        """One user turn per picture and the event's record of them, in one commit."""
+        with self.db.atomic():
+            written = [self._insert_turn(thread_id, parent_id, "user", parts, author_id,
+                                         author_name, TurnStatus.OK, None)
+                       for parts in turns]
+            for position, turn in enumerate(written):
+                self.db.execute(
+                    "INSERT INTO inbox_turns (entry_id, position, turn_id) VALUES (?, ?, ?)",
+                    [event_id, position, turn.id],
+                )
+        return written
+
+    def _insert_turn(self, thread_id: int, parent_id: int | None, role: str,
+                     parts: Sequence[NewPart], author_id: str, author_name: str,
+                     status: TurnStatus, error: str | None) -> Turn:
+        """A turn and its images (inside the caller's transaction)."""
+        now = time.time()
+        stored: list[StoredPart] = []
+        for part in parts:
+            if isinstance(part.image, NewImage):
+                ref: ImageRef | None = self._put_image(part.image)
+            else:
+                ref = self._adopt_image(part.image) if part.image is not None else None
+            stored.append(
+                StoredPart(part.text, ref, part.thought, part.thought_signature,
+                           dict(part.extra or {}))
+            )
+        version = None
+        if role == "model":
+            version = 1 + int(self.db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM turns WHERE thread_id = ?",
+                [thread_id],
+            ).fetchone()[0])
+        cursor = self.db.execute(
+            "INSERT INTO turns (thread_id, parent_id, role, status, author_id, author_name,"
+            " parts, created_at, version, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [thread_id, parent_id, role, status.value, author_id, author_name,
+             _dump_parts(stored), now, version, error],
+        )
+        turn_id = cursor.lastrowid
+        assert turn_id is not None
+        shas = {p.image.sha256 for p in stored if p.image is not None}
+        for sha in shas:
+            self.db.execute(
+                "INSERT OR IGNORE INTO turn_images (turn_id, sha256) VALUES (?, ?)",
+                [turn_id, sha],
+            )
         return Turn(turn_id, thread_id, parent_id, role, status, author_id, author_name,
                     tuple(stored), now, version, error)
 
@@ -650,6 +674,21 @@ class SqliteDatabase:
         with self.db.atomic():
             self.db.execute("UPDATE inbox SET call_started = 1 WHERE id = ?", [entry_id])
 
+    def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
+        rows = self.db.execute(
+            "SELECT turn_id, call_started FROM inbox_turns WHERE entry_id = ?"
+            " ORDER BY position",
+            [entry_id],
+        ).fetchall()
+        return [LinkedTurn(turn_id, bool(started)) for turn_id, started in rows]
+
+    def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE inbox_turns SET call_started = 1 WHERE entry_id = ? AND turn_id = ?",
+                [entry_id, turn_id],
+            )
+
     def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                      error: str | None = None) -> None:
         with self.db.atomic():
@@ -884,6 +923,14 @@ class SqliteStore:
 
         return list(await asyncio.gather(*(stage(p) for p in parts)))
 
+    async def add_linked_turns(self, thread_id: int, *, parent_id: int | None,
+                               turns: Sequence[Sequence[NewPart]], author_id: str,
+                               author_name: str, event_id: int) -> list[Turn]:
+        staged = [await self._stage_images(parts) for parts in turns]
+        return await self.run(self.sync.add_linked_turns, thread_id, parent_id=parent_id,
+                              turns=staged, author_id=author_id, author_name=author_name,
+                              event_id=event_id)
+
     async def mark_failed(self, turn_id: int, error: str) -> None:
         await self.run(self.sync.mark_failed, turn_id, error)
 
@@ -991,6 +1038,12 @@ class SqliteStore:
 
     async def inbox_mark_call_started(self, entry_id: int) -> None:
         await self.run(self.sync.inbox_mark_call_started, entry_id)
+
+    async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
+        return await self.run(self.sync.inbox_linked_turns, entry_id)
+
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
+        await self.run(self.sync.inbox_mark_linked_call_started, entry_id, turn_id)
 
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                            error: str | None = None) -> None:

@@ -48,6 +48,21 @@ def test_demo_console_edits_undoes_and_lists_history(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_each_on_several_paths_prints_one_line_per_result_in_their_order(
+        tmp_path: Path) -> None:
+    for name, colour in (("dark.png", (40, 40, 160)), ("light.png", (250, 230, 120))):
+        Image.new("RGB", (120, 90), colour).save(tmp_path / name)
+    result = chatbrush(["console", "--demo"],
+                       "/each make it black and white @dark.png @light.png\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    caption = next(i for i, line in enumerate(lines) if "Each picture edited" in line)
+    first, second = (tmp_path / line for line in lines[caption + 1:caption + 3])
+    assert "v1" in lines[caption] and "v2" in lines[caption]
+    darker, lighter = (Image.open(p).convert("L").getpixel((60, 45)) for p in (first, second))
+    assert isinstance(darker, int) and isinstance(lighter, int) and darker < lighter
+
+
 def test_console_continues_its_thread_across_runs(tmp_path: Path) -> None:
     write_photo(tmp_path / "photo.jpg")
     chatbrush(["console", "--demo"], "@photo.jpg make it black and white\n", tmp_path)

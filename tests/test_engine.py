@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.commands.conversation import contact_sheet_of
+from bot.contact_sheet import CURRENT_COLOUR
 from bot.events import ChatKey, Progress, Sender
 from bot.runtime import Runtime
 from tests.fakes.gemini import FakeGemini
@@ -103,6 +105,59 @@ async def test_replying_to_an_older_version_branches_and_keeps_both(
     # the old branch is still reachable: replying to v2 continues from it
     await dm.say("make the hat blue", reply_to=v2.ids[0])
     assert "add a hat" in fake.requests[-1].texts()
+
+
+async def test_history_is_a_contact_sheet_of_the_branched_thread_with_the_list(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    dm = dm_of(bot, platform)
+    assert (await dm.say("/history")).kind == "text"  # no conversation, no picture
+    v1 = await dm.say("watercolor", photo((200, 30, 30)))
+    await dm.say("add a hat")
+    await dm.say("a red scarf instead", reply_to=v1.ids[0])
+
+    history = await dm.say("/history")
+
+    assert history.kind == "images" and len(history.images) == 1
+    assert "v3 (from v1): a red scarf instead — Ann  ← current" in (history.text or "")
+    thread = await bot.store.current_thread(PRIVATE)
+    assert thread is not None
+    sheet = await contact_sheet_of(bot.store, await bot.store.turns_of(thread.id),
+                                   thread.head_id)
+    assert sheet is not None and sheet.png == history.images[0].data  # this sheet was sent
+    assert [tile.label for tile in sheet.tiles] == ["original", "v1", "v2", "v3"]
+    assert sheet.current is not None and sheet.current.label == "v3"
+    row = {tile.label: tile.row for tile in sheet.tiles}
+    assert row["v1"] == row["v2"] != row["v3"]  # the branch has a lane of its own
+    image = Image.open(io.BytesIO(history.images[0].data)).convert("RGB")
+    for tile in sheet.tiles:
+        left, top, _, bottom = tile.box
+        frame = image.getpixel((left - 4, (top + bottom) // 2))
+        assert (frame == CURRENT_COLOUR) is tile.is_current, tile.label
+    # the thumbnails are the versions: v1 is the inverted photo, v2 inverted back
+    def centre(label: str) -> tuple[int, int, int]:
+        left, top, right, bottom = sheet.tile(label).box
+        red, green, blue = image.getpixel(((left + right) // 2, (top + bottom) // 2))
+        return red, green, blue
+
+    assert centre("v1")[0] < 100 < 180 < centre("v1")[1]
+    assert centre("v2")[0] > 180 > 100 > centre("v2")[1]
+    # a reply to the sheet continues from the current version
+    await dm.say("now a blue hat", reply_to=history.ids[0])
+    assert "a red scarf instead" in fake.requests[-1].texts()
+
+
+async def test_a_long_history_list_follows_the_sheet_as_its_own_message(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    dm = dm_of(bot, platform)
+    await dm.say("start from this photo and make it a watercolor painting", photo())
+    for number in range(15):
+        await dm.say(f"edit number {number}: make the light a little warmer and softer")
+    await dm.say("/history")
+    sheet, listing = dm.channel.sent[-2:]
+    assert sheet.kind == "images" and not sheet.text
+    assert listing.kind == "text" and (listing.text or "").count("\nv") == 16
 
 
 async def test_undo_moves_back_and_the_next_edit_continues_from_there(

@@ -32,6 +32,7 @@ from adapters.slack import (
     create,
 )
 from bot.config import Settings, load_settings
+from bot.events import ChatKey
 from bot.intake import Intake
 from bot.messages import QUEUED_NOTICE as QUEUED_NOTE
 from bot.runtime import open_runtime
@@ -288,6 +289,34 @@ async def test_two_files_in_one_message_are_fused_into_one_turn(rig: Rig) -> Non
     assert len(rig.slack.shared_uploads(CHANNEL, ts)) == 1
 
 
+async def test_each_on_three_files_is_three_edits_in_one_message(rig: Rig) -> None:
+    sizes = [(41, 30), (42, 30), (43, 30)]
+    files = [rig.slack.host_file(png(colour, size), f"shot-{n}.png", user=ALICE)
+             for n, (colour, size) in enumerate(zip(("red", "green", "blue"), sizes,
+                                                     strict=True))]
+    ts = await rig.mention("each make the background white", files=files)
+
+    assert len(rig.gemini.requests) == 3
+    assert sorted(image_size(r.images("user")[0]) for r in rig.gemini.requests) == sizes
+    assert all(len(r.images()) == 1 for r in rig.gemini.requests)
+    assert {r.prompt for r in rig.gemini.requests} == {"make the background white"}
+    assert len(rig.slack.calls_to("files.completeUploadExternal")) == 1
+    uploads = rig.slack.shared_uploads(CHANNEL, ts)
+    assert [image_size(u.data or b"") for u in uploads] == sizes  # the pictures' order
+    [message] = rig.slack.thread_messages(CHANNEL, ts)
+    assert message.files == [u.id for u in uploads] and "v1" in message.text
+    for upload, size in zip(uploads, sizes, strict=True):  # file i leads to picture i
+        answer = await rig.intake.store.linked_turn(ChatKey("slack", CHANNEL), upload.id)
+        assert answer is not None and answer.is_model
+        request = await rig.intake.store.get_turn(answer.parent_id or 0)
+        assert request is not None and (request.images[0].width, request.images[0].height) \
+            == size
+
+    # a Slack thread has no replies to single messages: it goes on from the last picture
+    await rig.say("now add a hat", thread_ts=ts, user=ALICE)
+    assert [image_size(i) for i in rig.gemini.last.images("user")] == [sizes[2]]
+
+
 async def test_a_non_image_file_is_refused_with_a_clear_reply(rig: Rig) -> None:
     pdf = rig.slack.host_file(b"%PDF-1.7 quarterly numbers", "q3-report.pdf", "application/pdf")
     ts = await rig.mention("make this prettier", files=[pdf])
@@ -488,7 +517,8 @@ async def test_undo_and_history_in_a_thread(rig: Rig) -> None:
     history = rig.slack.thread_messages(CHANNEL, root)[-1].text
     assert "v1" in history and "v2" in history
     await rig.say("<@UBOT> undo", thread_ts=root)
-    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 3  # v1 re-posted after undo
+    # v1, v2, the contact sheet of /history, and v1 re-posted after undo
+    assert len(rig.slack.shared_uploads(CHANNEL, root)) == 4
     assert len(rig.gemini.requests) == 2
 
 

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.store import InboxStatus, NewImage, NewPart, SpendLimit, SpendScope, Store
+from bot.store import (
+    InboxStatus,
+    LinkedTurn,
+    NewImage,
+    NewPart,
+    SpendLimit,
+    SpendScope,
+    Store,
+)
 from bot.threads import TurnStatus
 from tests.backends import BACKENDS, open_backend
 
@@ -374,3 +382,49 @@ async def test_a_broken_off_event_can_be_given_back_alone(store: Store) -> None:
     await store.inbox_release("p", [a.id])
     [again] = await store.inbox_claim("q", limit=5, lease_seconds=60, platforms=PLATFORMS)
     assert again.id == a.id  # b stays with its owner
+
+
+async def test_linked_turns_are_recorded_with_the_event_in_order(store: Store) -> None:
+    entry, _ = await store.inbox_add(event("1"), lane="A")
+    thread = await store.create_thread(CHAT, lane="A")
+    start = await store.add_turn(thread.id, parent_id=None, role="user",
+                                 parts=[NewPart(text="start")])
+    other = NewImage(b"\x89PNG other bytes", "image/png", 30, 40)
+    turns = await store.add_linked_turns(
+        thread.id, parent_id=start.id,
+        turns=[[NewPart(image=PNG), NewPart(text="white")],
+               [NewPart(image=other), NewPart(text="white")],
+               [NewPart(image=PNG), NewPart(text="white")]],
+        author_id="1", author_name="Ann", event_id=entry.id,
+    )
+    assert [t.parent_id for t in turns] == [start.id] * 3
+    assert [t.role for t in turns] == ["user"] * 3
+    assert [t.images[0].width for t in turns] == [10, 30, 10]
+    assert all(t.status is TurnStatus.OK and t.author_name == "Ann" for t in turns)
+    current = await store.get_thread(thread.id)
+    assert current is not None and current.head_id == start.id  # the head stays
+    stored = await store.inbox_get(entry.id)
+    assert stored is not None and stored.turn_id is None  # not a single-turn event
+    assert await store.inbox_linked_turns(entry.id) == [
+        LinkedTurn(t.id, call_started=False) for t in turns]
+
+    await store.inbox_mark_linked_call_started(entry.id, turns[1].id)
+    assert [s.call_started for s in await store.inbox_linked_turns(entry.id)] == [
+        False, True, False]
+    loaded = await store.get_turn(turns[1].id)
+    assert loaded is not None and loaded.images[0].sha256 == turns[1].images[0].sha256
+
+
+async def test_an_event_without_linked_turns_has_none_and_pruning_forgets_them(
+        store: Store) -> None:
+    plain, _ = await store.inbox_add(event("1"), lane="A")
+    assert await store.inbox_linked_turns(plain.id) == []
+    linked, _ = await store.inbox_add(event("2"), lane="B")
+    thread = await store.create_thread(CHAT, lane="B")
+    await store.add_linked_turns(thread.id, parent_id=None,
+                                 turns=[[NewPart(text="a")], [NewPart(text="b")]],
+                                 author_id="1", author_name="Ann", event_id=linked.id)
+    await store.inbox_finish([linked.id], status=InboxStatus.DONE)
+    assert await store.inbox_prune(older_than=linked.received_at + 3600) == 1
+    assert await store.inbox_linked_turns(linked.id) == []
+    assert len(await store.turns_of(thread.id)) == 2  # the turns themselves stay

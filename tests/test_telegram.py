@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from telegram import Message
 
 from adapters.telegram import TelegramAdapter, create
+from adapters.telegram_translate import BotIdentity, to_incoming
 from bot.config import Settings, SettingsError
+from bot.events import OutputImage
 from bot.input_policy import UNSUPPORTED
 from bot.intake import NOT_ALLOWED
 from bot.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
@@ -375,6 +378,37 @@ async def test_album_of_three_photos_is_one_turn(
     assert request.prompt == "put the hat from the second on the first"
 
 
+async def test_each_on_an_album_answers_with_one_album_of_three_edits(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, bob, _ = people(tg)
+    group = tg.group(GROUP_ID)
+    album = "13900000000000004"
+    sizes = [(101, 100), (102, 100), (103, 100)]
+    captioned = tg.send(group, alice, photo=make_png(*sizes[0], seed=20), media_group_id=album,
+                        caption="/each make the background white")
+    tg.send(group, alice, photo=make_png(*sizes[1], seed=21), media_group_id=album)
+    tg.send(group, alice, photo=make_png(*sizes[2], seed=22), media_group_id=album)
+
+    results = await answers_to(tg, captioned, 3)
+
+    assert len(tg.calls_of("sendMediaGroup")) == 1  # one album back
+    assert len({m["media_group_id"] for m in results}) == 1
+    assert [size_of_photo(tg, m) for m in results] == sizes  # in the pictures' order
+    assert "v1" in results[0]["caption"]
+    assert len(gemini.requests) == 3
+    assert sorted(size_of(r.images("user")[0]) for r in gemini.requests) == sizes
+    assert all(len(r.images()) == 1 for r in gemini.requests)
+
+    # a reply to the second result continues that one alone
+    asked = tg.send(group, bob, "now add a hat", reply_to=results[1])
+    [answer] = await answers_to(tg, asked)
+    assert answer["caption"].startswith("v4")
+    request = gemini.requests[-1]
+    assert [size_of(i) for i in request.images("user")] == [sizes[1]]
+    assert [size_of(i) for i in request.images("model")] == [sizes[1]]
+
+
 async def test_instruction_typed_right_after_an_album_comes_after_it(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:
@@ -395,6 +429,25 @@ async def test_instruction_typed_right_after_an_album_comes_after_it(
     [request] = gemini.requests
     assert [size_of(img) for img in request.images("user")] == [(111, 100), (112, 100)]
     assert request.prompt == "combine them side by side"
+
+
+async def test_a_reply_to_any_picture_of_an_album_finds_the_whole_album(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    album = "13900000000000003"
+    first = tg.send(chat, alice, photo=make_png(121, 100, seed=32), media_group_id=album)
+    tg.send(chat, alice, photo=make_png(122, 100, seed=33), media_group_id=album)
+    third = tg.send(chat, alice, photo=make_png(123, 100, seed=34), media_group_id=album)
+    await answers_to(tg, first)  # "What should I do with them?"
+
+    asked = tg.send(chat, alice, "put them side by side", reply_to=third)
+    await answers_to(tg, asked)
+
+    [request] = gemini.requests
+    assert [size_of(img) for img in request.images("user")] == [(121, 100), (122, 100),
+                                                                  (123, 100)]
 
 
 async def test_forum_topics_are_separate(
@@ -521,6 +574,32 @@ async def test_image_too_large_for_a_photo_goes_as_a_document(
     assert "document" in answer and "photo" not in answer
     assert answer["document"]["file_name"] == "chatbrush.png"
     assert not tg.calls_of("sendPhoto")  # checked before sending, not after a refusal
+
+
+async def test_sent_pictures_are_numbered_in_their_order_even_when_one_is_a_document(
+    tg: FakeTelegram, bot: TelegramAdapter
+) -> None:
+    """Whoever sends several answers at once links id i to picture i: a picture too big
+    for a photo goes out after the album, but its id keeps its place."""
+    alice, *_ = people(tg)
+    asked = tg.send(tg.private_chat(alice), alice, "three", push=False)
+    me = BotIdentity(tg.bot_id, tg.bot_username)
+    incoming = to_incoming(Message.de_json(asked, bot.bot), me)
+    assert incoming is not None
+    pictures = [OutputImage(big_png(6000, 4200)), OutputImage(make_png(70, 60, seed=1)),
+                OutputImage(make_png(80, 60, seed=2))]
+
+    ids = await bot.channel(incoming).send_images(pictures, "v1, v2, v3")
+
+    sent = {str(m["message_id"]): m for m in tg.sent}
+    assert "document" in sent[ids[0]]
+    assert [size_of_photo(tg, sent[i]) for i in ids[1:]] == [(70, 60), (80, 60)]
+    assert len(tg.calls_of("sendMediaGroup")) == 1
+
+
+def size_of_photo(tg: FakeTelegram, message: dict[str, Any]) -> tuple[int, int]:
+    largest = message["photo"][-1]
+    return largest["width"], largest["height"]
 
 
 # ---------------------------------------------------------------------- progress

@@ -17,11 +17,16 @@ class CommandSpec:
     admin_only: bool = False
     #: acts on one conversation, so it must be clear which one it was typed in
     thread_scoped: bool = False
+    #: its argument is an instruction, so "each make it white" typed bare is this command
+    takes_instruction: bool = False
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("help", "/help", N_("how to use the bot")),
     CommandSpec("new", "/new", N_("start a fresh conversation"), thread_scoped=True),
+    CommandSpec("each", "/each <instruction>", N_("the same edit on each of several pictures "
+                "instead of combining them (with them, or replying to an album; "
+                "“each consistent …” keeps them alike)"), takes_instruction=True),
     CommandSpec("undo", "/undo [n]", N_("go back n versions (default 1)"),
                 thread_scoped=True),
     CommandSpec("history", "/history", N_("list the versions in this conversation"),
@@ -36,6 +41,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "them (aspect ratio, size, model, language, budgets)")),
 )
 COMMAND_NAMES = frozenset(c.name for c in COMMANDS)
+INSTRUCTION_COMMANDS = frozenset(c.name for c in COMMANDS if c.takes_instruction)
 #: ``/start`` is what Telegram clients send first; it is an alias of ``/help``.
 ALIASES = {"start": "help"}
 
@@ -73,9 +79,12 @@ def bare_command(text: str) -> str | None:
     words = text.strip().split()
     if not words or words[0].lower().lstrip("/") not in COMMAND_NAMES | set(ALIASES):
         return None
-    if words[0].lower().lstrip("/") == "settings" and len(words) > 1:
+    name = words[0].lower().lstrip("/")
+    if name in INSTRUCTION_COMMANDS:
+        return "/" + " ".join([name, *words[1:]])
+    if name == "settings" and len(words) > 1:
         if canonical_name(words[1]) is None:  # "settings of a castle at night" is a prompt
             return None
     elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
         return None
-    return "/" + " ".join([words[0].lower().lstrip("/"), *words[1:]])
+    return "/" + " ".join([name, *words[1:]])

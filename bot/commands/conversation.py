@@ -1,13 +1,29 @@
-"""Commands that act on one conversation: /new, /undo, /history, /resend, /reset."""
+"""Commands that act on one conversation: /new, /each, /undo, /history, /resend,
+/reset."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
 from bot.commands.context import CommandContext
+from bot.contact_sheet import ContactSheet, render_contact_sheet
 from bot.errors import UserFacingError
+from bot.events import OutputImage
 from bot.i18n import _, ngettext
-from bot.threads import TurnStatus, format_history, undo_target
+from bot.threads import Turn, TurnStatus, format_history, undo_target
+from bot.version_tree import is_version
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 MAX_UNDO = 50
+#: a longer version list goes as its own message (Telegram's caption limit, the shortest)
+SHEET_CAPTION_LIMIT: Final = 1024
 
 
 async def new(ctx: CommandContext) -> None:
@@ -18,6 +34,13 @@ async def new(ctx: CommandContext) -> None:
         ))
     await ctx.engine.new_thread(ctx.work)
     await ctx.say(_("Started a fresh conversation. Send a photo or describe a picture."))
+
+
+async def each(ctx: CommandContext) -> None:
+    """The same edit on each picture (bot.linked_turns builds on the engine: imported late)."""
+    from bot.linked_turns import parse_each, run_linked
+
+    await run_linked(ctx.engine, ctx.work, parse_each(ctx.command.args))
 
 
 async def undo(ctx: CommandContext) -> None:
@@ -52,9 +75,50 @@ async def undo(ctx: CommandContext) -> None:
 
 
 async def history(ctx: CommandContext) -> None:
+    """The versions as a contact sheet (a thumbnail each, the tree drawn, the current one
+    marked) with the text list as its caption, or after it when the list is long; the
+    text alone while there is no version."""
     thread = await ctx.thread()
     turns = await ctx.store.turns_of(thread.id)
-    await ctx.say(format_history(turns, thread.head_id))
+    text = format_history(turns, thread.head_id)
+    sheet = await contact_sheet_of(ctx.store, turns, thread.head_id)
+    if sheet is None:
+        await ctx.say(text)
+        return
+    picture = OutputImage(sheet.png, "image/png", sheet.width, sheet.height)
+    fits = len(text) <= SHEET_CAPTION_LIMIT
+    try:
+        ids = await ctx.channel.send_images([picture], text if fits else None)
+    except Exception:
+        log.exception("could not send the contact sheet")
+        await ctx.say(text)
+        return
+    if not fits:
+        ids += await ctx.say(text)
+    head = await ctx.store.get_turn(thread.head_id) if thread.head_id else None
+    if head is not None:  # a reply to the sheet continues from the current version
+        for message_id in ids:
+            await ctx.store.link_message(ctx.event.chat, message_id, head)
+
+
+async def contact_sheet_of(store: Store, turns: Sequence[Turn], head_id: int | None
+                           ) -> ContactSheet | None:
+    """Render the sheet off the event loop; the pictures are read from the store one at a
+    time as their tiles are drawn (a long thread's pictures never all sit in memory).
+    ``None`` without versions, or when it could not be drawn (the text still goes)."""
+    if not any(is_version(turn) for turn in turns):
+        return None
+    loop = asyncio.get_running_loop()
+
+    def load(sha256: str) -> bytes:
+        return asyncio.run_coroutine_threadsafe(store.image_bytes(sha256), loop).result(60)
+
+    try:
+        return await asyncio.to_thread(render_contact_sheet, turns, head_id, load,
+                                       origin_label=_("original"))
+    except Exception:
+        log.exception("could not draw the contact sheet")
+        return None
 
 
 async def resend(ctx: CommandContext) -> None:

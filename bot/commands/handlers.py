@@ -12,6 +12,7 @@ Handler = Callable[[CommandContext], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {
     "help": info.help_,
     "new": conversation.new,
+    "each": conversation.each,
     "undo": conversation.undo,
     "history": conversation.history,
     "resend": conversation.resend,
