@@ -87,9 +87,14 @@ class SlackChannel:
         )
         return [str(resp["ts"])]
 
+    #: Slack takes files up to 1 GB
+    max_file_bytes = 1_000_000_000
+
     async def send_images(
-        self, images: Sequence[OutputImage], caption: str | None = None
+        self, images: Sequence[OutputImage], caption: str | None = None, *,
+        as_files: bool = False,
     ) -> list[str]:
+        """Always as files: Slack keeps the bytes (and their Content Credentials)."""
         if not images:
             return await self.send_text(caption) if caption else []
         uploads = []
@@ -104,6 +109,14 @@ class SlackChannel:
             channel=self.channel,
             thread_ts=self.thread_ts,
             initial_comment=caption or None,
+        )
+        return [str(f["id"]) for f in resp.get("files") or [] if f.get("id")]
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        resp = await self.client.files_upload_v2(
+            file=data, filename=filename, title=filename, channel=self.channel,
+            thread_ts=self.thread_ts, initial_comment=caption or None,
         )
         return [str(f["id"]) for f in resp.get("files") or [] if f.get("id")]
 

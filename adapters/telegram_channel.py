@@ -55,18 +55,24 @@ class TelegramChannel:
             ids.append(str(sent.message_id))
         return ids
 
+    #: what the Bot API lets a bot upload (sendDocument)
+    max_file_bytes = 50_000_000
+
     async def send_images(
-        self, images: Sequence[OutputImage], caption: str | None = None
+        self, images: Sequence[OutputImage], caption: str | None = None, *,
+        as_files: bool = False,
     ) -> list[str]:
-        """Photos when Telegram takes them as photos, documents otherwise; a caption that
-        does not fit under a photo follows as its own message."""
+        """Photos when Telegram takes them as photos, documents otherwise (always, with
+        ``as_files``: a photo is recompressed and loses its Content Credentials); a
+        caption that does not fit under a photo follows as its own message."""
         caption = (caption or "").strip() or None
         fits_caption = caption is not None and len(caption) <= CAPTION_LIMIT
         photos: list[OutputImage] = []
         documents: list[OutputImage] = []
         for image in images:
             width, height = _dimensions(image)
-            (photos if fits_photo(len(image.data), width, height) else documents).append(image)
+            as_photo = not as_files and fits_photo(len(image.data), width, height)
+            (photos if as_photo else documents).append(image)
         ids: list[str] = []
         pending_caption = caption if fits_caption else None
         for start in range(0, len(photos), 10):
@@ -112,6 +118,18 @@ class TelegramChannel:
             **self._where(),
         )
         return [str(sent.message_id)]
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        caption = (caption or "").strip() or None
+        fits = caption is None or len(caption) <= CAPTION_LIMIT
+        sent = await self._bot.send_document(document=data, filename=filename,
+                                             caption=caption if fits else None,
+                                             **self._where())
+        ids = [str(sent.message_id)]
+        if caption is not None and not fits:
+            ids += await self.send_text(caption)
+        return ids
 
     async def progress(self, state: Progress) -> None:
         if state is Progress.WORKING:

@@ -164,11 +164,24 @@ class Channel(Protocol):
     to the turn they show: that link is what makes later replies find their version.
     """
 
+    #: the largest file :meth:`send_file` can deliver here (Telegram bots: 50 MB)
+    max_file_bytes: int
+
     async def send_text(self, text: str) -> list[str]: ...
 
     async def send_images(
-        self, images: Sequence[OutputImage], caption: str | None = None
-    ) -> list[str]: ...
+        self, images: Sequence[OutputImage], caption: str | None = None, *,
+        as_files: bool = False,
+    ) -> list[str]:
+        """Pictures, as the platform shows pictures; ``as_files`` sends the bytes exactly
+        as given (a document rather than a photo Telegram would recompress), which is
+        what keeps their Content Credentials."""
+        ...
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        """Any file (an export zip), byte for byte; at most :attr:`max_file_bytes`."""
+        ...
 
     async def progress(self, state: Progress) -> None:
         """Show (or clear) a progress signal; must never raise for cosmetic failures."""

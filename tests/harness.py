@@ -49,10 +49,14 @@ def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (
 
 @dataclass
 class Sent:
-    kind: str
+    kind: str  # "text", "images" or "file"
     text: str | None
     images: list[OutputImage]
     ids: list[str]
+    #: pictures sent as files (documents), as they are, not as recompressed photos
+    as_files: bool = False
+    #: a file's name and bytes (``kind == "file"``)
+    file: tuple[str, bytes] | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ class RecordingChannel:
     fail_sends: int = 0
     failed_sends: int = 0
     _sent_more: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    max_file_bytes: int = 50_000_000
 
     def _ids(self, n: int) -> list[str]:
         ids = [str(self.counter[0] + i) for i in range(n)]
@@ -90,13 +95,19 @@ class RecordingChannel:
                 self._sent_more.clear()
                 await self._sent_more.wait()
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
         if self.fail_sends > 0:
             self.fail_sends -= 1
             self.failed_sends += 1
             raise ConnectionError("the platform answered 502 Bad Gateway")
-        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images))))
+        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images)),
+                              as_files=as_files))
+        return ids
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        self.sent.append(Sent("file", caption, [], ids := self._ids(1), file=(filename, data)))
         return ids
 
     async def progress(self, state: Progress) -> None:

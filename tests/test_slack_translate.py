@@ -148,6 +148,10 @@ def test_thread_broadcast_counts_as_user_content() -> None:
         ("like <https://example.com/a.png|this one> please", "like this one please"),
         ("see <https://example.com/x>", "see https://example.com/x"),
         ("<@UBOT> history", "/history"),
+        ("<@UBOT> forget confirm", "/forget confirm"),
+        ("<@UBOT> forget everything about the background", "forget everything about the "
+         "background"),
+        ("<@UBOT> undo confirm", "undo confirm"),
         ("ask <@U222> about it", "ask <@U222> about it"),
         ("<@UBOT> settings aspect 16:9", "/settings aspect 16:9"),
         ("<@UBOT> settings", "/settings"),

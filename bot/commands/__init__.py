@@ -17,6 +17,9 @@ class CommandSpec:
     admin_only: bool = False
     #: acts on one conversation, so it must be clear which one it was typed in
     thread_scoped: bool = False
+    #: words it takes after its name (besides a number), so "forget confirm" in a Slack
+    #: mention is read as the command, not as a prompt
+    words: tuple[str, ...] = ()
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -30,6 +33,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "not be delivered)"), thread_scoped=True),
     CommandSpec("reset", "/reset", N_("forget this conversation (admins in groups)"),
                 thread_scoped=True),
+    CommandSpec("export", "/export", N_("this conversation as a zip: pictures, prompts, who "
+                "asked, the version tree"), thread_scoped=True),
+    CommandSpec("forget", "/forget", N_("remove the prompts and pictures you sent (asks first)"),
+                words=("confirm",)),
     CommandSpec("usage", "/usage", N_("what you and this chat spent today and this month")),
     CommandSpec("stats", "/stats", N_("bot-wide numbers (operators)"), admin_only=True),
     CommandSpec("settings", "/settings [name value]", N_("this chat's settings; admins change "
@@ -73,9 +80,13 @@ def bare_command(text: str) -> str | None:
     words = text.strip().split()
     if not words or words[0].lower().lstrip("/") not in COMMAND_NAMES | set(ALIASES):
         return None
-    if words[0].lower().lstrip("/") == "settings" and len(words) > 1:
+    name = words[0].lower().lstrip("/")
+    spec = next((c for c in COMMANDS if c.name == ALIASES.get(name, name)), None)
+    takes = spec.words if spec is not None else ()
+    if name == "settings" and len(words) > 1:
         if canonical_name(words[1]) is None:  # "settings of a castle at night" is a prompt
             return None
-    elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+    elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()
+                            and words[1].lower() not in takes):
         return None
-    return "/" + " ".join([words[0].lower().lstrip("/"), *words[1:]])
+    return "/" + " ".join([name, *words[1:]])
