@@ -66,6 +66,16 @@ def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
     return needed
 
 
+def edited_turn(path: Sequence[Turn]) -> Turn | None:
+    """The turn whose pictures the newest message of ``path`` edits: the newest version
+    before it, or, before any version, the newest earlier turn with pictures."""
+    earlier = path[:-1]
+    edited = next((t for t in reversed(earlier) if t.is_model and t.images), None)
+    if edited is None:
+        edited = next((t for t in reversed(earlier) if t.images), None)
+    return edited
+
+
 def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
     """Which turns and which images go, within the byte budget and the image cap."""
     newest = path[-1]
@@ -98,9 +108,7 @@ def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
     for index in image_slots(newest):
         if not take(newest, index):
             capped += 1
-    edited = next((t for t in reversed(path[:-1]) if t.is_model and t.images), None)
-    if edited is None:
-        edited = next((t for t in reversed(path[:-1]) if t.images), None)
+    edited = edited_turn(path)
     if edited is not None:
         for index in image_slots(edited):
             take(edited, index)

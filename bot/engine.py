@@ -29,6 +29,7 @@ from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, build_context, images_needed
+from bot.credentials import ContentCredentials
 from bot.errors import UserFacingError
 from bot.events import (
     Attachment,
@@ -47,6 +48,7 @@ from bot.model_options import AUTO, aspect_ratios, nearest_ratio
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
 from bot.models.catalog import ModelCatalog, UnknownModel
 from bot.pricing import PriceTable
+from bot.provenance import Provenance
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -121,7 +123,8 @@ def aspect_for(setting: str | None, path: Sequence[Turn], model: str) -> str | N
 class Engine:
     def __init__(self, store: Store, model: ImageModel, settings: Settings, *,
                  admins: AdminCache | None = None, catalog: ModelCatalog | None = None,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time,
+                 credentials: ContentCredentials | None = None) -> None:
         self.store = store
         self.model = model
         self.settings = settings
@@ -132,6 +135,8 @@ class Engine:
         self.clock = clock
         self.prices = PriceTable.from_settings(settings)
         self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
+        #: signs what goes out (Content Credentials); stored turns stay as the model sent them
+        self.provenance = Provenance(store, credentials)
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
@@ -545,6 +550,8 @@ class Engine:
         """Send an answer, retrying with backoff; only a delivered answer becomes the
         thread's current version. ``False`` when it could not be sent (it stays stored)."""
         channel = work.channel
+        out = await self.provenance.outgoing(turn, outputs,
+                                             await self.chat_settings(work.event.chat))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
             wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
@@ -554,8 +561,9 @@ class Engine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    ids = (await channel.send_images(outputs, caption) if outputs
-                           else await channel.send_text(caption))
+                    ids = (await channel.send_images(out.images, caption,
+                                                     as_files=out.as_files)
+                           if outputs else await channel.send_text(caption))
         except Exception as exc:
             log.warning("could not deliver v%s of thread %s: %s: %s", turn.version,
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
@@ -594,9 +602,10 @@ class Engine:
 
     async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
-        outputs = await self._stored_outputs(turn)
+        out = await self.provenance.outgoing(turn, await self._stored_outputs(turn),
+                                             await self.chat_settings(work.event.chat))
         try:
-            ids = await work.channel.send_images(outputs, caption)
+            ids = await work.channel.send_images(out.images, caption, as_files=out.as_files)
         except Exception:
             log.exception("could not send a stored picture")
             return

@@ -13,6 +13,7 @@ from bot.engine import Engine
 from bot.intake import Intake
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
+from bot.provenance import open_credentials
 from bot.store import Store
 
 STORE_ENTRY_POINTS = "chatbrush.stores"
@@ -67,8 +68,9 @@ async def open_runtime(
     model = model or choose_model(settings, demo=demo)
     store: Store | None = None
     try:
+        credentials = await open_credentials(settings, store_url(settings))
         store = await open_store(settings)
-        engine = Engine(store, model, settings, catalog=catalog)
+        engine = Engine(store, model, settings, catalog=catalog, credentials=credentials)
     except BaseException:
         await model.aclose()
         if catalog is not None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import c2pa
 from PIL import Image
 
 from bot.config import Settings
+from bot.credentials import INGREDIENT_SHA256_KEY
 from bot.events import (
     Attachment,
     AttachmentKind,
@@ -45,6 +48,39 @@ def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+def pixels(data: bytes) -> bytes:
+    """A picture's decoded pixels: what went out is a copy signed with Content Credentials,
+    the same picture as the one stored, in a different file."""
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGBA").tobytes()
+
+
+def manifest_of(data: bytes, mime_type: str = "image/png") -> dict[str, Any]:
+    """The active Content Credentials manifest of a picture, read by ``c2pa.Reader``
+    offline; its ``validation_state`` is added (``Valid`` for an unaltered file)."""
+    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False,
+                                                 "ocsp_fetch": False}})
+    with c2pa.Reader(mime_type, io.BytesIO(data), context=context) as reader:
+        manifest = reader.get_active_manifest()
+        assert manifest is not None, "the picture carries no Content Credentials"
+        plain: dict[str, Any] = json.loads(json.dumps(manifest))
+        plain["validation_state"] = reader.get_validation_state()
+        return plain
+
+
+def ingredients_of(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(relationship, SHA-256 of the input's bytes) of every ingredient, in order."""
+    return [(i["relationship"], i["metadata"][INGREDIENT_SHA256_KEY])
+            for i in manifest.get("ingredients") or []]
+
+
+def software_agents(manifest: dict[str, Any]) -> list[str]:
+    """The models the manifest's actions name."""
+    return [a["softwareAgent"]["name"]
+            for assertion in manifest["assertions"] if assertion["label"] == "c2pa.actions.v2"
+            for a in assertion["data"]["actions"] if "softwareAgent" in a]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from PIL import Image
 
 from adapters.console import ConsoleInputError, parse_line
 from tests.fakes.gemini import FakeGemini
+from tests.harness import manifest_of, software_agents
 from tests.processes import clean_environment, run_chatbrush
 
 SCRIPT = "@photo.jpg make it black and white\nnow blur it\n/undo\n/history\n"
@@ -140,8 +141,12 @@ def test_export_saves_the_zip_under_out_and_prints_its_path(tmp_path: Path) -> N
     result = chatbrush(["console", "--demo"], "@photo.jpg make it black and white\n/export\n",
                        tmp_path)
     assert result.returncode == 0, result.stderr
-    [archive] = [p for p in saved_paths(result.stdout, tmp_path) if p.suffix == ".zip"]
+    saved = saved_paths(result.stdout, tmp_path)
+    [archive] = [p for p in saved if p.suffix == ".zip"]
     assert archive.name.startswith("chatbrush-thread-")
+    # the picture saved to disk keeps its Content Credentials
+    [picture] = [p for p in saved if p.suffix == ".png"]
+    assert software_agents(manifest_of(picture.read_bytes())) == ["demo"]
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
     assert any(n.endswith("/index.html") for n in names)
