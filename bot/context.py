@@ -11,13 +11,15 @@ those of the newest user turn and the image being edited (the newest version on 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
 from bot.models.base import Blob, Content, Part, Role
 from bot.threads import StoredPart, Turn
 
 OMITTED_IMAGE = "[an earlier image, not resent]"
+#: stands in for a picture whose bytes were removed (retention, ``/forget``)
+REMOVED_IMAGE = "[an earlier image, no longer stored]"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,25 @@ def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
         assert image is not None
         needed.add(image.sha256)
     return needed
+
+
+def without_removed_images(path: Sequence[Turn], removed: Collection[str]) -> list[Turn]:
+    """``path`` with every picture in ``removed`` (SHA-256) replaced by a short marker, as
+    a picture the policy leaves out is (its signature goes with it; a draft just goes):
+    the model is never sent a picture that is not there."""
+    if not removed:
+        return list(path)
+    out = []
+    for turn in path:
+        if not any(p.image is not None and p.image.sha256 in removed for p in turn.parts):
+            out.append(turn)
+            continue
+        parts = [p if p.image is None or p.image.sha256 not in removed
+                 else StoredPart(text=REMOVED_IMAGE)
+                 for p in turn.parts if not (p.thought and p.image is not None
+                                             and p.image.sha256 in removed)]
+        out.append(replace(turn, parts=tuple(parts)))
+    return out
 
 
 def edited_turn(path: Sequence[Turn]) -> Turn | None:

@@ -49,6 +49,7 @@ from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError
 from bot.models.catalog import ModelCatalog, UnknownModel
 from bot.pricing import PriceTable
 from bot.provenance import Provenance
+from bot.retention import usable_path
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -62,6 +63,8 @@ INTERRUPTED = N_(
     "finished. Reply “try again” to run it once more."
 )
 CONVERSATION_RESET = N_("That conversation was reset. Please send it again.")
+PICTURE_NOT_STORED = N_("(Its picture is no longer stored: old pictures are removed after a "
+                        "while.)")
 
 Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
 
@@ -358,7 +361,8 @@ class Engine:
                             ) -> list[imaging.PreparedImage]:
         """Images of a failed attempt right here, so "try again" needs no re-upload."""
         for failed in await self.store.failed_children(parent_id, thread_id):
-            if failed.images:
+            if failed.images and not await self.store.missing_images(
+                    [ref.sha256 for ref in failed.images]):
                 return [
                     imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
                                           ref.mime_type, ref.width, ref.height)
@@ -484,6 +488,7 @@ class Engine:
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
         """Load just the image bytes the policy keeps, then assemble the request."""
+        path = await usable_path(self.store, path)  # pictures that are gone: a marker
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
@@ -602,10 +607,14 @@ class Engine:
 
     async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
-        out = await self.provenance.outgoing(turn, await self._stored_outputs(turn),
-                                             await self.chat_settings(work.event.chat))
         try:
-            ids = await work.channel.send_images(out.images, caption, as_files=out.as_files)
+            if await self.store.missing_images([ref.sha256 for ref in turn.images]):
+                ids = await work.channel.send_text(f"{caption} {_(PICTURE_NOT_STORED)}")
+            else:
+                out = await self.provenance.outgoing(turn, await self._stored_outputs(turn),
+                                                     await self.chat_settings(work.event.chat))
+                ids = await work.channel.send_images(out.images, caption,
+                                                     as_files=out.as_files)
         except Exception:
             log.exception("could not send a stored picture")
             return

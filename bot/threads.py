@@ -9,7 +9,7 @@ version, so old branches stay stored and reachable. Failed user turns stay in th
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,10 @@ def versions_in(turns: Iterable[Turn]) -> list[Turn]:
     )
 
 
-def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
-    """The versions of a thread as lines a person can read, branches marked."""
+def format_history(turns: Sequence[Turn], head_id: int | None, *,
+                   removed: Collection[str] = frozenset()) -> str:
+    """The versions of a thread as lines a person can read, branches marked; a version
+    whose picture is in ``removed`` (SHA-256 of pictures no longer stored) says so."""
     by_id = {t.id: t for t in turns}
     versions = versions_in(turns)
     if not versions:
@@ -142,7 +144,9 @@ def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
                   if parent_version else "")
         marker = "  " + _("← current") if version.id == head_id else ""
         branch = "" if version.id in head_path else "  " + _("[other branch]")
-        lines.append(f"v{version.version}{origin}: {_short(prompt)}{marker}{branch}")
+        gone = ("  " + _("[picture removed]")
+                if any(r.sha256 in removed for r in version.images) else "")
+        lines.append(f"v{version.version}{origin}: {_short(prompt)}{marker}{branch}{gone}")
     return "\n".join(lines)
 
 

@@ -54,7 +54,9 @@ async def undo(ctx: CommandContext) -> None:
 async def history(ctx: CommandContext) -> None:
     thread = await ctx.thread()
     turns = await ctx.store.turns_of(thread.id)
-    await ctx.say(format_history(turns, thread.head_id))
+    removed = await ctx.store.missing_images(
+        {ref.sha256 for t in turns if t.is_model for ref in t.images})
+    await ctx.say(format_history(turns, thread.head_id, removed=removed))
 
 
 async def resend(ctx: CommandContext) -> None:
