@@ -47,6 +47,7 @@ from bot.input_policy import check_attachments
 from bot.model_options import AUTO, aspect_ratios, nearest_ratio
 from bot.models.base import FailureKind, GenerateRequest, ImageModel, ModelError, Usage
 from bot.models.catalog import ModelCatalog, UnknownModel
+from bot.moderation import Moderation
 from bot.pricing import PriceTable
 from bot.provenance import Provenance
 from bot.retention import usable_path
@@ -140,6 +141,8 @@ class Engine:
         self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
         #: signs what goes out (Content Credentials); stored turns stay as the model sent them
         self.provenance = Provenance(store, credentials)
+        #: blocked terms and patterns, checked before anything of a prompt is kept
+        self.moderation = Moderation.from_settings(settings)
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
@@ -312,6 +315,8 @@ class Engine:
     async def _turn(self, work: Work) -> InboxStatus:
         incoming = work.event
         text = incoming.text.strip()
+        if text:
+            await self._screen(work, text)
         # Validate what the user sent before any thread is created for it.
         own_images = await self._load_images(work, incoming.attachments)
         target = await self._route(work)
@@ -356,6 +361,13 @@ class Engine:
         )
         await self.store.link_message(incoming.chat, incoming.message_id, user_turn)
         return await self._call_model(work, user_turn)
+
+    async def _screen(self, work: Work, text: str) -> None:
+        """Blocked terms and patterns: the polite refusal comes before any turn, thread or
+        download exists (matching runs off the loop, under a time limit)."""
+        chosen = await self.chat_settings(work.event.chat)
+        await asyncio.to_thread(self.moderation.screen, text, chosen.blocked_terms,
+                                user_id=work.event.sender.id, where=str(work.event.chat))
 
     async def _retry_images(self, thread_id: int, parent_id: int | None
                             ) -> list[imaging.PreparedImage]:
