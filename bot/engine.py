@@ -453,7 +453,8 @@ class Engine:
             author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
             move_head=False, event_id=work.entry.id,
         )
-        await self._record(call, result.usage, images=len(outputs), failure=None)
+        await self._record(call, result.usage, images=len(outputs), failure=None,
+                           turn_id=model_turn.id)
         note = ""
         if context.newest_images_capped:
             note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
@@ -474,7 +475,7 @@ class Engine:
         return [t for t in path if t.status is TurnStatus.OK]
 
     async def _record(self, call: CallRecord, usage: Usage | None, *, images: int,
-                      failure: FailureKind | None) -> None:
+                      failure: FailureKind | None, turn_id: int | None = None) -> None:
         """The call's usage, cost and latency, in the store and in the metrics."""
         usage = usage or Usage()
         cost = self.prices.cost(call.model, usage, images=images, image_size=call.image_size)
@@ -491,7 +492,7 @@ class Engine:
             output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
             cost_micros=cost, latency_ms=round(call.seconds * 1000),
             failure=None if failure is None else failure.value, at=self.clock(),
-            event_id=call.work.entry.id,
+            event_id=call.work.entry.id, turn_id=turn_id,
         )
 
     async def _notify_queued(self, work: Work, text: str) -> None:

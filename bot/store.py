@@ -245,14 +245,20 @@ class Store(Protocol):
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
                            failure: str | None = None, at: float | None = None,
-                           event_id: int | None = None) -> None:
+                           event_id: int | None = None, turn_id: int | None = None) -> None:
         """Record one model call: ``cost_micros`` what it cost, ``latency_ms`` how long
         the call took (retries included; ``None`` if not timed), ``failure`` its failure
-        class when not ``ok``, ``at`` when (epoch seconds; default now).
+        class when not ``ok``, ``at`` when (epoch seconds; default now), ``turn_id`` the
+        model turn it produced (see :meth:`turn_costs`).
 
         With ``event_id``, one spend reservation of that event (the oldest) is deleted in
         the same commit: the estimate is replaced by what the call really cost.
         """
+        ...
+
+    async def turn_costs(self, thread_id: int) -> dict[int, int]:
+        """What the calls that produced the model turns of ``thread_id`` cost, in micros
+        of a dollar, by model turn id (turns recorded without a ``turn_id`` are absent)."""
         ...
 
     async def usage(self, *, platform: str, chat_id: str | None = None,

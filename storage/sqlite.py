@@ -551,22 +551,30 @@ class SqliteDatabase:
         failure: str | None = None,
         at: float | None = None,
         event_id: int | None = None,
+        turn_id: int | None = None,
     ) -> None:
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
                 " prompt_tokens, output_tokens, request_bytes, created_at, cost_micros,"
-                " latency_ms, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " latency_ms, failure, turn_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [chat.platform, chat.chat_id, user_id, thread_id, model, int(ok), images,
                  prompt_tokens, output_tokens, request_bytes,
                  time.time() if at is None else at, cost_micros, latency_ms,
-                 None if ok else failure],
+                 None if ok else failure, turn_id],
             )
             if event_id is not None:
                 self.db.execute(
                     "DELETE FROM spend_reservations WHERE id = (SELECT MIN(id) FROM"
                     " spend_reservations WHERE event_id = ?)", [event_id],
                 )
+
+    def turn_costs(self, thread_id: int) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT turn_id, SUM(cost_micros) FROM usage WHERE thread_id = ?"
+            " AND turn_id IS NOT NULL GROUP BY turn_id", [thread_id]).fetchall()
+        return {int(turn_id): int(cost) for turn_id, cost in rows}
 
     def usage(self, *, platform: str, chat_id: str | None = None,
               user_id: str | None = None, since: float | None = None) -> UsageSummary:
@@ -1094,12 +1102,16 @@ class SqliteStore:
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
                            failure: str | None = None, at: float | None = None,
-                           event_id: int | None = None) -> None:
+                           event_id: int | None = None, turn_id: int | None = None) -> None:
         await self.run(self.sync.record_usage, chat=chat, user_id=user_id,
                        thread_id=thread_id, model=model, ok=ok, images=images,
                        prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                        request_bytes=request_bytes, cost_micros=cost_micros,
-                       latency_ms=latency_ms, failure=failure, at=at, event_id=event_id)
+                       latency_ms=latency_ms, failure=failure, at=at, event_id=event_id,
+                       turn_id=turn_id)
+
+    async def turn_costs(self, thread_id: int) -> dict[int, int]:
+        return await self.run(self.sync.turn_costs, thread_id)
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
                     user_id: str | None = None, since: float | None = None) -> UsageSummary:

@@ -80,6 +80,9 @@ async def test_export_sends_the_conversation_as_a_zip_while_showing_progress(
     prompts = [t["prompt"] for t in manifest["turns"] if t["role"] == "model"]
     assert prompts == ["make it watercolor", "add a hat", "a scarf instead"]
     assert manifest["thread"]["current_version"] == 3
+    costs = [t["cost_usd"] for t in manifest["turns"] if t["role"] == "model"]
+    assert all(isinstance(c, float) and c > 0 for c in costs)
+    assert manifest["total_cost_usd"] == pytest.approx(sum(costs))
     for turn in manifest["turns"]:
         for image in turn["images"]:
             assert hashlib.sha256(files[image["file"]]).hexdigest() == image["sha256"]

@@ -503,3 +503,17 @@ async def test_purge_lets_go_of_idle_threads_pictures_only(store: Store) -> None
     assert expired is not None and expired.status is TurnStatus.FAILED
     assert await store.undelivered(idle.id) == []
     assert await store.purge_idle_images(idle_before=cutoff) == PurgeReport()
+
+
+async def test_turn_costs_sum_the_calls_that_made_each_model_turn(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    user = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(text="x")])
+    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+                                  parts=[NewPart(text="ok")])
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=thread.id, model="m",
+                             ok=False, cost_micros=1_000)  # a failed call: no turn
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=thread.id, model="m",
+                             ok=True, cost_micros=39_000, turn_id=answer.id)
+    assert await store.turn_costs(thread.id) == {answer.id: 39_000}
+    assert await store.turn_costs(thread.id + 1) == {}

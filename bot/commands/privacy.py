@@ -73,10 +73,11 @@ async def build_export(store: Store, thread: Thread, turns: list[Turn], *, max_b
                                    costs=costs, max_bytes=max_bytes)
 
 
-async def export_costs(store: Store, thread: Thread) -> Mapping[int, float] | None:
-    """USD per model turn of ``thread``, for the export; ``None`` while usage records
-    carry no cost. This is the one place to fill in once they do."""
-    return None
+async def export_costs(store: Store, thread: Thread) -> Mapping[int, float]:
+    """USD per model turn of ``thread``, from the usage records of the calls that made
+    them (a turn stored before calls were linked to their turns has no cost shown)."""
+    return {turn_id: micros / 1_000_000
+            for turn_id, micros in (await store.turn_costs(thread.id)).items()}
 
 
 # ---------------------------------------------------------------------- /forget
