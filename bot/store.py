@@ -96,10 +96,6 @@ class SpendLimit:
     limit_micros: int
 
 
-#: what a user turn says once its author had it removed (``/forget``); stored as the turn's
-#: only part, so histories, exports and later requests show this instead of their words
-REMOVED_BY_AUTHOR = "[removed at the author's request]"
-
 
 @dataclass(frozen=True)
 class AuthoredSummary:
@@ -327,11 +323,12 @@ class Store(Protocol):
 
         Each of their user turns keeps its place in the tree (parents, versions and links
         stay, so threads remain navigable) but its parts become one text part,
-        :data:`REMOVED_BY_AUTHOR`, and its author name is cleared. Pictures no turn refers to any
-        more are erased, and so are the text and attachments of their *finished* inbox
-        events (unfinished ones are work still to do). Erased means gone from the storage
-        files too, not merely unlinked: a backend that keeps deleted bytes around (SQLite
-        free pages, its WAL) must overwrite or truncate them before returning.
+        :data:`bot.threads.REMOVED_BY_AUTHOR`, and its author name is cleared. Pictures
+        no turn refers to any more are erased, and so are the text and attachments of
+        their *finished* inbox events (unfinished ones are work still to do). Erased means
+        gone from the storage files too, not merely unlinked: a backend that keeps deleted
+        bytes around (SQLite free pages, its WAL, picture files' blocks) must overwrite or
+        truncate them before returning.
         """
         ...
 

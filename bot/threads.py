@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.events import ChatKey
-from bot.i18n import _
+from bot.i18n import N_, _
+
+#: what a user turn says once its author had it removed (``/forget``): stored as the turn's
+#: only part, so histories, exports and later requests show this instead of their words
+REMOVED_BY_AUTHOR = N_("[removed at the author's request]")
 
 
 class TurnStatus(enum.Enum):
@@ -155,6 +159,8 @@ def _prompt_of(by_id: dict[int, Turn], model_turn: Turn) -> str:
     if parent is None:
         return _("(no prompt)")
     text = parent.text or (_("(images only)") if parent.images else _("(no prompt)"))
+    if text == REMOVED_BY_AUTHOR:
+        text = _(REMOVED_BY_AUTHOR)  # stored once, shown in the reader's language
     return f"{text} — {parent.author_name}" if parent.author_name else text
 
 

@@ -38,7 +38,6 @@ import sqlite_utils
 
 from bot.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
 from bot.store import (
-    REMOVED_BY_AUTHOR,
     AuthoredSummary,
     CallReport,
     ChatCalls,
@@ -52,7 +51,7 @@ from bot.store import (
     SpendScope,
     UsageSummary,
 )
-from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts

@@ -18,9 +18,9 @@ from PIL import Image
 
 from bot.events import ChatKey, Progress
 from bot.runtime import Runtime
-from bot.store import REMOVED_BY_AUTHOR
+from bot.threads import REMOVED_BY_AUTHOR
 from tests.fakes.gemini import FakeGemini
-from tests.harness import BOB, Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
+from tests.harness import ANN, BOB, Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
@@ -218,3 +218,14 @@ async def test_a_resumed_or_repeated_forget_is_harmless(
         dm.next_id = 10
         reply: Any = await dm.say("/forget confirm")
         assert "nothing you sent" in reply.text
+
+
+async def test_the_placeholder_is_shown_in_the_readers_language(
+    bot: Runtime, platform: RecordingPlatform
+) -> None:
+    dm = Chat(bot, platform, PRIVATE, private=True)
+    dm.channel.admins.add(ANN.id)
+    await dm.say("watercolor", photo())
+    await dm.say("/forget confirm")
+    await dm.say("/settings language zh")
+    assert "v1: [应作者要求已删除]" in ((await dm.say("/history")).text or "")

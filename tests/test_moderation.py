@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bot.chat_settings import ChatSettings
 from bot.config import Settings, SettingsError
 from bot.events import ChatKey
 from bot.moderation import BadRule, Moderation, compile_rule
@@ -134,18 +132,15 @@ async def test_a_blocked_prompt_is_refused_before_the_model_and_before_any_turn(
         assert fine.kind == "images"
 
 
-async def test_a_chats_own_terms_are_refused_too(
-    tmp_path: Path, fake: FakeGemini, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_chats_own_terms_are_refused_too(tmp_path: Path, fake: FakeGemini) -> None:
     platform = RecordingPlatform()
     async with running_bot(settings_for(tmp_path, fake), platform) as bot:
-        chosen = await bot.engine.chat_settings(PRIVATE)
-
-        # stands in for a chat whose admins listed their own terms (per-chat settings)
-        async def with_terms(chat: ChatKey) -> ChatSettings:
-            return replace(chosen, blocked_terms=("clown",))
-
-        monkeypatch.setattr(bot.engine, "chat_settings", with_terms)
-        dm = Chat(bot, platform, PRIVATE, private=True)
-        refused = await dm.say("add a CLOWN")
-        assert "can't take that request" in (refused.text or "") and fake.requests == []
+        group = Chat(bot, platform, GROUP, private=False)
+        group.channel.admins.add(BOB.id)
+        await group.say("/settings blocked_terms clown, 小丑", sender=BOB)
+        refused = await group.say("add a CLOWN")
+        assert "can't take that request" in (refused.text or "")
+        assert "can't take that request" in ((await group.say("画一个小丑")).text or "")
+        assert fake.requests == []
+        elsewhere = Chat(bot, platform, ChatKey("telegram", "-2002"), private=False)
+        assert (await elsewhere.say("add a clown")).kind == "images"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from bot.runtime import Runtime
 from bot.store import NewImage, NewPart
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (
+    ANN,
     Chat,
     RecordingPlatform,
     ingredients_of,
@@ -129,19 +129,20 @@ async def test_with_signing_off_the_models_bytes_go_out_unchanged(
     assert not (tmp_path / "bot-c2pa").exists()
 
 
-async def test_a_chat_that_wants_originals_gets_files(
-    bot: Runtime, platform: RecordingPlatform, monkeypatch: pytest.MonkeyPatch
+async def test_a_chat_can_ask_for_originals_and_for_its_prompts_in_the_credentials(
+    bot: Runtime, platform: RecordingPlatform
 ) -> None:
-    # stands in for a chat whose admins chose "send originals" (per-chat settings)
-    chosen = await bot.engine.chat_settings(PRIVATE)
-
-    async def originals(chat: ChatKey) -> ChatSettings:
-        return replace(chosen, send_originals=True)
-
-    monkeypatch.setattr(bot.engine, "chat_settings", originals)
-    dm = Chat(bot, platform, PRIVATE, private=True)
-    answer = await dm.say("watercolor", photo())
-    assert answer.as_files and manifest_of(answer.images[0].data)["validation_state"] == "Valid"
+    group = Chat(bot, platform, ChatKey("telegram", "-77"), private=False)
+    group.channel.admins.add(ANN.id)
+    first = await group.say("a fox in the snow")
+    assert not first.as_files and "a fox in the snow" not in str(manifest_of(
+        first.images[0].data))
+    await group.say("/settings send_originals on")
+    await group.say("/settings credentials_prompt on")
+    answer = await group.say("a fox in the rain")
+    assert answer.as_files  # as files: Telegram sends documents, which keep the manifest
+    manifest = manifest_of(answer.images[0].data)
+    assert manifest["validation_state"] == "Valid" and "a fox in the rain" in str(manifest)
 
 
 async def test_the_prompt_is_in_the_credentials_only_where_the_chat_allows_it(

@@ -10,7 +10,6 @@ import pytest
 
 from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
 from bot.store import (
-    REMOVED_BY_AUTHOR,
     AuthoredSummary,
     InboxStatus,
     NewImage,
@@ -20,7 +19,7 @@ from bot.store import (
     SpendScope,
     Store,
 )
-from bot.threads import TurnStatus
+from bot.threads import REMOVED_BY_AUTHOR, TurnStatus
 from tests.backends import BACKENDS, open_backend
 
 CHAT = ChatKey("telegram", "-100", None)
