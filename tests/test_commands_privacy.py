@@ -9,7 +9,6 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +24,6 @@ from tests.harness import ANN, BOB, Chat, RecordingPlatform, Sent, photo, runnin
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
 OTHER_GROUP = ChatKey("telegram", "-1002")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
-              ) -> AsyncIterator[Runtime]:
-    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
-        yield runtime
 
 
 def zip_members(sent: Sent) -> dict[str, bytes]:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.events import ChatKey, Progress, Sender
@@ -30,24 +28,6 @@ from tests.harness import (
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
-              ) -> AsyncIterator[Runtime]:
-    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
-        yield runtime
 
 
 def dm_of(bot: Runtime, platform: RecordingPlatform, key: ChatKey = PRIVATE) -> Chat:

@@ -4,7 +4,6 @@ time limit, and a refusal end to end before any model call or stored turn."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -106,12 +105,6 @@ def test_the_operators_lists_come_from_settings(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- end to end
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
 async def test_a_blocked_prompt_is_refused_before_the_model_and_before_any_turn(
     tmp_path: Path, fake: FakeGemini, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.chat_settings import ChatSettings
 from bot.config import Settings
@@ -32,24 +29,6 @@ from tests.harness import (
 from tests.version_fixtures import ThreadBuilder, picture
 
 PRIVATE = ChatKey("telegram", "42")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
-              ) -> AsyncIterator[Runtime]:
-    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
-        yield runtime
 
 
 def sha(data: bytes) -> str:

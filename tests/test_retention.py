@@ -28,17 +28,6 @@ PRIVATE = ChatKey("telegram", "42")
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
 async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
               ) -> AsyncIterator[Runtime]:
     async with running_bot(settings_for(tmp_path, fake, chatbrush_retention_days=30),
