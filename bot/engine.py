@@ -140,7 +140,8 @@ class Engine:
         self.prices = PriceTable.from_settings(settings)
         self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
         #: signs what goes out (Content Credentials); stored turns stay as the model sent them
-        self.provenance = Provenance(store, credentials)
+        self.provenance = Provenance(store, credentials,
+                                     path_limit=settings.chatbrush_context_turns)
         #: blocked terms and patterns, checked before anything of a prompt is kept
         self.moderation = Moderation.from_settings(settings)
 

@@ -45,9 +45,12 @@ class Outgoing:
 class Provenance:
     """Signs the pictures of model turns on their way out (see the module docstring)."""
 
-    def __init__(self, store: Store, credentials: ContentCredentials | None) -> None:
+    def __init__(self, store: Store, credentials: ContentCredentials | None, *,
+                 path_limit: int = 40) -> None:
         self.store = store
         self.credentials = credentials
+        #: turns read back to find the picture being edited (more only if none is there)
+        self.path_limit = path_limit
 
     async def outgoing(self, turn: Turn, outputs: Sequence[OutputImage],
                        chosen: ChatSettings) -> Outgoing:
@@ -66,8 +69,10 @@ class Provenance:
     async def _signed(self, turn: Turn, images: list[OutputImage], *, include_prompt: bool
                       ) -> list[OutputImage]:
         assert self.credentials is not None
-        path = [t for t in await self.store.path(turn.parent_id)
-                if t.status is TurnStatus.OK or t.id == turn.parent_id]
+        path = await self.store.path(turn.parent_id, limit=self.path_limit)
+        if len(path) >= self.path_limit and not any(t.images for t in path[:-1]):
+            path = await self.store.path(turn.parent_id)
+        path = [t for t in path if t.status is TurnStatus.OK or t.id == turn.parent_id]
         refs = ingredient_refs(path)
         missing = await self.store.missing_images([ref.sha256 for ref in refs])
         inputs = [Ingredient(await self.store.image_bytes(ref.sha256), ref.mime_type)

@@ -183,3 +183,24 @@ def test_the_key_pair_lives_beside_the_database_or_where_told(tmp_path: Path) ->
         tmp_path / "chatbrush-c2pa")  # the working directory (tests run in tmp_path)
     told = Settings(chatbrush_c2pa_dir=str(tmp_path / "keys"))
     assert credentials_directory(told, "postgresql://db/chatbrush") == tmp_path / "keys"
+
+
+async def test_the_picture_being_edited_is_found_beyond_the_recent_turns(bot: Runtime) -> None:
+    store = bot.store
+    thread = await store.create_thread(PRIVATE, lane="L")
+    ask = await store.add_turn(thread.id, parent_id=None, role="user",
+                               parts=[NewPart(text="a fox")])
+    v1 = await store.add_turn(thread.id, parent_id=ask.id, role="model", author_name="m",
+                              parts=[NewPart(image=NewImage(photo(), "image/jpeg", 320, 240))])
+    parent = v1
+    for words in ("what is this?", "it is a fox", "make it blue"):
+        parent = await store.add_turn(thread.id, parent_id=parent.id,
+                                      role="model" if words.startswith("it") else "user",
+                                      parts=[NewPart(text=words)])
+    answer = await store.add_turn(thread.id, parent_id=parent.id, role="model",
+                                  author_name="m", parts=[NewPart(text="ok")])
+    provenance = Provenance(store, bot.engine.provenance.credentials, path_limit=2)
+    outputs = [OutputImage(photo((0, 0, 250)), "image/jpeg", 320, 240)]
+    signed = await provenance.outgoing(answer, outputs, ChatSettings(model="m"))
+    assert ingredients_of(manifest_of(signed.images[0].data, "image/jpeg")) == [
+        ("parentOf", v1.images[0].sha256)]
