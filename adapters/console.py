@@ -98,22 +98,35 @@ class ConsoleChannel:
         print(f"bot: {text}", file=self.stdout, flush=True)
         return [self._next_id()]
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    #: a file is written to disk, not uploaded: no platform limit
+    max_file_bytes = 2_000_000_000
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
         if caption:
             print(f"bot: {caption}", file=self.stdout, flush=True)
         ids = []
         for image in images:
-            path = await asyncio.to_thread(self._save, image)
+            digest = hashlib.sha256(image.data).hexdigest()[:12]
+            name = f"chatbrush-{digest}.{image.extension}"
+            path = await asyncio.to_thread(self._save, image.data, name)
             print(path, file=self.stdout, flush=True)
             ids.append(self._next_id())
         return ids
 
-    def _save(self, image: OutputImage) -> str:
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        """Saved under ``out_dir``, its path printed on a line of its own, like images."""
+        if caption:
+            print(f"bot: {caption}", file=self.stdout, flush=True)
+        path = await asyncio.to_thread(self._save, data, Path(filename).name or "chatbrush")
+        print(path, file=self.stdout, flush=True)
+        return [self._next_id()]
+
+    def _save(self, data: bytes, name: str) -> str:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(image.data).hexdigest()[:12]
-        path = self.out_dir / f"chatbrush-{digest}.{image.extension}"
-        path.write_bytes(image.data)
+        path = self.out_dir / name
+        path.write_bytes(data)
         return str(path)
 
     async def progress(self, state: Progress) -> None:

@@ -55,21 +55,26 @@ class TelegramChannel:
             ids.append(str(sent.message_id))
         return ids
 
+    #: what the Bot API lets a bot upload (sendDocument)
+    max_file_bytes = 50_000_000
+
     async def send_images(
-        self, images: Sequence[OutputImage], caption: str | None = None
+        self, images: Sequence[OutputImage], caption: str | None = None, *,
+        as_files: bool = False,
     ) -> list[str]:
-        """Photos when Telegram takes them as photos, documents otherwise; a caption that
-        does not fit under a photo follows as its own message. The ids are in the order
-        of ``images`` (documents go after the photos, but keep their place in the list),
-        then the caption's own message."""
+        """Photos when Telegram takes them as photos, documents otherwise (always, with
+        ``as_files``: a photo is recompressed and loses its Content Credentials); a
+        caption that does not fit under a photo follows as its own message. The ids are
+        in the order of ``images`` (documents go after the photos, but keep their place in
+        the list), then the caption's own message."""
         caption = (caption or "").strip() or None
         fits_caption = caption is not None and len(caption) <= CAPTION_LIMIT
         photos: list[int] = []
         documents: list[int] = []
         for index, image in enumerate(images):
             width, height = _dimensions(image)
-            fits = fits_photo(len(image.data), width, height)
-            (photos if fits else documents).append(index)
+            as_photo = not as_files and fits_photo(len(image.data), width, height)
+            (photos if as_photo else documents).append(index)
         by_image: dict[int, str] = {}
         pending_caption = caption if fits_caption else None
         for start in range(0, len(photos), 10):
@@ -116,6 +121,18 @@ class TelegramChannel:
             **self._where(),
         )
         return [str(sent.message_id)]
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        caption = (caption or "").strip() or None
+        fits = caption is None or len(caption) <= CAPTION_LIMIT
+        sent = await self._bot.send_document(document=data, filename=filename,
+                                             caption=caption if fits else None,
+                                             **self._where())
+        ids = [str(sent.message_id)]
+        if caption is not None and not fits:
+            ids += await self.send_text(caption)
+        return ids
 
     async def progress(self, state: Progress) -> None:
         if state is Progress.WORKING:

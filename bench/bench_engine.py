@@ -164,11 +164,17 @@ class QuietChannel:
         self.last_text = text
         return self._ids(1)
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    max_file_bytes = 50_000_000
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
         self.images += len(images)
         self.last_text = caption or ""
         return self._ids(len(images))
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        return self._ids(1)
 
     async def progress(self, state: Progress) -> None:
         return None

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="use the offline demo model (no API key needed)")
     console.add_argument("--out", type=Path, default=Path("chatbrush-out"),
                          help="where returned images are saved (default ./chatbrush-out)")
+    purge = sub.add_parser("purge", help="remove the pictures of conversations idle longer "
+                           "than CHATBRUSH_RETENTION_DAYS (or --days) and reclaim the space")
+    purge.add_argument("--days", type=float, default=None,
+                       help="idle for more than this many days (default "
+                       "$CHATBRUSH_RETENTION_DAYS)")
     return parser
 
 
@@ -73,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "console":
             return _console(settings, demo=args.demo, out_dir=args.out)
+        if command == "purge":
+            return _purge(settings, days=args.days)
         if command == "web":
             return _serve(settings, webhook=True, host=args.host,
                           port=args.port if args.port is not None else settings.port)
@@ -96,6 +104,39 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
         async with open_runtime(settings, demo=demo) as runtime:
             result: int = await run_console(runtime.intake, out_dir=out_dir)
             return result
+
+    return asyncio.run(go())
+
+
+def _purge(settings: Settings, *, days: float | None) -> int:
+    """``chatbrush purge``: what the background retention does, now, saying what it does."""
+    days = days if days is not None else settings.chatbrush_retention_days
+    if days is None or days <= 0:
+        print("chatbrush purge: say how old is too old: set CHATBRUSH_RETENTION_DAYS or pass "
+              "--days N (a positive number of days)", file=sys.stderr)
+        return 2
+    from bot import retention
+    from bot.runtime import open_store
+
+    async def go() -> int:
+        try:
+            store = await open_store(settings)
+        except SettingsError:
+            raise
+        except Exception as exc:  # e.g. the running bot holds the SQLite file
+            print(f"chatbrush purge: cannot open the database: {exc}", file=sys.stderr)
+            return 1
+        try:
+            now = time.time()
+            before = retention.cutoff(days, now=now)
+            print(f"Removing the pictures of conversations idle for more than {days:g} days "
+                  f"(no message since {retention.when(before)})…", flush=True)
+            report = await retention.purge(store, days=days, now=now)
+        finally:
+            await store.close()
+        print(f"Done: {retention.describe(report)}." if report.threads
+              else "Done: no conversation was idle that long; nothing removed.")
+        return 0
 
     return asyncio.run(go())
 

@@ -159,12 +159,35 @@ class Settings(BaseSettings):
     chatbrush_c2pa: bool = Field(True, description="sign sent pictures with Content Credentials")
     chatbrush_c2pa_cert: Path | None = Field(None, description="PEM chain, signing cert first")
     chatbrush_c2pa_key: Path | None = Field(None, description="PEM private key of that cert")
+    chatbrush_c2pa_dir: Path | None = Field(
+        None, description="where the self-signed pair is kept (default: beside the database)"
+    )
+    chatbrush_export_max_bytes: int = Field(
+        200_000_000, ge=1_000_000,
+        description="largest /export zip (built in memory); platforms may allow less",
+    )
+    chatbrush_retention_days: float | None = Field(
+        None, gt=0, description="remove pictures of conversations idle this long"
+    )
+    chatbrush_blocked_terms: CommaList = ()
+    chatbrush_blocked_patterns: Path | None = Field(
+        None, description="file of regular expressions refused in prompts, one a line"
+    )
 
-    @field_validator("chatbrush_c2pa_cert", "chatbrush_c2pa_key", mode="before")
+    @field_validator("chatbrush_c2pa_cert", "chatbrush_c2pa_key", "chatbrush_c2pa_dir",
+                     "chatbrush_blocked_patterns", mode="before")
     @classmethod
     def _blank_path_is_unset(cls, value: Any) -> Any:
         # `CHATBRUSH_C2PA_KEY=` in a .env means "not set", not the current directory
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbrush_blocked_terms", mode="before")
+    @classmethod
+    def _split_terms(cls, value: Any) -> Any:
+        # Chinese keyboards type the full-width comma (，) and the enumeration comma (、)
+        if isinstance(value, str):
+            return tuple(t.strip() for t in re.split(r"[,，、]", value) if t.strip())
+        return value
 
     @field_validator(
         "chatbrush_admins",

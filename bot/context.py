@@ -11,13 +11,15 @@ those of the newest user turn and the image being edited (the newest version on 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
 from bot.models.base import Blob, Content, Part, Role
 from bot.threads import StoredPart, Turn
 
 OMITTED_IMAGE = "[an earlier image, not resent]"
+#: stands in for a picture whose bytes were removed (retention, ``/forget``)
+REMOVED_IMAGE = "[an earlier image, no longer stored]"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,35 @@ def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
     return needed
 
 
+def without_removed_images(path: Sequence[Turn], removed: Collection[str]) -> list[Turn]:
+    """``path`` with every picture in ``removed`` (SHA-256) replaced by a short marker, as
+    a picture the policy leaves out is (its signature goes with it; a draft just goes):
+    the model is never sent a picture that is not there."""
+    if not removed:
+        return list(path)
+    out = []
+    for turn in path:
+        if not any(p.image is not None and p.image.sha256 in removed for p in turn.parts):
+            out.append(turn)
+            continue
+        parts = [p if p.image is None or p.image.sha256 not in removed
+                 else StoredPart(text=REMOVED_IMAGE)
+                 for p in turn.parts if not (p.thought and p.image is not None
+                                             and p.image.sha256 in removed)]
+        out.append(replace(turn, parts=tuple(parts)))
+    return out
+
+
+def edited_turn(path: Sequence[Turn]) -> Turn | None:
+    """The turn whose pictures the newest message of ``path`` edits: the newest version
+    before it, or, before any version, the newest earlier turn with pictures."""
+    earlier = path[:-1]
+    edited = next((t for t in reversed(earlier) if t.is_model and t.images), None)
+    if edited is None:
+        edited = next((t for t in reversed(earlier) if t.images), None)
+    return edited
+
+
 def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
     """Which turns and which images go, within the byte budget and the image cap."""
     newest = path[-1]
@@ -98,9 +129,7 @@ def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
     for index in image_slots(newest):
         if not take(newest, index):
             capped += 1
-    edited = next((t for t in reversed(path[:-1]) if t.is_model and t.images), None)
-    if edited is None:
-        edited = next((t for t in reversed(path[:-1]) if t.images), None)
+    edited = edited_turn(path)
     if edited is not None:
         for index in image_slots(edited):
             take(edited, index)

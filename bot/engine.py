@@ -29,6 +29,7 @@ from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
+from bot.credentials import ContentCredentials
 from bot.errors import UserFacingError
 from bot.events import (
     Attachment,
@@ -55,7 +56,10 @@ from bot.models.base import (
     Usage,
 )
 from bot.models.catalog import ModelCatalog, UnknownModel
+from bot.moderation import Moderation
 from bot.pricing import PriceTable
+from bot.provenance import Provenance
+from bot.retention import usable_path
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -69,6 +73,8 @@ INTERRUPTED = N_(
     "finished. Reply “try again” to run it once more."
 )
 CONVERSATION_RESET = N_("That conversation was reset. Please send it again.")
+PICTURE_NOT_STORED = N_("(Its picture is no longer stored: old pictures are removed after a "
+                        "while.)")
 
 Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
 
@@ -147,7 +153,8 @@ def aspect_for(setting: str | None, path: Sequence[Turn], model: str) -> str | N
 class Engine:
     def __init__(self, store: Store, model: ImageModel, settings: Settings, *,
                  admins: AdminCache | None = None, catalog: ModelCatalog | None = None,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time,
+                 credentials: ContentCredentials | None = None) -> None:
         self.store = store
         self.model = model
         self.settings = settings
@@ -158,6 +165,11 @@ class Engine:
         self.clock = clock
         self.prices = PriceTable.from_settings(settings)
         self.budgets = Budgets(store, settings, self.prices, clock=lambda: self.clock())
+        #: signs what goes out (Content Credentials); stored turns stay as the model sent them
+        self.provenance = Provenance(store, credentials,
+                                     path_limit=settings.chatbrush_context_turns)
+        #: blocked terms and patterns, checked before anything of a prompt is kept
+        self.moderation = Moderation.from_settings(settings)
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
@@ -334,6 +346,8 @@ class Engine:
 
     # ------------------------------------------------------------------ one turn
     async def _turn(self, work: Work) -> InboxStatus:
+        if work.event.text.strip():
+            await self.screen(work, work.event.text.strip())
         # Validate what the user sent before any thread is created for it.
         own_images = await self.load_images(work, work.event.attachments)
         target = await self.route(work)
@@ -392,11 +406,19 @@ class Engine:
         for message_id in work.user_message_ids:
             await self.store.link_message(work.event.chat, message_id, turn)
 
+    async def screen(self, work: Work, text: str) -> None:
+        """Blocked terms and patterns: the polite refusal comes before any turn, thread or
+        download exists (matching runs off the loop, under a time limit)."""
+        chosen = await self.chat_settings(work.event.chat)
+        await asyncio.to_thread(self.moderation.screen, text, chosen.blocked_terms,
+                                user_id=work.event.sender.id, where=str(work.event.chat))
+
     async def _retry_images(self, thread_id: int, parent_id: int | None
                             ) -> list[imaging.PreparedImage]:
         """Images of a failed attempt right here, so "try again" needs no re-upload."""
         for failed in await self.store.failed_children(parent_id, thread_id):
-            if failed.images:
+            if failed.images and not await self.store.missing_images(
+                    [ref.sha256 for ref in failed.images]):
                 return [
                     imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
                                           ref.mime_type, ref.width, ref.height)
@@ -504,7 +526,8 @@ class Engine:
             author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
             move_head=False, event_id=event_id,
         )
-        await self._record(call, result.usage, images=len(outputs), failure=None)
+        await self._record(call, result.usage, images=len(outputs), failure=None,
+                           turn_id=model_turn.id)
         note = ""
         if context.newest_images_capped:
             note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
@@ -523,7 +546,7 @@ class Engine:
         return [t for t in path if t.status is TurnStatus.OK]
 
     async def _record(self, call: CallRecord, usage: Usage | None, *, images: int,
-                      failure: FailureKind | None) -> None:
+                      failure: FailureKind | None, turn_id: int | None = None) -> None:
         """The call's usage, cost and latency, in the store and in the metrics."""
         usage = usage or Usage()
         cost = self.prices.cost(call.model, usage, images=images, image_size=call.image_size)
@@ -540,7 +563,7 @@ class Engine:
             output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
             cost_micros=cost, latency_ms=round(call.seconds * 1000),
             failure=None if failure is None else failure.value, at=self.clock(),
-            event_id=call.work.entry.id,
+            event_id=call.work.entry.id, turn_id=turn_id,
         )
 
     async def _notify_queued(self, work: Work, text: str) -> None:
@@ -549,6 +572,7 @@ class Engine:
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
         """Load just the image bytes the policy keeps, then assemble the request."""
+        path = await usable_path(self.store, path)  # pictures that are gone: a marker
         images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
         return build_context(path, policy, images.__getitem__)
 
@@ -615,8 +639,11 @@ class Engine:
         """Send an answer, retrying with backoff; only a delivered answer becomes the
         thread's current version. ``False`` when it could not be sent (it stays stored)."""
         channel = work.channel
+        out = await self.provenance.outgoing(turn, outputs,
+                                             await self.chat_settings(work.event.chat))
         try:
-            ids = await self.send_with_retries(channel, outputs, caption)
+            ids = await self.send_with_retries(channel, out.images, caption,
+                                               as_files=out.as_files)
         except Exception as exc:
             log.warning("could not deliver v%s of thread %s: %s: %s", turn.version,
                         turn.thread_id, type(exc).__name__, str(exc)[:200])
@@ -638,9 +665,9 @@ class Engine:
         return True
 
     async def send_with_retries(self, channel: Channel, outputs: Sequence[OutputImage],
-                                caption: str) -> list[str]:
+                                caption: str, *, as_files: bool = False) -> list[str]:
         """Send pictures (or the caption alone) with backoff; raises what the last
-        attempt raised."""
+        attempt raised. ``as_files``: byte for byte (see Channel.send_images)."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.chatbrush_delivery_attempts),
             wait=wait_exponential(multiplier=self.settings.chatbrush_delivery_backoff,
@@ -650,8 +677,8 @@ class Engine:
         ids: list[str] = []
         async for attempt in retrying:
             with attempt:
-                ids = (await channel.send_images(outputs, caption) if outputs
-                       else await channel.send_text(caption))
+                ids = (await channel.send_images(outputs, caption, as_files=as_files)
+                       if outputs else await channel.send_text(caption))
         return ids
 
     # ------------------------------------------------------------------ commands
@@ -672,9 +699,14 @@ class Engine:
 
     async def send_linked(self, work: Work, turn: Turn, caption: str) -> None:
         """Show a stored turn's pictures again, linked to it (replies continue from it)."""
-        outputs = await self.stored_outputs(turn)
         try:
-            ids = await work.channel.send_images(outputs, caption)
+            if await self.store.missing_images([ref.sha256 for ref in turn.images]):
+                ids = await work.channel.send_text(f"{caption} {_(PICTURE_NOT_STORED)}")
+            else:
+                out = await self.provenance.outgoing(turn, await self.stored_outputs(turn),
+                                                     await self.chat_settings(work.event.chat))
+                ids = await work.channel.send_images(out.images, caption,
+                                                     as_files=out.as_files)
         except Exception:
             log.exception("could not send a stored picture")
             return

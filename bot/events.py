@@ -164,15 +164,26 @@ class Channel(Protocol):
     to the turn they show: that link is what makes later replies find their version.
     """
 
+    #: the largest file :meth:`send_file` can deliver here (Telegram bots: 50 MB)
+    max_file_bytes: int
+
     async def send_text(self, text: str) -> list[str]: ...
 
     async def send_images(
-        self, images: Sequence[OutputImage], caption: str | None = None
+        self, images: Sequence[OutputImage], caption: str | None = None, *,
+        as_files: bool = False,
     ) -> list[str]:
         """Send the pictures together (one album, one message with all files) with an
         optional caption. The ids come one per picture, in the order of ``images``, then
         those of any message the caption needed of its own: a caller that sends several
-        answers at once links id *i* to the answer of picture *i*."""
+        answers at once links id *i* to the answer of picture *i*. ``as_files`` sends the
+        bytes exactly as given (a document rather than a photo Telegram would recompress),
+        which is what keeps their Content Credentials."""
+        ...
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        """Any file (an export zip), byte for byte; at most :attr:`max_file_bytes`."""
         ...
 
     async def progress(self, state: Progress) -> None:

@@ -95,6 +95,8 @@ async def run_linked(engine: Engine, work: Work, request: EachRequest) -> InboxS
     recorded = await engine.store.inbox_linked_turns(work.entry.id)
     if recorded:
         return await run.resume(recorded)
+    if request.instruction.strip():  # blocked terms: refused before anything is stored
+        await engine.screen(work, request.instruction.strip())
     return await run.start()
 
 
@@ -300,9 +302,16 @@ class _LinkedRun:
                                for s in slots)
         if not lines:
             return InboxStatus.DONE  # everything was delivered before a restart
-        outputs = [image for slot in pictured for image in slot.outputs]
+        chosen = await self.engine.chat_settings(work.event.chat)
+        outputs: list[OutputImage] = []
+        for slot in pictured:
+            assert slot.answer is not None
+            # each answer signed with its own ingredients (its own picture was the input)
+            outputs += (await self.engine.provenance.outgoing(slot.answer, slot.outputs,
+                                                             chosen)).images
         try:
-            ids = await self.engine.send_with_retries(channel, outputs, "\n".join(lines))
+            ids = await self.engine.send_with_retries(channel, outputs, "\n".join(lines),
+                                                      as_files=chosen.send_originals)
         except Exception as exc:
             log.warning("could not deliver the linked edits of message %s: %s: %s",
                         work.event.message_id, type(exc).__name__, str(exc)[:200])

@@ -13,6 +13,8 @@ from bot.engine import Engine
 from bot.intake import Intake
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
+from bot.provenance import open_credentials
+from bot.retention import RetentionTask
 from bot.store import Store
 
 STORE_ENTRY_POINTS = "chatbrush.stores"
@@ -53,6 +55,8 @@ class Runtime:
     model: ImageModel
     engine: Engine
     intake: Intake
+    #: the background purge, with CHATBRUSH_RETENTION_DAYS
+    retention: RetentionTask | None = None
 
 
 @asynccontextmanager
@@ -67,8 +71,9 @@ async def open_runtime(
     model = model or choose_model(settings, demo=demo)
     store: Store | None = None
     try:
+        credentials = await open_credentials(settings, store_url(settings))
         store = await open_store(settings)
-        engine = Engine(store, model, settings, catalog=catalog)
+        engine = Engine(store, model, settings, catalog=catalog, credentials=credentials)
     except BaseException:
         await model.aclose()
         if catalog is not None:
@@ -77,10 +82,16 @@ async def open_runtime(
             await store.close()
         raise
     intake = Intake(store, engine, settings)
+    days = settings.chatbrush_retention_days
+    retention = RetentionTask(store, days=days) if days else None
     try:
-        yield Runtime(store, model, engine, intake)
+        if retention is not None:
+            retention.start()
+        yield Runtime(store, model, engine, intake, retention)
     finally:
         try:
+            if retention is not None:
+                await retention.stop()
             await intake.stop(grace=settings.chatbrush_shutdown_grace)
         finally:
             try:

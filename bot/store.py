@@ -15,7 +15,7 @@ arrival order, whichever process runs them).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +94,36 @@ class SpendLimit:
     scope: SpendScope
     since: float
     limit_micros: int
+
+
+
+@dataclass(frozen=True)
+class AuthoredSummary:
+    """What one person sent, counted before ``/forget`` removes it."""
+
+    prompts: int = 0  # their turns that still hold words
+    images: int = 0  # pictures in their turns
+    conversations: int = 0  # threads those turns are in
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What :meth:`Store.forget_author` did."""
+
+    turns: int = 0  # turns whose words and pictures were replaced by the placeholder
+    images_erased: int = 0  # pictures no turn refers to any more, erased from storage
+    events_scrubbed: int = 0  # finished inbox records emptied of their text and files
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What :meth:`Store.purge_idle_images` did."""
+
+    threads: int = 0  # idle threads whose pictures were let go
+    images_erased: int = 0  # pictures no turn refers to any more, erased from storage
+    bytes_erased: int = 0  # their stored size
+    answers_expired: int = 0  # undelivered answers of those threads, now given up
+    bytes_reclaimed: int = 0  # by which the database shrank (0 where the backend can't say)
 
 
 class InboxStatus(enum.Enum):
@@ -216,7 +246,14 @@ class Store(Protocol):
         event — in one commit, so a crash leaves either all of it or none."""
         ...
 
-    async def image_bytes(self, sha256: str) -> bytes: ...
+    async def image_bytes(self, sha256: str) -> bytes:
+        """The stored bytes; ``KeyError`` when they were removed (retention, ``/forget``)."""
+        ...
+
+    async def missing_images(self, sha256s: Collection[str]) -> set[str]:
+        """Those of ``sha256s`` whose bytes are no longer stored: turns keep the reference
+        (and its hash, for the audit trail) after retention removed the picture."""
+        ...
 
     # -- message links
     async def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None: ...
@@ -229,14 +266,20 @@ class Store(Protocol):
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
                            failure: str | None = None, at: float | None = None,
-                           event_id: int | None = None) -> None:
+                           event_id: int | None = None, turn_id: int | None = None) -> None:
         """Record one model call: ``cost_micros`` what it cost, ``latency_ms`` how long
         the call took (retries included; ``None`` if not timed), ``failure`` its failure
-        class when not ``ok``, ``at`` when (epoch seconds; default now).
+        class when not ``ok``, ``at`` when (epoch seconds; default now), ``turn_id`` the
+        model turn it produced (see :meth:`turn_costs`).
 
         With ``event_id``, one spend reservation of that event (the oldest) is deleted in
         the same commit: the estimate is replaced by what the call really cost.
         """
+        ...
+
+    async def turn_costs(self, thread_id: int) -> dict[int, int]:
+        """What the calls that produced the model turns of ``thread_id`` cost, in micros
+        of a dollar, by model turn id (turns recorded without a ``turn_id`` are absent)."""
         ...
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
@@ -291,6 +334,39 @@ class Store(Protocol):
         ...
 
     async def stats(self) -> dict[str, int]: ...
+
+    # -- privacy and retention
+    async def authored_summary(self, platform: str, user_id: str, *,
+                               chat_id: str | None) -> AuthoredSummary:
+        """What :meth:`forget_author` with the same arguments would remove."""
+        ...
+
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
+                            ) -> ForgetReport:
+        """Remove what ``user_id`` sent: in chat ``chat_id`` (every topic of it), or in
+        every chat of ``platform`` when ``chat_id`` is None.
+
+        Each of their user turns keeps its place in the tree (parents, versions and links
+        stay, so threads remain navigable) but its parts become one text part,
+        :data:`bot.threads.REMOVED_BY_AUTHOR`, and its author name is cleared. Pictures
+        no turn refers to any more are erased, and so are the text and attachments of
+        their *finished* inbox events (unfinished ones are work still to do). Erased means
+        gone from the storage files too, not merely unlinked: a backend that keeps deleted
+        bytes around (SQLite free pages, its WAL, picture files' blocks) must overwrite or
+        truncate them before returning.
+        """
+        ...
+
+    async def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
+        """Let go of the pictures of threads whose newest turn is older than
+        ``idle_before`` (epoch seconds), and reclaim the space.
+
+        Turns keep their image references (with the SHA-256) so exports and histories can
+        say a picture was removed; a picture another thread still uses stays. Undelivered
+        answers of those threads can never be sent any more: they are marked failed
+        (error ``"expired"``). Erased as in :meth:`forget_author`.
+        """
+        ...
 
     # -- the inbox
     async def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:

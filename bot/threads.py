@@ -9,12 +9,16 @@ version, so old branches stay stored and reachable. Failed user turns stay in th
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.events import ChatKey
-from bot.i18n import _
+from bot.i18n import N_, _
+
+#: what a user turn says once its author had it removed (``/forget``): stored as the turn's
+#: only part, so histories, exports and later requests show this instead of their words
+REMOVED_BY_AUTHOR = N_("[removed at the author's request]")
 
 
 class TurnStatus(enum.Enum):
@@ -127,8 +131,10 @@ def versions_in(turns: Iterable[Turn]) -> list[Turn]:
     )
 
 
-def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
-    """The versions of a thread as lines a person can read, branches marked."""
+def format_history(turns: Sequence[Turn], head_id: int | None, *,
+                   removed: Collection[str] = frozenset()) -> str:
+    """The versions of a thread as lines a person can read, branches marked; a version
+    whose picture is in ``removed`` (SHA-256 of pictures no longer stored) says so."""
     by_id = {t.id: t for t in turns}
     versions = versions_in(turns)
     if not versions:
@@ -142,7 +148,9 @@ def format_history(turns: Sequence[Turn], head_id: int | None) -> str:
                   if parent_version else "")
         marker = "  " + _("← current") if version.id == head_id else ""
         branch = "" if version.id in head_path else "  " + _("[other branch]")
-        lines.append(f"v{version.version}{origin}: {_short(prompt)}{marker}{branch}")
+        gone = ("  " + _("[picture removed]")
+                if any(r.sha256 in removed for r in version.images) else "")
+        lines.append(f"v{version.version}{origin}: {_short(prompt)}{marker}{branch}{gone}")
     return "\n".join(lines)
 
 
@@ -151,6 +159,8 @@ def _prompt_of(by_id: dict[int, Turn], model_turn: Turn) -> str:
     if parent is None:
         return _("(no prompt)")
     text = parent.text or (_("(images only)") if parent.images else _("(no prompt)"))
+    if text == REMOVED_BY_AUTHOR:
+        text = _(REMOVED_BY_AUTHOR)  # stored once, shown in the reader's language
     return f"{text} — {parent.author_name}" if parent.author_name else text
 
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+_ZEROS_CHUNK = 1 << 20
+
 
 class BlobFiles:
     def __init__(self, folder: Path) -> None:
@@ -56,13 +58,25 @@ class BlobFiles:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def delete(self, shas: Iterable[str]) -> int:
-        removed = 0
+    def erase(self, shas: Iterable[str]) -> int:
+        """Remove pictures for good: each file is overwritten with zeros and flushed before
+        it is unlinked, so the bytes are not left behind in the blocks it freed (best
+        effort: a copy-on-write filesystem or an SSD may still keep old blocks)."""
+        erased = 0
         for sha in shas:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(sha).unlink()
-                removed += 1
-        return removed
+            path = self.path(sha)
+            try:
+                with path.open("r+b") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    for _ in range(0, size, _ZEROS_CHUNK):
+                        handle.write(bytes(min(_ZEROS_CHUNK, size - handle.tell())))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            erased += 1
+        return erased
 
     def sweep(self, is_referenced: Callable[[str], bool], *, older_than: float) -> int:
         """Remove files no row names (a crash between writing one and committing its row)

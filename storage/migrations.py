@@ -160,4 +160,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (entry_id, position)
         )""",
     ),
+    # 6: the model turn a call made, so an export can say what each version cost
+    (
+        "ALTER TABLE usage ADD COLUMN turn_id INTEGER",
+        "CREATE INDEX usage_by_thread ON usage (thread_id) WHERE turn_id IS NOT NULL",
+    ),
 )

@@ -28,27 +28,31 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.events import ChatKey, Incoming, event_from_record, event_to_record
+from bot.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
 from bot.store import (
+    AuthoredSummary,
     CallReport,
     ChatCalls,
+    ForgetReport,
     InboxEntry,
     InboxStatus,
     LinkedTurn,
     NewImage,
     NewPart,
+    PurgeReport,
     SpendLimit,
     SpendScope,
     UsageSummary,
 )
-from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
@@ -57,7 +61,14 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
+
 _UNFINISHED_SQL = "('received', 'processing')"
+#: ids per ``IN (…)`` list, well under SQLite's limit on bound variables
+_CHUNK = 500
+#: the file is compacted (VACUUM) after a purge once this share of its pages is free;
+#: below it, new pictures simply reuse the freed pages
+_COMPACT_FREE_SHARE = 0.10
 
 
 class DatabaseInUse(RuntimeError):
@@ -85,6 +96,9 @@ class SqliteDatabase:
             self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        # Deleted content is overwritten with zeros, not left in free pages: what /forget
+        # and retention remove must be gone from the file, not merely unlinked.
+        self.db.execute("PRAGMA secure_delete = ON")
         self._migrate()
         # Whatever a previous run left "processing" is nobody's now (the lock proves it):
         # make it claimable at once instead of after its lease.
@@ -184,6 +198,7 @@ class SqliteDatabase:
             self.db.execute("DELETE FROM threads WHERE id = ?", [thread_id])
             gone = self._drop_unreferenced_images()
         self._delete_files(gone)
+        self._truncate_wal()
 
     def _drop_unreferenced_images(self) -> list[str]:
         """Delete image rows no turn names (inside a transaction); returns the hashes whose
@@ -197,7 +212,15 @@ class SqliteDatabase:
 
     def _delete_files(self, shas: Sequence[str]) -> None:
         if self.blobs is not None and shas:
-            self.blobs.delete(shas)
+            self.blobs.erase(shas)
+
+    def _drop_unused_images(self) -> tuple[list[str], int, int]:
+        """:meth:`_drop_unreferenced_images`, counted: (files to erase once committed, how
+        many pictures, their stored size)."""
+        count, size = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM images"
+            " WHERE sha256 NOT IN (SELECT sha256 FROM turn_images)").fetchone()
+        return self._drop_unreferenced_images(), int(count), int(size)
 
     # ------------------------------------------------------------------ turns
     def add_turn(
@@ -390,6 +413,129 @@ class SqliteDatabase:
     def image_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
+    def missing_images(self, sha256s: Collection[str]) -> set[str]:
+        wanted = sorted(set(sha256s))
+        present: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = self.db.execute(
+                f"SELECT sha256 FROM images WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            present.update(row[0] for row in rows)
+        return set(wanted) - present
+
+    # ------------------------------------------------------------------ privacy, retention
+    def _authored_turns(self, platform: str, user_id: str, chat_id: str | None) -> list[Turn]:
+        """The user turns ``user_id`` sent that still hold something of theirs."""
+        sql = ("SELECT turns.* FROM turns JOIN threads ON threads.id = turns.thread_id"
+               " WHERE turns.role = 'user' AND turns.author_id = ? AND threads.platform = ?")
+        args = [user_id, platform]
+        if chat_id is not None:
+            sql += " AND threads.chat_id = ?"
+            args.append(chat_id)
+        turns = [self._turn(row) for row in self.db.execute(sql + " ORDER BY turns.id", args)]
+        return [t for t in turns if t.author_name or t.parts != _FORGOTTEN_PARTS]
+
+    def authored_summary(self, platform: str, user_id: str, *, chat_id: str | None
+                         ) -> AuthoredSummary:
+        turns = self._authored_turns(platform, user_id, chat_id)
+        return AuthoredSummary(
+            prompts=sum(1 for t in turns if t.text and t.text != REMOVED_BY_AUTHOR),
+            images=sum(len(t.images) for t in turns),
+            conversations=len({t.thread_id for t in turns}),
+        )
+
+    def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
+                      ) -> ForgetReport:
+        with self.db.atomic():
+            turns = self._authored_turns(platform, user_id, chat_id)
+            for turn in turns:
+                self.db.execute("UPDATE turns SET parts = ?, author_name = '' WHERE id = ?",
+                                [_dump_parts(_FORGOTTEN_PARTS), turn.id])
+                self.db.execute("DELETE FROM turn_images WHERE turn_id = ?", [turn.id])
+            events = self._scrub_events(platform, user_id, chat_id)
+            files, erased, _ = self._drop_unused_images()
+        self._delete_files(files)
+        self._truncate_wal()
+        return ForgetReport(turns=len(turns), images_erased=erased, events_scrubbed=events)
+
+    def _scrub_events(self, platform: str, user_id: str, chat_id: str | None) -> int:
+        """Empty the finished inbox records of ``user_id``: their text, their files (the
+        console's arrive inline) and their name go; the record of the event stays."""
+        sql = ("SELECT id, event FROM inbox WHERE platform = ?"
+               f" AND status NOT IN {_UNFINISHED_SQL}")
+        args = [platform]
+        if chat_id is not None:
+            sql += " AND chat_id = ?"
+            args.append(chat_id)
+        scrubbed = 0
+        for entry_id, raw in self.db.execute(sql, args).fetchall():
+            event = event_from_record(json.loads(raw))
+            if event.sender.id != user_id:
+                continue
+            emptied = replace(event, text="", attachments=(), reply_attachments=(),
+                              sender=Sender(event.sender.id))
+            if emptied == event:
+                continue
+            record = json.dumps(event_to_record(emptied), separators=(",", ":"))
+            self.db.execute("UPDATE inbox SET event = ? WHERE id = ?", [record, entry_id])
+            scrubbed += 1
+        return scrubbed
+
+    def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
+        with self.db.atomic():
+            idle = [row[0] for row in self.db.execute(
+                "SELECT t.id FROM threads t WHERE EXISTS (SELECT 1 FROM turn_images ti"
+                " JOIN turns u ON u.id = ti.turn_id WHERE u.thread_id = t.id)"
+                " AND COALESCE((SELECT MAX(created_at) FROM turns WHERE thread_id = t.id),"
+                " t.created_at) < ?",
+                [idle_before],
+            ).fetchall()]
+            expired = 0
+            for start in range(0, len(idle), _CHUNK):
+                chunk = idle[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                expired += self.db.execute(
+                    "UPDATE turns SET status = ?, error = 'expired' WHERE status = ?"
+                    f" AND thread_id IN ({marks})",
+                    [TurnStatus.FAILED.value, TurnStatus.UNDELIVERED.value, *chunk],
+                ).rowcount
+                self.db.execute(
+                    "DELETE FROM turn_images WHERE turn_id IN"
+                    f" (SELECT id FROM turns WHERE thread_id IN ({marks}))",
+                    chunk,
+                )
+            files, erased, size = self._drop_unused_images()
+        self._delete_files(files)
+        reclaimed = self._reclaim() if erased else 0
+        return PurgeReport(threads=len(idle), images_erased=erased, bytes_erased=size,
+                           answers_expired=expired, bytes_reclaimed=reclaimed)
+
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the file and cut it to nothing: the WAL still holds every
+        page as it was written (the deleted pictures too) until it is overwritten."""
+        if self.filename == ":memory:":
+            return
+        busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("the SQLite WAL of %s could not be emptied (a reader was busy); "
+                        "removed data stays in it until the next checkpoint", self.filename)
+
+    def _reclaim(self) -> int:
+        """Shrink the file once enough of it is free; the bytes it shrank by."""
+        if self.filename == ":memory:":
+            return 0
+        self._truncate_wal()
+        before = os.path.getsize(self.filename)
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        if not pages or free / pages < _COMPACT_FREE_SHARE:
+            return 0
+        self.db.execute("VACUUM")
+        self._truncate_wal()  # VACUUM writes the whole new file through the WAL
+        return max(0, before - os.path.getsize(self.filename))
+
     # ------------------------------------------------------------------ message links
     def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None:
         with self.db.atomic():
@@ -428,22 +574,30 @@ class SqliteDatabase:
         failure: str | None = None,
         at: float | None = None,
         event_id: int | None = None,
+        turn_id: int | None = None,
     ) -> None:
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
                 " prompt_tokens, output_tokens, request_bytes, created_at, cost_micros,"
-                " latency_ms, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " latency_ms, failure, turn_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [chat.platform, chat.chat_id, user_id, thread_id, model, int(ok), images,
                  prompt_tokens, output_tokens, request_bytes,
                  time.time() if at is None else at, cost_micros, latency_ms,
-                 None if ok else failure],
+                 None if ok else failure, turn_id],
             )
             if event_id is not None:
                 self.db.execute(
                     "DELETE FROM spend_reservations WHERE id = (SELECT MIN(id) FROM"
                     " spend_reservations WHERE event_id = ?)", [event_id],
                 )
+
+    def turn_costs(self, thread_id: int) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT turn_id, SUM(cost_micros) FROM usage WHERE thread_id = ?"
+            " AND turn_id IS NOT NULL GROUP BY turn_id", [thread_id]).fetchall()
+        return {int(turn_id): int(cost) for turn_id, cost in rows}
 
     def usage(self, *, platform: str, chat_id: str | None = None,
               user_id: str | None = None, since: float | None = None) -> UsageSummary:
@@ -771,6 +925,9 @@ def _thread(row: Sequence[Any]) -> Thread:
                   head, created_at, created_by, lane)
 
 
+_FORGOTTEN_PARTS = (StoredPart(text=REMOVED_BY_AUTHOR),)
+
+
 def _turn(row: Sequence[Any], parsed: ParsedParts) -> Turn:
     (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
      created_at, version, error) = row
@@ -963,6 +1120,21 @@ class SqliteStore:
                 pass
         return await self.run(self.sync.image_bytes, sha256)
 
+    async def missing_images(self, sha256s: Collection[str]) -> set[str]:
+        return await self.run(self.sync.missing_images, sha256s)
+
+    # -- privacy and retention
+    async def authored_summary(self, platform: str, user_id: str, *,
+                               chat_id: str | None) -> AuthoredSummary:
+        return await self.run(self.sync.authored_summary, platform, user_id, chat_id=chat_id)
+
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
+                            ) -> ForgetReport:
+        return await self.run(self.sync.forget_author, platform, user_id, chat_id=chat_id)
+
+    async def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
+        return await self.run(self.sync.purge_idle_images, idle_before=idle_before)
+
     # -- links
     async def link_message(self, chat: ChatKey, message_id: str, turn: Turn) -> None:
         await self.run(self.sync.link_message, chat, message_id, turn)
@@ -976,12 +1148,16 @@ class SqliteStore:
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
                            failure: str | None = None, at: float | None = None,
-                           event_id: int | None = None) -> None:
+                           event_id: int | None = None, turn_id: int | None = None) -> None:
         await self.run(self.sync.record_usage, chat=chat, user_id=user_id,
                        thread_id=thread_id, model=model, ok=ok, images=images,
                        prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                        request_bytes=request_bytes, cost_micros=cost_micros,
-                       latency_ms=latency_ms, failure=failure, at=at, event_id=event_id)
+                       latency_ms=latency_ms, failure=failure, at=at, event_id=event_id,
+                       turn_id=turn_id)
+
+    async def turn_costs(self, thread_id: int) -> dict[int, int]:
+        return await self.run(self.sync.turn_costs, thread_id)
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
                     user_id: str | None = None, since: float | None = None) -> UsageSummary:

@@ -3,16 +3,24 @@
 Like python-telegram-bot's ``OfflineRequest``, a guard makes any connection to a
 non-loopback address fail loudly, so a missing base-URL override can never reach
 Telegram, Slack or Google.
+
+The ``fake``, ``platform`` and ``bot`` fixtures are the engine as an adapter drives it
+(tests.harness) against the fake Gemini service; a module may define its own.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bot.runtime import Runtime
+from tests.fakes.gemini import FakeGemini
+from tests.harness import RecordingPlatform, running_bot, settings_for
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -72,3 +80,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
         if name.startswith(prefixes) or name == "PORT":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGemini]:
+    async with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+def platform() -> RecordingPlatform:
+    return RecordingPlatform()
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+              ) -> AsyncIterator[Runtime]:
+    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
+        yield runtime

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import c2pa
 from PIL import Image
 
 from bot.config import Settings
+from bot.credentials import INGREDIENT_SHA256_KEY
 from bot.events import (
     Attachment,
     AttachmentKind,
@@ -47,12 +50,49 @@ def photo(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (
     return buffer.getvalue()
 
 
+def pixels(data: bytes) -> bytes:
+    """A picture's decoded pixels: what went out is a copy signed with Content Credentials,
+    the same picture as the one stored, in a different file."""
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGBA").tobytes()
+
+
+def manifest_of(data: bytes, mime_type: str = "image/png") -> dict[str, Any]:
+    """The active Content Credentials manifest of a picture, read by ``c2pa.Reader``
+    offline; its ``validation_state`` is added (``Valid`` for an unaltered file)."""
+    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False,
+                                                 "ocsp_fetch": False}})
+    with c2pa.Reader(mime_type, io.BytesIO(data), context=context) as reader:
+        manifest = reader.get_active_manifest()
+        assert manifest is not None, "the picture carries no Content Credentials"
+        plain: dict[str, Any] = json.loads(json.dumps(manifest))
+        plain["validation_state"] = reader.get_validation_state()
+        return plain
+
+
+def ingredients_of(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(relationship, SHA-256 of the input's bytes) of every ingredient, in order."""
+    return [(i["relationship"], i["metadata"][INGREDIENT_SHA256_KEY])
+            for i in manifest.get("ingredients") or []]
+
+
+def software_agents(manifest: dict[str, Any]) -> list[str]:
+    """The models the manifest's actions name."""
+    return [a["softwareAgent"]["name"]
+            for assertion in manifest["assertions"] if assertion["label"] == "c2pa.actions.v2"
+            for a in assertion["data"]["actions"] if "softwareAgent" in a]
+
+
 @dataclass
 class Sent:
-    kind: str
+    kind: str  # "text", "images" or "file"
     text: str | None
     images: list[OutputImage]
     ids: list[str]
+    #: pictures sent as files (documents), as they are, not as recompressed photos
+    as_files: bool = False
+    #: a file's name and bytes (``kind == "file"``)
+    file: tuple[str, bytes] | None = None
 
 
 @dataclass
@@ -69,6 +109,7 @@ class RecordingChannel:
     fail_sends: int = 0
     failed_sends: int = 0
     _sent_more: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    max_file_bytes: int = 50_000_000
 
     def _ids(self, n: int) -> list[str]:
         ids = [str(self.counter[0] + i) for i in range(n)]
@@ -90,13 +131,19 @@ class RecordingChannel:
                 self._sent_more.clear()
                 await self._sent_more.wait()
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
         if self.fail_sends > 0:
             self.fail_sends -= 1
             self.failed_sends += 1
             raise ConnectionError("the platform answered 502 Bad Gateway")
-        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images))))
+        self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images)),
+                              as_files=as_files))
+        return ids
+
+    async def send_file(self, data: bytes, filename: str, caption: str | None = None
+                        ) -> list[str]:
+        self.sent.append(Sent("file", caption, [], ids := self._ids(1), file=(filename, data)))
         return ids
 
     async def progress(self, state: Progress) -> None:

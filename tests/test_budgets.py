@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bot.budgets import day_and_month, next_month
 from bot.events import ChatKey, Progress, Sender
 from bot.i18n import speaking
@@ -34,17 +32,6 @@ class Clock:
 
     def set(self, when: str) -> None:
         self.now = datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
 
 
 @asynccontextmanager

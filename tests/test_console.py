@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from adapters.console import ConsoleInputError, parse_line
 from tests.fakes.gemini import FakeGemini
+from tests.harness import manifest_of, software_agents
 from tests.processes import clean_environment, run_chatbrush
 
 SCRIPT = "@photo.jpg make it black and white\nnow blur it\n/undo\n/history\n"
@@ -147,6 +149,24 @@ def test_channel_saves_each_image_and_prints_its_path(tmp_path: Path) -> None:
     assert lines[0] == "bot: v1 — here"
     assert [Path(p).read_bytes() for p in lines[1:]] == [b"png-1", b"png-2"]
     assert len(set(ids)) == 2
+
+
+def test_export_saves_the_zip_under_out_and_prints_its_path(tmp_path: Path) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    result = chatbrush(["console", "--demo"], "@photo.jpg make it black and white\n/export\n",
+                       tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = saved_paths(result.stdout, tmp_path)
+    [archive] = [p for p in saved if p.suffix == ".zip"]
+    assert archive.name.startswith("chatbrush-thread-")
+    # the picture saved to disk keeps its Content Credentials
+    [picture] = [p for p in saved if p.suffix == ".png"]
+    assert software_agents(manifest_of(picture.read_bytes())) == ["demo"]
+    with zipfile.ZipFile(archive) as opened:
+        names = opened.namelist()
+    assert any(n.endswith("/index.html") for n in names)
+    assert any(n.endswith("/provenance.json") for n in names)
+    assert "open index.html" in result.stdout
 
 
 def test_folders_and_devices_are_refused_not_read(tmp_path: Path) -> None:

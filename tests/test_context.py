@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import OMITTED_IMAGE, ContextPolicy, b64_len, build_context, images_needed
+from bot.context import (
+    OMITTED_IMAGE,
+    REMOVED_IMAGE,
+    ContextPolicy,
+    b64_len,
+    build_context,
+    images_needed,
+    without_removed_images,
+)
 from bot.events import ChatKey
 from bot.store import NewImage, NewPart
 from bot.threads import Turn
@@ -135,3 +143,28 @@ def test_only_the_images_that_are_sent_are_loaded(store: Store) -> None:
     needed = images_needed(path, policy)
     built = build_context(path, policy, load)
     assert set(loaded) == needed and len(needed) == built.images_sent <= 3
+
+
+def test_pictures_that_are_gone_become_a_marker_and_are_never_loaded(store: Store) -> None:
+    thread = store.create_thread(CHAT, lane="L")
+    photo = store.add_turn(thread.id, parent_id=None, role="user",
+                           parts=[NewPart(image=image(1)), NewPart(text="paint it")])
+    answer = store.add_turn(thread.id, parent_id=photo.id, role="model",
+                            parts=[NewPart(image=image(2), thought=True),
+                                   NewPart(image=image(3), thought_signature="S" * 800)])
+    ask = store.add_turn(thread.id, parent_id=answer.id, role="user",
+                         parts=[NewPart(image=image(4)), NewPart(text="with this hat")])
+    gone = {photo.images[0].sha256, answer.parts[0].image.sha256,  # type: ignore[union-attr]
+            answer.images[0].sha256}
+    path = without_removed_images([photo, answer, ask], gone)
+    assert [p.text for p in path[0].parts] == [REMOVED_IMAGE, "paint it"]
+    assert [(p.text, p.thought_signature) for p in path[1].parts] == [(REMOVED_IMAGE, None)]
+    assert path[2] == ask
+
+    def load(sha256: str) -> bytes:
+        assert sha256 not in gone, "a picture that is gone was asked for"
+        return store.image_bytes(sha256)
+
+    built = build_context(path, ContextPolicy(max_images=14), load)
+    assert built.images_sent == 1
+    assert without_removed_images([photo], set()) == [photo]

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
@@ -25,30 +23,13 @@ from tests.harness import (
     Chat,
     RecordingPlatform,
     photo,
+    pixels,
     running_bot,
     settings_for,
 )
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
-              ) -> AsyncIterator[Runtime]:
-    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
-        yield runtime
 
 
 def dm_of(bot: Runtime, platform: RecordingPlatform, key: ChatKey = PRIVATE) -> Chat:
@@ -98,7 +79,7 @@ async def test_replying_to_an_older_version_branches_and_keeps_both(
     assert v3.text and v3.text.startswith("v3")
     branch_request = fake.requests[-1]
     assert "add a hat" not in branch_request.texts()
-    assert branch_request.images("model")[-1] == v1.images[0].data
+    assert pixels(branch_request.images("model")[-1]) == pixels(v1.images[0].data)
     history = await dm.say("/history")
     assert "v2 (from v1): add a hat — Ann  [other branch]" in (history.text or "")
     assert "v3 (from v1): a red scarf instead — Ann  ← current" in (history.text or "")
@@ -168,7 +149,7 @@ async def test_undo_moves_back_and_the_next_edit_continues_from_there(
     await dm.say("add a hat")
     undone = await dm.say("/undo")
     assert undone.kind == "images" and "Back to v1" in (undone.text or "")
-    assert undone.images[0].data == v1.images[0].data
+    assert pixels(undone.images[0].data) == pixels(v1.images[0].data)
     await dm.say("add glasses")
     assert "add a hat" not in fake.requests[-1].texts()
     far = await dm.say("/undo 5")
@@ -198,7 +179,7 @@ async def test_conversation_survives_a_restart(
         dm = dm_of(bot, platform)
         dm.next_id = 10
         await dm.say("now add a hat")
-        assert fake.requests[-1].images("model")[-1] == v1.images[0].data
+        assert pixels(fake.requests[-1].images("model")[-1]) == pixels(v1.images[0].data)
         history = (await dm.say("/history")).text or ""
         assert "v1: watercolor" in history and "v2 (from v1): now add a hat" in history
 

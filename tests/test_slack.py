@@ -9,10 +9,12 @@ external upload. Assertions are on what people in the workspace would see.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
 import time
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +26,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from adapters.slack import (
-    REACTION_DONE,
-    REACTION_FAILED,
-    REACTION_WORKING,
-    SlackAdapter,
-    create,
-)
+from adapters.slack import SlackAdapter, create
+from adapters.slack_channel import REACTION_DONE, REACTION_FAILED, REACTION_WORKING
 from bot.config import Settings, load_settings
 from bot.events import ChatKey
 from bot.intake import Intake
@@ -45,6 +42,7 @@ from tests.fakes.slack_api import (
     sign,
     slash_command,
 )
+from tests.harness import ingredients_of, manifest_of, pixels
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHANNEL = "C111"
@@ -200,10 +198,14 @@ async def test_channel_mention_with_image_is_answered_in_thread_with_an_upload(r
     assert len(uploads) == 1
     result = uploads[0]
     assert result.data is not None and result.data.startswith(b"\x89PNG")
-    assert result.data == model_image(rig.gemini.answers[-1])  # the model's picture, as sent
-    # the model got the user's picture and words; its text is the upload's comment
+    # the model's picture, with Content Credentials naming what it was made from
+    assert pixels(result.data) == pixels(model_image(rig.gemini.answers[-1]))
     request = rig.gemini.last
-    assert len(request.images("user")) == 1
+    [sent_input] = request.images("user")
+    manifest = manifest_of(result.data)
+    assert manifest["validation_state"] == "Valid"
+    assert ingredients_of(manifest) == [("parentOf", hashlib.sha256(sent_input).hexdigest())]
+    # the model got the user's picture and words; its text is the upload's comment
     assert "make the shirt blue" in request.prompt
     assert result.initial_comment and "make the shirt blue" in result.initial_comment
     # nothing was posted outside the thread, and the token went only where it belongs
@@ -213,6 +215,18 @@ async def test_channel_mention_with_image_is_answered_in_thread_with_an_upload(r
     added = [r.name for r in rig.slack.reactions if r.action == "add" and r.timestamp == ts]
     assert added == [REACTION_WORKING, REACTION_DONE]
     assert rig.slack.reactions_on(CHANNEL, ts) == {REACTION_DONE}
+
+
+async def test_export_in_a_thread_uploads_the_zip_there(rig: Rig) -> None:
+    file = rig.slack.host_file(png("red"), "cat.png", user=ALICE)
+    root = await rig.mention("make it a watercolor", files=[file])
+    await rig.say("export", thread_ts=root, user=BOB)
+
+    [_, archive] = rig.slack.shared_uploads(CHANNEL, root)
+    assert archive.filename.endswith(".zip") and archive.data is not None
+    assert archive.initial_comment and "index.html" in archive.initial_comment
+    with zipfile.ZipFile(io.BytesIO(archive.data)) as opened:
+        assert any(n.endswith("/index.html") for n in opened.namelist())
 
 
 async def test_follow_up_in_the_thread_without_a_mention_continues_the_edit(rig: Rig) -> None:

@@ -150,6 +150,10 @@ def test_thread_broadcast_counts_as_user_content() -> None:
         ("<@UBOT> history", "/history"),
         ("<@UBOT> each make the background white", "/each make the background white"),
         ("<@UBOT> Each consistent film look", "/each consistent film look"),
+        ("<@UBOT> forget confirm", "/forget confirm"),
+        ("<@UBOT> forget everything about the background", "forget everything about the "
+         "background"),
+        ("<@UBOT> undo confirm", "undo confirm"),
         ("ask <@U222> about it", "ask <@U222> about it"),
         ("<@UBOT> settings aspect 16:9", "/settings aspect 16:9"),
         ("<@UBOT> settings", "/settings"),

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bot.events import ChatKey, Incoming, Sender
-from bot.store import InboxStatus
+from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
+from bot.store import InboxStatus, NewImage, NewPart
 from storage.migrations import MIGRATIONS
 from storage.sqlite import DatabaseInUse, SqliteDatabase, SqliteStore
 
@@ -191,3 +194,77 @@ async def test_an_unreadable_inbox_record_fails_alone_instead_of_blocking(
     status, error = failed.fetchone()
     assert status == "failed" and "unreadable" in error
     await store.close()
+def found_in(db: SqliteDatabase, marker: bytes) -> list[str]:
+    """Which of the database's files hold ``marker``: the file, its WAL and shared-memory
+    files, and every picture file beside it."""
+    folder = Path(db.filename).parent
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and str(p.relative_to(folder)).startswith("bot.db")
+                  and marker in p.read_bytes())
+
+
+def test_forgotten_pictures_and_words_leave_no_bytes_in_the_files(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "bot.db")
+    picture = b"PICTURE-MARKER-" + os.urandom(16) + bytes(range(256)) * 64
+    old_picture = b"OLD-PICTURE-MARKER-" + os.urandom(16) + b"\x01" * 5000
+    words = "WORDS-MARKER-" + os.urandom(8).hex()
+    bobs = b"BOB-MARKER-" + os.urandom(16) + b"\x00" * 5000
+    ann = Sender("1", "Ann")
+    entry, _ = db.inbox_add(Incoming(chat=CHAT, message_id="1", sender=ann, text=words,
+                                     attachments=(Attachment(AttachmentKind.IMAGE,
+                                                             data=picture),)),
+                            lane="A")
+    thread = db.create_thread(CHAT, lane="A")
+    turn = db.add_turn(thread.id, parent_id=None, role="user", author_id="1",
+                       author_name="Ann",
+                       parts=[NewPart(image=NewImage(picture, "image/png", 9, 9)),
+                              NewPart(image=NewImage(old_picture, "image/png", 9, 9)),
+                              NewPart(text=words)], event_id=entry.id)
+    # the second picture as a release before picture files kept it: in its row
+    assert db.blobs is not None
+    old_sha = turn.images[1].sha256
+    db.db.execute("UPDATE images SET data = ?, location = 'db' WHERE sha256 = ?",
+                  [old_picture, old_sha])
+    db.blobs.path(old_sha).unlink()
+    db.add_turn(thread.id, parent_id=None, role="user", author_id="2", author_name="Bob",
+                parts=[NewPart(image=NewImage(bobs, "image/png", 9, 9))])
+    db.inbox_finish([entry.id], status=InboxStatus.DONE)
+    db.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # some pages in the file, all in the WAL
+    assert found_in(db, picture[:64]) and found_in(db, old_picture[:64])
+    # a second name for the picture file's blocks: shows they are overwritten, not unlinked
+    witness = tmp_path / "witness"
+    os.link(db.blobs.path(turn.images[0].sha256), witness)
+
+    db.forget_author("telegram", "1", chat_id=CHAT.chat_id)
+
+    assert found_in(db, picture[:64]) == []
+    assert found_in(db, old_picture[:64]) == []
+    assert found_in(db, base64.b64encode(picture)[:64]) == []  # the inbox held it inline
+    assert found_in(db, words.encode()) == []
+    assert witness.read_bytes() == bytes(len(picture))
+    assert found_in(db, bobs[:32]) != []  # Bob's picture is still there
+    db.close()
+
+
+def test_a_purge_erases_picture_files_and_shrinks_an_older_database(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "bot.db")
+    assert db.blobs is not None
+    thread = db.create_thread(CHAT, lane="A")
+    for n in range(20):
+        turn = db.add_turn(thread.id, parent_id=None, role="user", parts=[
+            NewPart(image=NewImage(os.urandom(50_000), "image/png", 9, 9))])
+        if n % 2:  # half of them as an older release stored them: in their rows
+            sha = turn.images[0].sha256
+            db.db.execute("UPDATE images SET data = ?, location = 'db' WHERE sha256 = ?",
+                          [db.blobs.get(sha), sha])
+            db.blobs.path(sha).unlink()
+    db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = Path(db.filename).stat().st_size
+    report = db.purge_idle_images(idle_before=time.time() + 1)
+    assert report.images_erased == 20 and report.bytes_erased == 20 * 50_000
+    assert [p for p in db.blobs.folder.rglob("*") if p.is_file()] == []
+    after = Path(db.filename).stat().st_size
+    assert after < before - 450_000
+    assert report.bytes_reclaimed == before - after
+    assert Path(db.filename + "-wal").stat().st_size == 0
+    db.close()

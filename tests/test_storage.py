@@ -10,15 +10,17 @@ import pytest
 
 from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
 from bot.store import (
+    AuthoredSummary,
     InboxStatus,
     LinkedTurn,
     NewImage,
     NewPart,
+    PurgeReport,
     SpendLimit,
     SpendScope,
     Store,
 )
-from bot.threads import TurnStatus
+from bot.threads import REMOVED_BY_AUTHOR, TurnStatus
 from tests.backends import BACKENDS, open_backend
 
 CHAT = ChatKey("telegram", "-100", None)
@@ -428,3 +430,136 @@ async def test_an_event_without_linked_turns_has_none_and_pruning_forgets_them(
     assert await store.inbox_prune(older_than=linked.received_at + 3600) == 1
     assert await store.inbox_linked_turns(linked.id) == []
     assert len(await store.turns_of(thread.id)) == 2  # the turns themselves stay
+# ---------------------------------------------------------------------- privacy, retention
+OTHER_CHAT = ChatKey("telegram", "-300")
+ANNS = NewImage(b"ann's own photo", "image/png", 4, 4)
+SHARED = NewImage(b"a photo Bob sent too", "image/png", 4, 4)
+
+
+async def test_missing_images_names_only_what_is_gone(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(image=PNG)])
+    stored = turn.images[0].sha256
+    assert await store.missing_images([stored, "0" * 64]) == {"0" * 64}
+    assert await store.missing_images([]) == set()
+
+
+async def test_forget_author_replaces_their_words_and_pictures_and_keeps_the_tree(
+    store: Store,
+) -> None:
+    thread = await store.create_thread(CHAT, lane="L", created_by="1")
+    ann = await store.add_turn(thread.id, parent_id=None, role="user", author_id="1",
+                               author_name="Ann",
+                               parts=[NewPart(image=ANNS), NewPart(image=SHARED),
+                                      NewPart(text="paint my cat")])
+    answer = await store.add_turn(thread.id, parent_id=ann.id, role="model",
+                                  author_id="bot", author_name="m",
+                                  parts=[NewPart(text="v1", thought_signature="sig"),
+                                         NewPart(image=PNG)])
+    bob = await store.add_turn(thread.id, parent_id=answer.id, role="user", author_id="2",
+                               author_name="Bob",
+                               parts=[NewPart(image=SHARED), NewPart(text="add a hat")])
+    await store.link_message(CHAT, "100", ann)
+    elsewhere = await store.create_thread(OTHER_CHAT, lane="O")
+    kept = await store.add_turn(elsewhere.id, parent_id=None, role="user", author_id="1",
+                                author_name="Ann", parts=[NewPart(text="a dog")])
+
+    summary = await store.authored_summary("telegram", "1", chat_id="-100")
+    assert (summary.prompts, summary.images, summary.conversations) == (1, 2, 1)
+    report = await store.forget_author("telegram", "1", chat_id="-100")
+    assert (report.turns, report.images_erased) == (1, 1)  # SHARED is still Bob's
+
+    forgotten = await store.get_turn(ann.id)
+    assert forgotten is not None
+    assert forgotten.text == REMOVED_BY_AUTHOR and forgotten.images == []
+    assert forgotten.author_name == "" and forgotten.parent_id is None
+    with pytest.raises(KeyError):
+        await store.image_bytes(ann.images[0].sha256)
+    assert await store.image_bytes(ann.images[1].sha256) == SHARED.data
+    # navigation: the answer still follows the turn, the link still finds it
+    assert [t.id for t in await store.path(bob.id)] == [ann.id, answer.id, bob.id]
+    linked = await store.linked_turn(CHAT, "100")
+    assert linked is not None and linked.id == ann.id
+    # the bot's answer and Bob's turn are untouched; so is Ann's turn in another chat
+    assert await store.get_turn(answer.id) == answer
+    assert await store.get_turn(bob.id) == bob
+    assert await store.get_turn(kept.id) == kept
+    # done: a second time finds nothing left
+    assert await store.authored_summary("telegram", "1", chat_id="-100") == AuthoredSummary()
+    assert (await store.forget_author("telegram", "1", chat_id="-100")).turns == 0
+
+
+async def test_forget_author_everywhere_stays_on_its_platform(store: Store) -> None:
+    slack = ChatKey("slack", "-100")
+    turns = []
+    for chat in (CHAT, OTHER_CHAT, slack):
+        thread = await store.create_thread(chat, lane=str(chat))
+        turns.append(await store.add_turn(thread.id, parent_id=None, role="user",
+                                          author_id="1", author_name="Ann",
+                                          parts=[NewPart(text=f"in {chat}")]))
+    report = await store.forget_author("telegram", "1", chat_id=None)
+    assert report.turns == 2
+    texts = [(await store.get_turn(t.id)).text for t in turns]  # type: ignore[union-attr]
+    assert texts == [REMOVED_BY_AUTHOR, REMOVED_BY_AUTHOR, "in slack:-100"]
+
+
+async def test_forget_author_empties_their_finished_inbox_records_only(store: Store) -> None:
+    theirs, _ = await store.inbox_add(event("1", text="paint my cat"), lane="A")
+    waiting, _ = await store.inbox_add(event("2", text="still to do"), lane="A")
+    other = Incoming(chat=CHAT, message_id="3", sender=Sender("2", "Bob"), text="mine")
+    bobs, _ = await store.inbox_add(other, lane="B")
+    await store.inbox_finish([theirs.id, bobs.id], status=InboxStatus.DONE)
+
+    report = await store.forget_author("telegram", "1", chat_id="-100")
+    assert report.events_scrubbed == 1
+    scrubbed = await store.inbox_get(theirs.id)
+    assert scrubbed is not None
+    assert (scrubbed.event.text, scrubbed.event.attachments) == ("", ())
+    assert scrubbed.event.sender == Sender("1")
+    assert scrubbed.status is InboxStatus.DONE and scrubbed.event.message_id == "1"
+    untouched = await store.inbox_get(waiting.id)
+    assert untouched is not None and untouched.event.text == "still to do"
+    assert (await store.inbox_get(bobs.id)).event.text == "mine"  # type: ignore[union-attr]
+
+
+async def test_purge_lets_go_of_idle_threads_pictures_only(store: Store) -> None:
+    idle = await store.create_thread(CHAT, lane="idle")
+    old = await store.add_turn(idle.id, parent_id=None, role="user",
+                               parts=[NewPart(image=ANNS), NewPart(image=SHARED),
+                                      NewPart(text="x")])
+    stale = await store.add_turn(idle.id, parent_id=old.id, role="model",
+                                 parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
+                                 move_head=False)
+    active = await store.create_thread(CHAT, lane="active")
+    recent = await store.add_turn(active.id, parent_id=None, role="user",
+                                  parts=[NewPart(image=SHARED)])
+    # idle: no turn since before the active thread's newest one
+    cutoff = recent.created_at
+    assert stale.created_at < cutoff
+    report = await store.purge_idle_images(idle_before=cutoff)
+    assert (report.threads, report.images_erased, report.answers_expired) == (1, 2, 1)
+    assert report.bytes_erased == len(ANNS.data) + len(PNG.data)
+    gone = {old.images[0].sha256, stale.images[0].sha256}
+    assert await store.missing_images([*gone, old.images[1].sha256]) == gone
+    # the turns still say what was there
+    again = await store.get_turn(old.id)
+    assert again is not None and again.images == old.images and again.text == "x"
+    expired = await store.get_turn(stale.id)
+    assert expired is not None and expired.status is TurnStatus.FAILED
+    assert await store.undelivered(idle.id) == []
+    assert await store.purge_idle_images(idle_before=cutoff) == PurgeReport()
+
+
+async def test_turn_costs_sum_the_calls_that_made_each_model_turn(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    user = await store.add_turn(thread.id, parent_id=None, role="user",
+                                parts=[NewPart(text="x")])
+    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+                                  parts=[NewPart(text="ok")])
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=thread.id, model="m",
+                             ok=False, cost_micros=1_000)  # a failed call: no turn
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=thread.id, model="m",
+                             ok=True, cost_micros=39_000, turn_id=answer.id)
+    assert await store.turn_costs(thread.id) == {answer.id: 39_000}
+    assert await store.turn_costs(thread.id + 1) == {}

@@ -8,9 +8,11 @@ messages the bot sent, where (chat, topic, reply), and what the model was asked.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import socket
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,14 @@ from telegram import Message
 from adapters.telegram import TelegramAdapter, create
 from adapters.telegram_translate import BotIdentity, to_incoming
 from bot.config import Settings, SettingsError
-from bot.events import OutputImage
+from bot.events import ChatKey, Incoming, OutputImage, Sender
 from bot.input_policy import UNSUPPORTED
 from bot.intake import NOT_ALLOWED
 from bot.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
 from bot.runtime import open_runtime
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
+from tests.harness import ingredients_of, manifest_of, software_agents
 
 BOT = "@ChatbrushTestBot"
 GROUP_ID = -1001234567890
@@ -600,6 +603,56 @@ async def test_sent_pictures_are_numbered_in_their_order_even_when_one_is_a_docu
 def size_of_photo(tg: FakeTelegram, message: dict[str, Any]) -> tuple[int, int]:
     largest = message["photo"][-1]
     return largest["width"], largest["height"]
+async def test_a_picture_sent_as_a_document_keeps_its_content_credentials(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    gemini.enqueue_answer([gemini.image_part(big_png(6000, 4200))])
+    asked = tg.send(tg.private_chat(alice), alice, photo=make_png(320, 200, seed=4),
+                    caption="make it a banner")
+
+    [answer] = await answers_to(tg, asked)
+
+    document = tg.file_data(answer["document"]["file_id"])
+    manifest = manifest_of(document)
+    assert manifest["validation_state"] == "Valid"
+    [sent_input] = gemini.requests[-1].images("user")
+    assert ingredients_of(manifest) == [("parentOf", hashlib.sha256(sent_input).hexdigest())]
+    assert software_agents(manifest) == ["gemini-2.5-flash-image"]
+
+
+async def test_originals_go_as_documents_byte_for_byte(
+    tg: FakeTelegram, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    asked = tg.send(tg.private_chat(alice), alice, "a small red square")
+    await answers_to(tg, asked)
+    channel = bot.channel(Incoming(chat=ChatKey("telegram", str(asked["chat"]["id"])),
+                                   message_id=str(asked["message_id"]),
+                                   sender=Sender(str(alice["id"])), is_private=True))
+    signed = big_png(64, 48)
+    ids = await channel.send_images([OutputImage(signed, "image/png", 64, 48)], "v1",
+                                    as_files=True)
+    [sent] = [m for m in tg.sent if str(m["message_id"]) in ids]
+    assert "document" in sent and "photo" not in sent
+    assert tg.file_data(sent["document"]["file_id"]) == signed
+
+
+async def test_export_arrives_as_a_zip_document(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    asked = tg.send(chat, alice, photo=make_png(320, 200, seed=5), caption="make it red")
+    await answers_to(tg, asked)
+    command = tg.send(chat, alice, "/export")
+
+    [answer] = await answers_to(tg, command)
+
+    assert answer["document"]["file_name"].endswith(".zip")
+    assert "index.html" in answer["caption"]
+    with zipfile.ZipFile(io.BytesIO(tg.file_data(answer["document"]["file_id"]))) as archive:
+        assert any(name.endswith("/provenance.json") for name in archive.namelist())
 
 
 # ---------------------------------------------------------------------- progress

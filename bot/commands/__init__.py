@@ -19,6 +19,9 @@ class CommandSpec:
     thread_scoped: bool = False
     #: its argument is an instruction, so "each make it white" typed bare is this command
     takes_instruction: bool = False
+    #: words it takes after its name (besides a number), so "forget confirm" in a Slack
+    #: mention is read as the command, not as a prompt
+    words: tuple[str, ...] = ()
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -35,6 +38,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "not be delivered)"), thread_scoped=True),
     CommandSpec("reset", "/reset", N_("forget this conversation (admins in groups)"),
                 thread_scoped=True),
+    CommandSpec("export", "/export", N_("this conversation as a zip: pictures, prompts, who "
+                "asked, the version tree"), thread_scoped=True),
+    CommandSpec("forget", "/forget", N_("remove the prompts and pictures you sent (asks first)"),
+                words=("confirm",)),
     CommandSpec("usage", "/usage", N_("what you and this chat spent today and this month")),
     CommandSpec("stats", "/stats", N_("bot-wide numbers (operators)"), admin_only=True),
     CommandSpec("settings", "/settings [name value]", N_("this chat's settings; admins change "
@@ -82,9 +89,12 @@ def bare_command(text: str) -> str | None:
     name = words[0].lower().lstrip("/")
     if name in INSTRUCTION_COMMANDS:
         return "/" + " ".join([name, *words[1:]])
+    spec = next((c for c in COMMANDS if c.name == ALIASES.get(name, name)), None)
+    takes = spec.words if spec is not None else ()
     if name == "settings" and len(words) > 1:
         if canonical_name(words[1]) is None:  # "settings of a castle at night" is a prompt
             return None
-    elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+    elif len(words) > 2 or (len(words) == 2 and not words[1].isdigit()
+                            and words[1].lower() not in takes):
         return None
     return "/" + " ".join([name, *words[1:]])

@@ -3,14 +3,17 @@ shared steps — so each command is a small function in a module of its own."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.commands import Command
 from bot.errors import UserFacingError
-from bot.events import Channel, Incoming
+from bot.events import Channel, Incoming, Progress
 from bot.i18n import _
 from bot.threads import Thread
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -47,6 +50,13 @@ class CommandContext:
 
     async def say(self, text: str) -> list[str]:
         return await self.engine.safe_send(self.channel, text)
+
+    async def progress(self, state: Progress) -> None:
+        """Show the progress signal while a command works (cosmetic: never raises)."""
+        try:
+            await self.channel.progress(state)
+        except Exception:
+            log.warning("progress signal %s failed", state.value, exc_info=True)
 
     async def is_admin(self) -> bool:
         return await self.engine.admins.is_admin(self.event, self.channel)

@@ -80,7 +80,9 @@ async def history(ctx: CommandContext) -> None:
     text alone while there is no version."""
     thread = await ctx.thread()
     turns = await ctx.store.turns_of(thread.id)
-    text = format_history(turns, thread.head_id)
+    removed = await ctx.store.missing_images(
+        {ref.sha256 for t in turns if t.is_model for ref in t.images})
+    text = format_history(turns, thread.head_id, removed=removed)
     sheet = await contact_sheet_of(ctx.store, turns, thread.head_id)
     if sheet is None:
         await ctx.say(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.commands import conversation, info, settings
+from bot.commands import conversation, info, privacy, settings
 from bot.commands.context import CommandContext
 
 Handler = Callable[[CommandContext], Awaitable[None]]
@@ -17,6 +17,8 @@ HANDLERS: dict[str, Handler] = {
     "history": conversation.history,
     "resend": conversation.resend,
     "reset": conversation.reset,
+    "export": privacy.export,
+    "forget": privacy.forget,
     "usage": info.usage,
     "stats": info.stats,
     "settings": settings.settings,

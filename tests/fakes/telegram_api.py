@@ -314,6 +314,12 @@ class FakeTelegram:
             {**full, "width": width, "height": height},
         ]
 
+    def file_data(self, file_id: str) -> bytes:
+        """The bytes of a file the bot uploaded (a document), as Telegram keeps them."""
+        data = self._files[file_id].data
+        assert data is not None
+        return data
+
     def download_count(self, file_id: str) -> int:
         path = self._files[file_id].path
         return sum(1 for c in self.calls if c.method == "download" and c.params["path"] == path)
