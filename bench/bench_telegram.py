@@ -1,11 +1,14 @@
 """How much time the Telegram path adds around the model: update in → ``sendPhoto``.
 
-Everything real except the remote ends: the real PTB ``Application`` long-polls the fake
-Bot API (``tests/fakes/telegram_api.py``) over loopback HTTP, downloads the photo with
-``getFile`` + the file path, the engine stores turns in a real SQLite file, and the answer
-goes out with ``sendPhoto`` through the flood limiter. The fake Bot API runs in its own
-process and measures each turn itself (from queueing the update to receiving the
-``sendPhoto``), so the bot process does only the bot's work.
+Everything real except the remote ends: the Telegram adapter (python-telegram-bot's bot,
+request layer and flood limiter) long-polls the fake Bot API (``tests/fakes/telegram_api.py``)
+over loopback HTTP and commits each update to the intake's inbox before confirming it;
+the intake runs the turn (at most CHATBRUSH_CONCURRENT_TURNS, default 256, at once), the
+engine downloads the photo with ``getFile`` + the file path and stores turns in a real
+SQLite file, and the answer goes out with ``sendPhoto`` through the flood limiter. The
+adapter runs with its production defaults. The fake Bot API runs in its own process and
+measures each turn itself (from queueing the update to receiving the ``sendPhoto``), so
+the bot process does only the bot's work.
 
 Two measurements:
 
@@ -48,7 +51,7 @@ from telegram.ext import AIORateLimiter
 from adapters.telegram import TelegramAdapter
 from bench.stand_ins import InstantModel, pct, photo
 from bot.config import load_settings
-from bot.runtime import open_engine
+from bot.runtime import open_runtime
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +105,8 @@ async def serve_fake(side: int) -> None:
 
 # ---------------------------------------------------------------------- the bot's process
 class Harness:
-    """The fake (child process), the engine and the adapter, polling, for one run."""
+    """The fake (child process), the runtime (store, engine, intake) and the adapter,
+    long-polling as ``chatbrush run`` does, for one run."""
 
     def __init__(self, model: InstantModel, *, limiter: bool, side: int) -> None:
         self.model = model
@@ -131,21 +135,25 @@ class Harness:
             telegram_base_url=base_url,
             chatbrush_db=str(Path(self._tmp.name) / "bench.db"),
         )
-        self._engine_cm = open_engine(self.settings, model=self.model)
-        engine = await self._engine_cm.__aenter__()
-        options: dict[str, Any] = {"concurrent_updates": 4096}
+        self._runtime_cm = open_runtime(self.settings, model=self.model)
+        runtime = await self._runtime_cm.__aenter__()
+        self.intake = runtime.intake
+        options: dict[str, Any] = {}
         if not self.limiter:
             options["rate_limiter"] = AIORateLimiter(
                 overall_max_rate=0, group_max_rate=0, max_retries=3
             )
-        self.adapter = TelegramAdapter(self.settings, engine, **options)
-        self._task = asyncio.create_task(self.adapter.serve(webhook=False))
+        self.adapter = TelegramAdapter(self.settings, self.intake, **options)
+        self.intake.register(self.adapter)
+        await self.adapter.start(webhook=False)
+        await self.intake.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._engine_cm.__aexit__(None, None, None)
+        await self.adapter.stop_receiving()
+        await self.intake.stop(grace=self.settings.chatbrush_shutdown_grace)
+        await self.adapter.close()
+        await self._runtime_cm.__aexit__(None, None, None)
         await self.http.close()
         self._proc.terminate()
         await self._proc.wait()
