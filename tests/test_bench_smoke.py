@@ -89,6 +89,42 @@ def test_slack_bench_acknowledges_and_uploads_every_event() -> None:
     assert result["ack_ms"]["p50"] > 0 and result["event_to_upload_ms"]["p50"] > 0
 
 
+def test_burst_bench_kills_the_bot_and_loses_nothing(tmp_path: Path) -> None:
+    """The quick burst still goes through a real kill -9 and a restart of `chatbrush run`."""
+    out = tmp_path / "burst.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_burst.py"), "--quick", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "killed (SIGKILL)" in proc.stderr and "restarting" in proc.stderr
+    throughput = table_rows(proc.stdout, "wall time to the last answer")
+    assert throughput["after"]["answered"] == "12 / 12"
+    killed = table_rows(proc.stdout, "answered at the kill")["after"]
+    assert killed["**lost**"] == "**0**"
+    assert killed["two model calls"] == "0"
+    assert killed["integrity_check"] == "ok"
+    assert killed["clean exit"] == "yes"
+    answered = int(killed["answered at the kill"]) + int(killed["answered after restart"])
+    assert answered + int(killed["told “interrupted”"]) == 12
+    markdown = out.read_text()
+    assert "## Reproduce" in markdown and "python bench/bench_burst.py --quick" in markdown
+
+
+def table_rows(text: str, column: str) -> dict[str, dict[str, str]]:
+    """The rows of the markdown table that has ``column``, by their first cell."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and column in line)
+    header = cells(lines[start])
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        found = cells(line)
+        rows[found[0]] = dict(zip(header, found, strict=True))
+    return rows
+
+
 def test_credentials_bench_signs_and_reads_back(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_credentials.py"), "--quick"],
