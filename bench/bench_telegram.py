@@ -26,6 +26,8 @@ Two measurements:
     .venv/bin/python -m bench.bench_telegram overhead --turns 200
     .venv/bin/python -m bench.bench_telegram concurrency --threads 50 100 150 200 --latency 5
     .venv/bin/python -m bench.bench_telegram concurrency --threads 200 400 600 --no-limiter
+    .venv/bin/python -m bench.bench_telegram concurrency --threads 400 --no-limiter \
+        --concurrent-turns 4096       # more turns at once than the production default
 """
 
 from __future__ import annotations
@@ -108,10 +110,12 @@ class Harness:
     """The fake (child process), the runtime (store, engine, intake) and the adapter,
     long-polling as ``chatbrush run`` does, for one run."""
 
-    def __init__(self, model: InstantModel, *, limiter: bool, side: int) -> None:
+    def __init__(self, model: InstantModel, *, limiter: bool, side: int,
+                 concurrent_turns: int | None = None) -> None:
         self.model = model
         self.limiter = limiter
         self.side = side
+        self.concurrent_turns = concurrent_turns
 
     async def __aenter__(self) -> Harness:
         self._tmp = tempfile.TemporaryDirectory()
@@ -134,6 +138,8 @@ class Harness:
             telegram_bot_token=TOKEN,
             telegram_base_url=base_url,
             chatbrush_db=str(Path(self._tmp.name) / "bench.db"),
+            **({"chatbrush_concurrent_turns": self.concurrent_turns}
+               if self.concurrent_turns else {}),
         )
         self._runtime_cm = open_runtime(self.settings, model=self.model)
         runtime = await self._runtime_cm.__aenter__()
@@ -189,11 +195,13 @@ async def overhead(turns: int, side: int, warmup: int) -> dict[str, Any]:
 
 
 async def concurrency(
-    threads: int, turns: int, latency: float, side: int, limiter: bool
+    threads: int, turns: int, latency: float, side: int, limiter: bool,
+    concurrent_turns: int | None = None,
 ) -> dict[str, Any]:
     times: list[float] = []
     failures = 0
-    async with Harness(InstantModel(512, latency), limiter=limiter, side=side) as h:
+    async with Harness(InstantModel(512, latency), limiter=limiter, side=side,
+                       concurrent_turns=concurrent_turns) as h:
         await h.turn(1)  # warm up
 
         async def conversation(n: int) -> None:
@@ -216,6 +224,7 @@ async def concurrency(
         "turns_per_thread": turns,
         "model_latency_s": latency,
         "flood_limiter": "Telegram limits" if limiter else "off",
+        "concurrent_turns": h.settings.chatbrush_concurrent_turns,
         "offered_turns_per_s": round(threads / max(latency, 1.0), 1),
         "turns_per_s": round(len(times) / wall, 1),  # whole run, ramp-up included
         "overhead": summary(overheads),
@@ -246,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--latency", type=float, default=5.0, help="model seconds per call")
     c.add_argument("--side", type=int, default=512)
     c.add_argument("--no-limiter", action="store_true", help="ignore Telegram flood limits")
+    c.add_argument("--concurrent-turns", type=int, default=None,
+                   help="CHATBRUSH_CONCURRENT_TURNS (default: the setting's default, 256)")
     f = sub.add_parser("serve-fake", help=argparse.SUPPRESS)
     f.add_argument("--side", type=int, default=512)
     args = parser.parse_args(argv)
@@ -261,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.threads:
             results.append(
                 asyncio.run(
-                    concurrency(n, args.turns, args.latency, args.side, not args.no_limiter)
+                    concurrency(n, args.turns, args.latency, args.side, not args.no_limiter,
+                                args.concurrent_turns)
                 )
             )
     if args.json:
