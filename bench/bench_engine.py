@@ -1,13 +1,13 @@
 """Engine overhead per turn on a long private-chat thread, with a zero-latency model.
 
-Drives the real :class:`bot.engine.Engine` (``bot.runtime.open_engine``, a temp-file
-SQLite database, WAL) through a 100-turn private-chat editing thread: the first message
-carries a photo, the rest are text edits that continue the thread. The model is an
-in-process stand-in that answers instantly with a pre-encoded PNG and realistic
-``thoughtSignature`` parts, so what is timed is everything *but* the network: routing,
-SQLite reads and writes, the context policy, output inspection, linking. Then ``/history``
-and ``/undo`` are timed on the finished thread. Target: p50 under 10 ms per turn,
-excluding image preprocessing.
+Drives the real :class:`bot.engine.Engine` behind the intake
+(``bot.runtime.open_runtime``, a temp-file SQLite database, WAL) through a 100-turn
+private-chat editing thread: the first message carries a photo, the rest are text edits
+that continue the thread. The model is an in-process stand-in that answers instantly
+with a pre-encoded PNG and realistic ``thoughtSignature`` parts, so what is timed is
+everything *but* the network: the inbox, routing, SQLite reads and writes, the context
+policy, output inspection, linking. Then ``/history`` and ``/undo`` are timed on the
+finished thread. Target: p50 under 10 ms per turn, excluding image preprocessing.
 
     python bench/bench_engine.py              # 100 turns x 3 runs -> bench/results/engine.md
     python bench/bench_engine.py --profile    # plus cProfile and a per-call breakdown
@@ -486,18 +486,20 @@ def write_markdown(path: Path, scenarios: Sequence[Scenario], turns: int, comman
     text = [
         "# Engine overhead per turn (zero-latency model)",
         "",
-        f"The real `Engine` (via `bot.runtime.open_engine`, a temp-file SQLite database in "
-        f"WAL mode) runs a {turns}-turn private-chat editing thread, {runs} time(s), each on "
-        "a fresh database. The first message carries a photo (a synthetic photo-like "
-        "2560x1920 JPEG that `bot.images.prepare_input` brings to 1536 px); the others are "
-        "text edits that continue the thread. The model is an in-process `ImageModel` that "
-        "answers at once with a pre-encoded PNG, a distinct one per turn (text part with a "
-        f"512-character `thoughtSignature`, image part with a {signature_bytes:,}-character "
-        "one), so the time is the engine's own: routing, SQLite reads and writes, the "
-        "context policy, output inspection, message links. Each sample is one `await "
-        "Engine.handle(...)`, wall clock. *Image work* is the time spent in "
-        "`bot.images.prepare_input` (turn 1 only) and `bot.images.inspect_output` (every "
-        "answer; it decodes the PNG), measured inside the same turn and subtracted.",
+        "The real `Engine` behind the intake (via `bot.runtime.open_runtime`, a temp-file "
+        f"SQLite database in WAL mode) runs a {turns}-turn private-chat editing thread, "
+        f"{runs} time(s), each on a fresh database. The first message carries a photo (a "
+        "synthetic photo-like 2560x1920 JPEG that `bot.images.prepare_input` brings to "
+        "1536 px); the others are text edits that continue the thread. The model is an "
+        "in-process `ImageModel` that answers at once with a pre-encoded PNG, a distinct "
+        "one per turn (text part with a 512-character `thoughtSignature`, image part with a "
+        f"{signature_bytes:,}-character one), so the time is the bot's own: the inbox, "
+        "routing, SQLite reads and writes, the context policy, output inspection, message "
+        "links. Each sample is one `await Intake.receive(...)` (the event committed to the "
+        "inbox) plus `await Intake.wait(...)` until it is done, wall clock. *Image work* is "
+        "the time spent in `bot.images.prepare_input` (turn 1 only) and "
+        "`bot.images.inspect_output` (every answer; it decodes the PNG), measured inside "
+        "the same turn and subtracted.",
         "",
         f"**Target: p50 under {TARGET_MS:.0f} ms per turn excluding image preprocessing — "
         f"{verdict}: {p50:.2f} ms** (worst of the answer sizes below).",

@@ -4,8 +4,9 @@ Everything real except the remote ends: signed events are POSTed to ``/slack/eve
 on an aiohttp server (slack-bolt verifies and dispatches), the engine stores turns in a
 real SQLite file, the picture is downloaded from the fake Slack file host with the bot
 token, and the answer is uploaded with slack_sdk's three-step external upload. The model
-answers instantly, so the figures are pure overhead: signature check, dedupe claims,
-download, image normalisation, storage, upload, reactions.
+answers instantly, so the figures are pure overhead: signature check, the inbox commit,
+download, image normalisation, storage, upload, reactions. Each event is committed to
+the intake's inbox before slack-bolt acknowledges it, as in ``chatbrush web``.
 
     .venv/bin/python -m bench.bench_slack                 # 200 mentions, one at a time
     .venv/bin/python -m bench.bench_slack --events 500 --concurrency 8 --side 1024
@@ -33,7 +34,7 @@ from aiohttp import web
 from adapters.slack import SlackAdapter, create
 from bench.stand_ins import InstantModel, pct, photo
 from bot.config import load_settings
-from bot.runtime import open_engine
+from bot.runtime import open_runtime
 from tests.fakes.slack_api import FakeSlack, event_callback, message_event, sign
 
 
@@ -50,17 +51,20 @@ async def run(events: int, concurrency: int, side: int, warmup: int) -> dict[str
                 chatbrush_db=str(Path(tmp) / "bench.db"),
             )
             async with (
-                open_engine(settings, model=InstantModel(side)) as engine,
+                open_runtime(settings, model=InstantModel(side)) as runtime,
                 aiohttp.ClientSession() as http,
             ):
-                adapter = create(settings, engine)
+                adapter = create(settings, runtime.intake)
                 assert isinstance(adapter, SlackAdapter)
+                runtime.intake.register(adapter)
                 web_app = web.Application()
                 adapter.mount(web_app)
                 runner = web.AppRunner(web_app, access_log=None)
                 await runner.setup()
                 await web.TCPSite(runner, "127.0.0.1", 0).start()
                 url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+                await adapter.start(webhook=True)
+                await runtime.intake.start()
 
                 async def one(record: bool) -> None:
                     file = slack.host_file(image, "photo.jpg", "image/jpeg")
@@ -92,8 +96,10 @@ async def run(events: int, concurrency: int, side: int, warmup: int) -> dict[str
                 began = time.perf_counter()
                 await asyncio.gather(*(limited() for _ in range(events)))
                 elapsed = time.perf_counter() - began
-                await adapter.drain()
-                await adapter.aclose()
+                await runtime.intake.drain()
+                await adapter.stop_receiving()
+                await runtime.intake.stop(grace=settings.chatbrush_shutdown_grace)
+                await adapter.close()
                 await runner.cleanup()
     return {
         "events": events,

@@ -1,11 +1,14 @@
 """How much time the Telegram path adds around the model: update in → ``sendPhoto``.
 
-Everything real except the remote ends: the real PTB ``Application`` long-polls the fake
-Bot API (``tests/fakes/telegram_api.py``) over loopback HTTP, downloads the photo with
-``getFile`` + the file path, the engine stores turns in a real SQLite file, and the answer
-goes out with ``sendPhoto`` through the flood limiter. The fake Bot API runs in its own
-process and measures each turn itself (from queueing the update to receiving the
-``sendPhoto``), so the bot process does only the bot's work.
+Everything real except the remote ends: the Telegram adapter (python-telegram-bot's bot,
+request layer and flood limiter) long-polls the fake Bot API (``tests/fakes/telegram_api.py``)
+over loopback HTTP and commits each update to the intake's inbox before confirming it;
+the intake runs the turn (at most CHATBRUSH_CONCURRENT_TURNS, default 256, at once), the
+engine downloads the photo with ``getFile`` + the file path and stores turns in a real
+SQLite file, and the answer goes out with ``sendPhoto`` through the flood limiter. The
+adapter runs with its production defaults. The fake Bot API runs in its own process and
+measures each turn itself (from queueing the update to receiving the ``sendPhoto``), so
+the bot process does only the bot's work.
 
 Two measurements:
 
@@ -23,6 +26,8 @@ Two measurements:
     .venv/bin/python -m bench.bench_telegram overhead --turns 200
     .venv/bin/python -m bench.bench_telegram concurrency --threads 50 100 150 200 --latency 5
     .venv/bin/python -m bench.bench_telegram concurrency --threads 200 400 600 --no-limiter
+    .venv/bin/python -m bench.bench_telegram concurrency --threads 400 --no-limiter \
+        --concurrent-turns 4096       # more turns at once than the production default
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from telegram.ext import AIORateLimiter
 from adapters.telegram import TelegramAdapter
 from bench.stand_ins import InstantModel, pct, photo
 from bot.config import load_settings
-from bot.runtime import open_engine
+from bot.runtime import open_runtime
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,12 +107,15 @@ async def serve_fake(side: int) -> None:
 
 # ---------------------------------------------------------------------- the bot's process
 class Harness:
-    """The fake (child process), the engine and the adapter, polling, for one run."""
+    """The fake (child process), the runtime (store, engine, intake) and the adapter,
+    long-polling as ``chatbrush run`` does, for one run."""
 
-    def __init__(self, model: InstantModel, *, limiter: bool, side: int) -> None:
+    def __init__(self, model: InstantModel, *, limiter: bool, side: int,
+                 concurrent_turns: int | None = None) -> None:
         self.model = model
         self.limiter = limiter
         self.side = side
+        self.concurrent_turns = concurrent_turns
 
     async def __aenter__(self) -> Harness:
         self._tmp = tempfile.TemporaryDirectory()
@@ -130,22 +138,28 @@ class Harness:
             telegram_bot_token=TOKEN,
             telegram_base_url=base_url,
             chatbrush_db=str(Path(self._tmp.name) / "bench.db"),
+            **({"chatbrush_concurrent_turns": self.concurrent_turns}
+               if self.concurrent_turns else {}),
         )
-        self._engine_cm = open_engine(self.settings, model=self.model)
-        engine = await self._engine_cm.__aenter__()
-        options: dict[str, Any] = {"concurrent_updates": 4096}
+        self._runtime_cm = open_runtime(self.settings, model=self.model)
+        runtime = await self._runtime_cm.__aenter__()
+        self.intake = runtime.intake
+        options: dict[str, Any] = {}
         if not self.limiter:
             options["rate_limiter"] = AIORateLimiter(
                 overall_max_rate=0, group_max_rate=0, max_retries=3
             )
-        self.adapter = TelegramAdapter(self.settings, engine, **options)
-        self._task = asyncio.create_task(self.adapter.serve(webhook=False))
+        self.adapter = TelegramAdapter(self.settings, self.intake, **options)
+        self.intake.register(self.adapter)
+        await self.adapter.start(webhook=False)
+        await self.intake.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._engine_cm.__aexit__(None, None, None)
+        await self.adapter.stop_receiving()
+        await self.intake.stop(grace=self.settings.chatbrush_shutdown_grace)
+        await self.adapter.close()
+        await self._runtime_cm.__aexit__(None, None, None)
         await self.http.close()
         self._proc.terminate()
         await self._proc.wait()
@@ -181,11 +195,13 @@ async def overhead(turns: int, side: int, warmup: int) -> dict[str, Any]:
 
 
 async def concurrency(
-    threads: int, turns: int, latency: float, side: int, limiter: bool
+    threads: int, turns: int, latency: float, side: int, limiter: bool,
+    concurrent_turns: int | None = None,
 ) -> dict[str, Any]:
     times: list[float] = []
     failures = 0
-    async with Harness(InstantModel(512, latency), limiter=limiter, side=side) as h:
+    async with Harness(InstantModel(512, latency), limiter=limiter, side=side,
+                       concurrent_turns=concurrent_turns) as h:
         await h.turn(1)  # warm up
 
         async def conversation(n: int) -> None:
@@ -208,6 +224,7 @@ async def concurrency(
         "turns_per_thread": turns,
         "model_latency_s": latency,
         "flood_limiter": "Telegram limits" if limiter else "off",
+        "concurrent_turns": h.settings.chatbrush_concurrent_turns,
         "offered_turns_per_s": round(threads / max(latency, 1.0), 1),
         "turns_per_s": round(len(times) / wall, 1),  # whole run, ramp-up included
         "overhead": summary(overheads),
@@ -238,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--latency", type=float, default=5.0, help="model seconds per call")
     c.add_argument("--side", type=int, default=512)
     c.add_argument("--no-limiter", action="store_true", help="ignore Telegram flood limits")
+    c.add_argument("--concurrent-turns", type=int, default=None,
+                   help="CHATBRUSH_CONCURRENT_TURNS (default: the setting's default, 256)")
     f = sub.add_parser("serve-fake", help=argparse.SUPPRESS)
     f.add_argument("--side", type=int, default=512)
     args = parser.parse_args(argv)
@@ -253,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.threads:
             results.append(
                 asyncio.run(
-                    concurrency(n, args.turns, args.latency, args.side, not args.no_limiter)
+                    concurrency(n, args.turns, args.latency, args.side, not args.no_limiter,
+                                args.concurrent_turns)
                 )
             )
     if args.json:

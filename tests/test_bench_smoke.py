@@ -1,12 +1,14 @@
-"""The conversation-core benchmarks still run against the current code.
+"""The benchmarks still run against the current code.
 
 Each script runs as a user would start it (a subprocess, tiny sizes) so an API change in
-the engine, the store or the context policy breaks this test instead of silently rotting
-the benchmark. No timing is asserted: speed belongs in the results files, not in tests.
+the engine, the store, the intake, the adapters or the context policy breaks this test
+instead of silently rotting the benchmark. No timing is asserted: speed belongs in the
+results files, not in tests.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -26,11 +28,25 @@ def run_bench(script: str, tmp_path: Path, *args: str) -> tuple[str, str]:
     return proc.stdout, out.read_text()
 
 
+def run_module(module: str, *args: str, timeout: float = 90) -> str:
+    """``python -m bench.<module> ARGS`` from the repository root; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
 def row(table: str, first_cell: str) -> list[str]:
     for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == first_cell:
-            return cells
+        found = cells(line)
+        if found and found[0] == first_cell:
+            return found
     raise AssertionError(f"no row {first_cell!r} in:\n{table}")
 
 
@@ -55,3 +71,67 @@ def test_engine_bench_drives_a_thread_and_the_commands(tmp_path: Path) -> None:
         assert re.search(r"\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$", line), line
     assert "p50 per turn minus image work" in stdout
     assert "## Reproduce" in markdown and "bench/bench_engine.py --turns 5 --quick" in markdown
+
+
+def test_telegram_bench_answers_every_turn_through_the_real_adapter() -> None:
+    [overhead] = json.loads(run_module("bench_telegram", "--json", "overhead", "--turns", "3",
+                                       "--warmup", "1"))
+    assert overhead["turns"] == 3
+    assert overhead["new_photo"]["p50_ms"] > 0 and overhead["text_followup"]["p50_ms"] > 0
+    [concurrent] = json.loads(run_module("bench_telegram", "--json", "concurrency",
+                                         "--threads", "3", "--turns", "2", "--latency", "0.2"))
+    assert concurrent["threads"] == 3 and concurrent["failures"] == 0
+
+
+def test_slack_bench_acknowledges_and_uploads_every_event() -> None:
+    result = json.loads(run_module("bench_slack", "--json", "--events", "3", "--warmup", "1"))
+    assert result["events"] == 3
+    assert result["ack_ms"]["p50"] > 0 and result["event_to_upload_ms"]["p50"] > 0
+
+
+def test_burst_bench_kills_the_bot_and_loses_nothing(tmp_path: Path) -> None:
+    """The quick burst still goes through a real kill -9 and a restart of `chatbrush run`."""
+    out = tmp_path / "burst.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_burst.py"), "--quick", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "killed (SIGKILL)" in proc.stderr and "restarting" in proc.stderr
+    throughput = table_rows(proc.stdout, "wall time to the last answer")
+    assert throughput["after"]["answered"] == "12 / 12"
+    killed = table_rows(proc.stdout, "answered at the kill")["after"]
+    assert killed["**lost**"] == "**0**"
+    assert killed["two model calls"] == "0"
+    assert killed["integrity_check"] == "ok"
+    assert killed["clean exit"] == "yes"
+    answered = int(killed["answered at the kill"]) + int(killed["answered after restart"])
+    assert answered + int(killed["told “interrupted”"]) == 12
+    markdown = out.read_text()
+    assert "## Reproduce" in markdown and "python bench/bench_burst.py --quick" in markdown
+
+
+def table_rows(text: str, column: str) -> dict[str, dict[str, str]]:
+    """The rows of the markdown table that has ``column``, by their first cell."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and column in line)
+    header = cells(lines[start])
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        found = cells(line)
+        rows[found[0]] = dict(zip(header, found, strict=True))
+    return rows
+
+
+def test_credentials_bench_signs_and_reads_back(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_credentials.py"), "--quick"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    signed = row(proc.stdout, "sign: edit, 1 JPEG input")
+    assert float(signed[1]) > 0 and signed[4].startswith("+")
+    assert row(proc.stdout, "read_credentials on the edit")
+    assert not list(tmp_path.iterdir())  # no results file without --out
