@@ -303,8 +303,8 @@ class CallPolicy:
     shortest_attempt: float = 1.0
     #: a bigger answer is refused rather than read into memory
     max_answer_bytes: int = 256 * 1024 * 1024
-    #: calls of one model under way at once (the HTTP pool): an image model takes seconds,
-    #: so a small pool would cap a busy bot at pool ÷ seconds turns a second
+    #: connections kept open between calls: an image model takes seconds, so a busy bot
+    #: has many calls under way at once and should not reconnect for each
     connections: int = 64
 
     @property
@@ -350,7 +350,11 @@ class ModelHttp:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(policy.timeout),
-            limits=httpx.Limits(max_connections=policy.connections,
+            # No cap on connections: a request waiting in the pool would spend its own
+            # timeout there, give up while the service still works on an earlier one, and
+            # be paid for twice. How many calls run is capped by the turns a process runs
+            # (and CHATBRUSH_MAX_CONCURRENT_CALLS); this many stay open between them.
+            limits=httpx.Limits(max_connections=None,
                                 max_keepalive_connections=policy.connections),
             headers={"user-agent": "chatbrush"},
         )
@@ -616,4 +620,6 @@ class HttpImageModel:
         if not request.contents:
             raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")
         payload = await encode_json(lambda: body(request))
+        if request.on_send is not None:
+            await request.on_send()
         return await self._http.post(url, payload, headers, read=read, classify=classify)
