@@ -60,6 +60,7 @@ from bot.moderation import Moderation
 from bot.pricing import PriceTable
 from bot.provenance import Provenance
 from bot.retention import usable_path
+from bot.retries import asks_to_retry
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
 from bot.threads import Thread, Turn, TurnStatus
 
@@ -372,7 +373,11 @@ class Engine:
                 raise UserFacingError(_(CONVERSATION_RESET))
             parent_id = current.head_id
         if not prepared and text:
-            prepared = await self._retry_images(thread_id, parent_id)
+            retried = await self._retry_of(thread_id, parent_id)
+            if retried is not None:
+                prepared, instruction = retried
+                if instruction and asks_to_retry(text):
+                    text = instruction  # "try again": the same request, not a new one
         parts = [NewPart(image=NewImage(p.data, p.mime_type, p.width, p.height))
                  for p in prepared]
         if text:
@@ -413,18 +418,21 @@ class Engine:
         await asyncio.to_thread(self.moderation.screen, text, chosen.blocked_terms,
                                 user_id=work.event.sender.id, where=str(work.event.chat))
 
-    async def _retry_images(self, thread_id: int, parent_id: int | None
-                            ) -> list[imaging.PreparedImage]:
-        """Images of a failed attempt right here, so "try again" needs no re-upload."""
+    async def _retry_of(self, thread_id: int, parent_id: int | None
+                        ) -> tuple[list[imaging.PreparedImage], str] | None:
+        """The pictures and the instruction of the newest failed attempt right here, so
+        "try again" needs no re-upload and repeats what was asked."""
         for failed in await self.store.failed_children(parent_id, thread_id):
-            if failed.images and not await self.store.missing_images(
-                    [ref.sha256 for ref in failed.images]):
-                return [
-                    imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
-                                          ref.mime_type, ref.width, ref.height)
-                    for ref in failed.images
-                ]
-        return []
+            if not failed.images and not failed.text:
+                continue
+            if await self.store.missing_images([ref.sha256 for ref in failed.images]):
+                continue  # its pictures were purged: nothing to repeat from here
+            return [
+                imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
+                                      ref.mime_type, ref.width, ref.height)
+                for ref in failed.images
+            ], failed.text
+        return None
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
         async def starting() -> None:

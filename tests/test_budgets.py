@@ -64,7 +64,7 @@ async def test_a_daily_budget_reached_mid_day_refuses_until_midnight(
         clock.set("2026-03-11T00:00:01")
         again = await dm.say("try again", reply_to=refused.ids[0])
         assert again.kind == "images", again.text
-        assert fake.requests[-1].prompt == "try again"
+        assert fake.requests[-1].prompt == "add a scarf"  # "try again" repeats the refused ask
         assert "add a hat" in fake.requests[-1].texts()  # it continues from v2
         usage = (await dm.say("/usage")).text or ""
         assert "Today (UTC):" in usage and "you, in this chat: $0.04, 1 model call" in usage

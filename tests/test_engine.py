@@ -198,9 +198,13 @@ async def test_a_failed_call_keeps_the_turn_and_try_again_reuses_the_photo(
     assert retried.kind == "images"
     request = fake.requests[-1]
     assert len(request.images("user")) == 1  # the photo came back without a re-upload
-    assert "make it watercolor" not in request.texts()  # the failed turn is out of context
+    # the same instruction again, sent once: the failed turn itself stays out of context
+    assert request.prompt == "make it watercolor"
+    assert request.texts().count("make it watercolor") == 1
     usage = (await dm.say("/usage")).text or ""
     assert "2 model calls (1 failed)" in usage
+    other = await dm.say("now blur it")  # a new instruction after a success is just that
+    assert other.kind == "images" and fake.requests[-1].prompt == "now blur it"
 
 
 async def test_refusal_is_shown_clearly(

@@ -115,7 +115,7 @@ async def test_a_stop_leaves_the_backlog_stored_and_a_restart_answers_it(
         dm.next_id = 100
         retried = await dm.say("try again", reply_to=channel.sent[0].ids[0])
         assert retried.kind == "images"
-        assert fake.requests[-1].prompt == "try again"
+        assert fake.requests[-1].prompt == "watercolor"  # what was asked, asked again
         assert len(fake.requests[-1].images("user")) == 1
         assert (await bot.store.stats())["messages in the inbox"] == 0
 
