@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
@@ -436,13 +436,14 @@ class Engine:
 
     async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
         async def starting() -> None:
-            await self.admit(work, calls=1)
-            # Recorded before the call: if the process dies during it, the resumed event
-            # knows a call may have been paid for and does not make a second one unasked.
+            # Recorded as the request leaves: if the process dies during the call, the
+            # resumed event knows it may have been paid for and does not make a second
+            # one unasked (a request still waiting in the bot was not, and is not marked).
             await self.store.inbox_mark_call_started(work.entry.id)
             await self.safe_progress(work.channel, Progress.WORKING)
 
         try:
+            await self.admit(work, calls=1)
             answer = await self.generate(work, user_turn, starting=starting,
                                          event_id=work.entry.id)
         except LimitReached as refused:
@@ -462,9 +463,11 @@ class Engine:
         """Call the model for ``user_turn`` and store its answer, undelivered, the moment
         it arrives; a failure is recorded on the turn and returned, not told.
 
-        ``starting`` runs right before the call (admission, recording that it began);
-        ``reference`` parts go in front of the new turn's own in the request only (a
-        style reference); ``event_id`` records the answer with that inbox entry.
+        ``starting`` runs once as the request leaves for the model (after it waited for a
+        slot and was encoded: the model client announces it), or, for a model that does not
+        announce, as soon as it answers; ``reference`` parts go in front of the new turn's
+        own in the request only (a style reference); ``event_id`` records the answer with
+        that inbox entry.
         """
         incoming = work.event
         chosen = await self.chat_settings(incoming.chat)
@@ -488,13 +491,22 @@ class Engine:
             aspect_ratio=aspect_for(chosen.aspect_ratio, path, model.name),
             image_size=image_size,
         )
-        await starting()
+        announced = False
+
+        async def announce() -> None:
+            nonlocal announced
+            if not announced:
+                announced = True
+                await starting()
+
+        request = replace(request, on_send=announce)
         metrics.REQUEST_BYTES.observe(request_bytes)
         call = CallRecord(work, user_turn, model.name, image_size, request_bytes)
         async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
             started = time.monotonic()
             try:
                 result = await model.generate(request)
+                await announce()
                 call.seconds = time.monotonic() - started
                 outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
                            for b in result.images]

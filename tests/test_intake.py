@@ -297,3 +297,30 @@ async def test_stats_are_for_operators_only(
         assert "operators" in ((await dm.say("/stats")).text or "")
         stats = await dm.say("/stats", sender=Sender("99", "Op"))
         assert "messages in the inbox: 1" in (stats.text or "")
+
+
+async def test_a_request_waiting_for_a_slot_is_not_called_interrupted(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    """Only a request that left for the model may have been paid for: one still waiting
+    in the bot (here behind the concurrency cap) is simply run again after a restart."""
+    settings = settings_for(tmp_path, fake, chatbrush_max_concurrent_calls=1)
+    fake.pause()
+    async with running_bot(settings, platform) as bot:
+        first = Chat(bot, platform, PRIVATE, private=True)
+        second = Chat(bot, platform, ChatKey("telegram", "43"), private=True)
+        await first.send("watercolor", photo())
+        await fake.wait_for_requests(1)
+        waiting = await second.send("oil painting", photo())
+        assert waiting is not None
+        await bot.intake.stop(grace=0)  # the first is at the model, the second in line
+        entry = await bot.store.inbox_get(waiting.entry_id)
+        assert entry is not None and not entry.call_started
+    fake.resume()
+    platform.channels.clear()
+    async with running_bot(settings, platform) as bot:
+        await bot.intake.drain()
+    texts = {chat: channel.texts() for chat, channel in platform.channels.items()}
+    assert "restarted while the model" in texts[PRIVATE][0]
+    assert platform.channels[ChatKey("telegram", "43")].sent[-1].kind == "images"
+    assert [r.prompt for r in fake.requests].count("oil painting") == 1

@@ -8,7 +8,7 @@ we do not model, ``thought_signature`` is never altered) so they can be replayed
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -52,6 +52,9 @@ class GenerateRequest:
     contents: tuple[Content, ...]
     aspect_ratio: str | None = None
     image_size: str | None = None
+    #: awaited once, right before the request leaves for the service (after encoding and
+    #: any wait): from then on the call may be paid for, whatever happens to the bot
+    on_send: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ class ImageModel(Protocol):
     max_input_images: int
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        """Answer the request or raise :class:`ModelError`."""
+        """Answer the request or raise :class:`ModelError`; await ``request.on_send``
+        right before anything is sent (a model that cannot be paid for may at once)."""
         ...
 
     async def aclose(self) -> None: ...

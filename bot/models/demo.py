@@ -466,6 +466,8 @@ class DemoModel:
     max_input_images = 3
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
+        if request.on_send is not None:
+            await request.on_send()
         instruction = _instruction(request.contents)
         blobs, own_count = _pick_images(request.contents, self.max_input_images)
         png, text = await asyncio.to_thread(
