@@ -33,7 +33,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, LiteralString, TypeVar
@@ -192,10 +194,11 @@ class PostgresStore:
     """The :class:`bot.store.Store` port on PostgreSQL (see the module docstring)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str, *, label: str,
-                 password: str | None) -> None:
+                 password: str | None, application_name: str) -> None:
         self._pool = pool
         self._conninfo = conninfo
         self.label = label
+        self.application_name = application_name
         self._password = password
         self._inbox_news = asyncio.Event()
         self._listening = asyncio.Event()
@@ -213,20 +216,24 @@ class PostgresStore:
         that names the server but never the password."""
         params = _conninfo_params(url)
         label = describe_url(url)
+        # how operators tell the processes apart in pg_stat_activity
+        application_name = f"chatbrush {socket.gethostname()}:{os.getpid()}:{id(params):x}"
         password = params.get("password")
         conninfo = url
         try:
             await migrate(conninfo)
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, name="chatbrush",
-                kwargs={"autocommit": True}, timeout=CONNECT_TIMEOUT,
+                kwargs={"autocommit": True, "application_name": application_name},
+                timeout=CONNECT_TIMEOUT,
             )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise DatabaseUnavailable(
                 f"cannot use the PostgreSQL database {label}: {_reason(exc, password)}"
             ) from None
-        store = cls(pool, conninfo, label=label, password=password)
+        store = cls(pool, conninfo, label=label, password=password,
+                    application_name=application_name)
         store._listener = asyncio.create_task(store._listen(), name="chatbrush-inbox-listen")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -310,7 +317,8 @@ class PostgresStore:
         while not self._closing:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT))
+                    self._conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT),
+                    application_name=self.application_name)
                 self._listen_connection = conn
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

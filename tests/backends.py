@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.store import Store
+from tests.postgres_server import shared_server
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -22,8 +23,6 @@ def store_url(backend: str, tmp_path: Path) -> str:
     if backend == "sqlite":
         return str(tmp_path / "chatbrush.db")
     if backend == "postgres":
-        from tests.postgres_server import shared_server
-
         return shared_server().fresh_database()
     raise ValueError(backend)
 
@@ -50,6 +49,4 @@ async def open_backend(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
 def give_back(backend: str, url: str) -> None:
     """The test is done with the store at ``url`` (a PostgreSQL database is reused)."""
     if backend == "postgres":
-        from tests.postgres_server import shared_server
-
         shared_server().give_back(url)
