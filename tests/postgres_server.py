@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,7 +76,12 @@ def _cluster_owner() -> str | None:
 class PostgresServer:
     """One cluster: :meth:`start`, then :meth:`fresh_database` per test, :meth:`stop`."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False,
+                 settings: Sequence[str] = ()) -> None:
+        """``durable``: PostgreSQL's own defaults (fsync and synchronous commits), for
+        benchmarks; tests trade them for speed. ``settings``: more ``name=value``."""
+        self.durable = durable
+        self.settings = list(settings)
         self.binaries = binaries
         self.owner = _cluster_owner()
         self.root = Path(tempfile.mkdtemp(prefix="chatbrush-pg-"))
@@ -111,14 +117,16 @@ class PostgresServer:
                   "--auth-host=scram-sha-256", f"--pwfile={password_file}")
         password_file.unlink()
         self.port = _free_port()
-        options = " ".join([
+        options = [
             "-c listen_addresses=127.0.0.1", f"-p {self.port}",
             f"-c unix_socket_directories={self.root}", "-c max_connections=300",
-            # a test cluster: speed over durability (benchmarks start their own)
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-        ])
+        ]
+        if not self.durable:  # a test cluster: speed over durability
+            options += ["-c fsync=off", "-c synchronous_commit=off",
+                        "-c full_page_writes=off"]
+        options += [f"-c {setting}" for setting in self.settings]
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-                  "-o", options, "-w", "-t", "60", "start")
+                  "-o", " ".join(options), "-w", "-t", "60", "start")
         self._started = True
         with self.admin() as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
