@@ -70,6 +70,9 @@ R = TypeVar("R")
 NOTIFY_CHANNEL = "chatbrush_inbox"
 #: seconds to wait for the database when opening (connect and pool fill)
 CONNECT_TIMEOUT = 15.0
+#: seconds a call may wait for a free pooled connection: a busy database makes turns
+#: wait, not fail; one that is down fails them after this long
+CONNECTION_WAIT = 60.0
 #: how often a transaction that lost a deadlock or serialisation race is tried again
 RACE_ATTEMPTS = 4
 
@@ -237,7 +240,7 @@ class PostgresStore:
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, name="chatbrush",
                 kwargs={"autocommit": True, "application_name": application_name},
-                timeout=CONNECT_TIMEOUT,
+                timeout=CONNECTION_WAIT,
             )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
@@ -274,7 +277,7 @@ class PostgresStore:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseUnavailable(
-                f"no database connection free within {CONNECT_TIMEOUT:.0f}s ({self.label}): "
+                f"no database connection free within {CONNECTION_WAIT:.0f}s ({self.label}): "
                 f"{_reason(exc, self._password)}"
             ) from None
         except psycopg.errors.TransactionRollback:
