@@ -37,7 +37,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -47,10 +47,22 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.config import Settings
 from bot.events import ChatKey, Incoming
-from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, UsageSummary
+from bot.store import (
+    CallReport,
+    ChatCalls,
+    InboxEntry,
+    InboxStatus,
+    LinkedTurn,
+    NewImage,
+    NewPart,
+    SpendLimit,
+    SpendScope,
+    Store,
+    UsageSummary,
+)
 from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
-from storage.postgres_schema import MIGRATION_LOCK, MIGRATIONS
+from storage.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SPEND_LOCK
 from storage.records import (
     INBOX_COLUMNS,
     THREAD_COLUMNS,
@@ -415,18 +427,23 @@ class PostgresStore:
 
     async def delete_thread(self, thread_id: int) -> None:
         """Forget a thread: its turns and links go; images nobody else uses go too."""
-        await self._shielded(self._delete_thread_now(thread_id))
+        await self._transaction(self._delete_thread, thread_id)
 
-    async def _delete_thread_now(self, thread_id: int) -> None:
-        for attempt in range(1, RACE_ATTEMPTS + 1):
-            try:
-                async with self._connection() as conn, conn.transaction():
-                    await self._delete_thread(conn, thread_id)
-                return
-            except psycopg.errors.TransactionRollback:
-                if attempt == RACE_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.01 * attempt)
+    async def _transaction(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """``work(connection, *args)`` as one short transaction of several statements
+        (shielded and retried after a lost race, like a single statement)."""
+        async def attempt_all() -> R:
+            for attempt in range(1, RACE_ATTEMPTS + 1):
+                try:
+                    async with self._connection() as conn, conn.transaction():
+                        return await work(conn, *args)
+                except psycopg.errors.TransactionRollback:
+                    if attempt == RACE_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.01 * attempt)
+            raise AssertionError("unreachable")
+
+        return await self._shielded(attempt_all())
 
     @staticmethod
     async def _delete_thread(conn: AsyncConnection[Any], thread_id: int) -> None:
@@ -465,36 +482,38 @@ class PostgresStore:
     ) -> Turn:
         """The turn, its images, the thread's version counter and head, and the event's
         progress: one statement, so one commit and one round trip."""
-        stored: list[StoredPart] = []
-        new_images: dict[str, NewImage] = {}
-        for part in parts:
-            ref = part.image
-            if isinstance(ref, NewImage):
-                sha = hashlib.sha256(ref.data).hexdigest()
-                new_images[sha] = ref
-                ref = ImageRef(sha, ref.mime_type, ref.width, ref.height, len(ref.data))
-            stored.append(StoredPart(part.text, ref, part.thought, part.thought_signature,
-                                     dict(part.extra or {})))
-        params: dict[str, Any] = {
-            "thread_id": thread_id, "parent_id": parent_id, "role": role,
-            "status": status.value, "author_id": _text(author_id),
-            "author_name": _text(author_name), "parts": dump_parts(stored),
-            "error": _text(error), "move_head": move_head, "event_id": event_id,
-            "counts": 1 if role == "model" else 0,
-            "refs": sorted({p.image.sha256 for p in stored if p.image is not None}),
-        }
-        # one order for every writer: two turns sharing pictures cannot deadlock
-        for n, sha in enumerate(sorted(new_images)):
-            image = new_images[sha]
-            params |= {f"sha{n}": sha, f"mime{n}": image.mime_type, f"width{n}": image.width,
-                       f"height{n}": image.height, f"size{n}": len(image.data),
-                       f"data{n}": image.data}
-        row = await self._row(_add_turn_sql(len(new_images)), params)
+        query, params, stored = _turn_statement(
+            thread_id, parent_id=parent_id, role=role, parts=parts, author_id=author_id,
+            author_name=author_name, status=status, error=error, move_head=move_head,
+            event_id=event_id)
+        row = await self._row(query, params)
         if row is None:
             raise LookupError(f"thread {thread_id} does not exist (it was reset)")
         turn_id, created_at, version = row
         return Turn(turn_id, thread_id, parent_id, role, status, author_id, author_name,
-                    tuple(stored), created_at, version, error)
+                    stored, created_at, version, error)
+
+    async def add_linked_turns(self, thread_id: int, *, parent_id: int | None,
+                               turns: Sequence[Sequence[NewPart]], author_id: str,
+                               author_name: str, event_id: int) -> list[Turn]:
+        """One user turn per picture and the event's record of them, in one commit."""
+        async def write(conn: AsyncConnection[Any]) -> list[Turn]:
+            written = []
+            for position, parts in enumerate(turns):
+                query, params, stored = _turn_statement(
+                    thread_id, parent_id=parent_id, role="user", parts=parts,
+                    author_id=author_id, author_name=author_name, status=TurnStatus.OK,
+                    error=None, move_head=False, event_id=None)
+                row = await (await conn.execute(query, params)).fetchone()
+                if row is None:
+                    raise LookupError(f"thread {thread_id} does not exist (it was reset)")
+                await conn.execute("INSERT INTO inbox_turns (entry_id, position, turn_id)"
+                                   " VALUES (%s, %s, %s)", [event_id, position, row[0]])
+                written.append(Turn(row[0], thread_id, parent_id, "user", TurnStatus.OK,
+                                    author_id, author_name, stored, row[1], row[2], None))
+            return written
+
+        return await self._transaction(write)
 
     async def mark_failed(self, turn_id: int, error: str) -> None:
         await self._rows("UPDATE turns SET status = %s, error = %s WHERE id = %s",
@@ -574,27 +593,120 @@ class PostgresStore:
     # ------------------------------------------------------------------ usage
     async def record_usage(self, *, chat: ChatKey, user_id: str, thread_id: int | None,
                            model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
-                           output_tokens: int = 0, request_bytes: int = 0) -> None:
+                           output_tokens: int = 0, request_bytes: int = 0,
+                           cost_micros: int = 0, latency_ms: int | None = None,
+                           failure: str | None = None, at: float | None = None,
+                           event_id: int | None = None) -> None:
+        """One call, and (with ``event_id``) one of its event's reservations gone, in one
+        statement."""
         await self._rows(
-            "INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
-            " prompt_tokens, output_tokens, request_bytes, created_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_EPOCH})",
-            [chat.platform, chat.chat_id, _text(user_id), thread_id, _text(model), ok, images,
-             prompt_tokens, output_tokens, request_bytes],
+            "WITH used AS (DELETE FROM spend_reservations WHERE id = (SELECT min(id) FROM"
+            " spend_reservations WHERE event_id = %(event)s))"
+            " INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
+            " prompt_tokens, output_tokens, request_bytes, created_at, cost_micros,"
+            " latency_ms, failure) VALUES (%(platform)s, %(chat)s, %(user)s, %(thread)s,"
+            " %(model)s, %(ok)s, %(images)s, %(prompt)s, %(output)s, %(request)s,"
+            f" COALESCE(%(at)s, {_EPOCH}), %(cost)s, %(latency)s, %(failure)s)",
+            {"event": event_id, "platform": chat.platform, "chat": chat.chat_id,
+             "user": _text(user_id), "thread": thread_id, "model": _text(model), "ok": ok,
+             "images": images, "prompt": prompt_tokens, "output": output_tokens,
+             "request": request_bytes, "at": at, "cost": cost_micros,
+             "latency": latency_ms, "failure": None if ok else _text(failure)},
         )
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
-                    user_id: str | None = None) -> UsageSummary:
+                    user_id: str | None = None, since: float | None = None) -> UsageSummary:
         row = await self._row(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT ok), COALESCE(SUM(images), 0),"
-            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(output_tokens), 0) FROM usage"
-            " WHERE platform = %(platform)s"
+            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+            " COALESCE(SUM(cost_micros), 0) FROM usage WHERE platform = %(platform)s"
             " AND (%(chat_id)s::text IS NULL OR chat_id = %(chat_id)s)"
-            " AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)",
-            {"platform": platform, "chat_id": chat_id, "user_id": user_id},
+            " AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)"
+            " AND (%(since)s::float8 IS NULL OR created_at >= %(since)s)",
+            {"platform": platform, "chat_id": chat_id, "user_id": user_id, "since": since},
         )
         assert row is not None
         return UsageSummary(*(int(v) for v in row))
+
+    async def call_report(self, *, since: float, top: int = 5) -> CallReport:
+        """One statement; percentiles by nearest rank (``percentile_disc``)."""
+        row = await self._row(
+            "SELECT (SELECT COUNT(*) FROM usage WHERE created_at >= %(since)s),"
+            " (SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE created_at >= %(since)s),"
+            " (SELECT COALESCE(json_agg(json_build_array(kind, n) ORDER BY n DESC, kind),"
+            "  '[]') FROM (SELECT COALESCE(failure, 'unknown') AS kind, COUNT(*) AS n"
+            "  FROM usage WHERE created_at >= %(since)s AND NOT ok GROUP BY 1) f),"
+            " (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) FROM usage"
+            "  WHERE created_at >= %(since)s AND latency_ms IS NOT NULL),"
+            " (SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) FROM usage"
+            "  WHERE created_at >= %(since)s AND latency_ms IS NOT NULL),"
+            " (SELECT COALESCE(json_agg(json_build_array(platform, chat_id, n, spent)"
+            "  ORDER BY n DESC, spent DESC, platform, chat_id), '[]') FROM"
+            "  (SELECT platform, chat_id, COUNT(*) AS n, COALESCE(SUM(cost_micros), 0) AS spent"
+            "   FROM usage WHERE created_at >= %(since)s GROUP BY platform, chat_id"
+            "   ORDER BY 3 DESC, 4 DESC, platform, chat_id LIMIT %(top)s) b)",
+            {"since": since, "top": top},
+        )
+        assert row is not None
+        calls, cost, failures, p50, p95, busiest = row
+        return CallReport(
+            int(calls), {str(kind): int(n) for kind, n in failures}, int(cost),
+            None if p50 is None else int(p50), None if p95 is None else int(p95),
+            tuple(ChatCalls(str(p), str(c), int(n), int(spent)) for p, c, n, spent in busiest),
+        )
+
+    # ------------------------------------------------------------------ budgets
+    async def reserve_spend(self, *, chat: ChatKey, user_id: str, event_id: int | None,
+                            amount_micros: int, calls: int, limits: Sequence[SpendLimit],
+                            now: float, expires_at: float) -> SpendLimit | None:
+        """Check every limit and reserve in one transaction under one advisory lock, so
+        two processes cannot both pass a limit that has room for only one of them."""
+        async def reserve(conn: AsyncConnection[Any]) -> SpendLimit | None:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [SPEND_LOCK])
+            for limit in limits:
+                where, args = _scope(limit.scope, chat, user_id)
+                cursor = await conn.execute(
+                    f"SELECT (SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE {where}"
+                    " AND created_at >= %s), (SELECT COALESCE(SUM(amount_micros), 0) FROM"
+                    f" spend_reservations WHERE {where} AND expires_at > %s)",
+                    [*args, limit.since, *args, now])
+                row = await cursor.fetchone()
+                spent, held = (int(row[0]), int(row[1])) if row else (0, 0)
+                if spent + held + amount_micros * calls > limit.limit_micros:
+                    return limit
+            await conn.execute(
+                "INSERT INTO spend_reservations (platform, chat_id, user_id, event_id,"
+                " amount_micros, created_at, expires_at)"
+                " SELECT %s, %s, %s, %s, %s, %s, %s FROM generate_series(1, %s)",
+                [chat.platform, chat.chat_id, _text(user_id), event_id, amount_micros, now,
+                 expires_at, calls])
+            await conn.execute("DELETE FROM spend_reservations WHERE expires_at <= %s", [now])
+            return None
+
+        return await self._transaction(reserve)
+
+    async def release_spend(self, event_id: int) -> None:
+        await self._rows("DELETE FROM spend_reservations WHERE event_id = %s", [event_id])
+
+    # ------------------------------------------------------------------ chat settings
+    async def chat_settings(self, chat: ChatKey) -> dict[str, str]:
+        rows = await self._rows(
+            "SELECT name, value FROM chat_settings WHERE platform = %s AND chat_id = %s",
+            [chat.platform, chat.chat_id])
+        return {str(name): str(value) for name, value in rows}
+
+    async def set_chat_setting(self, chat: ChatKey, name: str, value: str | None, *,
+                               changed_by: str) -> None:
+        if value is None:
+            await self._rows("DELETE FROM chat_settings WHERE platform = %s AND chat_id = %s"
+                             " AND name = %s", [chat.platform, chat.chat_id, name])
+            return
+        await self._rows(
+            "INSERT INTO chat_settings (platform, chat_id, name, value, changed_by,"
+            f" changed_at) VALUES (%s, %s, %s, %s, %s, {_EPOCH})"
+            " ON CONFLICT (platform, chat_id, name) DO UPDATE SET value = EXCLUDED.value,"
+            " changed_by = EXCLUDED.changed_by, changed_at = EXCLUDED.changed_at",
+            [chat.platform, chat.chat_id, name, _text(value), _text(changed_by)])
 
     async def stats(self) -> dict[str, int]:
         row = await self._row(
@@ -686,6 +798,16 @@ class PostgresStore:
     async def inbox_mark_call_started(self, entry_id: int) -> None:
         await self._rows("UPDATE inbox SET call_started = true WHERE id = %s", [entry_id])
 
+    async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
+        rows = await self._rows(
+            "SELECT turn_id, call_started FROM inbox_turns WHERE entry_id = %s"
+            " ORDER BY position", [entry_id])
+        return [LinkedTurn(int(turn_id), bool(started)) for turn_id, started in rows]
+
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
+        await self._rows("UPDATE inbox_turns SET call_started = true"
+                         " WHERE entry_id = %s AND turn_id = %s", [entry_id, turn_id])
+
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                            error: str | None = None) -> None:
         if entry_ids:
@@ -748,11 +870,53 @@ async def migrate(conninfo: str) -> int:
     return version
 
 
+def _turn_statement(thread_id: int, *, parent_id: int | None, role: str,
+                    parts: Sequence[NewPart], author_id: str, author_name: str,
+                    status: TurnStatus, error: str | None, move_head: bool,
+                    event_id: int | None) -> tuple[str, dict[str, Any], tuple[StoredPart, ...]]:
+    """The statement that writes one turn (see :data:`_ADD_TURN`), its parameters, and the
+    parts as they will be stored (pictures by their SHA-256)."""
+    stored: list[StoredPart] = []
+    new_images: dict[str, NewImage] = {}
+    for part in parts:
+        ref = part.image
+        if isinstance(ref, NewImage):
+            sha = hashlib.sha256(ref.data).hexdigest()
+            new_images[sha] = ref
+            ref = ImageRef(sha, ref.mime_type, ref.width, ref.height, len(ref.data))
+        stored.append(StoredPart(part.text, ref, part.thought, part.thought_signature,
+                                 dict(part.extra or {})))
+    params: dict[str, Any] = {
+        "thread_id": thread_id, "parent_id": parent_id, "role": role,
+        "status": status.value, "author_id": _text(author_id),
+        "author_name": _text(author_name), "parts": dump_parts(stored),
+        "error": _text(error), "move_head": move_head, "event_id": event_id,
+        "counts": 1 if role == "model" else 0,
+        "refs": sorted({p.image.sha256 for p in stored if p.image is not None}),
+    }
+    # one order for every writer: two turns sharing pictures cannot deadlock
+    for n, sha in enumerate(sorted(new_images)):
+        image = new_images[sha]
+        params |= {f"sha{n}": sha, f"mime{n}": image.mime_type, f"width{n}": image.width,
+                   f"height{n}": image.height, f"size{n}": len(image.data),
+                   f"data{n}": image.data}
+    return _add_turn_sql(len(new_images)), params, tuple(stored)
+
+
 def _settled(task: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a statement nobody waits for any more (no "never
     retrieved" warnings); the caller that was cancelled has moved on."""
     if not task.cancelled():
         task.exception()
+
+
+def _scope(scope: SpendScope, chat: ChatKey, user_id: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (for ``usage`` and ``spend_reservations``) of a spend scope."""
+    if scope is SpendScope.USER:
+        return "platform = %s AND user_id = %s", [chat.platform, user_id]
+    if scope is SpendScope.CHAT:
+        return "platform = %s AND chat_id = %s", [chat.platform, chat.chat_id]
+    return "true", []
 
 
 def _finishing(done_event: int | None) -> dict[str, Any]:
@@ -793,8 +957,9 @@ def _reason(exc: BaseException, password: str | None) -> str:
     return text
 
 
-async def open_store(url: str, settings: Settings | None = None) -> PostgresStore:
-    """The ``chatbrush.stores`` entry point for ``postgresql://`` and ``postgres://``."""
+async def open_store(url: str, settings: Settings | None = None) -> Store:
+    """The ``chatbrush.stores`` entry point for ``postgresql://`` and ``postgres://``
+    (typed as the port, so mypy checks that the store implements all of it)."""
     pool_size = settings.chatbrush_db_pool_size if settings is not None else 10
     started = time.monotonic()
     store = await PostgresStore.open(url, pool_size=pool_size)
