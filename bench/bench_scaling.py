@@ -70,7 +70,7 @@ RESULTS = ROOT / "bench" / "results" / "scaling.md"
 class PictureModel:
     """Answers every request with the same photographic PNG, after ``latency`` s."""
 
-    name = "stand-in"
+    name = "gemini-2.5-flash-image"  # priced like it: budgets run as they would
     max_input_images = 3
 
     def __init__(self, png: bytes, latency: float) -> None:
@@ -122,6 +122,9 @@ class NullPlatform:
 
     async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
         return [InputImage(attachment.data or b"", "image/jpeg")]
+
+    async def language_of(self, sender: Sender) -> str | None:
+        return None
 
 
 class CountingStore:
