@@ -225,6 +225,18 @@ class Done:
             return 0, 0
         return int(row[0]), int(row[1])
 
+    def model_calls(self) -> int:
+        """Model calls recorded (each message must have made one)."""
+        query = "SELECT count(*) FROM usage"
+        if self.conn is not None:
+            self.statements += 1
+            row = self.conn.execute(query).fetchone()
+        else:
+            assert self.sqlite_path is not None
+            with sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True) as conn:
+                row = conn.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
     def commits(self) -> int:
         """Transactions committed in this database so far, less this reader's own."""
         if self.conn is None:
@@ -276,6 +288,10 @@ async def run(backend: str, processes: int, latency: float, *, chats: int, per_c
             last_report = time.monotonic()
         await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
+    model_calls = done.model_calls()
+    if model_calls != total:
+        raise SystemExit(f"{model_calls} model calls for {total} messages: a run that "
+                         "skipped work is no measurement")
     calls: Counter[str] = Counter()
     receive: Counter[str] = Counter()
     seconds: Counter[str] = Counter()

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from bot.config import Settings, SettingsError, load_settings
 from bot.events import ChatKey, Incoming, OutputImage, Sender
 from bot.logs import RedactSecrets, secret_values
-from bot.runtime import Runtime, open_store
+from bot.runtime import Runtime, open_runtime, open_store
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart
 from bot.threads import TurnStatus
 from storage.postgres import DatabaseUnavailable, PostgresStore, migrate
@@ -32,6 +32,7 @@ from tests.harness import (
     Chat,
     RecordingChannel,
     RecordingPlatform,
+    fast_model,
     photo,
     running_bot,
     settings_for,
@@ -324,3 +325,26 @@ async def test_another_process_resends_a_stored_answer_without_a_second_model_ca
         assert len(fake.requests) == 1  # the stored answer, not a second call
         answer = await live.store.linked_turn(CHAT, sent[0].ids[0])
         assert answer is not None and answer.status is TurnStatus.OK
+
+
+async def test_a_message_one_process_stores_is_taken_by_an_idle_one_at_once(
+    tmp_path: Path,
+) -> None:
+    url = shared_server().fresh_database()
+    async with FakeGemini() as fake, AsyncExitStack() as stack:
+        settings = settings_for(tmp_path, fake, database_url=url)
+        web_platform, worker_platform = RecordingPlatform(), RecordingPlatform()
+        web: Runtime = await stack.enter_async_context(running_bot(settings, web_platform))
+        web.intake.max_in_flight = 0  # it stores what arrives but has no room to run it
+        worker: Runtime = await stack.enter_async_context(
+            open_runtime(settings, model=fast_model(settings)))
+        worker.intake.register(worker_platform)
+        worker.intake.poll_seconds = 60  # only the database's notification can wake it
+        await worker.intake.start()
+        receipt = await Chat(web, web_platform, CHAT, private=True).send("watercolor",
+                                                                          photo())
+        assert receipt is not None
+        async with asyncio.timeout(10):
+            assert await worker.intake.wait(receipt) is InboxStatus.DONE
+        assert [s.kind for s in worker_platform.channels[CHAT].sent] == ["images"]
+        assert web_platform.channels[CHAT].sent == []
