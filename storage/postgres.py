@@ -32,12 +32,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Sequence,
+)
+from dataclasses import replace
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -46,21 +55,24 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.config import Settings
-from bot.events import ChatKey, Incoming
+from bot.events import ChatKey, Incoming, Sender, event_from_record
 from bot.store import (
+    AuthoredSummary,
     CallReport,
     ChatCalls,
+    ForgetReport,
     InboxEntry,
     InboxStatus,
     LinkedTurn,
     NewImage,
     NewPart,
+    PurgeReport,
     SpendLimit,
     SpendScope,
     Store,
     UsageSummary,
 )
-from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
 from storage.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SPEND_LOCK
 from storage.records import (
@@ -596,7 +608,7 @@ class PostgresStore:
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
                            failure: str | None = None, at: float | None = None,
-                           event_id: int | None = None) -> None:
+                           event_id: int | None = None, turn_id: int | None = None) -> None:
         """One call, and (with ``event_id``) one of its event's reservations gone, in one
         statement."""
         await self._rows(
@@ -604,14 +616,15 @@ class PostgresStore:
             " spend_reservations WHERE event_id = %(event)s))"
             " INSERT INTO usage (platform, chat_id, user_id, thread_id, model, ok, images,"
             " prompt_tokens, output_tokens, request_bytes, created_at, cost_micros,"
-            " latency_ms, failure) VALUES (%(platform)s, %(chat)s, %(user)s, %(thread)s,"
-            " %(model)s, %(ok)s, %(images)s, %(prompt)s, %(output)s, %(request)s,"
-            f" COALESCE(%(at)s, {_EPOCH}), %(cost)s, %(latency)s, %(failure)s)",
+            " latency_ms, failure, turn_id) VALUES (%(platform)s, %(chat)s, %(user)s,"
+            " %(thread)s, %(model)s, %(ok)s, %(images)s, %(prompt)s, %(output)s, %(request)s,"
+            f" COALESCE(%(at)s, {_EPOCH}), %(cost)s, %(latency)s, %(failure)s, %(turn)s)",
             {"event": event_id, "platform": chat.platform, "chat": chat.chat_id,
              "user": _text(user_id), "thread": thread_id, "model": _text(model), "ok": ok,
              "images": images, "prompt": prompt_tokens, "output": output_tokens,
              "request": request_bytes, "at": at, "cost": cost_micros,
-             "latency": latency_ms, "failure": None if ok else _text(failure)},
+             "latency": latency_ms, "failure": None if ok else _text(failure),
+             "turn": turn_id},
         )
 
     async def usage(self, *, platform: str, chat_id: str | None = None,
@@ -654,6 +667,97 @@ class PostgresStore:
             None if p50 is None else int(p50), None if p95 is None else int(p95),
             tuple(ChatCalls(str(p), str(c), int(n), int(spent)) for p, c, n, spent in busiest),
         )
+
+    async def turn_costs(self, thread_id: int) -> dict[int, int]:
+        rows = await self._rows(
+            "SELECT turn_id, SUM(cost_micros) FROM usage WHERE thread_id = %s"
+            " AND turn_id IS NOT NULL GROUP BY turn_id", [thread_id])
+        return {int(turn_id): int(cost) for turn_id, cost in rows}
+
+    # ------------------------------------------------------------------ privacy, retention
+    async def missing_images(self, sha256s: Collection[str]) -> set[str]:
+        wanted = set(sha256s)
+        if not wanted:
+            return set()
+        rows = await self._rows("SELECT sha256 FROM images WHERE sha256 = ANY(%s::text[])",
+                                [sorted(wanted)])
+        return wanted - {row[0] for row in rows}
+
+    async def _authored_turns(self, conn: AsyncConnection[Any], platform: str,
+                              user_id: str, chat_id: str | None) -> list[Turn]:
+        """The user turns ``user_id`` sent that still hold something of theirs."""
+        cursor = await conn.execute(
+            f"SELECT {_cols(TURN_COLUMNS, 'turns')} FROM turns"
+            " JOIN threads ON threads.id = turns.thread_id WHERE turns.role = 'user'"
+            " AND turns.author_id = %(user)s AND threads.platform = %(platform)s"
+            " AND (%(chat)s::text IS NULL OR threads.chat_id = %(chat)s) ORDER BY turns.id",
+            {"user": user_id, "platform": platform, "chat": chat_id})
+        turns = [turn_from_row(row, self.parsed_parts) for row in await cursor.fetchall()]
+        return [t for t in turns if t.author_name or t.parts != _FORGOTTEN_PARTS]
+
+    async def authored_summary(self, platform: str, user_id: str, *,
+                               chat_id: str | None) -> AuthoredSummary:
+        async with self._connection() as conn:
+            turns = await self._authored_turns(conn, platform, user_id, chat_id)
+        return AuthoredSummary(
+            prompts=sum(1 for t in turns if t.text and t.text != REMOVED_BY_AUTHOR),
+            images=sum(len(t.images) for t in turns),
+            conversations=len({t.thread_id for t in turns}),
+        )
+
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
+                            ) -> ForgetReport:
+        """In one transaction; then the pictures' space is vacuumed. PostgreSQL reuses
+        that space but does not overwrite it at once: erased bytes can linger in its
+        files until reused, and in WAL archives and backups (see docs/scaling.md)."""
+        async def forget(conn: AsyncConnection[Any]) -> ForgetReport:
+            turns = await self._authored_turns(conn, platform, user_id, chat_id)
+            ids = [t.id for t in turns]
+            await conn.execute("UPDATE turns SET parts = %s, author_name = ''"
+                               " WHERE id = ANY(%s::bigint[])",
+                               [dump_parts(_FORGOTTEN_PARTS), ids])
+            cursor = await conn.execute("DELETE FROM turn_images WHERE turn_id ="
+                                        " ANY(%s::bigint[]) RETURNING sha256", [ids])
+            shas = {row[0] for row in await cursor.fetchall()}
+            events = await _scrub_events(conn, platform, user_id, chat_id)
+            erased, _ = await _drop_unused_images(conn, shas)
+            return ForgetReport(turns=len(turns), images_erased=erased,
+                                events_scrubbed=events)
+
+        report = await self._transaction(forget)
+        await self._vacuum_images()
+        return report
+
+    async def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
+        async def purge(conn: AsyncConnection[Any]) -> PurgeReport:
+            cursor = await conn.execute(
+                "SELECT t.id FROM threads t WHERE EXISTS (SELECT 1 FROM turn_images ti"
+                " JOIN turns u ON u.id = ti.turn_id WHERE u.thread_id = t.id)"
+                " AND COALESCE((SELECT MAX(created_at) FROM turns WHERE thread_id = t.id),"
+                " t.created_at) < %s", [idle_before])
+            idle = [row[0] for row in await cursor.fetchall()]
+            cursor = await conn.execute(
+                "UPDATE turns SET status = %s, error = 'expired' WHERE status = %s"
+                " AND thread_id = ANY(%s::bigint[])",
+                [TurnStatus.FAILED.value, TurnStatus.UNDELIVERED.value, idle])
+            expired = cursor.rowcount
+            cursor = await conn.execute(
+                "DELETE FROM turn_images WHERE turn_id IN (SELECT id FROM turns"
+                " WHERE thread_id = ANY(%s::bigint[])) RETURNING sha256", [idle])
+            shas = {row[0] for row in await cursor.fetchall()}
+            erased, size = await _drop_unused_images(conn, shas)
+            return PurgeReport(threads=len(idle), images_erased=erased, bytes_erased=size,
+                               answers_expired=expired, bytes_reclaimed=0)
+
+        report = await self._transaction(purge)
+        if report.images_erased:
+            await self._vacuum_images()
+        return report
+
+    async def _vacuum_images(self) -> None:
+        """Make the erased pictures' space reusable now (VACUUM cannot run inside a
+        transaction: a pooled connection is in autocommit)."""
+        await self._rows("VACUUM images")
 
     # ------------------------------------------------------------------ budgets
     async def reserve_spend(self, *, chat: ChatKey, user_id: str, event_id: int | None,
@@ -908,6 +1012,46 @@ def _settled(task: asyncio.Future[Any]) -> None:
     retrieved" warnings); the caller that was cancelled has moved on."""
     if not task.cancelled():
         task.exception()
+
+
+_FORGOTTEN_PARTS = (StoredPart(text=REMOVED_BY_AUTHOR),)
+
+
+async def _scrub_events(conn: AsyncConnection[Any], platform: str, user_id: str,
+                        chat_id: str | None) -> int:
+    """Empty the finished inbox records of ``user_id``: their text, their files and their
+    name go; the record of the event stays."""
+    cursor = await conn.execute(
+        f"SELECT id, event FROM inbox WHERE platform = %(platform)s"
+        f" AND status NOT IN {_UNFINISHED}"
+        " AND (%(chat)s::text IS NULL OR chat_id = %(chat)s)",
+        {"platform": platform, "chat": chat_id})
+    scrubbed = 0
+    for entry_id, raw in await cursor.fetchall():
+        event = event_from_record(json.loads(raw))
+        if event.sender.id != user_id:
+            continue
+        emptied = replace(event, text="", attachments=(), reply_attachments=(),
+                          sender=Sender(event.sender.id))
+        if emptied == event:
+            continue
+        await conn.execute("UPDATE inbox SET event = %s WHERE id = %s",
+                           [event_json(emptied), entry_id])
+        scrubbed += 1
+    return scrubbed
+
+
+async def _drop_unused_images(conn: AsyncConnection[Any], shas: Collection[str]
+                              ) -> tuple[int, int]:
+    """Delete those of ``shas`` no turn refers to any more: (how many, their size)."""
+    if not shas:
+        return 0, 0
+    cursor = await conn.execute(
+        "DELETE FROM images i WHERE sha256 = ANY(%s::text[])"
+        " AND NOT EXISTS (SELECT 1 FROM turn_images t WHERE t.sha256 = i.sha256)"
+        " RETURNING size", [sorted(shas)])
+    sizes = [int(row[0]) for row in await cursor.fetchall()]
+    return len(sizes), sum(sizes)
 
 
 def _scope(scope: SpendScope, chat: ChatKey, user_id: str) -> tuple[str, list[Any]]:

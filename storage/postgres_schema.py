@@ -18,7 +18,7 @@ MIGRATION_LOCK = 0x63687462_72757368  # "chtbrush"
 SPEND_LOCK = 0x63687462_7370656E  # "chtbspen"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: the initial schema (SQLite's migrations 1, 2, 4 and 5 at once; the pictures' bytes
+    # 1: the initial schema (SQLite's migrations 1, 2, 4, 5 and 6 at once; the pictures' bytes
     # stay in rows here, so 3 has no counterpart)
     (
         """CREATE TABLE threads (
@@ -104,8 +104,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at DOUBLE PRECISION NOT NULL,
             cost_micros BIGINT NOT NULL DEFAULT 0,
             latency_ms INTEGER,
-            failure TEXT
+            failure TEXT,
+            turn_id BIGINT
         )""",
+        "CREATE INDEX usage_by_thread ON usage (thread_id) WHERE turn_id IS NOT NULL",
         "CREATE INDEX usage_by_chat ON usage (platform, chat_id, user_id)",
         "CREATE INDEX usage_by_time ON usage (created_at)",
         "CREATE INDEX usage_by_user_time ON usage (platform, user_id, created_at)",

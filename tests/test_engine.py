@@ -10,6 +10,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
