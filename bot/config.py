@@ -57,6 +57,11 @@ class Settings(BaseSettings):
 
     # --- storage and people
     chatbrush_db: str = "chatbrush.db"
+    #: PostgreSQL (``postgresql://user:password@host:5432/dbname``); wins over CHATBRUSH_DB
+    database_url: SecretStr | None = None
+    chatbrush_db_pool_size: int = Field(
+        10, ge=1, le=1000, description="PostgreSQL connections one process may open (+1)"
+    )
     chatbrush_admins: CommaList = ()
 
     # --- intake and delivery
@@ -65,6 +70,10 @@ class Settings(BaseSettings):
     )
     chatbrush_shutdown_grace: float = Field(
         25.0, ge=0, description="seconds running turns get to finish on SIGTERM"
+    )
+    chatbrush_lease_seconds: float = Field(
+        60.0, ge=2, le=3600, description="how long a claimed message stays with a process "
+        "that stopped renewing it (one that died) before another takes it over"
     )
     chatbrush_delivery_attempts: int = Field(3, ge=1, le=10)
     chatbrush_delivery_backoff: float = Field(
@@ -207,6 +216,16 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None  # `DATABASE_URL=` in a .env means "not set"
+        if isinstance(raw, str) and not raw.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// or postgres:// URL")
         return value
 
     @field_validator("telegram_webhook_url")

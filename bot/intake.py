@@ -76,14 +76,15 @@ class Intake:
         settings: Settings,
         *,
         owner: str | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         poll_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.engine = engine
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = (lease_seconds if lease_seconds is not None
+                              else settings.chatbrush_lease_seconds)
         self.poll_seconds = poll_seconds
         self.max_in_flight = settings.chatbrush_concurrent_turns
         #: how long a message may wait behind another before the user is told
@@ -292,9 +293,20 @@ class Intake:
                 continue  # there may be more waiting right now
             if not self._running and not claimed:
                 self._idle.set()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Until this process has news (it stored an event, a turn ended), the store says
+        another process has (it stored or finished one), or ``poll_seconds`` pass."""
+        waits = [asyncio.ensure_future(self._wake.wait()),
+                 asyncio.ensure_future(self.store.wait_for_inbox(self.poll_seconds))]
+        try:
+            await asyncio.wait(waits, timeout=self.poll_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def _heartbeat(self) -> None:
         """Renew this process's leases while its turns run (model calls take minutes)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -49,6 +50,11 @@ def secret_values(settings: Settings) -> list[str]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             values.append(value.get_secret_value())
+            # a URL with a password (DATABASE_URL): the password may be logged on its own
+            password = urlsplit(value.get_secret_value()).password if "://" in str(
+                value.get_secret_value()) else None
+            if password:
+                values.append(unquote(password))
     return values
 
 

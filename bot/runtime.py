@@ -32,6 +32,9 @@ def choose_model(settings: Settings, *, demo: bool = False) -> ImageModel:
 
 
 def store_url(settings: Settings) -> str:
+    """``DATABASE_URL`` (PostgreSQL) when set, else the SQLite file ``CHATBRUSH_DB``."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
     return settings.chatbrush_db
 
 
@@ -45,7 +48,10 @@ async def open_store(settings: Settings) -> Store:
     if name not in found:
         raise SettingsError(f"no storage backend for {scheme}:// URLs is installed")
     opener = found[name].load()
-    store: Store = await opener(url)
+    try:
+        store: Store = await opener(url, settings)
+    except ConnectionError as exc:  # an unreachable server: one line, no traceback
+        raise SettingsError(f"DATABASE_URL: {exc}") from None
     return store
 
 

@@ -423,4 +423,10 @@ class Store(Protocol):
         """Forget finished events received before ``older_than`` (epoch seconds)."""
         ...
 
+    async def wait_for_inbox(self, seconds: float) -> None:
+        """Return when another process may have stored or finished an event since the last
+        call (PostgreSQL: LISTEN/NOTIFY), else after ``seconds``. A store one process owns
+        (SQLite) just waits: that process's own news reaches its intake directly."""
+        ...
+
     async def close(self) -> None: ...

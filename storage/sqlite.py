@@ -36,6 +36,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
+from bot.config import Settings
 from bot.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
 from bot.store import (
     AuthoredSummary,
@@ -56,6 +57,12 @@ from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, T
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
+from storage.records import dump_parts as _dump_parts
+from storage.records import entry_from_row as _entry
+from storage.records import event_json
+from storage.records import load_parts as _load_parts
+from storage.records import thread_from_row as _thread
+from storage.records import turn_from_row as _turn
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -737,7 +744,7 @@ class SqliteDatabase:
 
     # ------------------------------------------------------------------ inbox
     def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
-        record = json.dumps(event_to_record(event), separators=(",", ":"))
+        record = event_json(event)
         with self.db.atomic():
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO inbox (platform, chat_id, message_id, lane, group_id,"
@@ -887,28 +894,6 @@ class SqliteDatabase:
 
 
 # ---------------------------------------------------------------------- rows
-_INBOX_COLUMNS = ("id", "platform", "chat_id", "message_id", "lane", "group_id", "event",
-                  "status", "owner", "lease_until", "attempts", "turn_id", "answer_turn_id",
-                  "call_started", "error", "received_at", "finished_at")
-_COL = {name: i for i, name in enumerate(_INBOX_COLUMNS)}
-
-
-def _entry(row: Sequence[Any], *, status: InboxStatus | None = None,
-           attempts_added: int = 0) -> InboxEntry:
-    return InboxEntry(
-        id=row[_COL["id"]],
-        event=event_from_record(json.loads(row[_COL["event"]])),
-        lane=row[_COL["lane"]],
-        status=status or InboxStatus(row[_COL["status"]]),
-        attempts=row[_COL["attempts"]] + attempts_added,
-        received_at=row[_COL["received_at"]],
-        turn_id=row[_COL["turn_id"]],
-        answer_turn_id=row[_COL["answer_turn_id"]],
-        call_started=bool(row[_COL["call_started"]]),
-        error=row[_COL["error"]],
-    )
-
-
 def _scope(scope: SpendScope, chat: ChatKey, user_id: str) -> tuple[str, list[Any]]:
     """The WHERE clause (for ``usage`` and ``spend_reservations``) of a spend scope."""
     if scope is SpendScope.USER:
@@ -918,52 +903,7 @@ def _scope(scope: SpendScope, chat: ChatKey, user_id: str) -> tuple[str, list[An
     return "1 = 1", []
 
 
-def _thread(row: Sequence[Any]) -> Thread:
-    (thread_id, platform, chat_id, topic_id, external_key, head, created_at,
-     created_by, lane) = row
-    return Thread(thread_id, ChatKey(platform, chat_id, topic_id or None), external_key,
-                  head, created_at, created_by, lane)
-
-
 _FORGOTTEN_PARTS = (StoredPart(text=REMOVED_BY_AUTHOR),)
-
-
-def _turn(row: Sequence[Any], parsed: ParsedParts) -> Turn:
-    (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
-     created_at, version, error) = row
-    return Turn(turn_id, thread_id, parent_id, role, TurnStatus(status), author_id,
-                author_name, parsed.get(turn_id, parts), created_at, version, error)
-
-
-def _dump_parts(parts: Sequence[StoredPart]) -> str:
-    out = []
-    for p in parts:
-        item: dict[str, Any] = {}
-        if p.text is not None:
-            item["text"] = p.text
-        if p.image is not None:
-            item["image"] = {"sha256": p.image.sha256, "mimeType": p.image.mime_type,
-                             "width": p.image.width, "height": p.image.height,
-                             "size": p.image.size}
-        if p.thought:
-            item["thought"] = True
-        if p.thought_signature is not None:
-            item["thoughtSignature"] = p.thought_signature
-        if p.extra:
-            item["extra"] = p.extra
-        out.append(item)
-    return json.dumps(out, separators=(",", ":"))
-
-
-def _load_parts(raw: str) -> tuple[StoredPart, ...]:
-    parts = []
-    for item in json.loads(raw):
-        image = item.get("image")
-        ref = (ImageRef(image["sha256"], image["mimeType"], image["width"], image["height"],
-                        image["size"]) if image else None)
-        parts.append(StoredPart(item.get("text"), ref, bool(item.get("thought")),
-                                item.get("thoughtSignature"), item.get("extra") or {}))
-    return tuple(parts)
 
 
 def _exclusive_lock(path: Path) -> IO[bytes]:
@@ -1237,8 +1177,12 @@ class SqliteStore:
     async def inbox_prune(self, *, older_than: float) -> int:
         return await self.run(self.sync.inbox_prune, older_than=older_than)
 
+    async def wait_for_inbox(self, seconds: float) -> None:
+        """No other process shares the file (the lock file sees to it): nothing to hear."""
+        await asyncio.sleep(seconds)
 
-async def open_store(url: str) -> SqliteStore:
+
+async def open_store(url: str, settings: Settings | None = None) -> SqliteStore:
     """The ``chatbrush.stores`` entry point: ``sqlite:///path`` or a plain file path."""
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     return await SqliteStore.open(path)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bot.runtime import Runtime
+from tests.backends import BACKENDS, give_back, store_url
 from tests.fakes.gemini import FakeGemini
 from tests.harness import RecordingPlatform, running_bot, settings_for
 
@@ -77,7 +78,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
     for name in list(os.environ):
         prefixes = ("GEMINI_", "OPENAI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")
-        if name.startswith(prefixes) or name == "PORT":
+        if name.startswith(prefixes) or name in ("PORT", "DATABASE_URL"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -98,3 +99,24 @@ async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
               ) -> AsyncIterator[Runtime]:
     async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
         yield runtime
+
+
+@pytest.fixture(params=BACKENDS)
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Any) -> str:
+    """Run a test once per storage backend: on PostgreSQL, ``DATABASE_URL`` names a fresh
+    database (it wins over the SQLite file the test's settings name), as in a deployment.
+    Suites opt in with ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
+    backend: str = request.param
+    if backend != "sqlite":
+        url = store_url(backend, tmp_path)
+        monkeypatch.setenv("DATABASE_URL", url)
+        request.addfinalizer(lambda: give_back(backend, url))
+    return backend
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the PostgreSQL server if a test started one."""
+    from tests.postgres_server import stop_shared_server
+
+    stop_shared_server()

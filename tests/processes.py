@@ -16,7 +16,7 @@ OUR_PREFIXES = ("GEMINI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment minus every Chatbrush setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(OUR_PREFIXES) and k != "PORT"}
+           if not k.startswith(OUR_PREFIXES) and k not in ("PORT", "DATABASE_URL")}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra or {})
     return env

@@ -10,6 +10,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
@@ -27,6 +28,8 @@ from tests.harness import (
     running_bot,
     settings_for,
 )
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")

@@ -27,6 +27,8 @@ from tests.harness import (
     settings_for,
 )
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
+
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
 
