@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
@@ -32,24 +31,6 @@ GROUP = ChatKey("telegram", "-1001")
 Rgb = tuple[int, int, int]
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
 COLOURS = (RED, GREEN, BLUE)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGemini]:
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def platform() -> RecordingPlatform:
-    return RecordingPlatform()
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
-              ) -> AsyncIterator[Runtime]:
-    async with running_bot(settings_for(tmp_path, fake), platform) as runtime:
-        yield runtime
 
 
 def colour_of(data: bytes) -> Rgb:
