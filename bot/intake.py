@@ -220,7 +220,10 @@ class Intake:
 
     async def _maybe_queued_notice(self, entry: InboxEntry) -> None:
         """"You're next" — only when a message really waits: one that starts within
-        ``queued_notice_delay`` (behind a quick refusal, say) gets no notice."""
+        ``queued_notice_delay`` (behind a quick refusal, say) gets no notice, and only for
+        the message right behind the running one: told once, a person sending five in a
+        row is not told five times (and a burst does not spend the chat's flood limit on
+        notices instead of answers)."""
         if entry.event.group_id is not None:
             return  # the rest of an album waits for its first item by design
         if await self.store.inbox_waiting_before(entry.lane, entry.id) == 0:
@@ -230,8 +233,8 @@ class Intake:
         current = await self.store.inbox_get(entry.id)
         if current is None or current.status is not InboxStatus.RECEIVED:
             return
-        if await self.store.inbox_waiting_before(entry.lane, entry.id) == 0:
-            return
+        if await self.store.inbox_waiting_before(entry.lane, entry.id) != 1:
+            return  # started already, or further back: the one ahead was told
         platform = self._platforms[entry.event.platform]
         channel = platform.channel(entry.event)
         with speaking(await self._language(entry.event, platform)):

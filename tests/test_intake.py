@@ -74,12 +74,17 @@ async def test_a_busy_conversation_says_so_and_keeps_order(
     await dm.send("watercolor", photo())
     await fake.wait_for_requests(1)
     await dm.send("now add a hat")
+    await dm.send("and a scarf")
+    await dm.send("and boots")
     await other.send("oil painting", photo())
     await fake.wait_for_requests(2)  # another conversation is not held up
     fake.resume()
     await bot.intake.drain()
-    assert any("next in line" in t for t in dm.channel.texts())
+    # told once, for the message right behind the running one, not once per message
+    assert sum("next in line" in t for t in dm.channel.texts()) == 1
     assert not any("next in line" in t for t in other.channel.texts())
+    prompts = [r.prompt for r in fake.requests if r.prompt != "oil painting"]
+    assert prompts == ["watercolor", "now add a hat", "and a scarf", "and boots"]
     hat = next(r for r in fake.requests if r.prompt == "now add a hat")
     assert hat.images("model"), "the second turn built on the first answer"
 
