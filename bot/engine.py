@@ -30,7 +30,7 @@ from bot.commands.handlers import HANDLERS
 from bot.config import Settings
 from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
 from bot.credentials import ContentCredentials
-from bot.errors import UserFacingError
+from bot.errors import ClaimLost, UserFacingError
 from bot.events import (
     Attachment,
     Channel,
@@ -85,7 +85,8 @@ class Work:
     """One claimed event (or album) ready for the engine.
 
     ``entry`` records how far earlier attempts got; ``entry_ids`` are every inbox entry
-    this work finishes (the items of an album); ``event`` is what the user sent.
+    this work finishes (the items of an album); ``event`` is what the user sent;
+    ``owner`` is the process holding the claim (checked again before a model call).
     """
 
     entry: InboxEntry
@@ -93,6 +94,7 @@ class Work:
     event: Incoming
     channel: Channel
     fetch: Fetch
+    owner: str
     #: the platform ids of every message the user sent (each item of an album)
     message_ids: tuple[str, ...] = ()
 
@@ -439,7 +441,8 @@ class Engine:
             # Recorded as the request leaves: if the process dies during the call, the
             # resumed event knows it may have been paid for and does not make a second
             # one unasked (a request still waiting in the bot was not, and is not marked).
-            await self.store.inbox_mark_call_started(work.entry.id)
+            if not await self.store.inbox_mark_call_started(work.entry.id, owner=work.owner):
+                raise ClaimLost(f"message {work.event.message_id} was taken over")
             await self.safe_progress(work.channel, Progress.WORKING)
 
         try:
@@ -510,6 +513,8 @@ class Engine:
                 call.seconds = time.monotonic() - started
                 outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
                            for b in result.images]
+            except ClaimLost:
+                raise  # another process has the message: no failure of ours to record
             except (ModelError, imaging.ImageRejected) as exc:
                 error = exc if isinstance(exc, ModelError) else ModelError(
                     FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "

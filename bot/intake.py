@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from bot.access import AccessPolicy, AdminCache, RefusalThrottle
 from bot.config import Settings
 from bot.engine import Engine, Work
-from bot.errors import UserFacingError
+from bot.errors import ClaimLost, UserFacingError
 from bot.events import (
     Channel,
     Incoming,
@@ -358,7 +358,7 @@ class Intake:
                       event: Incoming, platform: Platform) -> InboxStatus:
         channel = platform.channel(event)
         work = Work(entry=entry, entry_ids=tuple(ids), event=event, channel=channel,
-                    fetch=platform.fetch, message_ids=message_ids)
+                    fetch=platform.fetch, owner=self.owner, message_ids=message_ids)
         try:
             if entry.turn_id is None and entry.answer_turn_id is None:
                 check_input(event, self.settings)
@@ -366,6 +366,13 @@ class Intake:
         except (UserFacingError, InputRefused) as exc:
             await self._say(channel, str(exc))
             status = InboxStatus.DONE
+        except ClaimLost:
+            log.warning("message %s in %s was taken over by another process after this "
+                        "one's lease ran out; leaving it to that one", event.message_id,
+                        event.chat)
+            with contextlib.suppress(Exception):
+                await self.engine.release(work)
+            return InboxStatus.PROCESSING
         except Exception as exc:
             log.exception("message %s in %s failed", event.message_id, event.chat)
             await self.engine.salvage(work, reason=type(exc).__name__)

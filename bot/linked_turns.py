@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from bot import metrics
 from bot.engine import CONVERSATION_RESET, GENERIC_FAILURE, Engine, Target, Work, failure_message
-from bot.errors import UserFacingError
+from bot.errors import ClaimLost, UserFacingError
 from bot.events import OutputImage, Progress
 from bot.i18n import N_, _
 from bot.input_policy import MAX_ATTACHMENTS, TOO_MANY_FILES
@@ -245,17 +245,22 @@ class _LinkedRun:
         return await self._deliver(slots)
 
     async def _edit(self, slot: _Slot, reference: Turn | None) -> None:
-        """One picture's model call; its outcome is kept on the slot, never raised."""
+        """One picture's model call; its outcome is kept on the slot, never raised (but
+        for a lost claim: then the whole event belongs to another process)."""
         entry_id = self.work.entry.id
 
         async def starting() -> None:
-            await self.store.inbox_mark_linked_call_started(entry_id, slot.user_turn.id)
+            if not await self.store.inbox_mark_linked_call_started(
+                    entry_id, slot.user_turn.id, owner=self.work.owner):
+                raise ClaimLost(f"message {self.work.event.message_id} was taken over")
 
         slot.runnable = False
         try:
             parts = await self._reference_parts(reference)
             result = await self.engine.generate(self.work, slot.user_turn, starting=starting,
                                                 event_id=None, reference=parts)
+        except ClaimLost:
+            raise
         except Exception:
             # The other pictures go on: this one is named as failed, its turn kept.
             log.exception("linked edit %d of message %s failed", slot.position + 1,

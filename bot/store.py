@@ -397,15 +397,21 @@ class Store(Protocol):
         """When the newest item of an album arrived (to wait for the rest)."""
         ...
 
-    async def inbox_mark_call_started(self, entry_id: int) -> None: ...
+    async def inbox_mark_call_started(self, entry_id: int, *, owner: str) -> bool:
+        """Record that the model call of ``entry_id`` begins, if ``owner`` still holds the
+        entry. ``False``: its lease ran out and another process took it over; that one
+        decides whether to call, so the model is never called twice for one message."""
+        ...
 
     async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
         """The linked turns recorded for ``entry_id`` in the order they were given;
         empty when it recorded none. Forgotten when the entry is pruned."""
         ...
 
-    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
-        """Record that the model call of linked turn ``turn_id`` of ``entry_id`` began."""
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int, *,
+                                             owner: str) -> bool:
+        """Record that the model call of linked turn ``turn_id`` of ``entry_id`` begins,
+        if ``owner`` still holds the entry (as :meth:`inbox_mark_call_started`)."""
         ...
 
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,

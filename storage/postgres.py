@@ -899,8 +899,12 @@ class PostgresStore:
             [lane, group_id])
         return float(row[0] or 0.0) if row else 0.0
 
-    async def inbox_mark_call_started(self, entry_id: int) -> None:
-        await self._rows("UPDATE inbox SET call_started = true WHERE id = %s", [entry_id])
+    async def inbox_mark_call_started(self, entry_id: int, *, owner: str) -> bool:
+        rows = await self._rows(
+            "UPDATE inbox SET call_started = true"
+            " WHERE id = %s AND owner = %s AND status = 'processing' RETURNING id",
+            [entry_id, owner])
+        return bool(rows)
 
     async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
         rows = await self._rows(
@@ -908,9 +912,14 @@ class PostgresStore:
             " ORDER BY position", [entry_id])
         return [LinkedTurn(int(turn_id), bool(started)) for turn_id, started in rows]
 
-    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
-        await self._rows("UPDATE inbox_turns SET call_started = true"
-                         " WHERE entry_id = %s AND turn_id = %s", [entry_id, turn_id])
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int, *,
+                                             owner: str) -> bool:
+        rows = await self._rows(
+            "UPDATE inbox_turns t SET call_started = true"
+            " FROM inbox i WHERE t.entry_id = %s AND t.turn_id = %s AND i.id = t.entry_id"
+            " AND i.owner = %s AND i.status = 'processing' RETURNING t.turn_id",
+            [entry_id, turn_id, owner])
+        return bool(rows)
 
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                            error: str | None = None) -> None:

@@ -831,9 +831,14 @@ class SqliteDatabase:
         ).fetchone()
         return float(row[0] or 0.0)
 
-    def inbox_mark_call_started(self, entry_id: int) -> None:
+    def inbox_mark_call_started(self, entry_id: int, owner: str) -> bool:
         with self.db.atomic():
-            self.db.execute("UPDATE inbox SET call_started = 1 WHERE id = ?", [entry_id])
+            cursor = self.db.execute(
+                "UPDATE inbox SET call_started = 1"
+                " WHERE id = ? AND owner = ? AND status = 'processing'",
+                [entry_id, owner],
+            )
+            return cursor.rowcount > 0
 
     def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
         rows = self.db.execute(
@@ -843,12 +848,16 @@ class SqliteDatabase:
         ).fetchall()
         return [LinkedTurn(turn_id, bool(started)) for turn_id, started in rows]
 
-    def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
+    def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int, owner: str
+                                       ) -> bool:
         with self.db.atomic():
-            self.db.execute(
-                "UPDATE inbox_turns SET call_started = 1 WHERE entry_id = ? AND turn_id = ?",
-                [entry_id, turn_id],
+            cursor = self.db.execute(
+                "UPDATE inbox_turns SET call_started = 1 WHERE entry_id = ? AND turn_id = ?"
+                " AND EXISTS (SELECT 1 FROM inbox WHERE id = ? AND owner = ?"
+                " AND status = 'processing')",
+                [entry_id, turn_id, entry_id, owner],
             )
+            return cursor.rowcount > 0
 
     def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                      error: str | None = None) -> None:
@@ -1152,14 +1161,16 @@ class SqliteStore:
     async def inbox_group_latest(self, lane: str, group_id: str) -> float:
         return await self.run(self.sync.inbox_group_latest, lane, group_id)
 
-    async def inbox_mark_call_started(self, entry_id: int) -> None:
-        await self.run(self.sync.inbox_mark_call_started, entry_id)
+    async def inbox_mark_call_started(self, entry_id: int, *, owner: str) -> bool:
+        return await self.run(self.sync.inbox_mark_call_started, entry_id, owner)
 
     async def inbox_linked_turns(self, entry_id: int) -> list[LinkedTurn]:
         return await self.run(self.sync.inbox_linked_turns, entry_id)
 
-    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int) -> None:
-        await self.run(self.sync.inbox_mark_linked_call_started, entry_id, turn_id)
+    async def inbox_mark_linked_call_started(self, entry_id: int, turn_id: int, *,
+                                             owner: str) -> bool:
+        return await self.run(self.sync.inbox_mark_linked_call_started, entry_id, turn_id,
+                              owner)
 
     async def inbox_finish(self, entry_ids: Sequence[int], *, status: InboxStatus,
                            error: str | None = None) -> None:

@@ -331,3 +331,35 @@ async def test_a_request_waiting_for_a_slot_is_not_called_interrupted(
     assert "restarted while the model" in texts[PRIVATE][0]
     assert platform.channels[ChatKey("telegram", "43")].sent[-1].kind == "images"
     assert [r.prompt for r in fake.requests].count("oil painting") == 1
+
+
+async def test_a_message_taken_over_by_another_process_is_not_called_twice(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    """A process whose lease ran out while its request waited (stalled, or unable to renew)
+    steps aside when it gets to the model: the process that took the message over calls,
+    answers and finishes it; this one neither calls nor tells the user anything."""
+    settings = settings_for(tmp_path, fake, chatbrush_max_concurrent_calls=1)
+    fake.pause()
+    async with running_bot(settings, platform) as bot:
+        first = Chat(bot, platform, PRIVATE, private=True)
+        second = Chat(bot, platform, ChatKey("telegram", "43"), private=True)
+        await first.send("watercolor", photo())
+        await fake.wait_for_requests(1)
+        waiting = await second.send("oil painting", photo())  # behind the cap of 1
+        assert waiting is not None
+        queued_chat = platform.channels[ChatKey("telegram", "43")]
+        await queued_chat.wait_for_text("queued")  # its request waits for a slot
+        # the lease runs out and another process claims the message
+        await bot.store.inbox_release(bot.intake.owner, [waiting.entry_id])
+        [taken] = await bot.store.inbox_claim("other", limit=1, lease_seconds=60,
+                                              platforms=("telegram",))
+        assert taken.id == waiting.entry_id
+        fake.resume()
+        status = await bot.intake.wait(waiting)
+        assert status is InboxStatus.PROCESSING  # left to the other process
+        entry = await bot.store.inbox_get(waiting.entry_id)
+        assert entry is not None and entry.status is InboxStatus.PROCESSING
+        assert not entry.call_started
+        assert [r.prompt for r in fake.requests] == ["watercolor"]
+        assert [s.kind for s in queued_chat.sent] == ["text"]  # the queue notice alone

@@ -118,7 +118,7 @@ async def test_a_dead_process_loses_its_claim_when_the_lease_runs_out(
     thread = await dead.create_thread(CHAT, lane="L")
     user = await dead.add_turn(thread.id, parent_id=None, role="user",
                                parts=[NewPart(text="draw")], event_id=entry.id)
-    await dead.inbox_mark_call_started(entry.id)
+    assert await dead.inbox_mark_call_started(entry.id, owner="dead")
     assert await alive.inbox_claim("alive", limit=5, lease_seconds=60,
                                    platforms=PLATFORMS) == []  # its lane waits too
     resumed: list[InboxEntry] = []

@@ -309,12 +309,37 @@ async def test_renewing_keeps_a_lease_alive(store: Store) -> None:
     assert await store.inbox_claim("p2", limit=1, lease_seconds=60, platforms=PLATFORMS) == []
 
 
+async def test_a_process_whose_lease_was_taken_over_may_not_start_a_call(
+        store: Store) -> None:
+    """The fence against two model calls for one message: a process that stalled past its
+    lease learns, as it is about to call, that another process holds the message now."""
+    entry, _ = await store.inbox_add(event("1"), lane="A")
+    thread = await store.create_thread(CHAT, lane="A")
+    await store.inbox_claim("stalled", limit=1, lease_seconds=-1, platforms=PLATFORMS)
+    [turn] = await store.add_linked_turns(
+        thread.id, parent_id=None, turns=[[NewPart(image=PNG), NewPart(text="white")]],
+        author_id="1", author_name="Ann", event_id=entry.id)
+    [taken] = await store.inbox_claim("other", limit=1, lease_seconds=60, platforms=PLATFORMS)
+    assert taken.id == entry.id
+
+    assert not await store.inbox_mark_call_started(entry.id, owner="stalled")
+    assert not await store.inbox_mark_linked_call_started(entry.id, turn.id, owner="stalled")
+    stored = await store.inbox_get(entry.id)
+    assert stored is not None and not stored.call_started
+    assert not (await store.inbox_linked_turns(entry.id))[0].call_started
+
+    assert await store.inbox_mark_call_started(entry.id, owner="other")
+    await store.inbox_finish([entry.id], status=InboxStatus.DONE)
+    assert not await store.inbox_mark_call_started(entry.id, owner="other")  # finished
+
+
 async def test_progress_is_recorded_with_the_turns(store: Store) -> None:
     entry, _ = await store.inbox_add(event("1"), lane="A")
     thread = await store.create_thread(CHAT, lane="A")
     user = await store.add_turn(thread.id, parent_id=None, role="user",
                                 parts=[NewPart(text="x")], move_head=False, event_id=entry.id)
-    await store.inbox_mark_call_started(entry.id)
+    await store.inbox_claim("p1", limit=1, lease_seconds=60, platforms=PLATFORMS)
+    assert await store.inbox_mark_call_started(entry.id, owner="p1")
     answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
                                   parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
                                   move_head=False, event_id=entry.id)
@@ -410,7 +435,8 @@ async def test_linked_turns_are_recorded_with_the_event_in_order(store: Store) -
     assert await store.inbox_linked_turns(entry.id) == [
         LinkedTurn(t.id, call_started=False) for t in turns]
 
-    await store.inbox_mark_linked_call_started(entry.id, turns[1].id)
+    await store.inbox_claim("p1", limit=1, lease_seconds=60, platforms=PLATFORMS)
+    assert await store.inbox_mark_linked_call_started(entry.id, turns[1].id, owner="p1")
     assert [s.call_started for s in await store.inbox_linked_turns(entry.id)] == [
         False, True, False]
     loaded = await store.get_turn(turns[1].id)
