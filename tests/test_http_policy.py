@@ -8,6 +8,7 @@ of every detail. Provider-specific readings are tested in test_gemini and test_o
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import AsyncIterator, Callable
@@ -267,3 +268,36 @@ def test_waits_are_told_roughly(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("value", ["soon", "9" * 40, "Mon, 99 Foo 2020 25:61:61 GMT", ""])
 def test_a_retry_after_that_makes_no_sense_is_ignored(value: str) -> None:
     assert hp.parse_retry_after(value) is None
+
+
+# ------------------------------------------------------------------------- writing bodies
+
+
+def test_pictures_written_into_the_body_read_back_as_the_same_json() -> None:
+    picture, other = bytes(range(256)) * 50, b"\x89PNG\r\n\x1a\n" + b"\x00" * 97
+    body = {"contents": [{"parts": [{"text": "make it red"},
+                                    {"inlineData": {"mimeType": "image/png",
+                                                    "data": hp.InlineBase64(picture)}},
+                                    {"image_url": {"url": hp.InlineBase64(
+                                        other, prefix="data:image/png;base64,")}}]}]}
+    as_text = {"contents": [{"parts": [
+        {"text": "make it red"},
+        {"inlineData": {"mimeType": "image/png",
+                        "data": base64.b64encode(picture).decode()}},
+        {"image_url": {"url": "data:image/png;base64," + base64.b64encode(other).decode()}}]}]}
+    assert hp.dumps_json(body) == json.dumps(as_text, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("text", ["\x00", "\\u0000abc\\u0000", "\x00" + "0" * 16 + "\x00",
+                                  'quotes " and \\ and 汉字'])
+def test_text_that_looks_like_a_placeholder_is_kept_as_it_was(text: str) -> None:
+    body = {"a": text, "b": hp.InlineBase64(b"pic"), "c": [text, hp.InlineBase64(b"")]}
+    assert json.loads(hp.dumps_json(body)) == {"a": text, "b": "cGlj", "c": [text, ""]}
+
+
+async def test_a_history_that_cannot_be_encoded_is_a_model_error() -> None:
+    with pytest.raises(ModelError) as caught:
+        await hp.encode_json(lambda: {"a": float("nan"), "b": hp.InlineBase64(b"x")})
+    assert caught.value.kind is FailureKind.BAD_REQUEST
+    with pytest.raises(ModelError):
+        await hp.encode_json(lambda: {"a": object()})

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -262,12 +263,51 @@ def malformed(detail: str, **kwargs: Any) -> ModelError:
     return ModelError(FailureKind.UNAVAILABLE, MALFORMED_MESSAGE, detail=detail, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class InlineBase64:
+    """Bytes that go into a JSON body as one base64 string, ``prefix`` first (a data URI's
+    ``data:image/png;base64,``).
+
+    :func:`dumps_json` writes the base64 straight into the encoded body. Put through the
+    JSON encoder as text instead, each picture of a request is scanned character by
+    character and copied twice more: for three 1.3 MB pictures that was four times the
+    cost of the base64 encoding itself.
+    """
+
+    data: bytes
+    prefix: str = ""
+
+
+def dumps_json(body: Any) -> bytes:
+    """Compact JSON of ``body``, every :class:`InlineBase64` in it as its base64 string."""
+    inline: list[InlineBase64] = []
+    # NUL cannot reach the output unescaped, and the random marker cannot be guessed, so
+    # no text of the request can pose as a placeholder
+    marker = f"\x00{secrets.token_hex(8)}\x00"
+
+    def placeholder(value: object) -> str:
+        if isinstance(value, InlineBase64):
+            inline.append(value)
+            return marker
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False, default=placeholder)
+    if not inline:
+        return text.encode()
+    pieces = text.encode().split(json.dumps(marker)[1:-1].encode())
+    out = [pieces[0]]
+    for value, after in zip(inline, pieces[1:], strict=True):
+        out += [json.dumps(value.prefix)[1:-1].encode(), base64.b64encode(value.data), after]
+    return b"".join(out)
+
+
 async def encode_json(build: Callable[[], Any]) -> bytes:
-    """The compact JSON of ``build()``, made in a worker thread: megabytes of base64 would
-    stall the event loop. A history that cannot be encoded is a :class:`ModelError`."""
+    """The compact JSON of ``build()`` (see :func:`dumps_json`), made in a worker thread:
+    megabytes of base64 would stall the event loop. A history that cannot be encoded is a
+    :class:`ModelError`."""
 
     def encode() -> bytes:
-        return json.dumps(build(), separators=(",", ":"), allow_nan=False).encode()
+        return dumps_json(build())
 
     try:
         return await asyncio.to_thread(encode)
