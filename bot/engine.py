@@ -12,6 +12,7 @@ under way when the process died is not repeated behind the user's back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,7 @@ from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
-from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
+from bot.context import BuiltContext, ContextPolicy, b64_len, build_context
 from bot.credentials import ContentCredentials
 from bot.errors import UserFacingError
 from bot.events import (
@@ -47,12 +48,14 @@ from bot.input_policy import check_attachments
 from bot.linked_edits import caption_asks_for_each
 from bot.model_options import AUTO, aspect_ratios, nearest_ratio
 from bot.models.base import (
+    Blob,
     Content,
     FailureKind,
     GenerateRequest,
     ImageModel,
     ModelError,
     Part,
+    StoredBlob,
     Usage,
 )
 from bot.models.catalog import ModelCatalog, UnknownModel
@@ -62,7 +65,7 @@ from bot.provenance import Provenance
 from bot.retention import usable_path
 from bot.retries import asks_to_retry
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
-from bot.threads import Thread, Turn, TurnStatus
+from bot.threads import ImageRef, Thread, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -483,8 +486,8 @@ class Engine:
         request_bytes = context.request_bytes
         if reference and contents and contents[-1].role == "user":
             contents = (*contents[:-1], Content("user", (*reference, *contents[-1].parts)))
-            request_bytes += sum(len(p.text or "") + b64_len(len(p.image.data) if p.image
-                                                              else 0) for p in reference)
+            request_bytes += sum(len(p.text or "") + b64_len(p.image.size if p.image else 0)
+                                 for p in reference)
         image_size = chosen.image_size
         request = GenerateRequest(
             contents,
@@ -530,12 +533,12 @@ class Engine:
         outputs_iter = iter(outputs)
         for part in result.parts:
             image: NewImage | None = None
-            if part.image is not None and not part.thought:
+            if isinstance(part.image, Blob) and not part.thought:
                 out = next(outputs_iter)
                 # Stored exactly as the model sent it (it is replayed verbatim); what the
                 # chat was shown may be a converted copy, remade on resend.
                 image = NewImage(part.image.data, part.image.mime_type, out.width, out.height)
-            elif part.image is not None:
+            elif isinstance(part.image, Blob):
                 image = NewImage(part.image.data, part.image.mime_type, 0, 0)
             parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
                                  part.extra))
@@ -591,10 +594,14 @@ class Engine:
         await self.safe_progress(work.channel, Progress.QUEUED)
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
-        """Load just the image bytes the policy keeps, then assemble the request."""
+        """Assemble the request; the pictures it keeps are read only as it goes out."""
         path = await usable_path(self.store, path)  # pictures that are gone: a marker
-        images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
-        return build_context(path, policy, images.__getitem__)
+        read = self.store.image_bytes
+
+        def stored(ref: ImageRef) -> StoredBlob:
+            return StoredBlob(ref.mime_type, ref.size, functools.partial(read, ref.sha256))
+
+        return build_context(path, policy, stored)
 
     async def _record_failure(self, call: CallRecord, error: ModelError) -> None:
         """Keep the turn for "try again" (out of context) and count the failed call."""

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from bot.models import http_policy as hp
-from bot.models.base import FailureKind, ModelError
+from bot.models.base import Blob, FailureKind, ModelError, StoredBlob
 
 
 class Script:
@@ -30,9 +30,11 @@ class Script:
         self.responses: list[Callable[[], web.StreamResponse]] = []
         self.seen = 0
         self.port = 0
+        #: each request's headers and body, in arrival order
+        self.received: list[tuple[dict[str, str], bytes]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        self.received.append((dict(request.headers), await request.read()))
         self.seen += 1
         return self.responses.pop(0)() if self.responses else web.json_response({"ok": True})
 
@@ -273,31 +275,87 @@ def test_a_retry_after_that_makes_no_sense_is_ignored(value: str) -> None:
 # ------------------------------------------------------------------------- writing bodies
 
 
-def test_pictures_written_into_the_body_read_back_as_the_same_json() -> None:
+def stored(data: bytes, reads: list[int] | None = None, *, size: int | None = None
+           ) -> StoredBlob:
+    """A stored picture that counts its reads."""
+
+    async def load() -> bytes:
+        if reads is not None:
+            reads.append(len(data))
+        return data
+
+    return StoredBlob("image/png", len(data) if size is None else size, load)
+
+
+async def test_pictures_written_into_the_body_read_back_as_the_same_json() -> None:
     picture, other = bytes(range(256)) * 50, b"\x89PNG\r\n\x1a\n" + b"\x00" * 97
     body = {"contents": [{"parts": [{"text": "make it red"},
                                     {"inlineData": {"mimeType": "image/png",
-                                                    "data": hp.InlineBase64(picture)}},
+                                                    "data": hp.InlineBase64(Blob("image/png",
+                                                                                 picture))}},
                                     {"image_url": {"url": hp.InlineBase64(
-                                        other, prefix="data:image/png;base64,")}}]}]}
+                                        stored(other), prefix="data:image/png;base64,")}}]}]}
     as_text = {"contents": [{"parts": [
         {"text": "make it red"},
         {"inlineData": {"mimeType": "image/png",
                         "data": base64.b64encode(picture).decode()}},
         {"image_url": {"url": "data:image/png;base64," + base64.b64encode(other).decode()}}]}]}
-    assert hp.dumps_json(body) == json.dumps(as_text, separators=(",", ":")).encode()
+    length, chunks = await hp.json_payload(body).open()
+    expected = json.dumps(as_text, separators=(",", ":")).encode()
+    assert length == len(expected)  # known before a picture is read
+    assert b"".join([chunk async for chunk in chunks]) == expected
 
 
 @pytest.mark.parametrize("text", ["\x00", "\\u0000abc\\u0000", "\x00" + "0" * 16 + "\x00",
                                   'quotes " and \\ and 汉字'])
-def test_text_that_looks_like_a_placeholder_is_kept_as_it_was(text: str) -> None:
-    body = {"a": text, "b": hp.InlineBase64(b"pic"), "c": [text, hp.InlineBase64(b"")]}
-    assert json.loads(hp.dumps_json(body)) == {"a": text, "b": "cGlj", "c": [text, ""]}
+async def test_text_that_looks_like_a_gap_is_kept_as_it_was(text: str) -> None:
+    body = {"a": text, "b": hp.InlineBase64(stored(b"pic")), "c": [text, hp.InlineBase64(
+        stored(b""))]}
+    assert json.loads(await hp.json_payload(body).read()) == {"a": text, "b": "cGlj",
+                                                              "c": [text, ""]}
 
 
 async def test_a_history_that_cannot_be_encoded_is_a_model_error() -> None:
     with pytest.raises(ModelError) as caught:
-        await hp.encode_json(lambda: {"a": float("nan"), "b": hp.InlineBase64(b"x")})
+        await hp.encode_json(lambda: {"a": float("nan"), "b": hp.InlineBase64(stored(b"x"))})
     assert caught.value.kind is FailureKind.BAD_REQUEST
     with pytest.raises(ModelError):
         await hp.encode_json(lambda: {"a": object()})
+
+
+async def test_stored_pictures_are_read_as_the_request_goes_out_and_again_on_a_retry(
+    script: Script,
+) -> None:
+    reads: list[int] = []
+    picture = bytes(range(256)) * 1200  # 300 kB: more than one socket write
+    payload = await hp.encode_json(
+        lambda: {"parts": [{"data": hp.InlineBase64(stored(picture, reads))}]})
+    assert reads == []  # laid out, nothing read yet
+    script.then(status=503)
+    script.then(body=b'{"ok": 1}')
+    http = make_http()
+    try:
+        answer = await http.post(script.url, payload, {"content-type": "application/json"},
+                                 read=read_json, classify=classify)
+    finally:
+        await http.aclose()
+    assert answer == {"ok": 1}
+    assert reads == [len(picture), len(picture)]
+    expected = b'{"parts":[{"data":"' + base64.b64encode(picture) + b'"}]}'
+    for headers, body in script.received:
+        assert body == expected
+        assert headers["Content-Length"] == str(len(expected))
+        assert "Transfer-Encoding" not in headers
+
+
+async def test_a_stored_picture_that_changed_size_ends_the_call_in_a_clear_error(
+    script: Script,
+) -> None:
+    payload = hp.json_payload({"data": hp.InlineBase64(stored(b"12345", size=4))})
+    http = make_http()
+    with pytest.raises(ModelError) as caught:
+        try:
+            await http.post(script.url, payload, {}, read=read_json, classify=classify)
+        finally:
+            await http.aclose()
+    assert caught.value.user_message == hp.INTERNAL_MESSAGE

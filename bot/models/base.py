@@ -20,6 +20,37 @@ class Blob:
     mime_type: str
     data: bytes
 
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def read(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A stored picture that a request names without holding its bytes.
+
+    The model client reads it (``load``) only while the request goes out, and again for
+    a retry. A turn spends seconds waiting for the model; with hundreds of turns waiting
+    at once, the pictures of their requests held in memory came to gigabytes.
+    """
+
+    mime_type: str
+    size: int
+    load: Callable[[], Awaitable[bytes]] = field(compare=False, repr=False)
+
+    async def read(self) -> bytes:
+        data = await self.load()
+        if len(data) != self.size:  # the request's length was declared from the size
+            raise ValueError(f"stored picture is {len(data)} bytes, not {self.size}")
+        return data
+
+
+#: a picture in a request: bytes at hand, or a stored one read as the request goes out
+Picture = Blob | StoredBlob
+
 
 @dataclass(frozen=True)
 class Part:
@@ -32,7 +63,7 @@ class Part:
     """
 
     text: str | None = None
-    image: Blob | None = None
+    image: Picture | None = None
     thought: bool = False
     thought_signature: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -88,7 +119,8 @@ class GenerateResult:
 
     @property
     def images(self) -> list[Blob]:
-        return [p.image for p in self.parts if p.image is not None and not p.thought]
+        """The pictures of the answer (a model answers with bytes, never a stored one)."""
+        return [p.image for p in self.parts if isinstance(p.image, Blob) and not p.thought]
 
 
 class FailureKind(enum.Enum):

@@ -30,6 +30,7 @@ from bot.models.base import (
     ImageModel,
     ModelError,
     Part,
+    Picture,
     Usage,
 )
 from bot.models.http_policy import (
@@ -132,17 +133,16 @@ def part_from_json(d: Mapping[str, Any]) -> Part:
 def part_to_json(part: Part, *, for_request: bool = False) -> dict[str, Any]:
     """The camelCase wire form of a part; a received part comes back unchanged.
 
-    ``for_request`` leaves a picture's data as :class:`InlineBase64` for
-    :func:`~bot.models.http_policy.dumps_json` to write straight into the body.
+    ``for_request`` leaves a picture as :class:`InlineBase64`, for
+    :func:`~bot.models.http_policy.json_payload` to write into the body as it is sent.
     """
     out: dict[str, Any] = {}
     if part.text is not None:
         out["text"] = part.text
     if part.image is not None:
-        data = part.image.data
         inline: dict[str, Any] = {
             "mimeType": part.image.mime_type,
-            "data": InlineBase64(data) if for_request else base64.b64encode(data).decode("ascii"),
+            "data": InlineBase64(part.image) if for_request else _base64_text(part.image),
         }
         inline_extra = part.extra.get("inlineData")
         if isinstance(inline_extra, Mapping):
@@ -158,6 +158,12 @@ def part_to_json(part: Part, *, for_request: bool = False) -> dict[str, Any]:
             continue  # folded into inlineData above, or another provider's field
         out.setdefault(key, value)
     return out
+
+
+def _base64_text(picture: Picture) -> str:
+    if not isinstance(picture, Blob):
+        raise TypeError("a stored picture goes into a request body, read as it is sent")
+    return base64.b64encode(picture.data).decode("ascii")
 
 
 def content_to_json(content: Content, *, for_request: bool = False) -> dict[str, Any]:
@@ -258,8 +264,8 @@ def request_body(
     request: GenerateRequest, *, aspect_ratio: str | None = None, image_size: str | None = None
 ) -> dict[str, Any]:
     """The JSON body of ``generateContent`` (camelCase throughout; pictures as
-    :class:`InlineBase64`, for :func:`~bot.models.http_policy.dumps_json`); the request's
-    own aspect ratio and size win over the model's defaults."""
+    :class:`InlineBase64`, for :func:`~bot.models.http_policy.json_payload`); the
+    request's own aspect ratio and size win over the model's defaults."""
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     image_config: dict[str, str] = {}
     aspect = request.aspect_ratio or aspect_ratio

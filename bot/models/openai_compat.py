@@ -47,6 +47,7 @@ from bot.models.base import (
     ImageModel,
     ModelError,
     Part,
+    Picture,
     Usage,
 )
 from bot.models.http_policy import (
@@ -95,10 +96,10 @@ _FINISH_AS_GEMINI: Final = {"stop": "STOP", "length": "MAX_TOKENS", "content_fil
 # The request
 
 
-def data_uri(blob: Blob) -> InlineBase64:
+def data_uri(picture: Picture) -> InlineBase64:
     """The picture as a data URI, written into the body by
-    :func:`~bot.models.http_policy.dumps_json`."""
-    return InlineBase64(blob.data, prefix=f"data:{blob.mime_type};base64,")
+    :func:`~bot.models.http_policy.json_payload` as it is sent."""
+    return InlineBase64(picture, prefix=f"data:{picture.mime_type};base64,")
 
 
 def message_to_json(content: Content) -> dict[str, Any]:
