@@ -8,6 +8,7 @@ of every detail. Provider-specific readings are tested in test_gemini and test_o
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -20,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from bot.models import http_policy as hp
-from bot.models.base import Blob, FailureKind, ModelError, StoredBlob
+from bot.models.base import AnswerSlot, Blob, FailureKind, ModelError, StoredBlob
 
 
 class Script:
@@ -359,3 +360,39 @@ async def test_a_stored_picture_that_changed_size_ends_the_call_in_a_clear_error
         finally:
             await http.aclose()
     assert caught.value.user_message == hp.INTERNAL_MESSAGE
+
+
+# ------------------------------------------------------------------------- answer slots
+
+
+async def test_waiting_for_an_answer_slot_does_not_time_out_a_paid_call(script: Script) -> None:
+    places = asyncio.Semaphore(0)  # every place taken, for now
+    slot = AnswerSlot(places)
+    script.then(body=b'{"ok": 1}')
+    http = make_http(timeout=0.3)
+    call_done = asyncio.ensure_future(
+        http.post(script.url, b"{}", {}, read=read_json, classify=classify, slot=slot))
+    await asyncio.sleep(0.6)  # twice the attempt's timeout, waiting for a place
+    assert not call_done.done() and script.seen == 1
+    places.release()
+    try:
+        assert await call_done == {"ok": 1}
+    finally:
+        await http.aclose()
+    assert script.seen == 1, "the answer was paid for once: no second attempt"
+    assert places.locked(), "the answer keeps its place until the caller stored it"
+    slot.give_back()
+    assert not places.locked()
+
+
+async def test_an_answer_of_no_use_gives_its_place_back(script: Script) -> None:
+    places = asyncio.Semaphore(1)
+    script.then(body=b"not json")
+    with pytest.raises(ModelError):
+        await call(make_http(), script.url, slot=AnswerSlot(places))
+    assert not places.locked()
+    script.then(status=503)  # an error answer never takes a place, a retry reads the next
+    script.then(body=b'{"n": 2}')
+    slot = AnswerSlot(places)
+    assert await call(make_http(), script.url, slot=slot) == {"n": 2}
+    assert places.locked()

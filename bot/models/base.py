@@ -7,6 +7,7 @@ we do not model, ``thought_signature`` is never altered) so they can be replayed
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,32 @@ class Content:
     parts: tuple[Part, ...]
 
 
+class AnswerSlot:
+    """A place among the answers one process reads and stores at once.
+
+    Hundreds of calls may wait on the model together, and their answers tend to come in
+    together; each one read, parsed and not yet stored holds megabytes. So a model client
+    takes the slot right before it reads an answer's body (until then the answer waits on
+    the socket, costing the bot nothing) and gives it back if the answer is of no use;
+    the caller gives it back once the answer is stored. Both ends may call either method
+    more than once: a slot is held at most once.
+    """
+
+    def __init__(self, places: asyncio.Semaphore) -> None:
+        self._places = places
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._places.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._places.release()
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     contents: tuple[Content, ...]
@@ -86,6 +113,8 @@ class GenerateRequest:
     #: awaited once, right before the request leaves for the service (after encoding and
     #: any wait): from then on the call may be paid for, whatever happens to the bot
     on_send: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+    #: taken before the answer is read, still held when it is returned (see AnswerSlot)
+    answer_slot: AnswerSlot | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

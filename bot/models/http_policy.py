@@ -38,7 +38,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bot.config import Settings
 from bot.i18n import N_, _, ngettext
-from bot.models.base import FailureKind, GenerateRequest, ModelError, Picture, image_cap_for
+from bot.models.base import (
+    AnswerSlot,
+    FailureKind,
+    GenerateRequest,
+    ModelError,
+    Picture,
+    image_cap_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -476,12 +483,16 @@ class ModelHttp:
         *,
         read: Callable[[bytes], T],
         classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None = None,
     ) -> T:
         """POST ``payload`` until ``read`` accepts an answer, or raise :class:`ModelError`.
 
         ``read`` runs in a worker thread (answers can be megabytes of base64) and raises
         :class:`ModelError` or :class:`Retryable`; ``classify`` turns a non-2xx answer
         into one of them. Whatever else goes wrong still ends as a :class:`ModelError`.
+        ``slot`` is taken before a successful answer's body is read (waiting for it does
+        not count against the attempt's timeout) and is still held when the answer is
+        returned; an answer that is not returned gives it back.
         """
         deadline = time.monotonic() + self.policy.budget
         retrying = AsyncRetrying(
@@ -496,7 +507,7 @@ class ModelHttp:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     return await self._attempt(
-                        url, payload, headers, number, deadline, read, classify
+                        url, payload, headers, number, deadline, read, classify, slot
                     )
         except Retryable as failed:
             raise self._clean(failed.error) from None
@@ -561,13 +572,45 @@ class ModelHttp:
         deadline: float,
         read: Callable[[bytes], T],
         classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None,
+    ) -> T:
+        try:
+            return await self._attempt_in_slot(
+                url, payload, headers, number, deadline, read, classify, slot
+            )
+        except BaseException:
+            if slot is not None:
+                slot.give_back()
+            raise
+
+    async def _attempt_in_slot(
+        self,
+        url: str,
+        payload: bytes | Payload,
+        headers: Mapping[str, str],
+        number: int,
+        deadline: float,
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None,
     ) -> T:
         attempt_timeout = min(self.policy.timeout, max(0.001, deadline - time.monotonic()))
         started = time.monotonic()
         try:
-            async with asyncio.timeout(attempt_timeout):
+            async with asyncio.timeout(attempt_timeout) as limit:
+
+                async def take_slot() -> None:
+                    # the wait is the bot's own: it must not time out a paid call
+                    if slot is None:
+                        return
+                    loop = asyncio.get_running_loop()
+                    left = (limit.when() or loop.time()) - loop.time()
+                    limit.reschedule(None)
+                    await slot.take()
+                    limit.reschedule(loop.time() + max(0.0, left))
+
                 status, answer_headers, body = await self._exchange(
-                    url, payload, headers, attempt_timeout
+                    url, payload, headers, attempt_timeout, take_slot
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
             self._log_attempt(number, "timeout", started)
@@ -607,9 +650,11 @@ class ModelHttp:
         raise outcome
 
     async def _exchange(
-        self, url: str, payload: bytes | Payload, headers: Mapping[str, str], seconds: float
+        self, url: str, payload: bytes | Payload, headers: Mapping[str, str], seconds: float,
+        before_body: Callable[[], Awaitable[None]],
     ) -> tuple[int, httpx.Headers, bytes]:
-        """Send and read the whole answer, refusing one over ``max_answer_bytes``.
+        """Send and read the whole answer, refusing one over ``max_answer_bytes``;
+        ``before_body`` is awaited before a successful answer's body is read.
 
         ``seconds`` bounds httpx's own connect/read waits; the caller's
         ``asyncio.timeout`` bounds the whole exchange."""
@@ -625,6 +670,8 @@ class ModelHttp:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise _AnswerTooLarge(f"answer declares {declared} bytes, over {limit}")
+            if 200 <= response.status_code < 300:
+                await before_body()
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -726,4 +773,5 @@ class HttpImageModel:
         payload = await encode_json(lambda: body(request))
         if request.on_send is not None:
             await request.on_send()
-        return await self._http.post(url, payload, headers, read=read, classify=classify)
+        return await self._http.post(url, payload, headers, read=read, classify=classify,
+                                     slot=request.answer_slot)
