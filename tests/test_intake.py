@@ -326,3 +326,19 @@ async def test_a_request_waiting_for_a_slot_is_not_called_interrupted(
     assert "restarted while the model" in texts[PRIVATE][0]
     assert platform.channels[ChatKey("telegram", "43")].sent[-1].kind == "images"
     assert [r.prompt for r in fake.requests].count("oil painting") == 1
+
+
+async def test_hundreds_of_conversations_wait_on_the_model_at_once(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    """With 5-second model calls a process reaches its CPU limit only with some 500 turns
+    in flight, so by default it runs more than 256 at once."""
+    chats = [Chat(bot, platform, ChatKey("telegram", str(9000 + n)), private=True)
+             for n in range(300)]
+    fake.pause()
+    for chat in chats:
+        await chat.send("a lighthouse at dawn")
+    await fake.wait_for_requests(len(chats), within=60)  # every call under way together
+    fake.resume()
+    await bot.intake.drain()
+    assert all(chat.channel.last.kind == "images" for chat in chats)
