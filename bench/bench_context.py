@@ -262,7 +262,8 @@ def run(turns: int, *, quick: bool, seed: int, signature_bytes: int, workdir: Pa
             for model, policy in policies.items():
                 started = time.perf_counter()
                 path = [t for t in store.path(user.id) if t.status is TurnStatus.OK]
-                built = build_context(path, policy, store.image_bytes)
+                built = build_context(
+                    path, policy, lambda ref: Blob(ref.mime_type, store.image_bytes(ref.sha256)))
                 elapsed = (time.perf_counter() - started) * 1000
                 ours[model] = (built.request_bytes, built.images_sent,
                                body_bytes(built.contents, to_json), elapsed)

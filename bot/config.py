@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     # --- intake and delivery
     chatbrush_concurrent_turns: int = Field(
-        256, ge=1, le=10_000, description="turns one process runs at once"
+        512, ge=1, le=10_000, description="turns one process runs at once"
     )
     chatbrush_shutdown_grace: float = Field(
         25.0, ge=0, description="seconds running turns get to finish on SIGTERM"

@@ -14,8 +14,8 @@ import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
-from bot.models.base import Blob, Content, Part, Role
-from bot.threads import StoredPart, Turn
+from bot.models.base import Content, Part, Picture, Role
+from bot.threads import ImageRef, StoredPart, Turn
 
 OMITTED_IMAGE = "[an earlier image, not resent]"
 #: stands in for a picture whose bytes were removed (retention, ``/forget``)
@@ -160,9 +160,11 @@ def _select(path: Sequence[Turn], policy: ContextPolicy) -> _Selection:
 def build_context(
     path: Sequence[Turn],
     policy: ContextPolicy,
-    load_image: Callable[[str], bytes],
+    picture: Callable[[ImageRef], Picture],
 ) -> BuiltContext:
-    """Turn a root→newest path (newest = the new user turn) into request contents."""
+    """Turn a root→newest path (newest = the new user turn) into request contents;
+    ``picture`` gives each image the request keeps (its bytes, or a stored picture the
+    model client reads as the request goes out)."""
     if not path:
         return BuiltContext((), 0, 0, 0, 0, 0, 0)
     selection = _select(path, policy)
@@ -179,8 +181,8 @@ def build_context(
                     parts.append(Part(text=OMITTED_IMAGE))
                     sent_bytes += len(OMITTED_IMAGE)
                 continue
-            blob = Blob(p.image.mime_type, load_image(p.image.sha256)) if p.image else None
-            parts.append(Part(p.text, blob, p.thought, p.thought_signature, p.extra))
+            image = picture(p.image) if p.image else None
+            parts.append(Part(p.text, image, p.thought, p.thought_signature, p.extra))
             sent_bytes += _text_cost(p) + (b64_len(p.image.size) if p.image else 0)
         if not parts:
             continue

@@ -12,6 +12,7 @@ under way when the process died is not repeated behind the user's back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,7 @@ from bot.commands import COMMANDS, Command, parse_command
 from bot.commands.context import CommandContext
 from bot.commands.handlers import HANDLERS
 from bot.config import Settings
-from bot.context import BuiltContext, ContextPolicy, b64_len, build_context, images_needed
+from bot.context import BuiltContext, ContextPolicy, b64_len, build_context
 from bot.credentials import ContentCredentials
 from bot.errors import ClaimLost, UserFacingError
 from bot.events import (
@@ -47,12 +48,15 @@ from bot.input_policy import check_attachments
 from bot.linked_edits import caption_asks_for_each
 from bot.model_options import AUTO, aspect_ratios, nearest_ratio
 from bot.models.base import (
+    AnswerSlot,
+    Blob,
     Content,
     FailureKind,
     GenerateRequest,
     ImageModel,
     ModelError,
     Part,
+    StoredBlob,
     Usage,
 )
 from bot.models.catalog import ModelCatalog, UnknownModel
@@ -62,7 +66,7 @@ from bot.provenance import Provenance
 from bot.retention import usable_path
 from bot.retries import asks_to_retry
 from bot.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
-from bot.threads import Thread, Turn, TurnStatus
+from bot.threads import ImageRef, Thread, Turn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,10 @@ PICTURE_NOT_STORED = N_("(Its picture is no longer stored: old pictures are remo
                         "while.)")
 
 Fetch = Callable[[Attachment], Awaitable[Sequence[InputImage]]]
+
+#: answers one process reads, checks and stores at once: each holds megabytes until it is
+#: stored, and a few keep every core busy; the rest wait unread on their sockets
+ANSWERS_IN_HAND = 8
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,8 @@ class Engine:
                                      path_limit=settings.chatbrush_context_turns)
         #: blocked terms and patterns, checked before anything of a prompt is kept
         self.moderation = Moderation.from_settings(settings)
+        #: answers read and not yet stored, at most (see AnswerSlot)
+        self._answers_in_hand = asyncio.Semaphore(ANSWERS_IN_HAND)
 
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
@@ -486,8 +496,8 @@ class Engine:
         request_bytes = context.request_bytes
         if reference and contents and contents[-1].role == "user":
             contents = (*contents[:-1], Content("user", (*reference, *contents[-1].parts)))
-            request_bytes += sum(len(p.text or "") + b64_len(len(p.image.data) if p.image
-                                                              else 0) for p in reference)
+            request_bytes += sum(len(p.text or "") + b64_len(p.image.size if p.image else 0)
+                                 for p in reference)
         image_size = chosen.image_size
         request = GenerateRequest(
             contents,
@@ -502,63 +512,68 @@ class Engine:
                 announced = True
                 await starting()
 
-        request = replace(request, on_send=announce)
+        answer_slot = AnswerSlot(self._answers_in_hand)
+        request = replace(request, on_send=announce, answer_slot=answer_slot)
         metrics.REQUEST_BYTES.observe(request_bytes)
         call = CallRecord(work, user_turn, model.name, image_size, request_bytes)
-        async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
-            started = time.monotonic()
-            try:
-                result = await model.generate(request)
-                await announce()
-                call.seconds = time.monotonic() - started
-                outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
-                           for b in result.images]
-            except ClaimLost:
-                raise  # another process has the message: no failure of ours to record
-            except (ModelError, imaging.ImageRejected) as exc:
-                error = exc if isinstance(exc, ModelError) else ModelError(
-                    FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "
-                                            "Please try again."), detail=str(exc))
-                call.seconds = call.seconds or time.monotonic() - started
-                await self._record_failure(call, error)
-                return error
-            except Exception as exc:
-                # Whatever else a model client lets through must not lose the user's turn.
-                log.exception("model call raised %s in thread %s", type(exc).__name__,
-                              user_turn.thread_id)
-                error = ModelError(FailureKind.UNAVAILABLE, _(UNREADABLE_ANSWER),
-                                   detail=f"{type(exc).__name__}: {exc}"[:500])
-                call.seconds = time.monotonic() - started
-                await self._record_failure(call, error)
-                return error
-        parts: list[NewPart] = []
-        outputs_iter = iter(outputs)
-        for part in result.parts:
-            image: NewImage | None = None
-            if part.image is not None and not part.thought:
-                out = next(outputs_iter)
-                # Stored exactly as the model sent it (it is replayed verbatim); what the
-                # chat was shown may be a converted copy, remade on resend.
-                image = NewImage(part.image.data, part.image.mime_type, out.width, out.height)
-            elif part.image is not None:
-                image = NewImage(part.image.data, part.image.mime_type, 0, 0)
-            parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
-                                 part.extra))
-        # Stored the moment it arrives, before anything is sent: never lost, never paid
-        # for twice. It becomes the current version only once it is delivered.
-        model_turn = await self.store.add_turn(
-            user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
-            author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
-            move_head=False, event_id=event_id,
-        )
-        await self._record(call, result.usage, images=len(outputs), failure=None,
-                           turn_id=model_turn.id)
-        note = ""
-        if context.newest_images_capped:
-            note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
-                             "left out.)").format(count=context.images_sent,
-                                                  left=context.newest_images_capped)
-        return Answer(model_turn, outputs, note)
+        try:
+            async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
+                started = time.monotonic()
+                try:
+                    result = await model.generate(request)
+                    await answer_slot.take()  # a model that does not read over HTTP took none
+                    await announce()
+                    call.seconds = time.monotonic() - started
+                    outputs = [await imaging.inspect_output_async(b.data, b.mime_type)
+                               for b in result.images]
+                except ClaimLost:
+                    raise  # another process has the message: no failure of ours to record
+                except (ModelError, imaging.ImageRejected) as exc:
+                    error = exc if isinstance(exc, ModelError) else ModelError(
+                        FailureKind.NO_IMAGE, _("The model sent back an image I could not read. "
+                                                "Please try again."), detail=str(exc))
+                    call.seconds = call.seconds or time.monotonic() - started
+                    await self._record_failure(call, error)
+                    return error
+                except Exception as exc:
+                    # Whatever else a model client lets through must not lose the user's turn.
+                    log.exception("model call raised %s in thread %s", type(exc).__name__,
+                                  user_turn.thread_id)
+                    error = ModelError(FailureKind.UNAVAILABLE, _(UNREADABLE_ANSWER),
+                                       detail=f"{type(exc).__name__}: {exc}"[:500])
+                    call.seconds = time.monotonic() - started
+                    await self._record_failure(call, error)
+                    return error
+            parts: list[NewPart] = []
+            outputs_iter = iter(outputs)
+            for part in result.parts:
+                image: NewImage | None = None
+                if isinstance(part.image, Blob) and not part.thought:
+                    out = next(outputs_iter)
+                    # Stored exactly as the model sent it (it is replayed verbatim); what the
+                    # chat was shown may be a converted copy, remade on resend.
+                    image = NewImage(part.image.data, part.image.mime_type, out.width, out.height)
+                elif isinstance(part.image, Blob):
+                    image = NewImage(part.image.data, part.image.mime_type, 0, 0)
+                parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
+                                     part.extra))
+            # Stored the moment it arrives, before anything is sent: never lost, never paid
+            # for twice. It becomes the current version only once it is delivered.
+            model_turn = await self.store.add_turn(
+                user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
+                author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
+                move_head=False, event_id=event_id,
+            )
+            await self._record(call, result.usage, images=len(outputs), failure=None,
+                               turn_id=model_turn.id)
+            note = ""
+            if context.newest_images_capped:
+                note = "\n" + _("(This model takes {count} images at most; {left} of yours were "
+                                 "left out.)").format(count=context.images_sent,
+                                                      left=context.newest_images_capped)
+            return Answer(model_turn, outputs, note)
+        finally:
+            answer_slot.give_back()  # the answer is stored (or failed)
 
     async def _recent_path(self, user_turn: Turn) -> list[Turn]:
         """The newest turns of the path, as many as ``CHATBRUSH_CONTEXT_TURNS`` (a long
@@ -596,10 +611,14 @@ class Engine:
         await self.safe_progress(work.channel, Progress.QUEUED)
 
     async def _build_context(self, path: list[Turn], policy: ContextPolicy) -> BuiltContext:
-        """Load just the image bytes the policy keeps, then assemble the request."""
+        """Assemble the request; the pictures it keeps are read only as it goes out."""
         path = await usable_path(self.store, path)  # pictures that are gone: a marker
-        images = {sha: await self.store.image_bytes(sha) for sha in images_needed(path, policy)}
-        return build_context(path, policy, images.__getitem__)
+        read = self.store.image_bytes
+
+        def stored(ref: ImageRef) -> StoredBlob:
+            return StoredBlob(ref.mime_type, ref.size, functools.partial(read, ref.sha256))
+
+        return build_context(path, policy, stored)
 
     async def _record_failure(self, call: CallRecord, error: ModelError) -> None:
         """Keep the turn for "try again" (out of context) and count the failed call."""

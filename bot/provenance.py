@@ -75,7 +75,8 @@ class Provenance:
         path = [t for t in path if t.status is TurnStatus.OK or t.id == turn.parent_id]
         refs = ingredient_refs(path)
         missing = await self.store.missing_images([ref.sha256 for ref in refs])
-        inputs = [Ingredient(await self.store.image_bytes(ref.sha256), ref.mime_type)
+        inputs = [Ingredient(await self.store.image_bytes(ref.sha256), ref.mime_type,
+                             known_sha256=ref.sha256)
                   for ref in refs if ref.sha256 not in missing]
         prompt = path[-1].text if path and not path[-1].is_model else None
         signed = []

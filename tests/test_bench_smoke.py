@@ -64,29 +64,86 @@ def test_context_bench_prints_policy_against_naive_history(tmp_path: Path) -> No
 
 def test_engine_bench_drives_a_thread_and_the_commands(tmp_path: Path) -> None:
     stdout, markdown = run_bench("bench_engine.py", tmp_path)
-    for what in ("text edits (2..N), wall clock", "/history on the finished thread",
-                 "/undo, one step at a time from the head"):
+    for what in ("text edits (2..N), wall clock", "text edits (2..N), CPU (every thread)",
+                 "/history on the finished thread, wall clock",
+                 "/undo, one step at a time from the head, wall clock"):
         line = next((ln for ln in stdout.splitlines() if what in ln), None)
         assert line is not None, stdout
         assert re.search(r"\| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$", line), line
-    assert "p50 per turn minus image work" in stdout
+    assert re.search(r"CPU per text edit: [\d.]+ ms = [\d.]+× the reference", stdout)
+    assert "Largest request: 3 images" in stdout  # real-sized answers went into the context
+    reference = row(stdout, "the reference workload (parse one answer body, decode its "
+                            "picture, SHA-256 it)")
+    assert float(reference[1]) > 0 and reference[2] == "1.00"
     assert "## Reproduce" in markdown and "bench/bench_engine.py --turns 5 --quick" in markdown
 
 
 def test_telegram_bench_answers_every_turn_through_the_real_adapter() -> None:
     [overhead] = json.loads(run_module("bench_telegram", "--json", "overhead", "--turns", "3",
                                        "--warmup", "1"))
-    assert overhead["turns"] == 3
-    assert overhead["new_photo"]["p50_ms"] > 0 and overhead["text_followup"]["p50_ms"] > 0
+    assert overhead["turns"] == 3 and overhead["failures"] == 0
+    for kind in ("new_photo", "text_followup"):
+        assert overhead[kind]["p50_ms"] > 0 and overhead[kind]["cpu_ms_per_turn"] > 0
+        assert overhead[kind]["cpu_x_reference"] > 0
     [concurrent] = json.loads(run_module("bench_telegram", "--json", "concurrency",
-                                         "--threads", "3", "--turns", "2", "--latency", "0.2"))
+                                         "--threads", "3", "--turns", "2", "--latency", "0.2",
+                                         "--no-limiter"))
     assert concurrent["threads"] == 3 and concurrent["failures"] == 0
+    assert concurrent["time_to_answer"]["p50_ms"] >= 200  # the model's 0.2 s, and the bot's
+    assert concurrent["rss_mb"]["peak"] >= concurrent["rss_mb"]["before"] > 0
 
 
 def test_slack_bench_acknowledges_and_uploads_every_event() -> None:
     result = json.loads(run_module("bench_slack", "--json", "--events", "3", "--warmup", "1"))
     assert result["events"] == 3
     assert result["ack_ms"]["p50"] > 0 and result["event_to_upload_ms"]["p50"] > 0
+    assert result["cpu_ms_per_event"] > 0 and result["cpu_x_reference"] > 0
+
+
+def test_storage_bench_compares_rows_and_blob_files(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_storage.py"), "--turns", "6", "--quick"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = row(proc.stdout, "files")
+    assert files[-1] == "ok"  # integrity_check after storing the pictures as files
+    assert not list(tmp_path.iterdir())
+
+
+def test_answers_bench_times_the_structure_walk_against_a_decode(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_answers.py"), "--quick"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Reference workload" in proc.stdout
+    assert "| PNG 256² |" in proc.stdout and "inspect_output (after)" in proc.stdout
+
+
+def test_preprocess_bench_runs_every_method_on_a_12_mp_photo(tmp_path: Path) -> None:
+    out = tmp_path / "preprocess.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_preprocess.py"), "--repeat", "2",
+         "--rounds", "1", "--markdown", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    for method in ("prepare_input", "full_decode_bicubic", "decode_floor"):
+        assert f"| {method} |" in table, table
+
+
+def test_threads_bench_opens_the_bot_on_databases_of_every_size(tmp_path: Path) -> None:
+    out = tmp_path / "threads.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_threads.py"), "--threads", "0", "50",
+         "--chats", "1", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert row(proc.stdout, "0") and row(proc.stdout, "50")
+    assert "## Reproduce" in out.read_text()
 
 
 def test_burst_bench_kills_the_bot_and_loses_nothing(tmp_path: Path) -> None:

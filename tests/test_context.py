@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ from bot.context import (
     without_removed_images,
 )
 from bot.events import ChatKey
+from bot.models.base import Blob
 from bot.store import NewImage, NewPart
-from bot.threads import Turn
+from bot.threads import ImageRef, Turn
 from storage.sqlite import SqliteDatabase as Store
 
 CHAT = ChatKey("console", "local")
@@ -42,6 +44,11 @@ def long_thread(store: Store, turns: int, *, size: int = 100_000) -> list[Turn]:
     return path
 
 
+def loaded(store: Store) -> Callable[[ImageRef], Blob]:
+    """Pictures read at once (the engine passes stored ones, read as the request is sent)."""
+    return lambda ref: Blob(ref.mime_type, store.image_bytes(ref.sha256))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "c.db")
@@ -50,7 +57,7 @@ def store(tmp_path: Path) -> Store:
 def test_short_thread_is_sent_whole_and_verbatim(store: Store) -> None:
     path = long_thread(store, 2)
     built = build_context(path, ContextPolicy(byte_budget=8_000_000, max_images=14),
-                          store.image_bytes)
+                          loaded(store))
     assert [c.role for c in built.contents] == ["user", "model", "user", "model", "user"]
     model_parts = built.contents[1].parts
     assert model_parts[1].thought_signature == "S" * 800
@@ -61,7 +68,7 @@ def test_short_thread_is_sent_whole_and_verbatim(store: Store) -> None:
 def test_hundred_turn_thread_stays_under_budget_and_cap(store: Store) -> None:
     path = long_thread(store, 100)
     policy = ContextPolicy(byte_budget=1_000_000, max_images=3)
-    built = build_context(path, policy, store.image_bytes)
+    built = build_context(path, policy, loaded(store))
     assert built.request_bytes <= policy.byte_budget
     assert built.images_sent <= 3
     # the image being edited (newest version) is always there, with its signature
@@ -82,7 +89,7 @@ def test_newest_user_images_always_go_even_with_many_versions(store: Store) -> N
     fused = store.add_turn(thread_id, parent_id=last.parent_id, role="user",
                            parts=[NewPart(image=image(900)), NewPart(image=image(901)),
                                   NewPart(text="put the hat from the second on the first")])
-    built = build_context([*path[:-1], fused], ContextPolicy(2_000_000, 3), store.image_bytes)
+    built = build_context([*path[:-1], fused], ContextPolicy(2_000_000, 3), loaded(store))
     sent = [p.image.data for c in built.contents for p in c.parts if p.image]
     assert image(900).data in sent and image(901).data in sent
     assert len(sent) == 3  # plus the image being edited
@@ -93,7 +100,7 @@ def test_image_cap_leaves_out_extra_album_images_and_says_so(store: Store) -> No
     turn = store.add_turn(thread.id, parent_id=None, role="user",
                           parts=[*[NewPart(image=image(i)) for i in range(5)],
                                  NewPart(text="fuse")])
-    built = build_context([turn], ContextPolicy(8_000_000, 3), store.image_bytes)
+    built = build_context([turn], ContextPolicy(8_000_000, 3), loaded(store))
     assert built.images_sent == 3
     assert built.newest_images_capped == 2
 
@@ -101,14 +108,14 @@ def test_image_cap_leaves_out_extra_album_images_and_says_so(store: Store) -> No
 def test_budget_counts_base64_size(store: Store) -> None:
     path = long_thread(store, 3, size=300_000)
     budget = b64_len(300_000) * 2 + 20_000
-    built = build_context(path, ContextPolicy(budget, 14), store.image_bytes)
+    built = build_context(path, ContextPolicy(budget, 14), loaded(store))
     assert built.images_sent == 2
     assert built.request_bytes <= budget
 
 
 def test_conversation_always_opens_with_a_user_turn(store: Store) -> None:
     path = long_thread(store, 40, size=50_000)
-    built = build_context(path, ContextPolicy(75_000, 3), store.image_bytes)
+    built = build_context(path, ContextPolicy(75_000, 3), loaded(store))
     assert built.contents[0].role == "user"
     assert built.turns_dropped > 0
 
@@ -126,7 +133,7 @@ def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> Non
                               parts=[NewPart(text=f"edit {i}")])
         path += [model, user]
     policy = ContextPolicy(byte_budget=1_000_000, max_images=14)
-    built = build_context(path, policy, store.image_bytes)
+    built = build_context(path, policy, loaded(store))
     assert built.request_bytes <= policy.byte_budget
     assert built.images_sent < 14
 
@@ -134,15 +141,15 @@ def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> Non
 def test_only_the_images_that_are_sent_are_loaded(store: Store) -> None:
     path = long_thread(store, 20)
     policy = ContextPolicy(byte_budget=1_000_000, max_images=3)
-    loaded: list[str] = []
+    read: list[str] = []
 
-    def load(sha: str) -> bytes:
-        loaded.append(sha)
-        return store.image_bytes(sha)
+    def load(ref: ImageRef) -> Blob:
+        read.append(ref.sha256)
+        return Blob(ref.mime_type, store.image_bytes(ref.sha256))
 
     needed = images_needed(path, policy)
     built = build_context(path, policy, load)
-    assert set(loaded) == needed and len(needed) == built.images_sent <= 3
+    assert set(read) == needed and len(needed) == built.images_sent <= 3
 
 
 def test_pictures_that_are_gone_become_a_marker_and_are_never_loaded(store: Store) -> None:
@@ -161,9 +168,9 @@ def test_pictures_that_are_gone_become_a_marker_and_are_never_loaded(store: Stor
     assert [(p.text, p.thought_signature) for p in path[1].parts] == [(REMOVED_IMAGE, None)]
     assert path[2] == ask
 
-    def load(sha256: str) -> bytes:
-        assert sha256 not in gone, "a picture that is gone was asked for"
-        return store.image_bytes(sha256)
+    def load(ref: ImageRef) -> Blob:
+        assert ref.sha256 not in gone, "a picture that is gone was asked for"
+        return Blob(ref.mime_type, store.image_bytes(ref.sha256))
 
     built = build_context(path, ContextPolicy(max_images=14), load)
     assert built.images_sent == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import json
 import logging
 import os
 import stat
@@ -135,6 +136,38 @@ def test_a_fusion_lists_every_input_the_first_as_parent(
     assert len({sha for _, _, sha in found}) == 3
     edited = actions(manifest)[1]
     assert len(edited["parameters"]["ingredients"]) == 3
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_an_input_with_credentials_of_its_own_keeps_them_in_the_chain(
+    credentials: ContentCredentials, fmt: str, mime: str
+) -> None:
+    earlier = credentials.sign(picture(fmt, seed=3), mime, model=MODEL)
+    plain = picture(fmt, seed=4)
+    assert Ingredient(earlier, mime).may_carry_credentials
+    assert not Ingredient(plain, mime).may_carry_credentials
+    signed = credentials.sign(picture("PNG", seed=5), "image/png", model=MODEL,
+                              inputs=[Ingredient(earlier, mime), Ingredient(plain, mime)])
+    with read_back(signed, "image/png") as reader:
+        store = json.loads(reader.json())
+    active = store["manifests"][store["active_manifest"]]
+    parent, other = active["ingredients"]
+    assert parent["relationship"] == "parentOf" and other["relationship"] == "componentOf"
+    # the earlier picture's own manifest came along; the plain one is listed by its hash
+    assert parent.get("active_manifest") in store["manifests"]
+    assert "active_manifest" not in other
+    assert other["metadata"][INGREDIENT_SHA256_KEY] == hashlib.sha256(plain).hexdigest()
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n\x00\x00", b"\xff\xd8\xff\xe0\x00", b""])
+def test_an_input_that_does_not_walk_cleanly_is_left_to_the_library(data: bytes) -> None:
+    for mime in ("image/png", "image/jpeg", "image/webp"):
+        assert Ingredient(data, mime).may_carry_credentials
+
+
+def test_a_known_hash_is_not_computed_again() -> None:
+    assert Ingredient(b"pic", "image/png", known_sha256="ab" * 32).sha256 == "ab" * 32
+    assert Ingredient(b"pic", "image/png").sha256 == hashlib.sha256(b"pic").hexdigest()
 
 
 def test_an_input_the_library_cannot_parse_is_still_listed_with_its_hash(

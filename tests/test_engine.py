@@ -15,6 +15,7 @@ from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
 from bot.contact_sheet import CURRENT_COLOUR
+from bot.engine import ANSWERS_IN_HAND
 from bot.events import ChatKey, Progress, Sender
 from bot.runtime import Runtime
 from tests.fakes.gemini import FakeGemini
@@ -327,6 +328,25 @@ async def test_turns_of_one_thread_wait_in_order_others_run_alongside(
     assert any("next in line" in t for t in dm.channel.texts())
     hat = next(r for r in fake.requests if r.prompt == "now add a hat")
     assert hat.images("model"), "the queued turn built on the first answer"
+
+
+async def test_answers_that_come_in_together_are_read_a_few_at_a_time_and_all_arrive(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    chats = [dm_of(bot, platform, ChatKey("telegram", str(500 + n)))
+             for n in range(2 * ANSWERS_IN_HAND + 2)]
+    useless = ANSWERS_IN_HAND + 1  # more than there are places: none may keep one
+    fake.pause()
+    for chat in chats:
+        await chat.send("watercolor", photo())
+    await fake.wait_for_requests(len(chats))
+    for _ in range(useless):
+        fake.enqueue_text_only()
+    fake.resume()
+    await asyncio.wait_for(bot.intake.drain(), 60)
+    kinds = [chat.channel.last.kind for chat in chats]
+    assert kinds.count("images") == len(chats) - useless and kinds.count("text") == useless
+    assert len(fake.requests) == len(chats)
 
 
 async def test_hundred_turn_thread_stays_bounded(

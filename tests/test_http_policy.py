@@ -8,6 +8,8 @@ of every detail. Provider-specific readings are tested in test_gemini and test_o
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import gzip
 import json
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from bot.models import http_policy as hp
-from bot.models.base import FailureKind, ModelError
+from bot.models.base import AnswerSlot, Blob, FailureKind, ModelError, StoredBlob
 
 
 class Script:
@@ -29,9 +31,11 @@ class Script:
         self.responses: list[Callable[[], web.StreamResponse]] = []
         self.seen = 0
         self.port = 0
+        #: each request's headers and body, in arrival order
+        self.received: list[tuple[dict[str, str], bytes]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        self.received.append((dict(request.headers), await request.read()))
         self.seen += 1
         return self.responses.pop(0)() if self.responses else web.json_response({"ok": True})
 
@@ -267,3 +271,128 @@ def test_waits_are_told_roughly(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("value", ["soon", "9" * 40, "Mon, 99 Foo 2020 25:61:61 GMT", ""])
 def test_a_retry_after_that_makes_no_sense_is_ignored(value: str) -> None:
     assert hp.parse_retry_after(value) is None
+
+
+# ------------------------------------------------------------------------- writing bodies
+
+
+def stored(data: bytes, reads: list[int] | None = None, *, size: int | None = None
+           ) -> StoredBlob:
+    """A stored picture that counts its reads."""
+
+    async def load() -> bytes:
+        if reads is not None:
+            reads.append(len(data))
+        return data
+
+    return StoredBlob("image/png", len(data) if size is None else size, load)
+
+
+async def test_pictures_written_into_the_body_read_back_as_the_same_json() -> None:
+    picture, other = bytes(range(256)) * 50, b"\x89PNG\r\n\x1a\n" + b"\x00" * 97
+    body = {"contents": [{"parts": [{"text": "make it red"},
+                                    {"inlineData": {"mimeType": "image/png",
+                                                    "data": hp.InlineBase64(Blob("image/png",
+                                                                                 picture))}},
+                                    {"image_url": {"url": hp.InlineBase64(
+                                        stored(other), prefix="data:image/png;base64,")}}]}]}
+    as_text = {"contents": [{"parts": [
+        {"text": "make it red"},
+        {"inlineData": {"mimeType": "image/png",
+                        "data": base64.b64encode(picture).decode()}},
+        {"image_url": {"url": "data:image/png;base64," + base64.b64encode(other).decode()}}]}]}
+    length, chunks = await hp.json_payload(body).open()
+    expected = json.dumps(as_text, separators=(",", ":")).encode()
+    assert length == len(expected)  # known before a picture is read
+    assert b"".join([chunk async for chunk in chunks]) == expected
+
+
+@pytest.mark.parametrize("text", ["\x00", "\\u0000abc\\u0000", "\x00" + "0" * 16 + "\x00",
+                                  'quotes " and \\ and 汉字'])
+async def test_text_that_looks_like_a_gap_is_kept_as_it_was(text: str) -> None:
+    body = {"a": text, "b": hp.InlineBase64(stored(b"pic")), "c": [text, hp.InlineBase64(
+        stored(b""))]}
+    assert json.loads(await hp.json_payload(body).read()) == {"a": text, "b": "cGlj",
+                                                              "c": [text, ""]}
+
+
+async def test_a_history_that_cannot_be_encoded_is_a_model_error() -> None:
+    with pytest.raises(ModelError) as caught:
+        await hp.encode_json(lambda: {"a": float("nan"), "b": hp.InlineBase64(stored(b"x"))})
+    assert caught.value.kind is FailureKind.BAD_REQUEST
+    with pytest.raises(ModelError):
+        await hp.encode_json(lambda: {"a": object()})
+
+
+async def test_stored_pictures_are_read_as_the_request_goes_out_and_again_on_a_retry(
+    script: Script,
+) -> None:
+    reads: list[int] = []
+    picture = bytes(range(256)) * 1200  # 300 kB: more than one socket write
+    payload = await hp.encode_json(
+        lambda: {"parts": [{"data": hp.InlineBase64(stored(picture, reads))}]})
+    assert reads == []  # laid out, nothing read yet
+    script.then(status=503)
+    script.then(body=b'{"ok": 1}')
+    http = make_http()
+    try:
+        answer = await http.post(script.url, payload, {"content-type": "application/json"},
+                                 read=read_json, classify=classify)
+    finally:
+        await http.aclose()
+    assert answer == {"ok": 1}
+    assert reads == [len(picture), len(picture)]
+    expected = b'{"parts":[{"data":"' + base64.b64encode(picture) + b'"}]}'
+    for headers, body in script.received:
+        assert body == expected
+        assert headers["Content-Length"] == str(len(expected))
+        assert "Transfer-Encoding" not in headers
+
+
+async def test_a_stored_picture_that_changed_size_ends_the_call_in_a_clear_error(
+    script: Script,
+) -> None:
+    payload = hp.json_payload({"data": hp.InlineBase64(stored(b"12345", size=4))})
+    http = make_http()
+    with pytest.raises(ModelError) as caught:
+        try:
+            await http.post(script.url, payload, {}, read=read_json, classify=classify)
+        finally:
+            await http.aclose()
+    assert caught.value.user_message == hp.INTERNAL_MESSAGE
+
+
+# ------------------------------------------------------------------------- answer slots
+
+
+async def test_waiting_for_an_answer_slot_does_not_time_out_a_paid_call(script: Script) -> None:
+    places = asyncio.Semaphore(0)  # every place taken, for now
+    slot = AnswerSlot(places)
+    script.then(body=b'{"ok": 1}')
+    http = make_http(timeout=0.3)
+    call_done = asyncio.ensure_future(
+        http.post(script.url, b"{}", {}, read=read_json, classify=classify, slot=slot))
+    await asyncio.sleep(0.6)  # twice the attempt's timeout, waiting for a place
+    assert not call_done.done() and script.seen == 1
+    places.release()
+    try:
+        assert await call_done == {"ok": 1}
+    finally:
+        await http.aclose()
+    assert script.seen == 1, "the answer was paid for once: no second attempt"
+    assert places.locked(), "the answer keeps its place until the caller stored it"
+    slot.give_back()
+    assert not places.locked()
+
+
+async def test_an_answer_of_no_use_gives_its_place_back(script: Script) -> None:
+    places = asyncio.Semaphore(1)
+    script.then(body=b"not json")
+    with pytest.raises(ModelError):
+        await call(make_http(), script.url, slot=AnswerSlot(places))
+    assert not places.locked()
+    script.then(status=503)  # an error answer never takes a place, a retry reads the next
+    script.then(body=b'{"n": 2}')
+    slot = AnswerSlot(places)
+    assert await call(make_http(), script.url, slot=slot) == {"n": 2}
+    assert places.locked()

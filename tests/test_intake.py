@@ -363,3 +363,19 @@ async def test_a_message_taken_over_by_another_process_is_not_called_twice(
         assert not entry.call_started
         assert [r.prompt for r in fake.requests] == ["watercolor"]
         assert [s.kind for s in queued_chat.sent] == ["text"]  # the queue notice alone
+
+
+async def test_hundreds_of_conversations_wait_on_the_model_at_once(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    """With 5-second model calls a process reaches its CPU limit only with some 500 turns
+    in flight, so by default it runs more than 256 at once."""
+    chats = [Chat(bot, platform, ChatKey("telegram", str(9000 + n)), private=True)
+             for n in range(300)]
+    fake.pause()
+    for chat in chats:
+        await chat.send("a lighthouse at dawn")
+    await fake.wait_for_requests(len(chats), within=60)  # every call under way together
+    fake.resume()
+    await bot.intake.drain()
+    assert all(chat.channel.last.kind == "images" for chat in chats)

@@ -7,6 +7,7 @@ we do not model, ``thought_signature`` is never altered) so they can be replayed
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,37 @@ class Blob:
     mime_type: str
     data: bytes
 
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def read(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A stored picture that a request names without holding its bytes.
+
+    The model client reads it (``load``) only while the request goes out, and again for
+    a retry. A turn spends seconds waiting for the model; with hundreds of turns waiting
+    at once, the pictures of their requests held in memory came to gigabytes.
+    """
+
+    mime_type: str
+    size: int
+    load: Callable[[], Awaitable[bytes]] = field(compare=False, repr=False)
+
+    async def read(self) -> bytes:
+        data = await self.load()
+        if len(data) != self.size:  # the request's length was declared from the size
+            raise ValueError(f"stored picture is {len(data)} bytes, not {self.size}")
+        return data
+
+
+#: a picture in a request: bytes at hand, or a stored one read as the request goes out
+Picture = Blob | StoredBlob
+
 
 @dataclass(frozen=True)
 class Part:
@@ -32,7 +64,7 @@ class Part:
     """
 
     text: str | None = None
-    image: Blob | None = None
+    image: Picture | None = None
     thought: bool = False
     thought_signature: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -47,6 +79,32 @@ class Content:
     parts: tuple[Part, ...]
 
 
+class AnswerSlot:
+    """A place among the answers one process reads and stores at once.
+
+    Hundreds of calls may wait on the model together, and their answers tend to come in
+    together; each one read, parsed and not yet stored holds megabytes. So a model client
+    takes the slot right before it reads an answer's body (until then the answer waits on
+    the socket, costing the bot nothing) and gives it back if the answer is of no use;
+    the caller gives it back once the answer is stored. Both ends may call either method
+    more than once: a slot is held at most once.
+    """
+
+    def __init__(self, places: asyncio.Semaphore) -> None:
+        self._places = places
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._places.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._places.release()
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     contents: tuple[Content, ...]
@@ -55,6 +113,8 @@ class GenerateRequest:
     #: awaited once, right before the request leaves for the service (after encoding and
     #: any wait): from then on the call may be paid for, whatever happens to the bot
     on_send: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+    #: taken before the answer is read, still held when it is returned (see AnswerSlot)
+    answer_slot: AnswerSlot | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -88,7 +148,8 @@ class GenerateResult:
 
     @property
     def images(self) -> list[Blob]:
-        return [p.image for p in self.parts if p.image is not None and not p.thought]
+        """The pictures of the answer (a model answers with bytes, never a stored one)."""
+        return [p.image for p in self.parts if isinstance(p.image, Blob) and not p.thought]
 
 
 class FailureKind(enum.Enum):

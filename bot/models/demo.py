@@ -29,6 +29,7 @@ from bot.models.base import (
     GenerateResult,
     ModelError,
     Part,
+    Picture,
     Usage,
 )
 
@@ -372,18 +373,18 @@ def _instruction(contents: Sequence[Content]) -> str:
     return ""
 
 
-def _blobs(content: Content) -> list[Blob]:
+def _blobs(content: Content) -> list[Picture]:
     return [p.image for p in content.parts if p.image is not None and not p.thought]
 
 
-def _pick_images(contents: Sequence[Content], limit: int) -> tuple[list[Blob], int]:
+def _pick_images(contents: Sequence[Content], limit: int) -> tuple[list[Picture], int]:
     """The newest user turn's images, else the newest image anywhere (usually the
     model's last result); also how many images the newest user turn carried."""
     newest_user = next((c for c in reversed(contents) if c.role == "user"), None)
     own = _blobs(newest_user) if newest_user else []
     if len(own) >= 2:
         return own[-limit:], len(own)
-    recent: list[Blob] = []
+    recent: list[Picture] = []
     for content in reversed(contents):
         recent.extend(reversed(_blobs(content)))
         if len(recent) >= limit:
@@ -469,7 +470,8 @@ class DemoModel:
         if request.on_send is not None:
             await request.on_send()
         instruction = _instruction(request.contents)
-        blobs, own_count = _pick_images(request.contents, self.max_input_images)
+        pictures, own_count = _pick_images(request.contents, self.max_input_images)
+        blobs = [Blob(p.mime_type, await p.read()) for p in pictures]
         png, text = await asyncio.to_thread(
             _work, instruction, blobs, own_count, request.aspect_ratio
         )

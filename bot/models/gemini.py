@@ -30,6 +30,7 @@ from bot.models.base import (
     ImageModel,
     ModelError,
     Part,
+    Picture,
     Usage,
 )
 from bot.models.http_policy import (
@@ -42,6 +43,7 @@ from bot.models.http_policy import (
     CallPolicy,
     ErrorAnswer,
     HttpImageModel,
+    InlineBase64,
     MalformedAnswer,
     Retryable,
     Sleep,
@@ -128,15 +130,19 @@ def part_from_json(d: Mapping[str, Any]) -> Part:
     )
 
 
-def part_to_json(part: Part) -> dict[str, Any]:
-    """The camelCase wire form of a part; a received part comes back unchanged."""
+def part_to_json(part: Part, *, for_request: bool = False) -> dict[str, Any]:
+    """The camelCase wire form of a part; a received part comes back unchanged.
+
+    ``for_request`` leaves a picture as :class:`InlineBase64`, for
+    :func:`~bot.models.http_policy.json_payload` to write into the body as it is sent.
+    """
     out: dict[str, Any] = {}
     if part.text is not None:
         out["text"] = part.text
     if part.image is not None:
         inline: dict[str, Any] = {
             "mimeType": part.image.mime_type,
-            "data": base64.b64encode(part.image.data).decode("ascii"),
+            "data": InlineBase64(part.image) if for_request else _base64_text(part.image),
         }
         inline_extra = part.extra.get("inlineData")
         if isinstance(inline_extra, Mapping):
@@ -154,8 +160,15 @@ def part_to_json(part: Part) -> dict[str, Any]:
     return out
 
 
-def content_to_json(content: Content) -> dict[str, Any]:
-    return {"role": content.role, "parts": [part_to_json(p) for p in content.parts]}
+def _base64_text(picture: Picture) -> str:
+    if not isinstance(picture, Blob):
+        raise TypeError("a stored picture goes into a request body, read as it is sent")
+    return base64.b64encode(picture.data).decode("ascii")
+
+
+def content_to_json(content: Content, *, for_request: bool = False) -> dict[str, Any]:
+    return {"role": content.role,
+            "parts": [part_to_json(p, for_request=for_request) for p in content.parts]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,8 +263,9 @@ REFUSING_FINISHES = frozenset(
 def request_body(
     request: GenerateRequest, *, aspect_ratio: str | None = None, image_size: str | None = None
 ) -> dict[str, Any]:
-    """The JSON body of ``generateContent`` (camelCase throughout); the request's own
-    aspect ratio and size win over the model's defaults."""
+    """The JSON body of ``generateContent`` (camelCase throughout; pictures as
+    :class:`InlineBase64`, for :func:`~bot.models.http_policy.json_payload`); the
+    request's own aspect ratio and size win over the model's defaults."""
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     image_config: dict[str, str] = {}
     aspect = request.aspect_ratio or aspect_ratio
@@ -263,7 +277,7 @@ def request_body(
     if image_config:
         config["imageConfig"] = image_config
     return {
-        "contents": [content_to_json(c) for c in request.contents],
+        "contents": [content_to_json(c, for_request=True) for c in request.contents],
         "generationConfig": config,
     }
 

@@ -26,8 +26,9 @@ import json
 import logging
 import math
 import random
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, TypeVar
@@ -37,7 +38,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bot.config import Settings
 from bot.i18n import N_, _, ngettext
-from bot.models.base import FailureKind, GenerateRequest, ModelError, image_cap_for
+from bot.models.base import (
+    AnswerSlot,
+    FailureKind,
+    GenerateRequest,
+    ModelError,
+    Picture,
+    image_cap_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +270,110 @@ def malformed(detail: str, **kwargs: Any) -> ModelError:
     return ModelError(FailureKind.UNAVAILABLE, MALFORMED_MESSAGE, detail=detail, **kwargs)
 
 
-async def encode_json(build: Callable[[], Any]) -> bytes:
-    """The compact JSON of ``build()``, made in a worker thread: megabytes of base64 would
-    stall the event loop. A history that cannot be encoded is a :class:`ModelError`."""
+@dataclass(frozen=True, slots=True)
+class InlineBase64:
+    """A picture that goes into a JSON body as one base64 string, ``prefix`` first (a data
+    URI's ``data:image/png;base64,``).
 
-    def encode() -> bytes:
-        return json.dumps(build(), separators=(",", ":"), allow_nan=False).encode()
+    :func:`json_payload` leaves a gap for it in the encoded JSON, and the picture is read
+    and base64-encoded into that gap only as the body goes out. Put through the JSON
+    encoder as text instead, each picture of a request was scanned character by character
+    and copied twice more (for three 1.3 MB pictures, four times the cost of the base64
+    encoding itself), and the whole body was held until the model answered.
+    """
+
+    picture: Picture
+    prefix: str = ""
+
+    @property
+    def length(self) -> int:
+        return len(_json_text(self.prefix)) + 4 * math.ceil(self.picture.size / 3)
+
+    async def encoded(self) -> bytes:
+        # on the event loop: base64 holds the GIL, so a worker thread would add a hop
+        # and a queue without running anything alongside
+        return _json_text(self.prefix) + base64.b64encode(await self.picture.read())
+
+
+def _json_text(text: str) -> bytes:
+    """``text`` as it reads inside a JSON string."""
+    return json.dumps(text)[1:-1].encode()
+
+
+#: encoded JSON, with gaps where pictures go
+Pieces = tuple[bytes | InlineBase64, ...]
+
+
+def lay_out(body: Any) -> Pieces:
+    """Compact JSON of ``body``, every :class:`InlineBase64` in it left as a gap."""
+    inline: list[InlineBase64] = []
+    # NUL cannot reach the output unescaped, and the random marker cannot be guessed, so
+    # no text of the request can pose as a gap
+    marker = f"\x00{secrets.token_hex(8)}\x00"
+
+    def placeholder(value: object) -> str:
+        if isinstance(value, InlineBase64):
+            inline.append(value)
+            return marker
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False, default=placeholder)
+    if not inline:
+        return (text.encode(),)
+    pieces = text.encode().split(_json_text(marker))
+    joined: list[bytes | InlineBase64] = [pieces[0]]
+    for value, after in zip(inline, pieces[1:], strict=True):
+        joined += [value, after]
+    return tuple(p for p in joined if p != b"")
+
+
+async def _stream(pieces: Pieces) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece if isinstance(piece, bytes) else await piece.encoded()
+
+
+class Payload:
+    """A JSON request body that is laid out, and has its pictures read and encoded, only
+    as it goes out.
+
+    Its length is known before any picture is read (base64 has a fixed length), so the
+    body is sent with a ``Content-Length`` while each picture is read, encoded, sent and
+    dropped in turn. Between attempts it keeps only ``body``, whose texts are the
+    request's own: a turn waiting on the model holds neither its pictures nor the encoded
+    JSON, however long the model takes. Each attempt lays the body out again.
+    """
+
+    def __init__(self, body: Any, pieces: Pieces | None = None) -> None:
+        self._body = body
+        self._pieces = pieces  # laid out already, for the first attempt
+
+    async def open(self) -> tuple[int, AsyncIterator[bytes]]:
+        """The body's length, and its chunks as they should be sent."""
+        pieces, self._pieces = self._pieces, None
+        if pieces is None:
+            pieces = await asyncio.to_thread(lay_out, self._body)
+        length = sum(len(p) if isinstance(p, bytes) else p.length for p in pieces)
+        return length, _stream(pieces)
+
+    async def read(self) -> bytes:
+        """The whole body at once (a small request, a test)."""
+        _, chunks = await self.open()
+        return b"".join([chunk async for chunk in chunks])
+
+
+def json_payload(body: Any) -> Payload:
+    """``body`` as a :class:`Payload`, laid out now (so a body that cannot be encoded
+    raises here)."""
+    return Payload(body, lay_out(body))
+
+
+async def encode_json(build: Callable[[], Any]) -> Payload:
+    """The body of ``build()`` as a :class:`Payload`, first laid out in a worker thread
+    (Gemini 3's signatures alone can be megabytes). A history that cannot be encoded is a
+    :class:`ModelError`."""
+
+    def encode() -> Payload:
+        return json_payload(build())
 
     try:
         return await asyncio.to_thread(encode)
@@ -372,17 +478,21 @@ class ModelHttp:
     async def post(
         self,
         url: str,
-        payload: bytes,
+        payload: bytes | Payload,
         headers: Mapping[str, str],
         *,
         read: Callable[[bytes], T],
         classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None = None,
     ) -> T:
         """POST ``payload`` until ``read`` accepts an answer, or raise :class:`ModelError`.
 
         ``read`` runs in a worker thread (answers can be megabytes of base64) and raises
         :class:`ModelError` or :class:`Retryable`; ``classify`` turns a non-2xx answer
         into one of them. Whatever else goes wrong still ends as a :class:`ModelError`.
+        ``slot`` is taken before a successful answer's body is read (waiting for it does
+        not count against the attempt's timeout) and is still held when the answer is
+        returned; an answer that is not returned gives it back.
         """
         deadline = time.monotonic() + self.policy.budget
         retrying = AsyncRetrying(
@@ -397,7 +507,7 @@ class ModelHttp:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     return await self._attempt(
-                        url, payload, headers, number, deadline, read, classify
+                        url, payload, headers, number, deadline, read, classify, slot
                     )
         except Retryable as failed:
             raise self._clean(failed.error) from None
@@ -456,19 +566,51 @@ class ModelHttp:
     async def _attempt(
         self,
         url: str,
-        payload: bytes,
+        payload: bytes | Payload,
         headers: Mapping[str, str],
         number: int,
         deadline: float,
         read: Callable[[bytes], T],
         classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None,
+    ) -> T:
+        try:
+            return await self._attempt_in_slot(
+                url, payload, headers, number, deadline, read, classify, slot
+            )
+        except BaseException:
+            if slot is not None:
+                slot.give_back()
+            raise
+
+    async def _attempt_in_slot(
+        self,
+        url: str,
+        payload: bytes | Payload,
+        headers: Mapping[str, str],
+        number: int,
+        deadline: float,
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        slot: AnswerSlot | None,
     ) -> T:
         attempt_timeout = min(self.policy.timeout, max(0.001, deadline - time.monotonic()))
         started = time.monotonic()
         try:
-            async with asyncio.timeout(attempt_timeout):
+            async with asyncio.timeout(attempt_timeout) as limit:
+
+                async def take_slot() -> None:
+                    # the wait is the bot's own: it must not time out a paid call
+                    if slot is None:
+                        return
+                    loop = asyncio.get_running_loop()
+                    left = (limit.when() or loop.time()) - loop.time()
+                    limit.reschedule(None)
+                    await slot.take()
+                    limit.reschedule(loop.time() + max(0.0, left))
+
                 status, answer_headers, body = await self._exchange(
-                    url, payload, headers, attempt_timeout
+                    url, payload, headers, attempt_timeout, take_slot
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
             self._log_attempt(number, "timeout", started)
@@ -508,19 +650,28 @@ class ModelHttp:
         raise outcome
 
     async def _exchange(
-        self, url: str, payload: bytes, headers: Mapping[str, str], seconds: float
+        self, url: str, payload: bytes | Payload, headers: Mapping[str, str], seconds: float,
+        before_body: Callable[[], Awaitable[None]],
     ) -> tuple[int, httpx.Headers, bytes]:
-        """Send and read the whole answer, refusing one over ``max_answer_bytes``.
+        """Send and read the whole answer, refusing one over ``max_answer_bytes``;
+        ``before_body`` is awaited before a successful answer's body is read.
 
         ``seconds`` bounds httpx's own connect/read waits; the caller's
         ``asyncio.timeout`` bounds the whole exchange."""
         limit = self.policy.max_answer_bytes
+        sent = dict(headers)
+        content: bytes | AsyncIterator[bytes] = payload if isinstance(payload, bytes) else b""
+        if isinstance(payload, Payload):
+            length, content = await payload.open()
+            sent["content-length"] = str(length)
         async with self._client.stream(
-            "POST", url, content=payload, headers=dict(headers), timeout=httpx.Timeout(seconds)
+            "POST", url, content=content, headers=sent, timeout=httpx.Timeout(seconds)
         ) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise _AnswerTooLarge(f"answer declares {declared} bytes, over {limit}")
+            if 200 <= response.status_code < 300:
+                await before_body()
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -622,4 +773,5 @@ class HttpImageModel:
         payload = await encode_json(lambda: body(request))
         if request.on_send is not None:
             await request.on_send()
-        return await self._http.post(url, payload, headers, read=read, classify=classify)
+        return await self._http.post(url, payload, headers, read=read, classify=classify,
+                                     slot=request.answer_slot)

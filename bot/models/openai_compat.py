@@ -23,7 +23,6 @@ Gemini, so both providers fail the same way.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import ipaddress
 import logging
@@ -48,6 +47,7 @@ from bot.models.base import (
     ImageModel,
     ModelError,
     Part,
+    Picture,
     Usage,
 )
 from bot.models.http_policy import (
@@ -60,6 +60,7 @@ from bot.models.http_policy import (
     CallPolicy,
     ErrorAnswer,
     HttpImageModel,
+    InlineBase64,
     MalformedAnswer,
     Retryable,
     Sleep,
@@ -95,8 +96,10 @@ _FINISH_AS_GEMINI: Final = {"stop": "STOP", "length": "MAX_TOKENS", "content_fil
 # The request
 
 
-def data_uri(blob: Blob) -> str:
-    return f"data:{blob.mime_type};base64,{base64.b64encode(blob.data).decode('ascii')}"
+def data_uri(picture: Picture) -> InlineBase64:
+    """The picture as a data URI, written into the body by
+    :func:`~bot.models.http_policy.json_payload` as it is sent."""
+    return InlineBase64(picture, prefix=f"data:{picture.mime_type};base64,")
 
 
 def message_to_json(content: Content) -> dict[str, Any]:
