@@ -30,14 +30,14 @@ import io
 import math
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from typing import Final
 
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.threads import ImageRef, Turn
-from bot.version_tree import VersionTree, build_version_tree
+from bot.version_tree import VersionNode, VersionTree, build_version_tree
 
 Rgb = tuple[int, int, int]
 Box = tuple[int, int, int, int]  # left, top, right, bottom: the thumbnail's square
@@ -48,6 +48,10 @@ TARGET_HEIGHT: Final = 2560
 MAX_TILE: Final = 300
 MIN_TILE: Final = 72
 MAX_COLUMNS: Final = 6
+#: versions drawn at most: the newest, and the current one wherever it is. Sixty still
+#: fit a phone with thumbnails worth looking at, and each costs a picture decode (about
+#: 20 ms for a 1024² PNG), so a 300-version thread would take six seconds and show stamps
+MAX_VERSIONS: Final = 60
 CAPTION_MIN_TILE: Final = 140  # below this a prompt line would show three letters
 PACK_BELOW_TILE: Final = 120  # a tree drawn smaller than this is packed instead
 
@@ -121,6 +125,7 @@ class ContactSheet:
     tiles: tuple[Tile, ...]
     links: tuple[Link, ...]
     arrangement: str  # "plain", "stacked", "folded" or "packed"
+    omitted: int = 0  # older versions left off the sheet (see MAX_VERSIONS)
 
     @property
     def current(self) -> Tile | None:
@@ -146,9 +151,11 @@ def render_contact_sheet(turns: Iterable[Turn], head_id: int | None, load_image:
         return None
     if not _drawable(_font(LABEL_SIZE), origin_label):
         origin_label = "original"
-    nodes = _nodes(tree, origin_label)
-    grid = _arrange(nodes, tree)
-    return _draw(nodes, grid, load_image)
+    shown = _shown_versions(tree)
+    nodes = _nodes(tree, shown, origin_label)
+    grid = _arrange(nodes)
+    sheet = _draw(nodes, grid, load_image)
+    return replace(sheet, omitted=len(tree.versions) - len(shown))
 
 
 # --------------------------------------------------------------------------- layout
@@ -177,28 +184,47 @@ class _Grid:
     captions: bool
 
 
-def _nodes(tree: VersionTree, origin_label: str) -> list[_Node]:
+def _shown_versions(tree: VersionTree) -> list[VersionNode]:
+    """The newest ``MAX_VERSIONS`` versions, the current one among them even when older."""
+    if len(tree.versions) <= MAX_VERSIONS:
+        return list(tree.versions)
+    newest = list(tree.versions[-MAX_VERSIONS:])
+    current = tree.current
+    if current is not None and current.version < newest[0].version:
+        newest = [current, *newest[1:]]
+    return newest
+
+
+def _nodes(tree: VersionTree, shown: Sequence[VersionNode], origin_label: str) -> list[_Node]:
+    """The tiles to draw, with lanes and depths renumbered from zero over what is shown,
+    so versions left off leave no empty rows or columns behind."""
+    with_origin = tree.origin is not None and any(v.parent_version is None for v in shown)
+    placed: list[tuple[int, int]] = [(v.lane, v.depth) for v in shown]
+    if with_origin and tree.origin is not None:
+        placed.append((tree.origin.lane, tree.origin.depth))
+    lanes = {lane: index for index, lane in enumerate(sorted({lane for lane, _ in placed}))}
+    first_depth = min(depth for _, depth in placed)
     nodes = []
-    if tree.origin is not None:
+    if with_origin and tree.origin is not None:
         origin = tree.origin
-        nodes.append(_Node(None, origin_label, None, False, origin.lane, origin.depth,
-                           origin.is_current, "", origin.images))
-    for v in tree.versions:
+        nodes.append(_Node(None, origin_label, None, False, lanes[origin.lane],
+                           origin.depth - first_depth, origin.is_current, "", origin.images))
+    for v in shown:
         nodes.append(_Node(
             v.version, v.label, v.parent_version,
             v.parent_version is not None or tree.origin is not None,
-            v.lane, v.depth, v.is_current, v.prompt, v.images))
+            lanes[v.lane], v.depth - first_depth, v.is_current, v.prompt, v.images))
     return nodes
 
 
-def _arrange(nodes: Sequence[_Node], tree: VersionTree) -> _Grid:
+def _arrange(nodes: Sequence[_Node]) -> _Grid:
     """Pick the arrangement that gives the biggest thumbnails within the size targets.
 
     Arrangements that keep every lane on rows of its own read best, so packing lanes
     end to end is the fallback for bushy trees that would otherwise get tiny thumbnails.
     """
-    span = tree.max_depth + 1
-    lanes = max(tree.lane_count, 1)
+    span = max(n.depth for n in nodes) + 1
+    lanes = max(n.lane for n in nodes) + 1
     candidates: list[tuple[str, int, dict[int | None, tuple[int, int]]]] = []
     if span <= MAX_COLUMNS:
         candidates.append(("plain", span, {n.key: (n.lane, n.depth) for n in nodes}))
@@ -295,8 +321,14 @@ def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> Conta
     for node in nodes:
         if not node.has_parent:
             continue
-        parent = by_key[node.parent]
         colour = LANE_COLOURS[node.lane % len(LANE_COLOURS)]
+        parent = by_key.get(node.parent)
+        if parent is None:  # left off the sheet: named in a tag, like a wrapped row
+            label = f"v{node.parent}"  # (the origin is drawn whenever a version grows from it)
+            tagged[node.key] = label
+            links.append(Link(label, node.label, LinkKind.TAGGED, (), colour))
+            stub_colours.append(colour)
+            continue
         kind, points = _route(grid.cells[parent.key], grid.cells[node.key],
                               box_of(parent.key), box_of(node.key),
                               elbows=grid.arrangement in ELBOW_ARRANGEMENTS)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.events import ChatKey
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext
 
 #: what a user turn says once its author had it removed (``/forget``): stored as the turn's
 #: only part, so histories, exports and later requests show this instead of their words
@@ -131,6 +131,11 @@ def versions_in(turns: Iterable[Turn]) -> list[Turn]:
     )
 
 
+#: versions listed at most by ``/history`` (the newest, and the current one): a long
+#: thread's full list would run over several messages nobody reads; ``/export`` has all
+HISTORY_LISTED = 60
+
+
 def format_history(turns: Sequence[Turn], head_id: int | None, *,
                    removed: Collection[str] = frozenset()) -> str:
     """The versions of a thread as lines a person can read, branches marked; a version
@@ -141,6 +146,15 @@ def format_history(turns: Sequence[Turn], head_id: int | None, *,
         return _("No versions yet in this conversation.")
     head_path = {t.id for t in path_to(by_id, head_id)} if head_id in by_id else set()
     lines = [_("Versions in this conversation (reply to an image to continue from it):")]
+    if len(versions) > HISTORY_LISTED:
+        older = len(versions) - HISTORY_LISTED
+        lines.append(ngettext("({count} older version not listed.)",
+                              "({count} older versions not listed.)", older).format(count=older))
+        current = next((v for v in versions if v.id == head_id), None)
+        newest = versions[-HISTORY_LISTED:]
+        if current is not None and current.id not in {v.id for v in newest}:
+            newest = [current, *newest[1:]]
+        versions = newest
     for version in versions:
         prompt = _prompt_of(by_id, version)
         parent_version = _previous_version(by_id, version)

@@ -234,3 +234,29 @@ def test_a_bushy_tree_of_sixty_is_packed_and_still_names_every_parent() -> None:
             assert (child.row, child.column) == (parent.row, parent.column + 1)
         else:
             assert link.kind is LinkKind.TAGGED and child.parent_tag == link.parent
+
+
+def test_a_long_thread_shows_its_newest_versions_and_keeps_the_current_one() -> None:
+    """Every tile costs a picture decode: 300 versions would take seconds and be stamps."""
+    b, _head = linear(300)
+    versions = [t for t in b.turns if t.is_model]
+    loaded: list[str] = []
+
+    def load(sha256: str) -> bytes:
+        loaded.append(sha256)
+        return b.load_image(sha256)
+
+    sheet = render_contact_sheet(b.turns, versions[-1].id, load)
+    assert sheet is not None and sheet.omitted == 240
+    assert [tile.label for tile in sheet.tiles] == [f"v{n}" for n in range(241, 301)]
+    assert len(loaded) == 60
+    assert sheet.current is not None and sheet.current.label == "v300"
+    assert sheet.tile("v241").parent_tag == "v240"  # its parent is off the sheet, named
+    assert_fits_a_phone(sheet)
+    assert sheet.tiles[0].box[2] - sheet.tiles[0].box[0] >= 120
+
+    went_back = render_contact_sheet(b.turns, versions[9].id, b.load_image)  # v10 current
+    assert went_back is not None and went_back.current is not None
+    assert went_back.current.label == "v10" and len(went_back.tiles) == 60
+    assert [t.label for t in went_back.tiles[1:]] == [f"v{n}" for n in range(242, 301)]
+    assert_fits_a_phone(went_back)

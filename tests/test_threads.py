@@ -37,3 +37,15 @@ def test_history_marks_current_and_other_branches() -> None:
     assert lines[1].startswith("v1: photo — Ann")
     assert "v2 (from v1): hat — Ann  [other branch]" in text
     assert "v4 (from v1): a red scarf instead — Ann  ← current" in text
+
+
+def test_a_long_history_lists_the_newest_versions_and_the_current_one() -> None:
+    turns = [turn(1, None, "user", "photo")]
+    for number in range(1, 101):
+        turns += [turn(2 * number, 2 * number - 1, "model", "", number),
+                  turn(2 * number + 1, 2 * number, "user", f"step {number}")]
+    lines = format_history(turns, head_id=10).splitlines()  # v5 is current
+    assert lines[1] == "(40 older versions not listed.)"
+    listed = [line.split(" ", 1)[0].rstrip(":") for line in lines[2:]]
+    assert listed == ["v5"] + [f"v{n}" for n in range(42, 101)]
+    assert lines[2].endswith("← current")
