@@ -204,8 +204,7 @@ class _LinkedRun:
             slot.answer = answers.get(slot.user_turn.id)
             slot.runnable = False
             if slot.answer is not None:
-                if slot.answer.status is TurnStatus.UNDELIVERED:
-                    slot.outputs = await self.engine.stored_outputs(slot.answer)
+                pass  # delivered before, or sent with the others (see _deliver)
             elif slot.user_turn.status is TurnStatus.FAILED:
                 reason = slot.user_turn.error or "error"
                 slot.failure = _(FAILED_EARLIER).format(reason=reason)
@@ -274,7 +273,7 @@ class _LinkedRun:
         if isinstance(result, ModelError):
             slot.failure = failure_message(result)
         else:
-            slot.answer, slot.outputs = result.turn, result.outputs
+            slot.answer = result.turn
 
     async def _reference_parts(self, reference: Turn | None) -> tuple[Part, ...]:
         if reference is None:
@@ -287,9 +286,16 @@ class _LinkedRun:
     async def _deliver(self, slots: list[_Slot]) -> InboxStatus:
         """Every new result in one message, in the pictures' order, id i linked to
         picture i; failures named in the same message."""
-        work, channel, total = self.work, self.work.channel, len(slots)
         pending = [s for s in slots
                    if s.answer is not None and s.answer.status is TurnStatus.UNDELIVERED]
+        async with self.engine.deliveries_in_hand:  # the pictures are read back only now
+            return await self._send(slots, pending)
+
+    async def _send(self, slots: list[_Slot], pending: list[_Slot]) -> InboxStatus:
+        work, channel, total = self.work, self.work.channel, len(slots)
+        for slot in pending:
+            assert slot.answer is not None
+            slot.outputs = await self.engine.stored_outputs(slot.answer)
         pictured = [s for s in pending if s.outputs]
         lines = []
         if pictured:

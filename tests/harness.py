@@ -96,6 +96,32 @@ class Sent:
 
 
 @dataclass
+class SendGate:
+    """Holds every chat's pictures at the platform's door until opened, as a flood limit
+    does in a burst, and counts the sends waiting there."""
+
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+    most_waiting: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def pass_through(self) -> None:
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        self._changed.set()
+        try:
+            await self.opened.wait()
+        finally:
+            self.waiting -= 1
+
+    async def wait_for_waiting(self, count: int, within: float = 30.0) -> None:
+        async with asyncio.timeout(within):
+            while self.waiting < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
 class RecordingChannel:
     """A chat as a user sees it: messages in order, each with the ids the service gave.
 
@@ -110,6 +136,7 @@ class RecordingChannel:
     failed_sends: int = 0
     _sent_more: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     max_file_bytes: int = 50_000_000
+    gate: SendGate | None = None
 
     def _ids(self, n: int) -> list[str]:
         ids = [str(self.counter[0] + i) for i in range(n)]
@@ -137,6 +164,8 @@ class RecordingChannel:
             self.fail_sends -= 1
             self.failed_sends += 1
             raise ConnectionError("the platform answered 502 Bad Gateway")
+        if self.gate is not None:
+            await self.gate.pass_through()
         self.sent.append(Sent("images", caption, list(images), ids := self._ids(len(images)),
                               as_files=as_files))
         return ids
@@ -169,9 +198,16 @@ class RecordingPlatform:
         self.channels: dict[ChatKey, RecordingChannel] = {}
         #: what the platform would say of a person's app language, by user id
         self.languages: dict[str, str] = {}
+        #: set: pictures wait at this gate (see hold_pictures)
+        self.gate: SendGate | None = None
 
     def channel(self, event: Incoming) -> RecordingChannel:
-        return self.channels.setdefault(event.chat, RecordingChannel())
+        return self.channels.setdefault(event.chat, RecordingChannel(gate=self.gate))
+
+    def hold_pictures(self) -> SendGate:
+        """From now on, pictures sent in chats not seen yet wait until the gate opens."""
+        self.gate = SendGate()
+        return self.gate
 
     async def language_of(self, sender: Sender) -> str | None:
         return self.languages.get(sender.id)
@@ -195,7 +231,7 @@ class Chat:
         self.runtime = runtime
         self.key = key
         self.private = private
-        self.channel = platform.channels.setdefault(key, RecordingChannel())
+        self.channel = platform.channels.setdefault(key, RecordingChannel(gate=platform.gate))
         self.next_id = 1
 
     def event(self, text: str = "", *images: bytes, sender: Sender = ANN,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.commands.conversation import contact_sheet_of
 from bot.contact_sheet import CURRENT_COLOUR
-from bot.engine import ANSWERS_IN_HAND
+from bot.engine import ANSWERS_IN_HAND, DELIVERIES_IN_HAND
 from bot.events import ChatKey, Progress, Sender
 from bot.runtime import Runtime
 from tests.fakes.gemini import FakeGemini
@@ -346,6 +346,35 @@ async def test_answers_that_come_in_together_are_read_a_few_at_a_time_and_all_ar
     await asyncio.wait_for(bot.intake.drain(), 60)
     kinds = [chat.channel.last.kind for chat in chats]
     assert kinds.count("images") == len(chats) - useless and kinds.count("text") == useless
+    assert len(fake.requests) == len(chats)
+
+
+async def test_answers_waiting_to_be_sent_wait_without_their_pictures_and_all_go_out(
+    bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    """A burst finishes faster than a platform lets pictures out (Telegram: about 30 a
+    second). Only a bounded number of deliveries read and sign their pictures; the others
+    wait stored, and every one is delivered once the platform takes them."""
+    gate = platform.hold_pictures()
+    chats = [dm_of(bot, platform, ChatKey("telegram", str(700 + n)))
+             for n in range(DELIVERIES_IN_HAND + 6)]
+    for chat in chats:
+        await chat.send("watercolor", photo())
+    await fake.wait_for_requests(len(chats), within=30)
+    await gate.wait_for_waiting(DELIVERIES_IN_HAND)
+
+    async def stored_answers() -> int:
+        threads = [await bot.store.current_thread(chat.key) for chat in chats]
+        return sum([len(await bot.store.undelivered(t.id)) for t in threads if t is not None])
+
+    async with asyncio.timeout(30):  # every answer is stored, waiting to go out
+        while await stored_answers() < len(chats):  # noqa: ASYNC110 (no event for a row)
+            await asyncio.sleep(0.01)
+    assert gate.waiting == DELIVERIES_IN_HAND  # the rest wait without their pictures
+    gate.opened.set()
+    await asyncio.wait_for(bot.intake.drain(), 60)
+    assert gate.most_waiting == DELIVERIES_IN_HAND
+    assert all(chat.channel.last.kind == "images" for chat in chats)
     assert len(fake.requests) == len(chats)
 
 
