@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from bot.config import Settings, SettingsError
 from bot.engine import Engine
 from bot.intake import Intake
+from bot.memory import limit_malloc_arenas
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
 from bot.provenance import open_credentials
@@ -72,6 +73,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """``catalog`` holds the models chats may choose (made from the settings unless a
     ``model`` or ``demo`` is given); the runtime closes it with everything else."""
+    limit_malloc_arenas()  # before the worker threads start
     if model is None and not demo and catalog is None:
         catalog = ModelCatalog.from_settings(settings)
     model = model or choose_model(settings, demo=demo)
