@@ -70,6 +70,7 @@ from bench_context import machine_facts  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.stand_ins import photo  # noqa: E402
+from bot.config import Settings  # noqa: E402
 from bot.engine import INTERRUPTED  # noqa: E402
 from bot.messages import QUEUED_NOTICE  # noqa: E402
 from tests.fakes.gemini import FakeGemini, RecordedRequest  # noqa: E402
@@ -77,7 +78,8 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegram  # noqa: E402
 from tests.processes import clean_environment  # noqa: E402
 
 TAG = re.compile(r"\((m\d{4,})\)")
-RETRY_TAG = re.compile(r"\((t\d{4,})\)")
+#: the production default the bot runs with
+CONCURRENT_TURNS = Settings.model_fields["chatbrush_concurrent_turns"].default
 FOLLOW_UPS = (
     "now add a hat", "a bit brighter please", "make the sky more dramatic",
     "less saturated", "add a small dog on the left", "crop a little tighter",
@@ -201,11 +203,11 @@ class Tally:
         return all(self.finished(m.tag) for m in self.messages)
 
 
-def model_calls(gemini: FakeGemini) -> Counter[str]:
+def model_calls(gemini: FakeGemini, upto: int | None = None) -> Counter[str]:
+    """Model calls per message tag, among the first ``upto`` requests (the rest were the
+    "try again" replies, see Retries)."""
     calls: Counter[str] = Counter()
-    for request in gemini.requests:
-        if RETRY_TAG.search(request.prompt):
-            continue  # a "try again" (see Retries)
+    for request in gemini.requests[:upto]:
         tags = TAG.findall(request.prompt)
         calls[tags[-1] if tags else "?"] += 1
     return calls
@@ -224,19 +226,20 @@ class Retries:
     pictures: int = 0
     model_calls: int = 0
     instruction_sent: int = 0  # calls whose request carried the interrupted instruction
+    first_call: int | None = None  # index of the first request they caused
 
 
 async def try_again(tg: FakeTelegram, gemini: FakeGemini, tally: Tally, wait_s: float
                     ) -> Retries:
-    retries = Retries()
-    first_call = len(gemini.requests)
+    retries = Retries(first_call=len(gemini.requests))
     waiters = []
     for tag, note in sorted(tally.interrupted_notes.items()):
         if tally.photos[tag]:
             continue
         original = tally.by_tag[tag]
         asked = tg.message(original.chat_id, original.message_id)
-        sent = tg.send(asked["chat"], asked["from"], f"try again (t{tag[1:]})", reply_to=note)
+        # exactly what the note asks for: the bot repeats the instruction it was given
+        sent = tg.send(asked["chat"], asked["from"], "try again", reply_to=note)
         waiters.append(tg.expect_reply(sent, "photo"))
         retries.asked += 1
     if not waiters:
@@ -245,13 +248,11 @@ async def try_again(tg: FakeTelegram, gemini: FakeGemini, tally: Tally, wait_s: 
     for future in pending:
         future.cancel()
     retries.pictures = len(done)
-    for request in gemini.requests[first_call:]:
-        tags = RETRY_TAG.findall(request.prompt)
-        if not tags:
-            continue
+    interrupted = set(tally.interrupted_notes)
+    for request in gemini.requests[retries.first_call:]:
         retries.model_calls += 1
-        original = f"(m{tags[-1][1:]})"
-        if any(original in text for text in request.texts("user")):
+        tags = TAG.findall(request.prompt)  # the instruction it repeats carries its tag
+        if tags and tags[-1] in interrupted:
             retries.instruction_sent += 1
     return retries
 
@@ -476,7 +477,7 @@ async def one_run(code: Code, mode: str, opts: Options, image: bytes, workdir: P
             result.exit_status = await bot.stop()
         tally.update(tg)
         times = [m.answered_at for m in messages if m.answered_at is not None]
-        calls = model_calls(gemini)
+        calls = model_calls(gemini, upto=result.retries.first_call)
         result.messages = len(messages)
         result.answered = sum(1 for m in messages if tally.photos[m.tag])
         result.wall_s = (max(times) - started) if times else float("nan")
@@ -681,8 +682,9 @@ def write_markdown(path: Path, command: str, opts: Options, throughput: Sequence
         "queued at once on the fake Bot API in Telegram's order (chats interleaved, each "
         "chat's messages in sending order), against `python -m bot run` in its own process "
         "with production settings (long polling, Telegram's flood limits, "
-        "CHATBRUSH_CONCURRENT_TURNS 256) on a fresh SQLite file. The fake Bot API forgets "
-        "an update once a later `getUpdates` offset confirms it, as Telegram does. The "
+        f"CHATBRUSH_CONCURRENT_TURNS {CONCURRENT_TURNS}) on a fresh SQLite file. The fake "
+        "Bot API forgets an update once a later `getUpdates` offset confirms it, as "
+        "Telegram does. The "
         f"model is the fake Gemini service answering each call after {opts.latency} s with "
         f"a distinct {opts.answer_side}×{opts.answer_side} PNG; each message's tag in the "
         "prompt attributes every model call to its message.",
@@ -714,10 +716,12 @@ READING = [
     "## Reading it",
     "",
     "- **Throughput is Telegram's flood limit, for both.** The adapter keeps a bot under "
-    "Telegram's ~30 messages a second, and the “you're next” notices to messages waiting "
-    "behind another in their chat share that budget with the pictures, so “all messages "
-    "sent” runs at ~30/s and pictures at about half of it. The inbox's own cost shows in "
-    "the bot's CPU time per message (start-up included), not in the wall time.",
+    "Telegram's ~30 messages a second, so “all messages sent” runs at ~30/s, and the "
+    "“you're next” notices share that budget with the pictures. Before, nine messages of "
+    "each chat's ten were told they were queued, so pictures went out at about half of "
+    "it; after, only the message right behind the running one is told, once per backlog, "
+    "and pictures go out at nearly the whole of it. The inbox's own cost shows in the "
+    "bot's CPU time per message (start-up included), not in the wall time.",
     "- **Lost.** Before the inbox, python-telegram-bot confirmed each batch of updates as "
     "soon as it had fetched them, so everything fetched but not yet answered died with the "
     "process: Telegram had forgotten it and the database had no trace of it. After, the "
@@ -733,10 +737,12 @@ READING = [
     "- **Confirmed at the kill.** After, an update is confirmed only once it is committed; "
     "when the kill comes before the bot has stored the whole burst, the rest is still "
     "pending at Telegram and is delivered again to the restarted bot.",
-    "- **Interrupted.** The bot records that a model call started before the model client "
-    "encodes the request (in a worker thread) and gets one of its 20 connections, so the "
-    "count includes calls still queued inside the bot when it died (“the model never got "
-    "the call”); how many depends on the moment of the kill.",
+    "- **Interrupted.** The bot records that a model call started as the request leaves "
+    "for the model, so only calls the model may have been paid for are told so; a "
+    "request still waiting inside the bot at the kill simply runs after the restart "
+    "(“the model never got the call” stays 0). The second table replies exactly "
+    "“try again” to each note: each gets its picture from one call that repeats the "
+    "interrupted instruction.",
 ]
 
 
