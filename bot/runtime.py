@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from bot.config import Settings, SettingsError
 from bot.engine import Engine
 from bot.intake import Intake
-from bot.memory import limit_malloc_arenas
+from bot.memory import freeze_start_up, limit_malloc_arenas
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
 from bot.provenance import open_credentials
@@ -95,6 +95,7 @@ async def open_runtime(
     try:
         if retention is not None:
             retention.start()
+        freeze_start_up()  # what is alive now lives as long as the process
         yield Runtime(store, model, engine, intake, retention)
     finally:
         try:

@@ -19,3 +19,20 @@ def test_a_fresh_process_gets_two_arenas_and_an_operators_choice_is_kept() -> No
     code = "from bot.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
     assert run(code) == "True"
     assert run(code, MALLOC_ARENA_MAX="4") == "False"
+
+
+def test_a_runtime_freezes_what_start_up_left_for_the_collector() -> None:
+    code = """
+import asyncio, gc, tempfile
+from bot.config import Settings
+from bot.runtime import open_runtime
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, chatbrush_db=f"{tmp}/bot.db")
+        before = gc.get_freeze_count()
+        async with open_runtime(settings, demo=True):
+            print(before, gc.get_freeze_count())
+asyncio.run(main())
+"""
+    before, during = map(int, run(code).split())
+    assert before == 0 and during > 50_000  # the imported libraries' objects
