@@ -165,4 +165,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (entry_id, position)
         )""",
     ),
+    # 2: budget checks answered from the index alone (SQLite's migration 7)
+    (
+        "CREATE INDEX usage_spend_by_time ON usage (created_at) INCLUDE (cost_micros)",
+        "CREATE INDEX usage_spend_by_user ON usage (platform, user_id, created_at)"
+        " INCLUDE (cost_micros)",
+        "CREATE INDEX usage_spend_by_chat ON usage (platform, chat_id, created_at)"
+        " INCLUDE (cost_micros)",
+        "DROP INDEX usage_by_time",
+        "DROP INDEX usage_by_user_time",
+        "DROP INDEX usage_by_chat_time",
+    ),
 )

@@ -111,6 +111,17 @@ def test_storage_bench_compares_rows_and_blob_files(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_budgets_bench_times_the_check_against_a_filled_month(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_budgets.py"), "--calls", "0", "500",
+         "--repeat", "5", "--quick"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(row(proc.stdout, "500")[1]) > 0  # p50 of the check with 500 calls stored
+    assert not list(tmp_path.iterdir())
+
+
 def test_answers_bench_times_the_structure_walk_against_a_decode(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_answers.py"), "--quick"],
