@@ -506,9 +506,14 @@ class ModelHttp:
             async for attempt in retrying:
                 with attempt:
                     number = attempt.retry_state.attempt_number
-                    return await self._attempt(
-                        url, payload, headers, number, deadline, read, classify, slot
-                    )
+                    try:
+                        return await self._attempt(
+                            url, payload, headers, number, deadline, read, classify, slot
+                        )
+                    except BaseException:
+                        if slot is not None:
+                            slot.give_back()  # an answer not returned holds no place
+                        raise
         except Retryable as failed:
             raise self._clean(failed.error) from None
         except ModelError as error:
@@ -564,26 +569,6 @@ class ModelHttp:
         return True
 
     async def _attempt(
-        self,
-        url: str,
-        payload: bytes | Payload,
-        headers: Mapping[str, str],
-        number: int,
-        deadline: float,
-        read: Callable[[bytes], T],
-        classify: Callable[[ErrorAnswer], ModelError | Retryable],
-        slot: AnswerSlot | None,
-    ) -> T:
-        try:
-            return await self._attempt_in_slot(
-                url, payload, headers, number, deadline, read, classify, slot
-            )
-        except BaseException:
-            if slot is not None:
-                slot.give_back()
-            raise
-
-    async def _attempt_in_slot(
         self,
         url: str,
         payload: bytes | Payload,
