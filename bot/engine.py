@@ -111,6 +111,8 @@ class Work:
     owner: str
     #: the platform ids of every message the user sent (each item of an album)
     message_ids: tuple[str, ...] = ()
+    #: the chat's settings as the event found them (see Engine.settings_for)
+    chat_settings: ChatSettings | None = None
 
     @property
     def user_message_ids(self) -> tuple[str, ...]:
@@ -192,6 +194,13 @@ class Engine:
         #: deliveries holding their pictures, at most (see DELIVERIES_IN_HAND)
         self.deliveries_in_hand = asyncio.Semaphore(DELIVERIES_IN_HAND)
 
+    async def settings_for(self, work: Work) -> ChatSettings:
+        """The chat's settings for this event: read once when it was taken up, not by
+        each step of a turn (there were five reads a turn)."""
+        if work.chat_settings is not None:
+            return work.chat_settings
+        return await self.settings_for(work)
+
     async def chat_settings(self, chat: ChatKey) -> ChatSettings:
         """The chat's choices (model, aspect ratio, …), the operator's where it made none."""
         return resolve(self.settings, await self.store.chat_settings(chat),
@@ -229,7 +238,7 @@ class Engine:
         """Raise :class:`UserFacingError` (a :class:`LimitReached`) when ``calls`` more
         model calls for this event are not allowed now (budgets, rate limits); all of
         them are reserved before any starts. Call it once per event for all its calls."""
-        chosen = await self.chat_settings(work.event.chat)
+        chosen = await self.settings_for(work)
         exempt = self.settings.chatbrush_exempt_admins and self.admins.is_operator(work.event)
         await self.budgets.admit(work, chosen, calls=calls, exempt=exempt)
 
@@ -434,7 +443,7 @@ class Engine:
     async def screen(self, work: Work, text: str) -> None:
         """Blocked terms and patterns: the polite refusal comes before any turn, thread or
         download exists (matching runs off the loop, under a time limit)."""
-        chosen = await self.chat_settings(work.event.chat)
+        chosen = await self.settings_for(work)
         await asyncio.to_thread(self.moderation.screen, text, chosen.blocked_terms,
                                 user_id=work.event.sender.id, where=str(work.event.chat))
 
@@ -490,8 +499,7 @@ class Engine:
         own in the request only (a style reference); ``event_id`` records the answer with
         that inbox entry.
         """
-        incoming = work.event
-        chosen = await self.chat_settings(incoming.chat)
+        chosen = await self.settings_for(work)
         model = self.model_for(chosen.model)
         policy = ContextPolicy(
             byte_budget=self.settings.chatbrush_context_bytes,
@@ -690,7 +698,7 @@ class Engine:
         the thread's current version. ``False`` when it could not be sent (it stays
         stored). Its pictures are read and signed once a delivery slot is free."""
         channel = work.channel
-        chosen = await self.chat_settings(work.event.chat)
+        chosen = await self.settings_for(work)
         failure: Exception | None = None
         async with self.deliveries_in_hand:
             outputs = await self.stored_outputs(turn)
@@ -760,7 +768,7 @@ class Engine:
                 ids = await work.channel.send_text(f"{caption} {_(PICTURE_NOT_STORED)}")
             else:
                 out = await self.provenance.outgoing(turn, await self.stored_outputs(turn),
-                                                     await self.chat_settings(work.event.chat))
+                                                     await self.settings_for(work))
                 ids = await work.channel.send_images(out.images, caption,
                                                      as_files=out.as_files)
         except Exception:

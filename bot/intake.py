@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.access import AccessPolicy, AdminCache, RefusalThrottle
+from bot.chat_settings import ChatSettings
 from bot.config import Settings
 from bot.engine import Engine, Work
 from bot.errors import ClaimLost, UserFacingError
@@ -237,7 +238,8 @@ class Intake:
             return  # started already, or further back: the one ahead was told
         platform = self._platforms[entry.event.platform]
         channel = platform.channel(entry.event)
-        with speaking(await self._language(entry.event, platform)):
+        language, _chosen = await self._language(entry.event, platform)
+        with speaking(language):
             await self._say(channel, _(QUEUED_NOTICE))
         try:
             await channel.progress(Progress.QUEUED)
@@ -351,14 +353,17 @@ class Intake:
             await self.store.inbox_finish(ids, status=InboxStatus.DONE)
             return ids, InboxStatus.DONE  # an album nobody addressed to the bot
         message_ids = tuple(e.event.message_id for e in entries)
-        with speaking(await self._language(event, platform)):
-            return ids, await self._handle(entry, ids, message_ids, event, platform)
+        language, chosen = await self._language(event, platform)
+        with speaking(language):
+            return ids, await self._handle(entry, ids, message_ids, event, platform, chosen)
 
     async def _handle(self, entry: InboxEntry, ids: list[int], message_ids: tuple[str, ...],
-                      event: Incoming, platform: Platform) -> InboxStatus:
+                      event: Incoming, platform: Platform,
+                      chosen: ChatSettings | None) -> InboxStatus:
         channel = platform.channel(event)
         work = Work(entry=entry, entry_ids=tuple(ids), event=event, channel=channel,
-                    fetch=platform.fetch, owner=self.owner, message_ids=message_ids)
+                    fetch=platform.fetch, owner=self.owner, message_ids=message_ids,
+                    chat_settings=chosen)
         try:
             if entry.turn_id is None and entry.answer_turn_id is None:
                 check_input(event, self.settings)
@@ -384,18 +389,21 @@ class Intake:
             log.exception("could not record message %s as finished", event.message_id)
         return status
 
-    async def _language(self, event: Incoming, platform: Platform) -> str:
+    async def _language(self, event: Incoming, platform: Platform
+                        ) -> tuple[str, ChatSettings | None]:
         """The chat's language if its admins chose one, else the sender's app language
-        (from the event, or asked of the platform); English when nothing is known."""
+        (from the event, or asked of the platform); English when nothing is known. With
+        it the chat's settings, read once for the whole event (None if that failed)."""
+        chosen: ChatSettings | None = None
         try:
-            chosen = (await self.engine.chat_settings(event.chat)).language
-            if chosen:
-                return chosen
+            chosen = await self.engine.chat_settings(event.chat)
+            if chosen.language:
+                return chosen.language, chosen
             return normalize(event.sender.language
-                             or await platform.language_of(event.sender))
+                             or await platform.language_of(event.sender)), chosen
         except Exception:
             log.warning("could not tell the language of %s", event.sender.id, exc_info=True)
-            return normalize(event.sender.language)
+            return normalize(event.sender.language), chosen
 
     async def _collect_album(self, entry: InboxEntry) -> list[InboxEntry]:
         """Wait until no item of the album has arrived for the debounce, then take them

@@ -313,7 +313,7 @@ class _LinkedRun:
                                for s in slots)
         if not lines:
             return InboxStatus.DONE  # everything was delivered before a restart
-        chosen = await self.engine.chat_settings(work.event.chat)
+        chosen = await self.engine.settings_for(work)
         outputs: list[OutputImage] = []
         for slot in pictured:
             assert slot.answer is not None
