@@ -339,7 +339,10 @@ async def test_a_message_taken_over_by_another_process_is_not_called_twice(
     """A process whose lease ran out while its request waited (stalled, or unable to renew)
     steps aside when it gets to the model: the process that took the message over calls,
     answers and finishes it; this one neither calls nor tells the user anything."""
-    settings = settings_for(tmp_path, fake, chatbrush_max_concurrent_calls=1)
+    # two turns at once: with both running, this process claims nothing more, so the
+    # message it gives up goes to the other process, not back to itself
+    settings = settings_for(tmp_path, fake, chatbrush_max_concurrent_calls=1,
+                            chatbrush_concurrent_turns=2)
     fake.pause()
     async with running_bot(settings, platform) as bot:
         first = Chat(bot, platform, PRIVATE, private=True)
