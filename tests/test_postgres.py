@@ -291,8 +291,13 @@ async def test_text_postgresql_would_refuse_is_stored_cleaned(
 class HeldChannel(RecordingChannel):
     """A chat whose picture sends hang, as when a process freezes while sending."""
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = asyncio.Event()
+
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
+        self.sending.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -305,18 +310,21 @@ async def test_another_process_resends_a_stored_answer_without_a_second_model_ca
         settings = settings_for(tmp_path, fake, database_url=url,
                                 chatbrush_lease_seconds=2, chatbrush_shutdown_grace=0)
         frozen_platform, live_platform = RecordingPlatform(), RecordingPlatform()
-        frozen_platform.channels[CHAT] = HeldChannel()
+        held = frozen_platform.channels[CHAT] = HeldChannel()
         frozen: Runtime = await stack.enter_async_context(
             running_bot(settings, frozen_platform))
         live: Runtime = await stack.enter_async_context(running_bot(settings, live_platform))
         live.intake.poll_seconds = 0.2  # a lease running out sends no notification
+        live_room, live.intake.max_in_flight = live.intake.max_in_flight, 0  # frozen takes it
         receipt = await Chat(frozen, frozen_platform, CHAT, private=True).send(
             "watercolor", photo())
         assert receipt is not None
-        await fake.wait_for_requests(1)
+        async with asyncio.timeout(20):
+            await held.sending.wait()
         # the answer is stored and the frozen process hangs sending it: it stops renewing
         for task in frozen.intake._loops:
             task.cancel()
+        live.intake.max_in_flight = live_room
         async with asyncio.timeout(20):
             status = await live.intake.wait(receipt)
         assert status is InboxStatus.DONE
