@@ -100,8 +100,8 @@ class NullChannel:
     async def send_text(self, text: str) -> list[str]:
         return await self._ids(1)
 
-    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None
-                          ) -> list[str]:
+    async def send_images(self, images: Sequence[OutputImage], caption: str | None = None,
+                          *, as_files: bool = False) -> list[str]:
         return await self._ids(len(images))
 
     async def progress(self, state: Progress) -> None:

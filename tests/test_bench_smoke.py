@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -203,3 +205,23 @@ def test_credentials_bench_signs_and_reads_back(tmp_path: Path) -> None:
     assert float(signed[1]) > 0 and signed[4].startswith("+")
     assert row(proc.stdout, "read_credentials on the edit")
     assert not list(tmp_path.iterdir())  # no results file without --out
+
+
+def test_scaling_bench_runs_every_store_and_process_count(tmp_path: Path) -> None:
+    """It starts its own PostgreSQL cluster, so it needs the server binaries."""
+    from tests.postgres_server import REQUIRED, server_binaries
+
+    if server_binaries() is None:
+        if REQUIRED:
+            pytest.fail("PostgreSQL server binaries are missing (CHATBRUSH_REQUIRE_POSTGRES=1)")
+        pytest.skip("PostgreSQL server binaries are not installed")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_scaling.py"), "--quick"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "could not deliver" not in proc.stderr  # every answer reached its chat
+    for store, processes in (("sqlite", "1"), ("postgres", "1"), ("postgres", "4")):
+        rows = [cells(line) for line in proc.stdout.splitlines()
+                if cells(line)[1:3] == [store, processes]]
+        assert len(rows) == 2 and all(float(r[5]) > 0 for r in rows)  # both latencies
