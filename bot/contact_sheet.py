@@ -36,7 +36,7 @@ from typing import Final
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.threads import ImageRef, Turn
+from bot.threads import ImageRef, Turn, newest_keeping
 from bot.version_tree import VersionNode, VersionTree, build_version_tree
 
 Rgb = tuple[int, int, int]
@@ -48,10 +48,6 @@ TARGET_HEIGHT: Final = 2560
 MAX_TILE: Final = 300
 MIN_TILE: Final = 72
 MAX_COLUMNS: Final = 6
-#: versions drawn at most: the newest, and the current one wherever it is. Sixty still
-#: fit a phone with thumbnails worth looking at, and each costs a picture decode (about
-#: 20 ms for a 1024² PNG), so a 300-version thread would take six seconds and show stamps
-MAX_VERSIONS: Final = 60
 CAPTION_MIN_TILE: Final = 140  # below this a prompt line would show three letters
 PACK_BELOW_TILE: Final = 120  # a tree drawn smaller than this is packed instead
 
@@ -125,7 +121,7 @@ class ContactSheet:
     tiles: tuple[Tile, ...]
     links: tuple[Link, ...]
     arrangement: str  # "plain", "stacked", "folded" or "packed"
-    omitted: int = 0  # older versions left off the sheet (see MAX_VERSIONS)
+    omitted: int = 0  # older versions left off the sheet (see HISTORY_VERSIONS)
 
     @property
     def current(self) -> Tile | None:
@@ -151,7 +147,7 @@ def render_contact_sheet(turns: Iterable[Turn], head_id: int | None, load_image:
         return None
     if not _drawable(_font(LABEL_SIZE), origin_label):
         origin_label = "original"
-    shown = _shown_versions(tree)
+    shown = newest_keeping(tree.versions, tree.current)  # sixty still fit a phone
     nodes = _nodes(tree, shown, origin_label)
     grid = _arrange(nodes)
     sheet = _draw(nodes, grid, load_image)
@@ -182,17 +178,6 @@ class _Grid:
     columns: int
     tile: int
     captions: bool
-
-
-def _shown_versions(tree: VersionTree) -> list[VersionNode]:
-    """The newest ``MAX_VERSIONS`` versions, the current one among them even when older."""
-    if len(tree.versions) <= MAX_VERSIONS:
-        return list(tree.versions)
-    newest = list(tree.versions[-MAX_VERSIONS:])
-    current = tree.current
-    if current is not None and current.version < newest[0].version:
-        newest = [current, *newest[1:]]
-    return newest
 
 
 def _nodes(tree: VersionTree, shown: Sequence[VersionNode], origin_label: str) -> list[_Node]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.events import ChatKey
 from bot.i18n import N_, _, ngettext
@@ -131,9 +131,25 @@ def versions_in(turns: Iterable[Turn]) -> list[Turn]:
     )
 
 
-#: versions listed at most by ``/history`` (the newest, and the current one): a long
-#: thread's full list would run over several messages nobody reads; ``/export`` has all
-HISTORY_LISTED = 60
+#: versions ``/history`` shows at most, in its list and on its contact sheet (the newest,
+#: and the current one): a long thread's full list would run over several messages nobody
+#: reads, and each tile of the sheet costs a picture decode (about 20 ms for a 1024² PNG;
+#: 300 took six seconds and were stamps). ``/export`` has every version.
+HISTORY_VERSIONS = 60
+
+T = TypeVar("T")
+
+
+def newest_keeping(items: Sequence[T], kept: T | None, limit: int = HISTORY_VERSIONS
+                   ) -> list[T]:
+    """The last ``limit`` of ``items`` (oldest first), with ``kept`` — one of ``items`` —
+    in place of the oldest of them when it is not among them."""
+    if len(items) <= limit:
+        return list(items)
+    newest = list(items[-limit:])
+    if kept is not None and all(item is not kept for item in newest):
+        newest = [kept, *newest[1:]]
+    return newest
 
 
 def format_history(turns: Sequence[Turn], head_id: int | None, *,
@@ -146,15 +162,11 @@ def format_history(turns: Sequence[Turn], head_id: int | None, *,
         return _("No versions yet in this conversation.")
     head_path = {t.id for t in path_to(by_id, head_id)} if head_id in by_id else set()
     lines = [_("Versions in this conversation (reply to an image to continue from it):")]
-    if len(versions) > HISTORY_LISTED:
-        older = len(versions) - HISTORY_LISTED
+    if len(versions) > HISTORY_VERSIONS:
+        older = len(versions) - HISTORY_VERSIONS
         lines.append(ngettext("({count} older version not listed.)",
                               "({count} older versions not listed.)", older).format(count=older))
-        current = next((v for v in versions if v.id == head_id), None)
-        newest = versions[-HISTORY_LISTED:]
-        if current is not None and current.id not in {v.id for v in newest}:
-            newest = [current, *newest[1:]]
-        versions = newest
+        versions = newest_keeping(versions, next((v for v in versions if v.id == head_id), None))
     for version in versions:
         prompt = _prompt_of(by_id, version)
         parent_version = _previous_version(by_id, version)
