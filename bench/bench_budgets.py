@@ -32,6 +32,8 @@ from bot.store import SpendLimit, SpendScope  # noqa: E402
 from storage.sqlite import SqliteDatabase  # noqa: E402
 
 CHATS, PEOPLE = 10_000, 50_000
+CALLS = [0, 10_000, 100_000, 300_000]
+REPEAT = 200
 NOW = time.time()
 
 
@@ -75,9 +77,9 @@ def time_checks(db: SqliteDatabase, repeat: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[0, 10_000, 100_000, 300_000],
+    parser.add_argument("--calls", type=int, nargs="+", default=CALLS,
                         help="calls already recorded this month")
-    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=REPEAT)
     parser.add_argument("--quick", action="store_true", help="no results file unless --out")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -97,9 +99,11 @@ def main() -> int:
     print(table)
     out = args.out or (None if args.quick else ROOT / "bench" / "results" / "budgets.md")
     if out is not None:
-        command = "python bench/bench_budgets.py" + "".join(
-            f" --calls {' '.join(map(str, args.calls))}" if args.calls != [0, 10_000, 100_000,
-                                                                             300_000] else "")
+        command = "python bench/bench_budgets.py"
+        if args.calls != CALLS:
+            command += " --calls " + " ".join(map(str, args.calls))
+        if args.repeat != REPEAT:
+            command += f" --repeat {args.repeat}"
         facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
         out.write_text(
             "# Budget checks against a month of calls\n\n"
