@@ -1,6 +1,6 @@
 """What checking one model answer costs: structure walk against a full decode.
 
-Every answer a model sends goes through ``bot.images.inspect_output`` before the chat
+Every answer a model sends goes through ``bot.kit.images.inspect_output`` before the chat
 sees it. This times it on real-sized answers (a photographic 1024² PNG of about 1.3 MB,
 as Gemini sends, and JPEGs) against the way it used to work: open the bytes with Pillow
 and decode every pixel (kept below as ``full_decode_inspect``). Resending a stored answer
@@ -37,7 +37,7 @@ from bench.realistic import (  # noqa: E402
     median_ms,
     reference_workload,
 )
-from bot.images import (  # noqa: E402
+from bot.kit.images import (  # noqa: E402
     _PIL_FORMATS,
     ImageRejected,
     inspect_output,

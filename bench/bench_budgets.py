@@ -5,7 +5,7 @@ month and today (the bot, the chat, the person) and reserves its estimate, in on
 transaction on the database's one writer thread — so its cost is paid by every turn of
 every chat. This fills the ``usage`` table with a month of calls spread over 10,000 chats
 and 50,000 people, then times ``reserve_spend`` with all five limits (bot monthly, chat
-monthly and daily, person monthly and daily), as :class:`bot.budgets.Budgets` asks it.
+monthly and daily, person monthly and daily), as :class:`bot.policy.budgets.Budgets` asks it.
 
     .venv/bin/python bench/bench_budgets.py                       # -> bench/results/budgets.md
     .venv/bin/python bench/bench_budgets.py --calls 0 2000 --quick
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_context import machine_facts  # noqa: E402
 
-from bot.budgets import day_start, month_start  # noqa: E402
-from bot.events import ChatKey  # noqa: E402
-from bot.store import SpendLimit, SpendScope  # noqa: E402
+from bot.core.events import ChatKey  # noqa: E402
+from bot.core.store import SpendLimit, SpendScope  # noqa: E402
+from bot.policy.budgets import day_start, month_start  # noqa: E402
 from storage.sqlite import SqliteDatabase  # noqa: E402
 
 CHATS, PEOPLE = 10_000, 50_000

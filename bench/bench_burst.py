@@ -70,9 +70,9 @@ from bench_context import machine_facts  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.stand_ins import photo  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.engine import INTERRUPTED  # noqa: E402
-from bot.messages import QUEUED_NOTICE  # noqa: E402
+from bot.core.config import Settings  # noqa: E402
+from bot.core.messages import QUEUED_NOTICE  # noqa: E402
+from bot.flow.turns import INTERRUPTED  # noqa: E402
 from tests.fakes.gemini import FakeGemini, RecordedRequest  # noqa: E402
 from tests.fakes.telegram_api import TOKEN, FakeTelegram  # noqa: E402
 from tests.processes import clean_environment  # noqa: E402

@@ -4,9 +4,9 @@ Builds a real 100-turn editing thread in a temporary SQLite store (``storage.sql
 a phone photo prepared as the engine prepares it, then per turn a model answer (short
 text + a Gemini-sized PNG blob, each with a ``thoughtSignature``) and the user's next
 instruction. For every turn it compares what our context policy
-(``bot.context.build_context`` with the ``Settings`` defaults, per-model image cap) would
-send against the naive "send the whole history" baseline that SDK chat sessions use:
-inline bytes as counted by the policy (base64 images, text, signatures), input-image
+(``bot.models.request_context.build_context`` with the ``Settings`` defaults, per-model
+image cap) would send against the naive "send the whole history" baseline that SDK chat
+sessions use: inline bytes as counted by the policy (base64 images, text, signatures), input-image
 count, and the real JSON body size (``bot.models.gemini.part_to_json`` framing).
 
 Model answer images are random bytes behind a PNG signature, of Gemini-like size
@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from bot.config import Settings  # noqa: E402
-from bot.context import ContextPolicy, b64_len, build_context  # noqa: E402
-from bot.events import ChatKey  # noqa: E402
+from bot.core.config import Settings  # noqa: E402
+from bot.core.events import ChatKey  # noqa: E402
+from bot.core.store import NewImage, NewPart  # noqa: E402
+from bot.core.threads import Turn, TurnStatus  # noqa: E402
 from bot.models.base import Blob, Content, Part, Role, image_cap_for  # noqa: E402
-from bot.store import NewImage, NewPart  # noqa: E402
-from bot.threads import Turn, TurnStatus  # noqa: E402
+from bot.models.request_context import ContextPolicy, b64_len, build_context  # noqa: E402
 from storage.sqlite import SqliteDatabase  # noqa: E402
 
 #: Gemini's documented ceiling for a request with inline data ("use the File API above 20MB")
@@ -98,18 +98,18 @@ class Prepared:
 
 
 def prepare_photo(raw: bytes, max_side: int) -> Prepared:
-    """The first photo as the engine stores it (``bot.images.prepare_input`` if present)."""
+    """The first photo as the engine stores it (``bot.kit.images.prepare_input`` if present)."""
     try:
-        from bot.images import prepare_input
+        from bot.kit.images import prepare_input
     except ImportError:
         image = Image.open(io.BytesIO(raw))
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=90)
         return Prepared(buffer.getvalue(), "image/jpeg", image.width, image.height,
-                        "Pillow thumbnail (bot.images not importable)")
+                        "Pillow thumbnail (bot.kit.images not importable)")
     p = prepare_input(raw, max_side=max_side)
-    return Prepared(p.data, p.mime_type, p.width, p.height, "bot.images.prepare_input")
+    return Prepared(p.data, p.mime_type, p.width, p.height, "bot.kit.images.prepare_input")
 
 
 def signature(rng: random.Random, size: int) -> str:
@@ -402,7 +402,7 @@ def write_markdown(path: Path, setup: Setup, rows: Sequence[Row], command: str,
         f"A {setup.turns}-turn editing thread in a real SQLite store. Per turn N the table "
         "shows the request for the user's N-th instruction. *Naive* = every part of every "
         "turn, images base64-inline (what an SDK chat session does). *Ours* = "
-        "`bot.context.build_context` with the `Settings` defaults "
+        "`bot.models.request_context.build_context` with the `Settings` defaults "
         f"(`CHATBRUSH_CONTEXT_BYTES` = {setup.budget:,} bytes) and the per-model image cap "
         f"({', '.join(f'{SHORT[m]} {c}' for m, c in setup.caps.items())}). *MB* columns "
         "count inline bytes as the policy does (base64 images + text + signatures); "

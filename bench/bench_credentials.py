@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
 from bench.stand_ins import pct  # noqa: E402
-from bot import credentials  # noqa: E402
-from bot.credentials import ContentCredentials, Ingredient, read_credentials  # noqa: E402
+from bot.provenance import credentials  # noqa: E402
+from bot.provenance.credentials import ContentCredentials, Ingredient, read_credentials  # noqa: E402
 
 MODEL = "gemini-2.5-flash-image"
 

@@ -1,7 +1,7 @@
 """The engine's own cost per turn on a long private-chat thread, with real-sized answers.
 
-Drives the real :class:`bot.engine.Engine` behind the intake
-(``bot.runtime.open_runtime``: a temp-file SQLite database in WAL mode, pictures in blob
+Drives the real :class:`bot.flow.turns.Engine` behind the intake
+(``bot.app.runtime.open_runtime``: a temp-file SQLite database in WAL mode, pictures in blob
 files beside it, Content Credentials on as in production) through an editing thread: the
 first message carries a photo, the rest are text edits that continue the thread. The
 model is the production Gemini client with the socket replaced (``bench.stand_ins``): it
@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_context import machine_facts, make_photo  # noqa: E402
 
-import bot.engine as engine_module  # noqa: E402
-import bot.images as imaging  # noqa: E402
+import bot.flow.turns as engine_module  # noqa: E402
+import bot.kit.images as imaging  # noqa: E402
 from bench.process_stats import cpu_seconds, rss_mb  # noqa: E402
 from bench.realistic import (  # noqa: E402
     SIGNATURE_BYTES,
@@ -59,10 +59,9 @@ from bench.realistic import (  # noqa: E402
     signature,
 )
 from bench.stand_ins import MODEL, StandInGemini  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.credentials import ContentCredentials, Ingredient  # noqa: E402
-from bot.engine import GENERIC_FAILURE  # noqa: E402
-from bot.events import (  # noqa: E402
+from bot.app.runtime import open_runtime  # noqa: E402
+from bot.core.config import Settings  # noqa: E402
+from bot.core.events import (  # noqa: E402
     Attachment,
     AttachmentKind,
     ChatKey,
@@ -72,11 +71,12 @@ from bot.events import (  # noqa: E402
     Progress,
     Sender,
 )
-from bot.images import inspect_output  # noqa: E402
+from bot.flow.turns import GENERIC_FAILURE  # noqa: E402
+from bot.kit.images import inspect_output  # noqa: E402
 from bot.models.base import Content, GenerateRequest, Part  # noqa: E402
 from bot.models.gemini import parse_answer, request_body  # noqa: E402
 from bot.models.http_policy import json_payload  # noqa: E402
-from bot.runtime import open_runtime  # noqa: E402
+from bot.provenance.credentials import ContentCredentials, Ingredient  # noqa: E402
 from storage.blobs import BlobFiles  # noqa: E402
 from storage.sqlite import SqliteStore  # noqa: E402
 
@@ -511,7 +511,7 @@ def write_markdown(path: Path, s: Summary, turns: int, command: str, seconds: fl
     text = [
         "# Engine cost per turn (real-sized answers, zero-latency model)",
         "",
-        "The real `Engine` behind the intake (via `bot.runtime.open_runtime`: a temp-file "
+        "The real `Engine` behind the intake (via `bot.app.runtime.open_runtime`: a temp-file "
         "SQLite database in WAL mode, pictures in blob files beside it, Content Credentials "
         f"on) runs a {turns}-turn private-chat editing thread, {len(s.runs)} time(s), each "
         "on a fresh database. The first message carries a photo-like 2560x1920 JPEG; the "

@@ -1,9 +1,9 @@
 """How long it takes to get a phone photo ready for the model.
 
 Builds a 12 MP (4000x3000) photo-like JPEG with camera EXIF, then times
-``bot.images.prepare_input`` (DCT-scaled decode with libjpeg-turbo, re-encode) against the plain way
-(``Image.open`` + ``load`` + a bicubic resize + JPEG encode, the reference of issue 12's
-target; and the same with Lanczos) at the sending size, all in one run, and reports the
+``bot.kit.images.prepare_input`` (DCT-scaled decode with libjpeg-turbo, re-encode) against the
+plain way (``Image.open`` + ``load`` + a bicubic resize + JPEG encode, the reference of
+issue 12's target; and the same with Lanczos) at the sending size, all in one run, and reports the
 ratios. A decode at 1/8 scale, which is little more than libjpeg's entropy decoding,
 shows the floor no JPEG path can go below. Each method runs in its own child process so
 its peak memory (max RSS) is its own. Quality: each output against the ideal (full
@@ -104,7 +104,7 @@ def decode_floor(data: bytes) -> Image.Image:
 def quality(data: bytes, max_side: int) -> list[str]:
     """PSNR and largest difference of each way's output against the ideal one: a full
     decode resized with Lanczos to the very size prepare_input sends."""
-    from bot.images import _dct_scaled, prepare_input
+    from bot.kit.images import _dct_scaled, prepare_input
 
     prepared = prepare_input(data, max_side=max_side)
     size = (prepared.width, prepared.height)
@@ -152,7 +152,7 @@ def _max_rss_mb() -> float:
 
 def child(method: str, path: str, repeat: int, max_side: int, *, with_stages: bool) -> None:
     """Run one method ``repeat`` times and print one JSON line of results."""
-    from bot.images import prepare_input
+    from bot.kit.images import prepare_input
 
     data = Path(path).read_bytes()
     fn: Callable[[bytes], object]
@@ -198,7 +198,7 @@ def child(method: str, path: str, repeat: int, max_side: int, *, with_stages: bo
 
 def _stages(data: bytes, max_side: int, repeat: int) -> dict[str, float]:
     """Median ms of prepare_input's costly steps, timed one by one."""
-    from bot.images import _dct_scaled, _resize
+    from bot.kit.images import _dct_scaled, _resize
 
     header = Image.open(io.BytesIO(data))
 

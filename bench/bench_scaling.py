@@ -46,9 +46,9 @@ import psycopg  # noqa: E402
 from bench_context import machine_facts  # noqa: E402
 from stand_ins import photo  # noqa: E402
 
-from bot.config import Settings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.events import (  # noqa: E402
+from bot.app.runtime import open_store  # noqa: E402
+from bot.core.config import Settings  # noqa: E402
+from bot.core.events import (  # noqa: E402
     Attachment,
     AttachmentKind,
     ChatKey,
@@ -58,10 +58,10 @@ from bot.events import (  # noqa: E402
     Progress,
     Sender,
 )
-from bot.intake import Intake  # noqa: E402
+from bot.core.store import Store  # noqa: E402
+from bot.flow.intake import Intake  # noqa: E402
+from bot.flow.turns import Engine  # noqa: E402
 from bot.models.base import Blob, GenerateRequest, GenerateResult, Part, Usage  # noqa: E402
-from bot.runtime import open_store  # noqa: E402
-from bot.store import Store  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scaling.md"
 

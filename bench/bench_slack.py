@@ -37,13 +37,13 @@ import aiohttp
 import slack_bolt
 from aiohttp import web
 
-from adapters.slack import SlackAdapter, create
+from adapters.slack.adapter import SlackAdapter, create
 from bench.fake_process import fake_process
 from bench.process_stats import load_average, measured
 from bench.realistic import photo_jpeg, reference_ms
 from bench.stand_ins import StandInGemini, pct
-from bot.config import load_settings
-from bot.runtime import open_runtime
+from bot.app.runtime import open_runtime
+from bot.core.config import load_settings
 from tests.fakes.slack_api import FakeSlack, event_callback, message_event, sign
 
 

@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageFilter  # noqa: E402
 
-from bot.events import ChatKey  # noqa: E402
-from bot.store import NewImage, NewPart  # noqa: E402
-from bot.threads import ImageRef  # noqa: E402
+from bot.core.events import ChatKey  # noqa: E402
+from bot.core.store import NewImage, NewPart  # noqa: E402
+from bot.core.threads import ImageRef  # noqa: E402
 from storage.sqlite import SqliteDatabase  # noqa: E402
 
 CHAT = ChatKey("telegram", "1")

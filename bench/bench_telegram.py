@@ -54,14 +54,14 @@ import aiohttp
 import telegram
 from aiohttp import web
 
-from adapters.telegram import TelegramAdapter
-from adapters.telegram_http import FloodLimiter
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.http import FloodLimiter
 from bench.fake_process import fake_process
 from bench.process_stats import Usage, load_average, measured
 from bench.realistic import photo_jpeg, reference_ms
 from bench.stand_ins import StandInGemini, pct
-from bot.config import load_settings
-from bot.runtime import open_runtime
+from bot.app.runtime import open_runtime
+from bot.core.config import load_settings
 from tests.fakes.telegram_api import TOKEN, Call, FakeTelegram
 
 FOLLOW_UP = "and a bit brighter"

@@ -3,7 +3,7 @@
 For each count (0, 1,000 and 10,000 by default) a SQLite database is filled with that many
 private chats, each holding an editing thread (a photo, an answer with an 8 kB
 ``thoughtSignature``, a follow-up; small pictures, as only the rows matter here). Then a
-fresh process — the bot's runtime as ``chatbrush run`` opens it (``bot.runtime``), the
+fresh process — the bot's runtime as ``chatbrush run`` opens it (``bot.app.runtime``), the
 model the production Gemini client with its socket replaced (``bench.stand_ins``,
 real-sized answers), the chat platform a stand-in — runs the same work on each database:
 ``--chats`` new private chats, each a photo and two text edits. Reported: resident memory
@@ -37,10 +37,10 @@ from PIL import Image  # noqa: E402
 from bench.process_stats import measured, memory_mb  # noqa: E402
 from bench.realistic import photo_jpeg, signature  # noqa: E402
 from bench.stand_ins import MODEL, StandInGemini  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender  # noqa: E402
-from bot.runtime import open_runtime  # noqa: E402
-from bot.store import NewImage, NewPart  # noqa: E402
+from bot.app.runtime import open_runtime  # noqa: E402
+from bot.core.config import Settings  # noqa: E402
+from bot.core.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender  # noqa: E402
+from bot.core.store import NewImage, NewPart  # noqa: E402
 from storage.sqlite import SqliteDatabase  # noqa: E402
 
 ANN = Sender("7", "Ann")

@@ -15,7 +15,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
-from bot.threads import StoredPart
+from bot.core.threads import StoredPart
 
 Parts = tuple[StoredPart, ...]
 

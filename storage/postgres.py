@@ -54,9 +54,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from bot.config import Settings
-from bot.events import ChatKey, Incoming, Sender, event_from_record
-from bot.store import (
+from bot.core.config import Settings
+from bot.core.events import ChatKey, Incoming, Sender, event_from_record
+from bot.core.store import (
     AuthoredSummary,
     CallReport,
     ChatCalls,
@@ -72,7 +72,7 @@ from bot.store import (
     Store,
     UsageSummary,
 )
-from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.core.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
 from storage.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SPEND_LOCK
 from storage.records import (
@@ -230,7 +230,7 @@ class DatabaseUnavailable(ConnectionError):
 
 
 class PostgresStore:
-    """The :class:`bot.store.Store` port on PostgreSQL (see the module docstring)."""
+    """The :class:`bot.core.store.Store` port on PostgreSQL (see the module docstring)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str, *, label: str,
                  password: str | None, application_name: str) -> None:

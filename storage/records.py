@@ -10,9 +10,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.events import ChatKey, Incoming, event_from_record, event_to_record
-from bot.store import InboxEntry, InboxStatus
-from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.core.events import ChatKey, Incoming, event_from_record, event_to_record
+from bot.core.store import InboxEntry, InboxStatus
+from bot.core.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
 
 THREAD_COLUMNS = ("id", "platform", "chat_id", "topic_id", "external_key", "head_turn_id",

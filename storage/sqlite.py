@@ -9,7 +9,7 @@ thread's new head and the inbox entry's progress (its image files are on disk be
 Images are stored once by SHA-256, however many turns refer to them.
 
 :class:`SqliteDatabase` is synchronous; :class:`SqliteStore` implements the core's
-:class:`bot.store.Store` port by running every call on one dedicated worker thread, which
+:class:`bot.core.store.Store` port by running every call on one dedicated worker thread, which
 keeps writes serialised (no "database is locked" between our own writers) while the event
 loop stays free. A lock file beside the database keeps a second process away: leases in
 the inbox assume that whatever is left "processing" at start-up belongs to a dead run.
@@ -36,9 +36,9 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.config import Settings
-from bot.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
-from bot.store import (
+from bot.core.config import Settings
+from bot.core.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
+from bot.core.store import (
     AuthoredSummary,
     CallReport,
     ChatCalls,
@@ -53,7 +53,7 @@ from bot.store import (
     SpendScope,
     UsageSummary,
 )
-from bot.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.core.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
@@ -934,7 +934,7 @@ def _exclusive_lock(path: Path) -> IO[bytes]:
 
 # ---------------------------------------------------------------------- the async port
 class SqliteStore:
-    """The :class:`bot.store.Store` port over SQLite, every call on one worker thread."""
+    """The :class:`bot.core.store.Store` port over SQLite, every call on one worker thread."""
 
     def __init__(self, database: SqliteDatabase, executor: ThreadPoolExecutor) -> None:
         self.sync = database

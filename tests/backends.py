@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.store import Store
+from bot.core.store import Store
 from tests.postgres_server import shared_server
 
 BACKENDS = ("sqlite", "postgres")

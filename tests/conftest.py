@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.runtime import Runtime
+from bot.app.runtime import Runtime
 from tests.backends import BACKENDS, give_back, store_url
 from tests.fakes.gemini import FakeGemini
 from tests.harness import RecordingPlatform, running_bot, settings_for

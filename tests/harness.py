@@ -19,9 +19,9 @@ from typing import Any
 import c2pa
 from PIL import Image
 
-from bot.config import Settings
-from bot.credentials import INGREDIENT_SHA256_KEY
-from bot.events import (
+from bot.app.runtime import Runtime, open_runtime
+from bot.core.config import Settings
+from bot.core.events import (
     Attachment,
     AttachmentKind,
     ChatKey,
@@ -32,11 +32,11 @@ from bot.events import (
     Progress,
     Sender,
 )
-from bot.intake import Receipt
+from bot.flow.intake import Receipt
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
 from bot.models.gemini import GeminiModel
-from bot.runtime import Runtime, open_runtime
+from bot.provenance.credentials import INGREDIENT_SHA256_KEY
 from tests.fakes.gemini import FakeGemini
 
 ANN = Sender("7", "Ann", "ann")

@@ -48,7 +48,7 @@ def test_loading_every_core_module_loads_no_platform_sdk() -> None:
 
 
 def test_adapters_are_found_through_entry_points() -> None:
-    from bot.adapters_api import adapter_factories
+    from bot.core.platforms import adapter_factories
 
     assert {"telegram", "slack"} <= set(adapter_factories())
 
@@ -56,7 +56,7 @@ def test_adapters_are_found_through_entry_points() -> None:
 def test_stores_are_found_through_entry_points() -> None:
     from importlib.metadata import entry_points
 
-    from bot.runtime import STORE_ENTRY_POINTS
+    from bot.app.runtime import STORE_ENTRY_POINTS
 
     assert "sqlite" in {ep.name for ep in entry_points(group=STORE_ENTRY_POINTS)}
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.budgets import day_and_month, next_month
-from bot.events import ChatKey, Progress, Sender
-from bot.i18n import speaking
-from bot.runtime import Runtime
+from bot.app.runtime import Runtime
+from bot.core.events import ChatKey, Progress, Sender
+from bot.kit.i18n import speaking
+from bot.policy.budgets import day_and_month, next_month
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings, SettingsError, load_settings
+from bot.app.runtime import choose_model
+from bot.core.config import Settings, SettingsError, load_settings
 from bot.models import http_policy as hp
 from bot.models.base import Content, GenerateRequest, ModelError, Part
 from bot.models.catalog import ModelCatalog, ModelEntry, UnknownModel
 from bot.models.demo import DemoModel
 from bot.models.gemini import GeminiModel
 from bot.models.openai_compat import OpenAICompatModel
-from bot.runtime import choose_model
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai_compat import FakeOpenAI
 

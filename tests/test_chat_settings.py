@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat_settings import ChatLimits, SettingError, parse, resolve
-from bot.config import Settings
-from bot.events import ChatKey, Sender
-from bot.model_options import aspect_ratios, image_sizes, nearest_ratio
+from bot.core.config import Settings
+from bot.core.events import ChatKey, Sender
+from bot.models.options import aspect_ratios, image_sizes, nearest_ratio
+from bot.policy.chat_settings import ChatLimits, SettingError, parse, resolve
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
 

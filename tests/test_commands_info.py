@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from bot import metrics
-from bot.events import ChatKey, Sender
+from bot.core.events import ChatKey, Sender
+from bot.kit import metrics
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.events import ChatKey, Progress
-from bot.runtime import Runtime
-from bot.threads import REMOVED_BY_AUTHOR
+from bot.app.runtime import Runtime
+from bot.core.events import ChatKey, Progress
+from bot.core.threads import REMOVED_BY_AUTHOR
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
 

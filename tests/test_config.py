@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import SettingsError, load_settings
+from bot.core.config import SettingsError, load_settings
 
 
 def test_defaults_match_the_design() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from adapters.console import ConsoleInputError, parse_line
+from adapters.console.terminal import ConsoleInputError, parse_line
 from tests.fakes.gemini import FakeGemini
 from tests.harness import manifest_of, software_agents
 from tests.processes import clean_environment, run_chatbrush
@@ -138,8 +138,8 @@ def test_oversized_attachment_is_refused_before_reading(tmp_path: Path) -> None:
 def test_channel_saves_each_image_and_prints_its_path(tmp_path: Path) -> None:
     import asyncio
 
-    from adapters.console import ConsoleChannel
-    from bot.events import OutputImage
+    from adapters.console.terminal import ConsoleChannel
+    from bot.core.events import OutputImage
 
     out = io.StringIO()
     channel = ConsoleChannel(tmp_path / "out", out, io.StringIO())
@@ -199,7 +199,7 @@ def test_bytes_that_are_not_utf8_and_comments_do_not_end_the_console(tmp_path: P
 def test_a_line_left_unanswered_by_a_killed_console_is_answered_next_time(
     tmp_path: Path
 ) -> None:
-    from bot.config import load_settings
+    from bot.core.config import load_settings
     from storage.sqlite import SqliteDatabase
 
     write_photo(tmp_path / "photo.jpg")
@@ -207,8 +207,8 @@ def test_a_line_left_unanswered_by_a_killed_console_is_answered_next_time(
     assert first.returncode == 0
     # as if the console was killed right after storing a line, before answering it
     database = SqliteDatabase(tmp_path / load_settings().chatbrush_db)
-    from adapters.console import CONSOLE_CHAT
-    from bot.events import Incoming, Sender
+    from adapters.console.terminal import CONSOLE_CHAT
+    from bot.core.events import Incoming, Sender
 
     database.inbox_add(Incoming(chat=CONSOLE_CHAT, message_id="killed-1",
                                 sender=Sender("me"), text="mirror it", is_private=True),

@@ -8,7 +8,7 @@ import random
 
 from PIL import Image
 
-from bot.contact_sheet import (
+from bot.history.contact_sheet import (
     CURRENT_COLOUR,
     FRAME_COLOUR,
     MAX_WIDTH,

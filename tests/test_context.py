@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import (
+from bot.core.events import ChatKey
+from bot.core.store import NewImage, NewPart
+from bot.core.threads import ImageRef, Turn
+from bot.models.base import Blob
+from bot.models.request_context import (
     OMITTED_IMAGE,
     REMOVED_IMAGE,
     ContextPolicy,
@@ -16,10 +20,6 @@ from bot.context import (
     images_needed,
     without_removed_images,
 )
-from bot.events import ChatKey
-from bot.models.base import Blob
-from bot.store import NewImage, NewPart
-from bot.threads import ImageRef, Turn
 from storage.sqlite import SqliteDatabase as Store
 
 CHAT = ChatKey("console", "local")

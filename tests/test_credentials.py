@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image, ImageChops
 
-from bot.config import SettingsError, load_settings
-from bot.credentials import (
+from bot.core.config import SettingsError, load_settings
+from bot.provenance.credentials import (
     CA_FILE,
     CHAIN_FILE,
     INGREDIENT_SHA256_KEY,
@@ -217,7 +217,7 @@ def test_a_signing_failure_sends_the_original_bytes_and_logs_once(
     credentials: ContentCredentials, caplog: pytest.LogCaptureFixture
 ) -> None:
     damaged = picture("PNG")[:200]  # a truncated download
-    with caplog.at_level(logging.WARNING, logger="bot.credentials"):
+    with caplog.at_level(logging.WARNING, logger="bot.provenance.credentials"):
         result = credentials.sign(damaged, "image/png", model=MODEL, prompt="secret",
                                   include_prompt=True)  # fmt: skip
     assert result == damaged
@@ -230,7 +230,7 @@ def test_a_format_the_library_cannot_sign_goes_out_unchanged(
     credentials: ContentCredentials, caplog: pytest.LogCaptureFixture
 ) -> None:
     bmp = picture("BMP")
-    with caplog.at_level(logging.WARNING, logger="bot.credentials"):
+    with caplog.at_level(logging.WARNING, logger="bot.provenance.credentials"):
         assert credentials.sign(bmp, "image/bmp", model=MODEL) == bmp
     (record,) = caplog.records
     assert "image/bmp" in record.getMessage() and "not a format" in record.getMessage()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import build_parser
-from bot.commands import COMMANDS
-from bot.config import Settings
+from bot.app.cli import build_parser
+from bot.core.config import Settings
+from bot.flow.commands import COMMANDS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

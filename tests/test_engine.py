@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.commands.conversation import contact_sheet_of
-from bot.contact_sheet import CURRENT_COLOUR
-from bot.engine import ANSWERS_IN_HAND, DELIVERIES_IN_HAND
-from bot.events import ChatKey, Progress, Sender
-from bot.runtime import Runtime
+from bot.app.runtime import Runtime
+from bot.core.events import ChatKey, Progress, Sender
+from bot.flow.commands.conversation import contact_sheet_of
+from bot.flow.turns import ANSWERS_IN_HAND, DELIVERIES_IN_HAND
+from bot.history.contact_sheet import CURRENT_COLOUR
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (
     ANN,
@@ -462,7 +462,7 @@ async def test_replying_to_the_question_about_a_bare_photo_continues_with_it(
 async def test_a_refused_reply_image_is_explained(
     bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    from bot.events import Attachment, AttachmentKind
+    from bot.core.events import Attachment, AttachmentKind
 
     group = group_of(bot, platform)
     refused = Attachment(AttachmentKind.IMAGE, ref="refuse")

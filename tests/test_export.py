@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.export import DEFAULT_MAX_BYTES, ExportTooLarge, ThreadExport, export_thread
-from bot.threads import Turn
+from bot.core.threads import Turn
+from bot.history.export import DEFAULT_MAX_BYTES, ExportTooLarge, ThreadExport, export_thread
 from tests.version_fixtures import (
     MODEL,
     ORIGINAL_COLOUR,

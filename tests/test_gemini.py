@@ -23,7 +23,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.config import SettingsError, load_settings
+from bot.core.config import SettingsError, load_settings
 from bot.models import http_policy as hp
 from bot.models.base import (
     Blob,

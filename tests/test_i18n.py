@@ -11,8 +11,8 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
-from bot.i18n import LANGUAGES, _, current_language, ngettext, normalize, speaking
-from bot.i18n.catalogs import TEMPLATE, extract, po_path
+from bot.kit.i18n import LANGUAGES, _, current_language, ngettext, normalize, speaking
+from bot.kit.i18n.catalogs import TEMPLATE, extract, po_path
 
 
 @pytest.mark.parametrize(("tag", "language"), [
@@ -55,8 +55,8 @@ def test_the_template_is_up_to_date_with_the_code() -> None:
     fresh = {m.id: sorted({path for path, _line in m.locations}) for m in extract() if m.id}
     stored = {m.id: sorted({path for path, _line in m.locations}) for m in read(TEMPLATE)
               if m.id}
-    assert fresh.keys() - stored.keys() == set(), "run: python -m bot.i18n.catalogs"
-    assert stored.keys() - fresh.keys() == set(), "run: python -m bot.i18n.catalogs"
+    assert fresh.keys() - stored.keys() == set(), "run: python -m bot.kit.i18n.catalogs"
+    assert stored.keys() - fresh.keys() == set(), "run: python -m bot.kit.i18n.catalogs"
     assert fresh == stored
 
 

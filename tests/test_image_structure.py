@@ -12,7 +12,7 @@ import itertools
 import pytest
 from PIL import Image
 
-from bot.image_structure import MalformedImage, jpeg_segments, read_jpeg, read_layout
+from bot.kit.image_structure import MalformedImage, jpeg_segments, read_jpeg, read_layout
 
 
 def jpeg(**params: object) -> bytes:

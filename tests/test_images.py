@@ -15,7 +15,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageStat
 
-from bot.images import (
+from bot.kit.images import (
     ImageRejected,
     PreparedImage,
     inspect_output,
@@ -145,7 +145,7 @@ def test_big_jpegs_of_every_kind_come_out_near_the_sending_size(
 def test_parallel_band_resize_is_seamless(
     mode: str, source_size: tuple[int, int], resample: Image.Resampling
 ) -> None:
-    from bot.images import _resize
+    from bot.kit.images import _resize
 
     source = photo(*source_size).convert(mode)
     expected = source.resize((1536, 1152), resample)

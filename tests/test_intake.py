@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Attachment, AttachmentKind, ChatKey, Progress, Sender
-from bot.intake import clean_text
-from bot.runtime import Runtime
-from bot.store import InboxStatus
+from bot.app.runtime import Runtime
+from bot.core.events import Attachment, AttachmentKind, ChatKey, Progress, Sender
+from bot.core.store import InboxStatus
+from bot.flow.intake import clean_text
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (
     ANN,

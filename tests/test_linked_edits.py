@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.linked_edits import CaptionIntent, classify_caption
+from bot.flow.each_wording import CaptionIntent, classify_caption
 
 ASKS_FOR_EACH = [
     ("make the background white on all of these product shots", "all of these"),

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.commands.conversation import contact_sheet_of
-from bot.engine import Engine, Work
-from bot.errors import UserFacingError
-from bot.events import ChatKey, Progress
-from bot.linked_turns import STYLE_REFERENCE, parse_each
-from bot.runtime import Runtime
-from bot.store import InboxStatus
-from bot.threads import TurnStatus
+from bot.app.runtime import Runtime
+from bot.core.errors import UserFacingError
+from bot.core.events import ChatKey, Progress
+from bot.core.store import InboxStatus
+from bot.core.threads import TurnStatus
+from bot.flow.commands.conversation import contact_sheet_of
+from bot.flow.each_turns import STYLE_REFERENCE, parse_each
+from bot.flow.turns import Engine, Work
 from tests.fakes.gemini import FakeGemini
 from tests.harness import Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
 

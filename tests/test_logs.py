@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from bot.config import load_settings
-from bot.logs import MASK, setup_logging
+from bot.core.config import load_settings
+from bot.kit.logs import MASK, setup_logging
 
 
 def test_tokens_in_urls_and_tracebacks_are_masked(

@@ -16,7 +16,7 @@ def run(code: str, **env: str) -> str:
 
 
 def test_a_fresh_process_gets_two_arenas_and_an_operators_choice_is_kept() -> None:
-    code = "from bot.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
+    code = "from bot.kit.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
     assert run(code) == "True"
     assert run(code, MALLOC_ARENA_MAX="4") == "False"
 
@@ -24,8 +24,8 @@ def test_a_fresh_process_gets_two_arenas_and_an_operators_choice_is_kept() -> No
 def test_a_runtime_freezes_what_start_up_left_for_the_collector() -> None:
     code = """
 import asyncio, gc, tempfile
-from bot.config import Settings
-from bot.runtime import open_runtime
+from bot.core.config import Settings
+from bot.app.runtime import open_runtime
 async def main():
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(_env_file=None, chatbrush_db=f"{tmp}/bot.db")

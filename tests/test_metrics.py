@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from bot.cli import build_web_app
-from bot.events import ChatKey
-from bot.runtime import Runtime
+from bot.app.cli import build_web_app
+from bot.app.runtime import Runtime
+from bot.core.events import ChatKey
 from tests.fakes.gemini import FakeGemini
 from tests.harness import Chat, RecordingPlatform, photo, running_bot, settings_for
 

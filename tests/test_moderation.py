@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings, SettingsError
-from bot.events import ChatKey
-from bot.moderation import BadRule, Moderation, compile_rule
+from bot.core.config import Settings, SettingsError
+from bot.core.events import ChatKey
+from bot.policy.moderation import BadRule, Moderation, compile_rule
 from tests.fakes.gemini import FakeGemini
 from tests.harness import BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
 
@@ -109,7 +109,7 @@ async def test_a_blocked_prompt_is_refused_before_the_model_and_before_any_turn(
     tmp_path: Path, fake: FakeGemini, caplog: pytest.LogCaptureFixture,
 ) -> None:
     platform = RecordingPlatform()
-    caplog.set_level(logging.INFO, logger="bot.moderation")
+    caplog.set_level(logging.INFO, logger="bot.policy.moderation")
     settings = settings_for(tmp_path, fake, chatbrush_blocked_terms="血腥")
     async with running_bot(settings, platform) as bot:
         group = Chat(bot, platform, GROUP, private=False)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.config import SettingsError, load_settings
+from bot.core.config import SettingsError, load_settings
 from bot.models import http_policy as hp
 from bot.models import openai_compat as oc
 from bot.models.base import Blob, Content, FailureKind, GenerateRequest, ModelError, Part

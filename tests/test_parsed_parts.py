@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.threads import StoredPart
+from bot.core.threads import StoredPart
 from storage.parsed_parts import ParsedParts
 
 

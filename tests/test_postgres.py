@@ -19,12 +19,12 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from bot.config import Settings, SettingsError, load_settings
-from bot.events import ChatKey, Incoming, OutputImage, Sender
-from bot.logs import RedactSecrets, secret_values
-from bot.runtime import Runtime, open_runtime, open_store
-from bot.store import InboxEntry, InboxStatus, NewImage, NewPart
-from bot.threads import TurnStatus
+from bot.app.runtime import Runtime, open_runtime, open_store
+from bot.core.config import Settings, SettingsError, load_settings
+from bot.core.events import ChatKey, Incoming, OutputImage, Sender
+from bot.core.store import InboxEntry, InboxStatus, NewImage, NewPart
+from bot.core.threads import TurnStatus
+from bot.kit.logs import RedactSecrets, secret_values
 from storage.postgres import DatabaseUnavailable, PostgresStore, migrate
 from storage.postgres_schema import MIGRATIONS
 from tests.fakes.gemini import FakeGemini

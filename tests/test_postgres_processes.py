@@ -25,7 +25,7 @@ import aiohttp
 import psycopg
 import pytest
 
-from bot.messages import QUEUED_NOTICE
+from bot.core.messages import QUEUED_NOTICE
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.postgres_server import shared_server

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings, SettingsError
+from bot.core.config import Settings, SettingsError
 from bot.models.base import Usage
 from bot.models.gemini import parse_usage
-from bot.pricing import PriceTable, dollars, price_key
+from bot.models.pricing import PriceTable, dollars, price_key
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,12 +7,12 @@ import base64
 import hashlib
 from pathlib import Path
 
-from bot.chat_settings import ChatSettings
-from bot.config import Settings
-from bot.events import ChatKey, OutputImage
-from bot.provenance import Provenance, credentials_directory, ingredient_refs
-from bot.runtime import Runtime
-from bot.store import NewImage, NewPart
+from bot.app.runtime import Runtime
+from bot.core.config import Settings
+from bot.core.events import ChatKey, OutputImage
+from bot.core.store import NewImage, NewPart
+from bot.policy.chat_settings import ChatSettings
+from bot.provenance.outgoing import Provenance, credentials_directory, ingredient_refs
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (
     ANN,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import REMOVED_IMAGE
-from bot.events import ChatKey
-from bot.retention import DAY, RetentionTask, purge
-from bot.runtime import Runtime
-from bot.store import NewImage, NewPart
+from bot.app.runtime import Runtime
+from bot.core.events import ChatKey
+from bot.core.store import NewImage, NewPart
+from bot.models.request_context import REMOVED_IMAGE
+from bot.policy.retention import DAY, RetentionTask, purge
 from storage.sqlite import SqliteDatabase
 from tests.fakes.gemini import FakeGemini
 from tests.harness import Chat, RecordingPlatform, photo, running_bot, settings_for
@@ -78,7 +78,7 @@ async def test_the_background_purge_runs_logs_and_keeps_active_conversations(
     between = time.time()
     group = Chat(bot, platform, ChatKey("telegram", "-5"), private=False)
     active = await group.say("oil painting", photo((0, 0, 200)))
-    caplog.set_level(logging.INFO, logger="bot.retention")
+    caplog.set_level(logging.INFO, logger="bot.policy.retention")
     # thirty days after `between`: the private conversation is idle, the group's is not
     task = RetentionTask(bot.store, days=30, first_delay=0, clock=lambda: between + 30 * DAY)
     task.start()

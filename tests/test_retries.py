@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.retries import asks_to_retry
+from bot.flow.retry_phrases import asks_to_retry
 
 
 @pytest.mark.parametrize("text", [

@@ -26,13 +26,13 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from adapters.slack import SlackAdapter, create
-from adapters.slack_channel import REACTION_DONE, REACTION_FAILED, REACTION_WORKING
-from bot.config import Settings, load_settings
-from bot.events import ChatKey
-from bot.intake import Intake
-from bot.messages import QUEUED_NOTICE as QUEUED_NOTE
-from bot.runtime import open_runtime
+from adapters.slack.adapter import SlackAdapter, create
+from adapters.slack.channel import REACTION_DONE, REACTION_FAILED, REACTION_WORKING
+from bot.app.runtime import open_runtime
+from bot.core.config import Settings, load_settings
+from bot.core.events import ChatKey
+from bot.core.messages import QUEUED_NOTICE as QUEUED_NOTE
+from bot.flow.intake import Intake
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.slack_api import (
     FakeSlack,

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from adapters.slack_files import FileRefused, download_image
+from adapters.slack.files import FileRefused, download_image
 from tests.fakes.slack_api import FakeSlack
 
 

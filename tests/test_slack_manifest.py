@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.slack import SLASH_COMMAND
+from adapters.slack.adapter import SLASH_COMMAND
 
 MANIFEST = Path(__file__).resolve().parents[1] / "docs" / "slack-manifest.yaml"
 

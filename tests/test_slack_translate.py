@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapters.slack_files import FileRefused, check_declared, sniff_image, token_allowed
-from adapters.slack_translate import clean_text, translate_event
+from adapters.slack.files import FileRefused, check_declared, sniff_image, token_allowed
+from adapters.slack.translate import clean_text, translate_event
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOT = "UBOT"

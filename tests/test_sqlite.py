@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.store import InboxStatus, NewImage, NewPart
+from bot.core.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
+from bot.core.store import InboxStatus, NewImage, NewPart
 from storage.migrations import MIGRATIONS
 from storage.sqlite import DatabaseInUse, SqliteDatabase, SqliteStore
 
@@ -123,7 +123,7 @@ def _files_contain(folder: Path, marker: bytes) -> list[str]:
 
 
 async def test_image_bytes_live_in_files_beside_the_database(tmp_path: Path) -> None:
-    from bot.store import NewImage, NewPart
+    from bot.core.store import NewImage, NewPart
 
     store = await SqliteStore.open(tmp_path / "bot.db")
     marker = b"Comment\x00only-in-the-image-file-7f3a"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.store import (
+from bot.core.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
+from bot.core.store import (
     AuthoredSummary,
     InboxStatus,
     LinkedTurn,
@@ -20,7 +20,7 @@ from bot.store import (
     SpendScope,
     Store,
 )
-from bot.threads import REMOVED_BY_AUTHOR, TurnStatus
+from bot.core.threads import REMOVED_BY_AUTHOR, TurnStatus
 from tests.backends import BACKENDS, open_backend
 
 CHAT = ChatKey("telegram", "-100", None)

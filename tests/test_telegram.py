@@ -21,14 +21,14 @@ import pytest
 from PIL import Image
 from telegram import Message
 
-from adapters.telegram import TelegramAdapter, create
-from adapters.telegram_translate import BotIdentity, to_incoming
-from bot.config import Settings, SettingsError
-from bot.events import ChatKey, Incoming, OutputImage, Sender
-from bot.input_policy import UNSUPPORTED
-from bot.intake import NOT_ALLOWED
-from bot.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
-from bot.runtime import open_runtime
+from adapters.telegram.adapter import TelegramAdapter, create
+from adapters.telegram.translate import BotIdentity, to_incoming
+from bot.app.runtime import open_runtime
+from bot.core.config import Settings, SettingsError
+from bot.core.events import ChatKey, Incoming, OutputImage, Sender
+from bot.core.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
+from bot.flow.intake import NOT_ALLOWED
+from bot.policy.input_limits import UNSUPPORTED
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
 from tests.harness import ingredients_of, manifest_of, software_agents

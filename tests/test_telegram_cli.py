@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.messages import QUEUED_NOTICE
+from bot.core.messages import QUEUED_NOTICE
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.processes import start_chatbrush

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from telegram import Message, Update
 
-from adapters.telegram_translate import (
+from adapters.telegram.translate import (
     BotIdentity,
     attachments_of,
     command_target,
@@ -24,7 +24,7 @@ from adapters.telegram_translate import (
     to_incoming,
     topic_id,
 )
-from bot.events import AttachmentKind
+from bot.core.events import AttachmentKind
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, auto_entities
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.threads import StoredPart, Turn, TurnStatus, format_history, undo_target
+from bot.core.threads import StoredPart, Turn, TurnStatus, format_history, undo_target
 
 
 def turn(id: int, parent: int | None, role: str, text: str = "", version: int | None = None,

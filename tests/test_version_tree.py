@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from bot.threads import Turn, TurnStatus
-from bot.version_tree import VersionTree, build_version_tree
+from bot.core.threads import Turn, TurnStatus
+from bot.history.version_tree import VersionTree, build_version_tree
 from tests.version_fixtures import (
     BOB,
     MODEL,

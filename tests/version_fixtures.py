@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from bot.events import ChatKey
-from bot.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.core.events import ChatKey
+from bot.core.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
 
 MODEL = "gemini-2.5-flash-image"
 ANN = ("111", "Ann")

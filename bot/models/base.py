@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bot.i18n import _
+from bot.kit.i18n import _
 
 
 @dataclass(frozen=True)

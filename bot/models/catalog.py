@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from bot.config import Settings, SettingsError
+from bot.core.config import Settings, SettingsError
 from bot.models import gemini, openai_compat
 from bot.models.base import ImageModel
 

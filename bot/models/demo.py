@@ -20,7 +20,7 @@ from typing import Final
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from bot.i18n import N_, _
+from bot.kit.i18n import N_, _
 from bot.models.base import (
     Blob,
     Content,

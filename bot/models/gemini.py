@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from bot.config import Settings, SettingsError
-from bot.i18n import N_
+from bot.core.config import Settings, SettingsError
+from bot.kit.i18n import N_
 from bot.models.base import (
     Blob,
     Content,

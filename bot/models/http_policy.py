@@ -36,8 +36,8 @@ from typing import Any, Final, TypeVar
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from bot.config import Settings
-from bot.i18n import N_, _, ngettext
+from bot.core.config import Settings
+from bot.kit.i18n import N_, _, ngettext
 from bot.models.base import (
     AnswerSlot,
     FailureKind,

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from bot.config import Settings, SettingsError
-from bot.i18n import N_
-from bot.images import sniff_image_type
+from bot.core.config import Settings, SettingsError
+from bot.kit.i18n import N_
+from bot.kit.images import sniff_image_type
 from bot.models import gemini
 from bot.models.base import (
     Blob,

@@ -1,0 +1,1 @@
+"""Slack: Socket Mode or the Events API, translated to core events (slack-bolt)."""

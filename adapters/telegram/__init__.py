@@ -1,0 +1,1 @@
+"""Telegram: long polling or a webhook, translated to core events (python-telegram-bot)."""

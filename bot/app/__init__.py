@@ -1,0 +1,1 @@
+"""The composition root: the ``chatbrush`` command, the runtime it opens."""

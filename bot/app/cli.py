@@ -1,0 +1,243 @@
+"""The ``chatbrush`` command.
+
+``chatbrush`` with no subcommand does the most useful thing it can: run every configured
+platform, or, with no platform configured, open the console with the offline demo model.
+Adapters are found through entry points (:mod:`bot.core.platforms`), never imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from bot.core.config import Settings, SettingsError, load_settings
+from bot.core.platforms import Adapter, adapter_factories
+from bot.kit.logs import setup_logging
+
+log = logging.getLogger("chatbrush")
+
+NO_KEY = (
+    "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
+    "in .env, or try the offline demo: chatbrush console --demo"
+)
+NO_PLATFORM = (
+    "No chat platform is configured (set TELEGRAM_BOT_TOKEN, or SLACK_BOT_TOKEN with "
+    "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbrush",
+        description="Conversational image editing with Gemini in Telegram and Slack. "
+        "With no command: run the configured platforms, or the demo console if none is.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
+    web = sub.add_parser("web", help="serve webhooks (Telegram, Slack events, /healthz) on $PORT")
+    web.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    web.add_argument("--port", type=int, default=None, help="port (default $PORT or 8080)")
+    console = sub.add_parser("console", help="chat with the bot in this terminal")
+    console.add_argument("--demo", action="store_true",
+                         help="use the offline demo model (no API key needed)")
+    console.add_argument("--out", type=Path, default=Path("chatbrush-out"),
+                         help="where returned images are saved (default ./chatbrush-out)")
+    purge = sub.add_parser("purge", help="remove the pictures of conversations idle longer "
+                           "than CHATBRUSH_RETENTION_DAYS (or --days) and reclaim the space")
+    purge.add_argument("--days", type=float, default=None,
+                       help="idle for more than this many days (default "
+                       "$CHATBRUSH_RETENTION_DAYS)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"chatbrush: {exc}", file=sys.stderr)
+        return 2
+    command = args.command
+    if command is None:
+        has_platform = bool(settings.telegram_bot_token or settings.slack_bot_token)
+        if not has_platform:
+            print(f"{NO_PLATFORM}\nStarting the local console with the offline demo model.",
+                  file=sys.stderr)
+            args = build_parser().parse_args(["console", "--demo"])
+            command = "console"
+        else:
+            command = "run"
+    try:
+        if command == "console":
+            return _console(settings, demo=args.demo, out_dir=args.out)
+        if command == "purge":
+            return _purge(settings, days=args.days)
+        if command == "web":
+            return _serve(settings, webhook=True, host=args.host,
+                          port=args.port if args.port is not None else settings.port)
+        return _serve(settings, webhook=False)
+    except SettingsError as exc:
+        print(f"chatbrush: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
+    if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
+        print(NO_KEY, file=sys.stderr)
+        return 2
+    setup_logging(settings, level=logging.WARNING)
+    (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
+    from bot.app.runtime import open_runtime
+
+    async def go() -> int:
+        async with open_runtime(settings, demo=demo) as runtime:
+            result: int = await run_console(runtime.intake, out_dir=out_dir)
+            return result
+
+    return asyncio.run(go())
+
+
+def _purge(settings: Settings, *, days: float | None) -> int:
+    """``chatbrush purge``: what the background retention does, now, saying what it does."""
+    days = days if days is not None else settings.chatbrush_retention_days
+    if days is None or days <= 0:
+        print("chatbrush purge: say how old is too old: set CHATBRUSH_RETENTION_DAYS or pass "
+              "--days N (a positive number of days)", file=sys.stderr)
+        return 2
+    from bot.app.runtime import open_store
+    from bot.policy import retention
+
+    async def go() -> int:
+        try:
+            store = await open_store(settings)
+        except SettingsError:
+            raise
+        except Exception as exc:  # e.g. the running bot holds the SQLite file
+            print(f"chatbrush purge: cannot open the database: {exc}", file=sys.stderr)
+            return 1
+        try:
+            now = time.time()
+            before = retention.cutoff(days, now=now)
+            print(f"Removing the pictures of conversations idle for more than {days:g} days "
+                  f"(no message since {retention.when(before)})…", flush=True)
+            report = await retention.purge(store, days=days, now=now)
+        finally:
+            await store.close()
+        print(f"Done: {retention.describe(report)}." if report.threads
+              else "Done: no conversation was idle that long; nothing removed.")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: int = 0) -> int:
+    if settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
+        print(NO_KEY, file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    return asyncio.run(_serve_async(settings, webhook=webhook, host=host, port=port))
+
+
+async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: int) -> int:
+    """Start in order (store, adapters, HTTP, processing) and stop in reverse: intake
+    first, then running turns get their grace, then connections close."""
+    from aiohttp import web
+
+    from bot.app.runtime import open_runtime
+
+    stop = _stop_on_signals()
+    async with open_runtime(settings) as runtime:
+        intake = runtime.intake
+        adapters: list[Adapter] = []
+        for name, factory in adapter_factories().items():
+            adapter = factory(settings, intake)
+            if adapter is not None:
+                log.info("platform %s configured", name)
+                adapters.append(adapter)
+                intake.register(adapter)
+        if not adapters:
+            print(NO_PLATFORM, file=sys.stderr)
+            return 2
+        runner: web.AppRunner | None = None
+        started: list[Adapter] = []
+        try:
+            if webhook:
+                app, mounted = build_web_app(adapters)
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, host, port).start()
+                log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
+                         host, port)
+            elif settings.chatbrush_metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(settings.chatbrush_metrics_port)
+                log.info("metrics on port %s", settings.chatbrush_metrics_port)
+            for adapter in adapters:
+                await adapter.start(webhook=webhook)
+                started.append(adapter)
+            await intake.start()
+            await stop.wait()
+            log.info("stopping: no new messages; running turns get %.0fs",
+                     settings.chatbrush_shutdown_grace)
+        finally:
+            for adapter in reversed(started):
+                with contextlib.suppress(Exception):
+                    await adapter.stop_receiving()
+            await intake.stop(grace=settings.chatbrush_shutdown_grace)
+            for adapter in reversed(adapters):
+                try:
+                    await adapter.close()
+                except Exception:
+                    log.warning("closing %s failed", adapter.name, exc_info=True)
+            if runner is not None:
+                await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the loop keeps running: shutdown is orderly)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
+    """The one HTTP server: health, metrics, and every adapter's webhook routes."""
+    from aiohttp import web
+
+    from bot.kit import metrics
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        body, content_type = metrics.render()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app = web.Application(client_max_size=32 * 1024**2)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    mounted = [a.name for a in adapters if a.mount(app)]
+    return app, mounted
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

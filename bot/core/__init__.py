@@ -1,0 +1,1 @@
+"""The core's vocabulary: events, threads, work, errors, config and the ports."""

@@ -1,0 +1,1 @@
+"""An event's way through the bot: intake, router, commands, turns, delivery."""

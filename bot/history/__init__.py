@@ -1,0 +1,1 @@
+"""The version tree of a thread, its contact sheet and its export."""

@@ -1,0 +1,1 @@
+"""Utilities with no project imports: images, i18n, logs, metrics."""

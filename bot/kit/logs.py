@@ -1,0 +1,72 @@
+"""Logging set-up that cannot leak secrets.
+
+Bot tokens travel inside URLs (Telegram's ``/bot<token>/``) and HTTP client libraries
+log URLs, so every record is passed through a filter that masks each configured secret
+value, whatever logger produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
+
+from bot.core.config import Settings
+
+MASK = "[secret]"
+
+
+class RedactSecrets(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+def secret_values(settings: Settings) -> list[str]:
+    values = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+            # a URL with a password (DATABASE_URL): the password may be logged on its own
+            password = urlsplit(value.get_secret_value()).password if "://" in str(
+                value.get_secret_value()) else None
+            if password:
+                values.append(unquote(password))
+    return values
+
+
+def setup_logging(settings: Settings, *, level: int = logging.INFO) -> RedactSecrets:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redactor = RedactSecrets(secret_values(settings))
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Request lines of HTTP clients are noise at INFO (and carry tokens in URLs).
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "slack_bolt", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    return redactor

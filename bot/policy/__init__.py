@@ -1,0 +1,1 @@
+"""Rules applied to events and turns: access, limits, moderation, budgets."""

@@ -1,0 +1,1 @@
+"""Content Credentials (C2PA) on what the bot sends."""
