@@ -16,7 +16,8 @@ from PIL import Image
 from bot.app.runtime import Runtime
 from bot.core.events import ChatKey, Progress, Sender
 from bot.flow.commands.conversation import contact_sheet_of
-from bot.flow.turns import ANSWERS_IN_HAND, DELIVERIES_IN_HAND
+from bot.flow.delivery import DELIVERIES_IN_HAND
+from bot.flow.model_step import ANSWERS_IN_HAND
 from bot.history.contact_sheet import CURRENT_COLOUR
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (
