@@ -1,4 +1,4 @@
-"""/export and /forget end to end: real intake, engine, SQLite file and fake Gemini, with the
+"""/export and /forget end to end: real intake, turn service, SQLite file and fake Gemini, with the
 recording channel standing in for a platform (tests.harness)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The engine end to end: real SQLite file, real intake, real httpx against the fake
-Gemini server. The only stand-ins are the two ports an adapter implements
+"""The turn service end to end: real SQLite file, real intake and router, real httpx
+against the fake Gemini server. The only stand-ins are the two ports an adapter implements
 (:mod:`tests.harness`): a recording channel and a platform that fetches inline bytes.
 """
 

@@ -1,5 +1,6 @@
-"""Linked edits end to end: real SQLite file, real intake and engine, real httpx against
-the fake Gemini server; the platform is the recording stand-in of :mod:`tests.harness`.
+"""Linked edits end to end: real SQLite file, real intake, router and turn service, real
+httpx against the fake Gemini server; the platform is the recording stand-in of
+:mod:`tests.harness`.
 
 Three pictures in three colours go in; the fake model answers each request with the
 colour-inverted copy of its newest input picture, so every request and every result
