@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 UNREADABLE_ANSWER = N_("The model service sent an answer the bot couldn't read. Please try "
                        "again.")
 UNREADABLE_IMAGE = N_("The model sent back an image I could not read. Please try again.")
+
 #: answers one process reads, checks and stores at once: each holds megabytes until it is
 #: stored, and four keep two cores busy (500 edits at once: 51 turns/s as with 8, 50 MB
 #: less at the peak); the rest wait unread on their sockets

@@ -32,11 +32,7 @@ from bot.flow.model_step import ModelStep, Starting
 from bot.flow.retry_phrases import asks_to_retry
 from bot.flow.routing import route, start_thread
 from bot.kit.i18n import N_, _, ngettext
-from bot.models.base import (
-    ImageModel,
-    ModelError,
-    Part,
-)
+from bot.models.base import ImageModel, ModelError, Part
 from bot.models.catalog import ModelCatalog
 from bot.models.pricing import PriceTable
 from bot.policy.access import AdminCache
@@ -53,6 +49,7 @@ INTERRUPTED = N_(
     "finished. Reply “try again” to run it once more."
 )
 CONVERSATION_RESET = N_("That conversation was reset. Please send it again.")
+
 
 class TurnService:
     """See the module docstring. One per process, shared by every event."""
