@@ -1,6 +1,6 @@
 """The engine's own cost per turn on a long private-chat thread, with real-sized answers.
 
-Drives the real :class:`bot.flow.turns.Engine` behind the intake
+Drives the real :class:`bot.flow.turns.TurnService` behind the router and the intake
 (``bot.app.runtime.open_runtime``: a temp-file SQLite database in WAL mode, pictures in blob
 files beside it, Content Credentials on as in production) through an editing thread: the
 first message carries a photo, the rest are text edits that continue the thread. The
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_context import machine_facts, make_photo  # noqa: E402
 
-import bot.flow.turns as engine_module  # noqa: E402
+import bot.flow.model_step as engine_module  # noqa: E402
 import bot.kit.images as imaging  # noqa: E402
 from bench.process_stats import cpu_seconds, rss_mb  # noqa: E402
 from bench.realistic import (  # noqa: E402

@@ -60,7 +60,8 @@ from bot.core.events import (  # noqa: E402
 )
 from bot.core.store import Store  # noqa: E402
 from bot.flow.intake import Intake  # noqa: E402
-from bot.flow.turns import Engine  # noqa: E402
+from bot.flow.router import Router  # noqa: E402
+from bot.flow.turns import TurnService  # noqa: E402
 from bot.models.base import Blob, GenerateRequest, GenerateResult, Part, Usage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scaling.md"
@@ -171,8 +172,8 @@ async def worker(args: argparse.Namespace) -> None:
     settings = Settings(**json.loads(args.settings))
     store = CountingStore(await open_store(settings))
     model = PictureModel(args.answer_bytes, args.latency)
-    engine = Engine(store, model, settings)  # type: ignore[arg-type]
-    intake = Intake(store, engine, settings)  # type: ignore[arg-type]
+    turns = TurnService(store, model, settings)  # type: ignore[arg-type]
+    intake = Intake(store, Router(turns), settings)  # type: ignore[arg-type]
     platform = NullPlatform()
     intake.register(platform)  # type: ignore[arg-type]
     await intake.start()

@@ -38,7 +38,7 @@ class Clock:
 async def bot_at(clock: Clock, tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform,
                  **settings: Any) -> AsyncIterator[Runtime]:
     async with running_bot(settings_for(tmp_path, fake, **settings), platform) as bot:
-        bot.engine.clock = clock
+        bot.turns.clock = clock
         yield bot
 
 

@@ -1,4 +1,4 @@
-"""/export and /forget end to end: real intake, engine, SQLite file and fake Gemini, with the
+"""/export and /forget end to end: real intake, turn service, SQLite file and fake Gemini, with the
 recording channel standing in for a platform (tests.harness)."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ async def stored_upload(bot: Runtime, chat: ChatKey, message_id: str) -> bytes:
 async def test_forget_asks_first_then_erases_the_users_pictures_from_the_files(
     bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    db = bot.engine.settings.chatbrush_db
+    db = bot.turns.settings.chatbrush_db
     # the fake model would repeat the prompt in its answer, and the bot's answers stay
     fake.reply_text = "Here you go."
     group = Chat(bot, platform, GROUP, private=False)

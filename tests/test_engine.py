@@ -1,5 +1,5 @@
-"""The engine end to end: real SQLite file, real intake, real httpx against the fake
-Gemini server. The only stand-ins are the two ports an adapter implements
+"""The turn service end to end: real SQLite file, real intake and router, real httpx
+against the fake Gemini server. The only stand-ins are the two ports an adapter implements
 (:mod:`tests.harness`): a recording channel and a platform that fetches inline bytes.
 """
 
@@ -16,7 +16,8 @@ from PIL import Image
 from bot.app.runtime import Runtime
 from bot.core.events import ChatKey, Progress, Sender
 from bot.flow.commands.conversation import contact_sheet_of
-from bot.flow.turns import ANSWERS_IN_HAND, DELIVERIES_IN_HAND
+from bot.flow.delivery import DELIVERIES_IN_HAND
+from bot.flow.model_step import ANSWERS_IN_HAND
 from bot.history.contact_sheet import CURRENT_COLOUR
 from tests.fakes.gemini import FakeGemini
 from tests.harness import (

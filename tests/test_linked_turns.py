@@ -1,5 +1,6 @@
-"""Linked edits end to end: real SQLite file, real intake and engine, real httpx against
-the fake Gemini server; the platform is the recording stand-in of :mod:`tests.harness`.
+"""Linked edits end to end: real SQLite file, real intake, router and turn service, real
+httpx against the fake Gemini server; the platform is the recording stand-in of
+:mod:`tests.harness`.
 
 Three pictures in three colours go in; the fake model answers each request with the
 colour-inverted copy of its newest input picture, so every request and every result
@@ -16,13 +17,15 @@ from pathlib import Path
 from PIL import Image
 
 from bot.app.runtime import Runtime
+from bot.core.chat_settings import ChatSettings
 from bot.core.errors import UserFacingError
 from bot.core.events import ChatKey, Progress
 from bot.core.store import InboxStatus
 from bot.core.threads import TurnStatus
+from bot.core.work import Work
 from bot.flow.commands.conversation import contact_sheet_of
 from bot.flow.each_turns import STYLE_REFERENCE, parse_each
-from bot.flow.turns import Engine, Work
+from bot.policy.budgets import Budgets
 from tests.fakes.gemini import FakeGemini
 from tests.harness import Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
 
@@ -210,11 +213,12 @@ async def test_every_picture_failing_is_one_message_naming_each(
     assert Progress.FAILED in group.channel.progress_log
 
 
-class BudgetForTwo(Engine):
-    """An operator's budget that covers two more model calls (the real limits arrive with
-    the operators' controls; the engine asks this one question either way)."""
+class BudgetForTwo(Budgets):
+    """An operator's budget that covers two more model calls (however the limits are set,
+    the turn service asks this one question)."""
 
-    async def admit(self, work: Work, *, calls: int) -> None:
+    async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
+                    exempt: bool) -> None:
         if calls > 2:
             raise UserFacingError(f"That needs {calls} model calls; your budget covers 2.")
 
@@ -222,7 +226,8 @@ class BudgetForTwo(Engine):
 async def test_a_budget_that_covers_two_of_three_refuses_before_any_call(
     bot: Runtime, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:
-    bot.intake.engine = BudgetForTwo(bot.store, bot.model, bot.engine.settings)
+    bot.turns.budgets = BudgetForTwo(bot.store, bot.turns.settings, bot.turns.prices,
+                                     clock=bot.turns.clock)
     group = Chat(bot, platform, GROUP, private=False)
     await send_album(group, "/each make the background white")
     assert fake.requests == []
@@ -356,8 +361,9 @@ async def test_a_restart_runs_the_calls_that_never_began(
         assert entry is not None and entry.status is InboxStatus.DONE
 
 
-class BudgetForOne(Engine):
-    async def admit(self, work: Work, *, calls: int) -> None:
+class BudgetForOne(Budgets):
+    async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
+                    exempt: bool) -> None:
         if calls > 1:
             raise UserFacingError("Your budget covers 1 more model call.")
 
@@ -375,7 +381,8 @@ async def test_after_a_restart_the_budget_is_asked_again_for_what_never_began(
     platform.channels.clear()
 
     async with running_bot(settings, platform) as bot:
-        bot.intake.engine = BudgetForOne(bot.store, bot.model, bot.engine.settings)
+        bot.turns.budgets = BudgetForOne(bot.store, bot.turns.settings, bot.turns.prices,
+                                         clock=bot.turns.clock)
         await bot.intake.drain()
         assert len(fake.requests) == 1  # the two that never began were not admitted
         [told] = platform.channels[GROUP].sent

@@ -137,7 +137,7 @@ async def test_the_prompt_is_in_the_credentials_only_where_the_chat_allows_it(
                                   parts=[NewPart(image=NewImage(photo((9, 9, 9)),
                                                                 "image/jpeg", 320, 240))])
     outputs = [OutputImage(photo((9, 9, 9)), "image/jpeg", 320, 240)]
-    provenance = bot.engine.provenance
+    provenance = bot.turns.provenance
     private = ChatSettings(model="gemini-test")
     shared = ChatSettings(model="gemini-test", credentials_prompt=True)
     closed = manifest_of((await provenance.outgoing(answer, outputs, private)).images[0].data,
@@ -161,7 +161,7 @@ async def test_inputs_whose_bytes_are_gone_are_left_out(bot: Runtime) -> None:
                                   parts=[NewPart(text="ok")])
     await store.forget_author("telegram", "7", chat_id=None)
     outputs = [OutputImage(photo((1, 2, 3)), "image/jpeg", 320, 240)]
-    signed = await Provenance(store, bot.engine.provenance.credentials).outgoing(
+    signed = await Provenance(store, bot.turns.provenance.credentials).outgoing(
         answer, outputs, ChatSettings(model="m"))
     assert ingredients_of(manifest_of(signed.images[0].data, "image/jpeg")) == []
 
@@ -199,7 +199,7 @@ async def test_the_picture_being_edited_is_found_beyond_the_recent_turns(bot: Ru
                                       parts=[NewPart(text=words)])
     answer = await store.add_turn(thread.id, parent_id=parent.id, role="model",
                                   author_name="m", parts=[NewPart(text="ok")])
-    provenance = Provenance(store, bot.engine.provenance.credentials, path_limit=2)
+    provenance = Provenance(store, bot.turns.provenance.credentials, path_limit=2)
     outputs = [OutputImage(photo((0, 0, 250)), "image/jpeg", 320, 240)]
     signed = await provenance.outgoing(answer, outputs, ChatSettings(model="m"))
     assert ingredients_of(manifest_of(signed.images[0].data, "image/jpeg")) == [

@@ -1,5 +1,6 @@
-"""Building a ready bot: the store, the model, the engine and the intake, opened and
-closed together (in the reverse order, and never under a running turn)."""
+"""Building a ready bot: the store, the model, the turn service behind its router and the
+intake, opened and closed together (in the reverse order, and never under a running
+turn)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from importlib.metadata import entry_points
 from bot.core.config import Settings, SettingsError
 from bot.core.store import Store
 from bot.flow.intake import Intake
-from bot.flow.turns import Engine
+from bot.flow.router import Router
+from bot.flow.turns import TurnService
 from bot.kit.memory import freeze_start_up, limit_malloc_arenas
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
@@ -60,7 +62,7 @@ async def open_store(settings: Settings) -> Store:
 class Runtime:
     store: Store
     model: ImageModel
-    engine: Engine
+    turns: TurnService
     intake: Intake
     #: the background purge, with CHATBRUSH_RETENTION_DAYS
     retention: RetentionTask | None = None
@@ -81,7 +83,7 @@ async def open_runtime(
     try:
         credentials = await open_credentials(settings, store_url(settings))
         store = await open_store(settings)
-        engine = Engine(store, model, settings, catalog=catalog, credentials=credentials)
+        turns = TurnService(store, model, settings, catalog=catalog, credentials=credentials)
     except BaseException:
         await model.aclose()
         if catalog is not None:
@@ -89,14 +91,14 @@ async def open_runtime(
         if store is not None:
             await store.close()
         raise
-    intake = Intake(store, engine, settings)
+    intake = Intake(store, Router(turns), settings)
     days = settings.chatbrush_retention_days
     retention = RetentionTask(store, days=days) if days else None
     try:
         if retention is not None:
             retention.start()
         freeze_start_up()  # what is alive now lives as long as the process
-        yield Runtime(store, model, engine, intake, retention)
+        yield Runtime(store, model, turns, intake, retention)
     finally:
         try:
             if retention is not None:

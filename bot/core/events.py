@@ -160,7 +160,7 @@ class Progress(enum.Enum):
 class Channel(Protocol):
     """The core's only way to talk back, bound to one incoming message.
 
-    Every send returns the platform message ids it created so the engine can link them
+    Every send returns the platform message ids it created so the flow can link them
     to the turn they show: that link is what makes later replies find their version.
     """
 

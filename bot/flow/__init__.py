@@ -1,1 +1,2 @@
-"""An event's way through the bot: intake, router, commands, turns, delivery."""
+"""An event's way through the bot: intake (store, order, lease) → router (what it is) →
+middleware (limits, blocked terms, budgets) → turn service or a command → delivery."""

@@ -14,7 +14,7 @@ it replies to, or (in a private chat) the pictures still waiting for an instruct
 Consistent mode (``/each consistent …``) edits one picture first and passes its result
 to the others as a style reference, so a set of product shots comes out alike.
 
-Durability follows the engine's single turn: the user turns are recorded with the inbox
+Durability follows the turn service's single turn: the user turns are recorded with the inbox
 entry in one commit (:meth:`bot.core.store.Store.add_linked_turns`), each call is marked as
 begun right before it starts, each answer is stored the moment it arrives. A resumed
 event runs only the calls never begun, names the ones a restart interrupted instead of
@@ -27,19 +27,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 
-from bot.core.errors import ClaimLost, UserFacingError
+from bot.core.errors import ClaimLost, LazyText, UserFacingError
 from bot.core.events import OutputImage, Progress
 from bot.core.store import InboxStatus, LinkedTurn, NewImage, NewPart
 from bot.core.threads import Turn, TurnStatus
+from bot.core.work import Target, Work
+from bot.flow.delivery import safe_progress, safe_send
 from bot.flow.each_wording import classify_caption
-from bot.flow.turns import (
-    CONVERSATION_RESET,
-    GENERIC_FAILURE,
-    Engine,
-    Target,
-    Work,
-    failure_message,
-)
+from bot.flow.turns import CONVERSATION_RESET, GENERIC_FAILURE, TurnService, failure_message
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
 from bot.models.base import Blob, ModelError, Part
@@ -96,14 +91,14 @@ def parse_each(args: str) -> EachRequest:
     return EachRequest(instruction, consistent=consistent)
 
 
-async def run_linked(engine: Engine, work: Work, request: EachRequest) -> InboxStatus:
-    """Handle (or resume) an event that asks for the same edit on each picture."""
-    run = _LinkedRun(engine, work, request)
-    recorded = await engine.store.inbox_linked_turns(work.entry.id)
+async def run_linked(turns: TurnService, work: Work, request: EachRequest) -> InboxStatus:
+    """Handle (or resume) an event that asks for the same edit on each picture (its
+    instruction was screened for blocked terms by the middleware chain, unless the
+    event is resumed)."""
+    run = _LinkedRun(turns, work, request)
+    recorded = await turns.store.inbox_linked_turns(work.entry.id)
     if recorded:
         return await run.resume(recorded)
-    if request.instruction.strip():  # blocked terms: refused before anything is stored
-        await engine.screen(work, request.instruction.strip())
     return await run.start()
 
 
@@ -120,41 +115,42 @@ class _Slot:
 
 
 class _LinkedRun:
-    def __init__(self, engine: Engine, work: Work, request: EachRequest) -> None:
-        self.engine = engine
-        self.store = engine.store
+    def __init__(self, turns: TurnService, work: Work, request: EachRequest) -> None:
+        self.turns = turns
+        self.delivery = turns.delivery
+        self.store = turns.store
         self.work = work
         self.request = request
         self.each = f"{work.event.command_prefix}each"
 
     # ------------------------------------------------------------------ starting
     async def start(self) -> InboxStatus:
-        engine, work, incoming = self.engine, self.work, self.work.event
+        service, work, incoming = self.turns, self.work, self.work.event
         if incoming.thread_unknown:
             raise UserFacingError(_(SLASH).format(each=self.each))
-        own = await engine.load_images(work, incoming.attachments)
-        target = await engine.route(work)
+        own = await service.load_images(work, incoming.attachments)
+        target = await service.route(work)
         if target is None:
             return InboxStatus.DONE  # not meant for us after all
-        pictures = [*await engine.load_images(work, target.carried), *own]
+        pictures = [*await service.load_images(work, target.carried), *own]
         album = await self._album_at(target) if not pictures else None
         if len(pictures) < 2 and album is None:
             if self.request.typed and not pictures:
                 raise UserFacingError(_(HOW_TO).format(each=self.each))
             # one picture: an ordinary edit with the instruction
             text = self.request.instruction if self.request.typed else incoming.text
-            return await engine.turn_at(work, replace(target, carried=()), pictures, text)
+            return await service.turn_at(work, replace(target, carried=()), pictures, text)
         count = len(album.images) if album is not None else len(pictures)
         if count > MAX_ATTACHMENTS:
-            raise UserFacingError(TOO_MANY_FILES.format(count=count, limit=MAX_ATTACHMENTS))
+            raise UserFacingError(LazyText(TOO_MANY_FILES, count=count, limit=MAX_ATTACHMENTS))
         instruction = self.request.instruction or (album.text if album is not None else "")
         if not instruction:
             raise UserFacingError(_(NO_INSTRUCTION).format(each=self.each))
 
         thread_id = target.thread.id
         parent_id = await self._parent(target, album)
-        await engine.admit(work, calls=count)
-        await engine.deliver_pending(work, thread_id)
+        await service.admit(work, calls=count)
+        await self.delivery.deliver_pending(work, thread_id)
         sender = incoming.sender
         if album is None:
             # The pictures as sent, in one turn off every path: a later reply to the album
@@ -165,7 +161,7 @@ class _LinkedRun:
                        for p in pictures],
                 author_id=sender.id, author_name=sender.display_name, move_head=False,
             )
-        await engine.link_user_messages(work, album)
+        await service.link_user_messages(work, album)
         turns = await self.store.add_linked_turns(
             thread_id, parent_id=parent_id,
             turns=[[NewPart(image=ref), NewPart(text=instruction)] for ref in album.images],
@@ -192,7 +188,7 @@ class _LinkedRun:
         if target.follow_head:
             current = await self.store.get_thread(target.thread.id)
             if current is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(LazyText(CONVERSATION_RESET))
             return current.head_id
         return target.parent_id
 
@@ -202,7 +198,7 @@ class _LinkedRun:
         for position, step in enumerate(recorded):
             turn = await self.store.get_turn(step.turn_id)
             if turn is None:
-                raise UserFacingError(CONVERSATION_RESET)
+                raise UserFacingError(LazyText(CONVERSATION_RESET))
             slots.append(_Slot(position, turn))
         ids = {slot.user_turn.id for slot in slots}
         answers = {t.parent_id: t for t in await self.store.turns_of(slots[0].user_turn.thread_id)
@@ -226,7 +222,7 @@ class _LinkedRun:
         waiting = [slot for slot in slots if slot.runnable]
         if waiting:
             try:
-                await self.engine.admit(self.work, calls=len(waiting))
+                await self.turns.admit(self.work, calls=len(waiting))
             except UserFacingError as refusal:
                 # What was made before the restart still goes out; the rest is named.
                 for slot in waiting:
@@ -238,7 +234,7 @@ class _LinkedRun:
     async def _run(self, slots: list[_Slot]) -> InboxStatus:
         runnable = [slot for slot in slots if slot.runnable]
         if runnable:
-            await self.engine.safe_progress(self.work.channel, Progress.WORKING)
+            await safe_progress(self.work.channel, Progress.WORKING)
         reference: Turn | None = None
         if self.request.consistent:
             reference = next((s.answer for s in slots if s.answer and s.answer.images), None)
@@ -263,7 +259,7 @@ class _LinkedRun:
         slot.runnable = False
         try:
             parts = await self._reference_parts(reference)
-            result = await self.engine.generate(self.work, slot.user_turn, starting=starting,
+            result = await self.turns.generate(self.work, slot.user_turn, starting=starting,
                                                 event_id=None, reference=parts)
         except ClaimLost:
             raise
@@ -295,46 +291,35 @@ class _LinkedRun:
         picture i; failures named in the same message."""
         pending = [s for s in slots
                    if s.answer is not None and s.answer.status is TurnStatus.UNDELIVERED]
-        async with self.engine.deliveries_in_hand:  # the pictures are read back only now
+        async with self.delivery.deliveries_in_hand:  # the pictures are read back only now
             return await self._send(slots, pending)
 
     async def _send(self, slots: list[_Slot], pending: list[_Slot]) -> InboxStatus:
-        work, channel, total = self.work, self.work.channel, len(slots)
+        work, channel = self.work, self.work.channel
         for slot in pending:
             assert slot.answer is not None
-            slot.outputs = await self.engine.stored_outputs(slot.answer)
+            slot.outputs = await self.delivery.stored_outputs(slot.answer)
         pictured = [s for s in pending if s.outputs]
-        lines = []
-        if pictured:
-            versions = ", ".join(f"v{s.answer.version}" for s in pictured if s.answer)
-            lines.append(_(RESULTS).format(versions=versions))
-        for slot in pending:
-            if not slot.outputs and slot.answer is not None:
-                lines.append(_(PICTURE_SAID).format(number=slot.position + 1, total=total,
-                                                    text=slot.answer.text))
-        for slot in slots:
-            if slot.failure:
-                lines.append(_(PICTURE_FAILED).format(number=slot.position + 1, total=total,
-                                                      reason=slot.failure))
+        lines = _result_lines(slots, pending)
         delivered_before = any(s.answer is not None and s.answer.status is TurnStatus.OK
                                for s in slots)
         if not lines:
             return InboxStatus.DONE  # everything was delivered before a restart
-        chosen = await self.engine.settings_for(work)
+        chosen = await self.turns.choices.settings_for(work)
         outputs: list[OutputImage] = []
         for slot in pictured:
             assert slot.answer is not None
             # each answer signed with its own ingredients (its own picture was the input)
-            outputs += (await self.engine.provenance.outgoing(slot.answer, slot.outputs,
+            outputs += (await self.delivery.provenance.outgoing(slot.answer, slot.outputs,
                                                              chosen)).images
         try:
-            ids = await self.engine.send_with_retries(channel, outputs, "\n".join(lines),
+            ids = await self.delivery.send_with_retries(channel, outputs, "\n".join(lines),
                                                       as_files=chosen.send_originals)
         except Exception as exc:
             log.warning("could not deliver the linked edits of message %s: %s: %s",
                         work.event.message_id, type(exc).__name__, str(exc)[:200])
             metrics.UNDELIVERED.labels(work.event.platform).inc()
-            await self.engine.safe_progress(channel, Progress.FAILED)
+            await safe_progress(channel, Progress.FAILED)
             if pending:
                 versions = ", ".join(f"v{s.answer.version}" for s in pending if s.answer)
                 await self._tell(pending[-1], _(NOT_SENT).format(
@@ -357,13 +342,33 @@ class _LinkedRun:
                     await self.store.link_message(work.event.chat, message_id, first)
         metrics.IMAGES_OUT.labels(work.event.platform).inc(len(outputs))
         succeeded = bool(pending) or delivered_before
-        await self.engine.safe_progress(channel, Progress.DONE if succeeded else Progress.FAILED)
+        await safe_progress(channel, Progress.DONE if succeeded else Progress.FAILED)
         return InboxStatus.DONE if succeeded else InboxStatus.FAILED
 
     async def _tell(self, slot: _Slot, text: str) -> None:
         turn = slot.answer or slot.user_turn
-        for message_id in await self.engine.safe_send(self.work.channel, text):
+        for message_id in await safe_send(self.work.channel, text):
             await self.store.link_message(self.work.event.chat, message_id, turn)
+
+
+def _result_lines(slots: list[_Slot], pending: list[_Slot]) -> list[str]:
+    """The words that go with the results: which versions came out, what the model said
+    instead of a picture, and which pictures failed and why."""
+    total = len(slots)
+    lines = []
+    pictured = [s for s in pending if s.outputs]
+    if pictured:
+        versions = ", ".join(f"v{s.answer.version}" for s in pictured if s.answer)
+        lines.append(_(RESULTS).format(versions=versions))
+    for slot in pending:
+        if not slot.outputs and slot.answer is not None:
+            lines.append(_(PICTURE_SAID).format(number=slot.position + 1, total=total,
+                                                text=slot.answer.text))
+    for slot in slots:
+        if slot.failure:
+            lines.append(_(PICTURE_FAILED).format(number=slot.position + 1, total=total,
+                                                  reason=slot.failure))
+    return lines
 
 
 __all__ = ["EachRequest", "parse_each", "run_linked"]

@@ -7,13 +7,15 @@ Telegram's offset, answer a webhook 200, ``ack()`` a Slack event). Everything el
 used to be each adapter's business lives here, once: which events are ours at all, the
 allow-lists and their refusal, dedupe (a message is stored once, however often it is
 delivered), the ordering lane of each conversation and the "you're next" notice, album
-assembly, limits on prompt length and attachments, and a fail-safe around every turn.
+assembly, the language each event is answered in, and a fail-safe around every turn.
+(What an event is, and the checks it passes — limits on prompt length and attachments,
+blocked terms, budgets — are the router's and its middleware chain's.)
 
 A dispatcher claims events from the inbox — the oldest unfinished one of each lane, so
 one conversation's turns run one at a time in arrival order while other conversations run
-alongside — and hands each to the engine. Claims are leases renewed while the work runs;
-what a crash or a deploy leaves behind is claimed again and resumed from the progress the
-store recorded, without a second model call.
+alongside — and hands each to the router (:mod:`bot.flow.router`). Claims are leases
+renewed while the work runs; what a crash or a deploy leaves behind is claimed again and
+resumed from the progress the store recorded, without a second model call.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 
+from bot.core.chat_settings import ChatSettings
 from bot.core.config import Settings
 from bot.core.errors import ClaimLost, UserFacingError
 from bot.core.events import (
@@ -41,11 +44,11 @@ from bot.core.events import (
 )
 from bot.core.messages import QUEUED_NOTICE
 from bot.core.store import InboxEntry, InboxStatus, Store
-from bot.flow.turns import Engine, Work
+from bot.core.work import Work
+from bot.flow.router import Router
+from bot.flow.turns import TurnService
 from bot.kit.i18n import N_, _, normalize, speaking
 from bot.policy.access import AccessPolicy, AdminCache, RefusalThrottle
-from bot.policy.chat_settings import ChatSettings
-from bot.policy.input_limits import check_input
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class Intake:
     def __init__(
         self,
         store: Store,
-        engine: Engine,
+        router: Router,
         settings: Settings,
         *,
         owner: str | None = None,
@@ -81,7 +84,7 @@ class Intake:
         poll_seconds: float = 5.0,
     ) -> None:
         self.store = store
-        self.engine = engine
+        self.router = router
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = (lease_seconds if lease_seconds is not None
@@ -108,7 +111,13 @@ class Intake:
 
     @property
     def admins(self) -> AdminCache:
-        return self.engine.admins
+        return self.router.admins
+
+    @property
+    def engine(self) -> TurnService:
+        """The turn service behind the router, by the name adapters knew it as (the
+        console shows its model)."""
+        return self.router.turns
 
     async def start(self) -> None:
         """Resume what the last run left and begin processing; returns at once."""
@@ -365,25 +374,20 @@ class Intake:
                     fetch=platform.fetch, owner=self.owner, message_ids=message_ids,
                     chat_settings=chosen)
         try:
-            if entry.turn_id is None and entry.answer_turn_id is None:
-                check_input(event, self.settings)
-            status = await self.engine.process(work)
+            status = await self.router.handle(work)
         except (UserFacingError, InputRefused) as exc:
-            await self._say(channel, str(exc))
+            await self._say(channel, str(exc))  # in the language being spoken: the chat's
             status = InboxStatus.DONE
         except ClaimLost:
             log.warning("message %s in %s was taken over by another process after this "
                         "one's lease ran out; leaving it to that one", event.message_id,
                         event.chat)
-            with contextlib.suppress(Exception):
-                await self.engine.release(work)
             return InboxStatus.PROCESSING
         except Exception as exc:
             log.exception("message %s in %s failed", event.message_id, event.chat)
-            await self.engine.salvage(work, reason=type(exc).__name__)
+            await self.router.salvage(work, reason=type(exc).__name__)
             status = InboxStatus.FAILED
         try:
-            await self.engine.release(work)  # money reserved for calls that never ran
             await self.store.inbox_finish(ids, status=status)
         except Exception:
             log.exception("could not record message %s as finished", event.message_id)
@@ -396,7 +400,7 @@ class Intake:
         it the chat's settings, read once for the whole event (None if that failed)."""
         chosen: ChatSettings | None = None
         try:
-            chosen = await self.engine.chat_settings(event.chat)
+            chosen = await self.router.chat_settings(event.chat)
             if chosen.language:
                 return chosen.language, chosen
             return normalize(event.sender.language

@@ -188,7 +188,7 @@ class ModelError(Exception):
 
 
 class ImageModel(Protocol):
-    """An image model the engine can call; one method does the work."""
+    """An image model the turn service can call; one method does the work."""
 
     name: str
     #: how many input images a request may carry before quality suffers

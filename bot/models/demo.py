@@ -1,7 +1,7 @@
 """An offline stand-in for the image model, so the bot can be tried without a key.
 
 ``chatbrush --demo`` (and the test-suite) need a model that behaves like the real one from
-the engine's point of view: it takes the same contents, answers with text plus a PNG, and
+the turn service's point of view: it takes the same contents, answers with text plus a PNG, and
 fails with :class:`ModelError` when it cannot help. It really edits pictures with Pillow,
 following a small fixed vocabulary of instructions, and says plainly in every answer that
 it is a demo and not AI.

@@ -1,5 +1,6 @@
 """Budgets, rate limits and the cap on concurrent model calls: what stands behind
-:meth:`bot.flow.turns.Engine.admit`, so that running the bot for a group is not an open wallet.
+:meth:`bot.flow.turns.TurnService.admit`, so that running the bot for a group is not an
+open wallet.
 
 **Budgets** are US-dollar ceilings per person (on a platform, every chat together), per
 chat, and for the whole bot, per UTC day and per calendar month (UTC). Before a call is
@@ -37,6 +38,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
+from bot.core.chat_settings import ChatSettings
 from bot.core.config import Settings, SettingsError
 from bot.core.errors import UserFacingError
 from bot.core.store import SpendLimit, SpendScope, Store
@@ -44,10 +46,9 @@ from bot.kit import metrics
 from bot.kit.i18n import N_, _, current_language
 from bot.models.http_policy import humanize_seconds
 from bot.models.pricing import PriceTable, dollars
-from bot.policy.chat_settings import ChatSettings
 
 if TYPE_CHECKING:
-    from bot.flow.turns import Work
+    from bot.core.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def day_and_month(day: date) -> str:
 
 # ---------------------------------------------------------------------- the checks
 class Budgets:
-    """See the module docstring. One per engine."""
+    """See the module docstring. One per turn service."""
 
     def __init__(self, store: Store, settings: Settings, prices: PriceTable, *,
                  clock: Clock) -> None:

@@ -1,8 +1,10 @@
 """What a chat's admins may choose for their chat; the operator's settings are the defaults.
 
-The engine asks :meth:`bot.flow.turns.Engine.chat_settings` for these on every turn, so a
-feature that depends on a chat's choice (the model, the aspect ratio, whether pictures go
-out as files, what Content Credentials may say) reads it in one place.
+The flow reads them once per event (:meth:`bot.flow.choices.ChatChoices.chat_settings`), so
+a feature that depends on a chat's choice (the model, the aspect ratio, whether pictures go
+out as files, what Content Credentials may say) reads it in one place. The value types
+(:class:`~bot.core.chat_settings.ChatSettings`) live in the core, which carries them on
+each work item; the rules that parse and resolve them are here.
 
 A chat's choices are stored as text by name (``Store.chat_settings``); :func:`parse`
 checks and normalises what an admin typed, :func:`resolve` turns the stored text back
@@ -19,9 +21,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from bot.core.chat_settings import ChatLimits, ChatSettings
 from bot.core.config import Settings
 from bot.core.errors import UserFacingError
 from bot.kit.i18n import _, normalize
@@ -50,35 +52,6 @@ ALIASES = {"aspect_ratio": "aspect", "ratio": "aspect", "image_size": "size",
 
 class SettingError(UserFacingError):
     """A value an admin typed that cannot be stored; ``str()`` says why and what works."""
-
-
-@dataclass(frozen=True)
-class ChatLimits:
-    """Money in micro-dollars per UTC day or calendar month, calls per minute; ``None``:
-    no limit."""
-
-    user_daily: int | None = None
-    user_monthly: int | None = None
-    chat_daily: int | None = None
-    chat_monthly: int | None = None
-    user_per_minute: int | None = None
-
-
-@dataclass(frozen=True)
-class ChatSettings:
-    model: str
-    #: None: the model's default; "auto": the shape of the picture being edited
-    aspect_ratio: str | None = None
-    image_size: str | None = None
-    #: None: every user is answered in their own platform language
-    language: str | None = None
-    #: may Content Credentials carry the prompt (off: only that a model made it)
-    credentials_prompt: bool = False
-    #: send pictures as files, so the platform does not recompress them (Telegram)
-    send_originals: bool = False
-    #: words and patterns refused before any model call, besides the operator's
-    blocked_terms: tuple[str, ...] = ()
-    limits: ChatLimits = field(default_factory=ChatLimits)
 
 
 def _usd(value: float | None) -> int | None:

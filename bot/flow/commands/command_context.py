@@ -1,31 +1,34 @@
-"""What a command handler works with: the event, its channel, the store, and the engine's
-shared steps — so each command is a small function in a module of its own."""
+"""What a command handler works with: the event, its channel, the store, and the turn
+service's shared steps — so each command is a small function in a module of its own."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from bot.core.config import Settings
 from bot.core.errors import UserFacingError
 from bot.core.events import Channel, Incoming, Progress
+from bot.core.store import Store
 from bot.core.threads import Thread
-from bot.flow.commands import Command
+from bot.core.work import Work
+from bot.flow.choices import ChatChoices
+from bot.flow.commands.spec import Command
+from bot.flow.delivery import Delivery, safe_send
+from bot.flow.turns import TurnService
 from bot.kit.i18n import _
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from bot.core.config import Settings
-    from bot.core.store import Store
-    from bot.flow.turns import Engine, Work
-
 
 @dataclass(frozen=True)
 class CommandContext:
-    engine: Engine
+    turns: TurnService
     work: Work
     command: Command
+    #: /help's text for a platform and its command prefix (the router knows the wording)
+    help_text: Callable[[str, str], str]
 
     @property
     def event(self) -> Incoming:
@@ -37,11 +40,19 @@ class CommandContext:
 
     @property
     def store(self) -> Store:
-        return self.engine.store
+        return self.turns.store
 
     @property
     def settings(self) -> Settings:
-        return self.engine.settings
+        return self.turns.settings
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.turns.delivery
+
+    @property
+    def choices(self) -> ChatChoices:
+        return self.turns.choices
 
     @property
     def prefix(self) -> str:
@@ -49,7 +60,7 @@ class CommandContext:
         return self.event.command_prefix
 
     async def say(self, text: str) -> list[str]:
-        return await self.engine.safe_send(self.channel, text)
+        return await safe_send(self.channel, text)
 
     async def progress(self, state: Progress) -> None:
         """Show the progress signal while a command works (cosmetic: never raises)."""
@@ -59,7 +70,7 @@ class CommandContext:
             log.warning("progress signal %s failed", state.value, exc_info=True)
 
     async def is_admin(self) -> bool:
-        return await self.engine.admins.is_admin(self.event, self.channel)
+        return await self.turns.admins.is_admin(self.event, self.channel)
 
     async def require_admin(self, refusal: str) -> None:
         if not await self.is_admin():
@@ -85,3 +96,6 @@ class CommandContext:
             raise UserFacingError(_("Reply to one of my images with that command so I know "
                                     "which conversation you mean."))
         return thread
+
+
+Handler = Callable[[CommandContext], Awaitable[None]]

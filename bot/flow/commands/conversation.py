@@ -12,6 +12,7 @@ from bot.core.errors import UserFacingError
 from bot.core.events import OutputImage
 from bot.core.threads import Turn, TurnStatus, format_history, undo_target
 from bot.flow.commands.command_context import CommandContext
+from bot.flow.each_turns import parse_each, run_linked
 from bot.history.contact_sheet import ContactSheet, render_contact_sheet
 from bot.history.version_tree import is_version
 from bot.kit.i18n import _, ngettext
@@ -32,15 +33,13 @@ async def new(ctx: CommandContext) -> None:
             "Here every message that mentions me starts a fresh conversation; reply to one "
             "of my images to keep editing it."
         ))
-    await ctx.engine.new_thread(ctx.work)
+    await ctx.turns.new_thread(ctx.work)
     await ctx.say(_("Started a fresh conversation. Send a photo or describe a picture."))
 
 
 async def each(ctx: CommandContext) -> None:
-    """The same edit on each picture (bot.flow.each_turns builds on the engine: imported late)."""
-    from bot.flow.each_turns import parse_each, run_linked
-
-    await run_linked(ctx.engine, ctx.work, parse_each(ctx.command.args))
+    """The same edit on each picture (the instruction was screened by the middleware)."""
+    await run_linked(ctx.turns, ctx.work, parse_each(ctx.command.args))
 
 
 async def undo(ctx: CommandContext) -> None:
@@ -70,7 +69,7 @@ async def undo(ctx: CommandContext) -> None:
     if not target.images:
         await ctx.say(f"{undone} {label}")
         return
-    await ctx.engine.send_linked(ctx.work, target,
+    await ctx.delivery.send_linked(ctx.work, target,
                                  f"{undone} {label} " + _("Reply to continue from here."))
 
 
@@ -126,14 +125,14 @@ async def contact_sheet_of(store: Store, turns: Sequence[Turn], head_id: int | N
 async def resend(ctx: CommandContext) -> None:
     """Pictures that could not be delivered go out now; with none, the current one again."""
     thread = await ctx.thread()
-    if await ctx.engine.deliver_pending(ctx.work, thread.id):
+    if await ctx.delivery.deliver_pending(ctx.work, thread.id):
         return
     head = await ctx.store.get_turn(thread.head_id) if thread.head_id else None
     if head is None or not head.images:
         raise UserFacingError(_("There is no picture to send again in this conversation."))
     sent = (_("v{version}, sent again.").format(version=head.version) if head.is_model
             else _("The original, sent again."))
-    await ctx.engine.send_linked(ctx.work, head, f"{sent} " + _("Reply to continue from here."))
+    await ctx.delivery.send_linked(ctx.work, head, f"{sent} " + _("Reply to continue from here."))
 
 
 async def reset(ctx: CommandContext) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bot.core.errors import UserFacingError
 from bot.core.store import CallReport, UsageSummary
 from bot.flow.commands.command_context import CommandContext
 from bot.kit.i18n import _, ngettext
@@ -11,7 +10,7 @@ from bot.policy.budgets import day_start, month_start
 
 
 async def help_(ctx: CommandContext) -> None:
-    await ctx.say(ctx.engine.help_text(ctx.event.platform, ctx.prefix))
+    await ctx.say(ctx.help_text(ctx.event.platform, ctx.prefix))
 
 
 def _calls(u: UsageSummary) -> str:
@@ -25,7 +24,7 @@ def _calls(u: UsageSummary) -> str:
 async def usage(ctx: CommandContext) -> None:
     event = ctx.event
     store = ctx.store
-    now = ctx.engine.clock()
+    now = ctx.turns.clock()
     periods = ((_("Today"), day_start(now)), (_("This month"), month_start(now)))
     lines: list[str] = []
     for label, since in periods:
@@ -73,11 +72,10 @@ def _report(label: str, report: CallReport) -> list[str]:
 
 
 async def stats(ctx: CommandContext) -> None:
-    if not ctx.engine.admins.is_operator(ctx.event):
-        raise UserFacingError(_("Sorry, that command is for the bot's operators."))
-    now = ctx.engine.clock()
+    """Operators only: the router enforces the spec's ``admin_only``."""
+    now = ctx.turns.clock()
     figures = await ctx.store.stats()
-    lines = [_("Model: {model}").format(model=ctx.engine.model.name)]
+    lines = [_("Model: {model}").format(model=ctx.turns.model.name)]
     lines += _report(_("Today (UTC)"), await ctx.store.call_report(since=day_start(now)))
     lines += _report(_("This month"), await ctx.store.call_report(since=month_start(now)))
     lines += [f"{k}: {v:,}" for k, v in figures.items()]

@@ -7,6 +7,7 @@ default. What is typed is checked by :func:`bot.policy.chat_settings.parse`.
 
 from __future__ import annotations
 
+from bot.core.chat_settings import ChatSettings
 from bot.flow.commands.command_context import CommandContext
 from bot.kit.i18n import N_, _
 from bot.models.options import AUTO, aspect_ratios, image_sizes
@@ -14,7 +15,6 @@ from bot.models.pricing import dollars
 from bot.policy.budgets import day_start, month_start
 from bot.policy.chat_settings import (
     NAMES,
-    ChatSettings,
     SettingError,
     canonical_name,
     operator_limits,
@@ -37,14 +37,14 @@ async def settings(ctx: CommandContext) -> None:
         raise SettingError(_("Give a value too, like {example}.").format(
             example=f"{ctx.prefix}settings {name} {_example(name)}"))
     await ctx.require_admin(_(ONLY_ADMINS))
-    engine = ctx.engine
-    chosen = await engine.chat_settings(ctx.event.chat)
-    value = parse(name, words[1], model=chosen.model, models=engine.model_names(),
-                  allowed_model=engine.allowed_model, operator=operator_limits(ctx.settings),
-                  by_operator=engine.admins.is_operator(ctx.event))
+    choices = ctx.choices
+    chosen = await choices.chat_settings(ctx.event.chat)
+    value = parse(name, words[1], model=chosen.model, models=choices.model_names(),
+                  allowed_model=choices.allowed_model, operator=operator_limits(ctx.settings),
+                  by_operator=ctx.turns.admins.is_operator(ctx.event))
     await ctx.store.set_chat_setting(ctx.event.chat, name, value,
                                      changed_by=ctx.event.sender.qualified(ctx.event.platform))
-    after = await engine.chat_settings(ctx.event.chat)
+    after = await choices.chat_settings(ctx.event.chat)
     if value is None:
         message = _("Done: {name} is back to the bot's default ({value}).")
     else:
@@ -116,10 +116,10 @@ _LABELS = {
 
 
 async def _overview(ctx: CommandContext) -> str:
-    engine = ctx.engine
+    choices = ctx.choices
     chat = ctx.event.chat
-    s = await engine.chat_settings(chat)
-    now = engine.clock()
+    s = await choices.chat_settings(chat)
+    now = ctx.turns.clock()
     today = await ctx.store.usage(platform=chat.platform, chat_id=chat.chat_id,
                                   since=day_start(now))
     month = await ctx.store.usage(platform=chat.platform, chat_id=chat.chat_id,
@@ -127,9 +127,9 @@ async def _overview(ctx: CommandContext) -> str:
     lines = [_("Settings of this chat:")]
     for name in NAMES:
         line = f"• {_(_LABELS[name])} ({name}): {_shown(name, s)}"
-        if name == "model" and len(engine.model_names()) > 1:
+        if name == "model" and len(choices.model_names()) > 1:
             line += " — " + _("choices: {choices}").format(
-                choices=", ".join(engine.model_names()))
+                choices=", ".join(choices.model_names()))
         elif name == "aspect":
             line += " — " + _("choices: {choices}").format(
                 choices=", ".join((AUTO, *aspect_ratios(s.model))))
