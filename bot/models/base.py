@@ -8,11 +8,11 @@ we do not model, ``thought_signature`` is never altered) so they can be replayed
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bot.core.failures import FailureKind
 from bot.kit.i18n import _
 
 
@@ -150,15 +150,6 @@ class GenerateResult:
     def images(self) -> list[Blob]:
         """The pictures of the answer (a model answers with bytes, never a stored one)."""
         return [p.image for p in self.parts if isinstance(p.image, Blob) and not p.thought]
-
-
-class FailureKind(enum.Enum):
-    REFUSED = "refused"  # safety / policy block: rephrasing may help
-    NO_IMAGE = "no_image"  # the model answered but made no picture
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"  # 5xx, network, timeout after retries
-    BAD_REQUEST = "bad_request"  # 4xx we must not retry
-    AUTH = "auth"  # key missing, invalid or without access
 
 
 class ModelError(Exception):
