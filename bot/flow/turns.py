@@ -33,8 +33,9 @@ from bot.core.events import (
     OutputImage,
     Progress,
 )
+from bot.core.failures import FailureKind
 from bot.core.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
-from bot.core.threads import ImageRef, Thread, Turn, TurnStatus
+from bot.core.threads import ImageRef, Role, Thread, Turn, TurnStatus
 from bot.flow.commands import COMMANDS, Command, parse_command
 from bot.flow.commands.command_context import CommandContext
 from bot.flow.commands.handlers import HANDLERS
@@ -47,7 +48,6 @@ from bot.models.base import (
     AnswerSlot,
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     ImageModel,
     ModelError,
@@ -415,7 +415,7 @@ class Engine:
         if not text:
             # A picture with no instruction: keep it as the next input, ask what to do.
             turn = await self.store.add_turn(
-                thread_id, parent_id=parent_id, role="user", parts=parts,
+                thread_id, parent_id=parent_id, role=Role.USER, parts=parts,
                 author_id=sender.id, author_name=sender.display_name,
                 event_id=work.entry.id,
             )
@@ -427,7 +427,7 @@ class Engine:
                 await self.store.link_message(incoming.chat, message_id, turn)
             return InboxStatus.DONE
         user_turn = await self.store.add_turn(
-            thread_id, parent_id=parent_id, role="user", parts=parts,
+            thread_id, parent_id=parent_id, role=Role.USER, parts=parts,
             author_id=sender.id, author_name=sender.display_name, move_head=False,
             event_id=work.entry.id,
         )
@@ -576,7 +576,7 @@ class Engine:
             # Stored the moment it arrives, before anything is sent: never lost, never paid
             # for twice. It becomes the current version only once it is delivered.
             model_turn = await self.store.add_turn(
-                user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
+                user_turn.thread_id, parent_id=user_turn.id, role=Role.MODEL, parts=parts,
                 author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
                 move_head=False, event_id=event_id,
             )
@@ -618,7 +618,7 @@ class Engine:
             images=images, prompt_tokens=usage.prompt_tokens,
             output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
             cost_micros=cost, latency_ms=round(call.seconds * 1000),
-            failure=None if failure is None else failure.value, at=self.clock(),
+            failure=failure, at=self.clock(),
             event_id=call.work.entry.id, turn_id=turn_id,
         )
 
