@@ -114,7 +114,7 @@ async def work(path: Path, chats: int) -> dict[str, Any]:
         "rss_after_mb": round(usage.rss_after_mb, 1),
         "turn_p50_ms": round(statistics.median(turns_ms), 1),
         "cpu_ms_per_turn": round(usage.cpu_ms_per(len(turns_ms)), 1),
-        "turns": len(turns_ms), "threads_stored": stats.get("threads"),
+        "turns": len(turns_ms), "threads_stored": stats.threads,
     }
 
 

@@ -19,7 +19,7 @@ import httpx
 from PIL import Image
 
 from bench.realistic import SIGNATURE_BYTES, AnswerBodies
-from bot.models.base import GenerateRequest, count_images
+from bot.models.base import GenerateRequest
 from bot.models.gemini import GeminiModel
 from bot.models.http_policy import CallPolicy
 
@@ -47,7 +47,8 @@ class StandInGemini(GeminiModel):
         return self.answers.made
 
     def build_body(self, request: GenerateRequest) -> dict[str, object]:
-        self.input_images.append(count_images(request.contents))
+        self.input_images.append(
+            sum(1 for c in request.contents for p in c.parts if p.image is not None))
         return super().build_body(request)
 
     async def aclose(self) -> None:

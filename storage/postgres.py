@@ -56,23 +56,22 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.core.config import Settings
 from bot.core.events import ChatKey, Incoming, Sender, event_from_record
-from bot.core.store import (
-    AuthoredSummary,
-    CallReport,
-    ChatCalls,
-    ForgetReport,
-    InboxEntry,
-    InboxStatus,
-    LinkedTurn,
-    NewImage,
-    NewPart,
-    PurgeReport,
-    SpendLimit,
-    SpendScope,
-    Store,
-    UsageSummary,
+from bot.core.failures import FailureKind
+from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
+from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
+from bot.core.ports.stats import StoreStats
+from bot.core.ports.threads import NewImage, NewPart
+from bot.core.ports.usage import CallReport, ChatCalls, SpendLimit, SpendScope, UsageSummary
+from bot.core.store import Store
+from bot.core.threads import (
+    REMOVED_BY_AUTHOR,
+    ImageRef,
+    Role,
+    StoredPart,
+    Thread,
+    Turn,
+    TurnStatus,
 )
-from bot.core.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
 from storage.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SPEND_LOCK
 from storage.records import (
@@ -82,6 +81,7 @@ from storage.records import (
     dump_parts,
     entry_from_row,
     event_json,
+    failure_counts,
     load_parts,
     thread_from_row,
     turn_from_row,
@@ -483,7 +483,7 @@ class PostgresStore:
         thread_id: int,
         *,
         parent_id: int | None,
-        role: str,
+        role: Role,
         parts: Sequence[NewPart],
         author_id: str = "",
         author_name: str = "",
@@ -502,8 +502,8 @@ class PostgresStore:
         if row is None:
             raise LookupError(f"thread {thread_id} does not exist (it was reset)")
         turn_id, created_at, version = row
-        return Turn(turn_id, thread_id, parent_id, role, status, author_id, author_name,
-                    stored, created_at, version, error)
+        return Turn(turn_id, thread_id, parent_id, Role(role), status, author_id,
+                    author_name, stored, created_at, version, error)
 
     async def add_linked_turns(self, thread_id: int, *, parent_id: int | None,
                                turns: Sequence[Sequence[NewPart]], author_id: str,
@@ -513,7 +513,7 @@ class PostgresStore:
             written = []
             for position, parts in enumerate(turns):
                 query, params, stored = _turn_statement(
-                    thread_id, parent_id=parent_id, role="user", parts=parts,
+                    thread_id, parent_id=parent_id, role=Role.USER, parts=parts,
                     author_id=author_id, author_name=author_name, status=TurnStatus.OK,
                     error=None, move_head=False, event_id=None)
                 row = await (await conn.execute(query, params)).fetchone()
@@ -521,7 +521,7 @@ class PostgresStore:
                     raise LookupError(f"thread {thread_id} does not exist (it was reset)")
                 await conn.execute("INSERT INTO inbox_turns (entry_id, position, turn_id)"
                                    " VALUES (%s, %s, %s)", [event_id, position, row[0]])
-                written.append(Turn(row[0], thread_id, parent_id, "user", TurnStatus.OK,
+                written.append(Turn(row[0], thread_id, parent_id, Role.USER, TurnStatus.OK,
                                     author_id, author_name, stored, row[1], row[2], None))
             return written
 
@@ -607,7 +607,7 @@ class PostgresStore:
                            model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
-                           failure: str | None = None, at: float | None = None,
+                           failure: FailureKind | None = None, at: float | None = None,
                            event_id: int | None = None, turn_id: int | None = None) -> None:
         """One call, and (with ``event_id``) one of its event's reservations gone, in one
         statement."""
@@ -623,7 +623,8 @@ class PostgresStore:
              "user": _text(user_id), "thread": thread_id, "model": _text(model), "ok": ok,
              "images": images, "prompt": prompt_tokens, "output": output_tokens,
              "request": request_bytes, "at": at, "cost": cost_micros,
-             "latency": latency_ms, "failure": None if ok else _text(failure),
+             "latency": latency_ms,
+             "failure": None if ok or failure is None else failure.value,
              "turn": turn_id},
         )
 
@@ -663,7 +664,7 @@ class PostgresStore:
         assert row is not None
         calls, cost, failures, p50, p95, busiest = row
         return CallReport(
-            int(calls), {str(kind): int(n) for kind, n in failures}, int(cost),
+            int(calls), failure_counts(failures), int(cost),
             None if p50 is None else int(p50), None if p95 is None else int(p95),
             tuple(ChatCalls(str(p), str(c), int(n), int(spent)) for p, c, n, spent in busiest),
         )
@@ -812,7 +813,7 @@ class PostgresStore:
             " changed_by = EXCLUDED.changed_by, changed_at = EXCLUDED.changed_at",
             [chat.platform, chat.chat_id, name, _text(value), _text(changed_by)])
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self) -> StoreStats:
         row = await self._row(
             "SELECT (SELECT COUNT(*) FROM threads),"
             " (SELECT COUNT(*) FROM turns),"
@@ -827,10 +828,7 @@ class PostgresStore:
             f" (SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED})"
         )
         assert row is not None
-        names = ("threads", "turns", "versions", "failed turns", "undelivered answers",
-                 "stored images", "image bytes", "users", "model calls", "failed calls",
-                 "messages in the inbox")
-        return dict(zip(names, (int(v) for v in row), strict=True))
+        return StoreStats(*(int(v) for v in row))
 
     # ------------------------------------------------------------------ the inbox
     async def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
@@ -933,6 +931,10 @@ class PostgresStore:
             f" AND status IN {_UNFINISHED}", [lane, entry_id])
         return int(row[0]) if row else 0
 
+    async def inbox_backlog(self) -> int:
+        row = await self._row(f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED}")
+        return int(row[0]) if row else 0
+
     async def inbox_lane_active(self, lane: str) -> bool:
         row = await self._row(
             f"SELECT 1 FROM inbox WHERE lane = %s AND status IN {_UNFINISHED} LIMIT 1",
@@ -983,7 +985,7 @@ async def migrate(conninfo: str) -> int:
     return version
 
 
-def _turn_statement(thread_id: int, *, parent_id: int | None, role: str,
+def _turn_statement(thread_id: int, *, parent_id: int | None, role: Role,
                     parts: Sequence[NewPart], author_id: str, author_name: str,
                     status: TurnStatus, error: str | None, move_head: bool,
                     event_id: int | None) -> tuple[str, dict[str, Any], tuple[StoredPart, ...]]:
@@ -1000,11 +1002,11 @@ def _turn_statement(thread_id: int, *, parent_id: int | None, role: str,
         stored.append(StoredPart(part.text, ref, part.thought, part.thought_signature,
                                  dict(part.extra or {})))
     params: dict[str, Any] = {
-        "thread_id": thread_id, "parent_id": parent_id, "role": role,
+        "thread_id": thread_id, "parent_id": parent_id, "role": Role(role).value,
         "status": status.value, "author_id": _text(author_id),
         "author_name": _text(author_name), "parts": dump_parts(stored),
         "error": _text(error), "move_head": move_head, "event_id": event_id,
-        "counts": 1 if role == "model" else 0,
+        "counts": 1 if role == Role.MODEL else 0,
         "refs": sorted({p.image.sha256 for p in stored if p.image is not None}),
     }
     # one order for every writer: two turns sharing pictures cannot deadlock

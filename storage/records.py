@@ -7,12 +7,13 @@ SQLite and PostgreSQL keep the same columns in the same order and the same JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.core.events import ChatKey, Incoming, event_from_record, event_to_record
-from bot.core.store import InboxEntry, InboxStatus
-from bot.core.threads import ImageRef, StoredPart, Thread, Turn, TurnStatus
+from bot.core.failures import FailureKind
+from bot.core.ports.inbox import InboxEntry, InboxStatus
+from bot.core.threads import ImageRef, Role, StoredPart, Thread, Turn, TurnStatus
 from storage.parsed_parts import ParsedParts
 
 THREAD_COLUMNS = ("id", "platform", "chat_id", "topic_id", "external_key", "head_turn_id",
@@ -56,8 +57,18 @@ def thread_from_row(row: Sequence[Any]) -> Thread:
 def turn_from_row(row: Sequence[Any], parsed: ParsedParts) -> Turn:
     (turn_id, thread_id, parent_id, role, status, author_id, author_name, parts,
      created_at, version, error) = row
-    return Turn(turn_id, thread_id, parent_id, role, TurnStatus(status), author_id,
+    return Turn(turn_id, thread_id, parent_id, Role(role), TurnStatus(status), author_id,
                 author_name, parsed.get(turn_id, parts), created_at, version, error)
+
+
+def failure_counts(rows: Iterable[Sequence[Any]]) -> dict[FailureKind | None, int]:
+    """``(failure, count)`` rows, in their order, by :class:`FailureKind`; the text of a
+    class no longer known (and ``'unknown'``) counts under ``None``."""
+    counts: dict[FailureKind | None, int] = {}
+    for stored, n in rows:
+        kind = FailureKind.parse(stored)
+        counts[kind] = counts.get(kind, 0) + int(n)
+    return counts
 
 
 def dump_parts(parts: Sequence[StoredPart]) -> str:

@@ -38,28 +38,28 @@ import sqlite_utils
 
 from bot.core.config import Settings
 from bot.core.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
-from bot.core.store import (
-    AuthoredSummary,
-    CallReport,
-    ChatCalls,
-    ForgetReport,
-    InboxEntry,
-    InboxStatus,
-    LinkedTurn,
-    NewImage,
-    NewPart,
-    PurgeReport,
-    SpendLimit,
-    SpendScope,
-    UsageSummary,
+from bot.core.failures import FailureKind
+from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
+from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
+from bot.core.ports.stats import StoreStats
+from bot.core.ports.threads import NewImage, NewPart
+from bot.core.ports.usage import CallReport, ChatCalls, SpendLimit, SpendScope, UsageSummary
+from bot.core.store import Store
+from bot.core.threads import (
+    REMOVED_BY_AUTHOR,
+    ImageRef,
+    Role,
+    StoredPart,
+    Thread,
+    Turn,
+    TurnStatus,
 )
-from bot.core.threads import REMOVED_BY_AUTHOR, ImageRef, StoredPart, Thread, Turn, TurnStatus
 from storage.blobs import BlobFiles
 from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
 from storage.records import dump_parts as _dump_parts
 from storage.records import entry_from_row as _entry
-from storage.records import event_json
+from storage.records import event_json, failure_counts
 from storage.records import load_parts as _load_parts
 from storage.records import thread_from_row as _thread
 from storage.records import turn_from_row as _turn
@@ -67,8 +67,6 @@ from storage.records import turn_from_row as _turn
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-
-log = logging.getLogger(__name__)
 
 _UNFINISHED_SQL = "('received', 'processing')"
 #: ids per ``IN (…)`` list, well under SQLite's limit on bound variables
@@ -235,7 +233,7 @@ class SqliteDatabase:
         thread_id: int,
         *,
         parent_id: int | None,
-        role: str,
+        role: Role,
         parts: Sequence[NewPart],
         author_id: str = "",
         author_name: str = "",
@@ -253,7 +251,7 @@ class SqliteDatabase:
                     "UPDATE threads SET head_turn_id = ? WHERE id = ?", [turn.id, thread_id]
                 )
             if event_id is not None:
-                column = "answer_turn_id" if role == "model" else "turn_id"
+                column = "answer_turn_id" if role == Role.MODEL else "turn_id"
                 self.db.execute(f"UPDATE inbox SET {column} = ? WHERE id = ?",
                                 [turn.id, event_id])
         return turn
@@ -263,7 +261,7 @@ class SqliteDatabase:
                          author_name: str, event_id: int) -> list[Turn]:
         """One user turn per picture and the event's record of them, in one commit."""
         with self.db.atomic():
-            written = [self._insert_turn(thread_id, parent_id, "user", parts, author_id,
+            written = [self._insert_turn(thread_id, parent_id, Role.USER, parts, author_id,
                                          author_name, TurnStatus.OK, None)
                        for parts in turns]
             for position, turn in enumerate(written):
@@ -273,11 +271,12 @@ class SqliteDatabase:
                 )
         return written
 
-    def _insert_turn(self, thread_id: int, parent_id: int | None, role: str,
+    def _insert_turn(self, thread_id: int, parent_id: int | None, role: Role,
                      parts: Sequence[NewPart], author_id: str, author_name: str,
                      status: TurnStatus, error: str | None) -> Turn:
         """A turn and its images (inside the caller's transaction)."""
         now = time.time()
+        role = Role(role)
         stored: list[StoredPart] = []
         for part in parts:
             if isinstance(part.image, NewImage):
@@ -289,7 +288,7 @@ class SqliteDatabase:
                            dict(part.extra or {}))
             )
         version = None
-        if role == "model":
+        if role is Role.MODEL:
             version = 1 + int(self.db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM turns WHERE thread_id = ?",
                 [thread_id],
@@ -297,7 +296,7 @@ class SqliteDatabase:
         cursor = self.db.execute(
             "INSERT INTO turns (thread_id, parent_id, role, status, author_id, author_name,"
             " parts, created_at, version, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [thread_id, parent_id, role, status.value, author_id, author_name,
+            [thread_id, parent_id, role.value, status.value, author_id, author_name,
              _dump_parts(stored), now, version, error],
         )
         turn_id = cursor.lastrowid
@@ -416,9 +415,6 @@ class SqliteDatabase:
         if self.blobs is None:
             return 0
         return self.blobs.sweep(self.image_is_stored, older_than=older_than)
-
-    def image_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
     def missing_images(self, sha256s: Collection[str]) -> set[str]:
         wanted = sorted(set(sha256s))
@@ -578,7 +574,7 @@ class SqliteDatabase:
         request_bytes: int = 0,
         cost_micros: int = 0,
         latency_ms: int | None = None,
-        failure: str | None = None,
+        failure: FailureKind | None = None,
         at: float | None = None,
         event_id: int | None = None,
         turn_id: int | None = None,
@@ -592,7 +588,7 @@ class SqliteDatabase:
                 [chat.platform, chat.chat_id, user_id, thread_id, model, int(ok), images,
                  prompt_tokens, output_tokens, request_bytes,
                  time.time() if at is None else at, cost_micros, latency_ms,
-                 None if ok else failure, turn_id],
+                 None if ok or failure is None else failure.value, turn_id],
             )
             if event_id is not None:
                 self.db.execute(
@@ -632,12 +628,10 @@ class SqliteDatabase:
             "SELECT COUNT(*), COALESCE(SUM(cost_micros), 0) FROM usage WHERE created_at >= ?",
             [since],
         ).fetchone()
-        failures = {
-            str(kind): int(n) for kind, n in self.db.execute(
-                "SELECT COALESCE(failure, 'unknown'), COUNT(*) FROM usage"
-                " WHERE created_at >= ? AND ok = 0 GROUP BY 1 ORDER BY 2 DESC, 1", [since],
-            ).fetchall()
-        }
+        failures = failure_counts(self.db.execute(
+            "SELECT COALESCE(failure, 'unknown'), COUNT(*) FROM usage"
+            " WHERE created_at >= ? AND ok = 0 GROUP BY 1 ORDER BY 2 DESC, 1", [since],
+        ).fetchall())
         timed = int(self.db.execute(
             "SELECT COUNT(*) FROM usage WHERE created_at >= ? AND latency_ms IS NOT NULL",
             [since],
@@ -720,27 +714,26 @@ class SqliteDatabase:
                 [chat.platform, chat.chat_id, name, value, changed_by, time.time()],
             )
 
-    def stats(self) -> dict[str, int]:
-        def count(sql: str) -> int:
-            return int(self.db.execute(sql).fetchone()[0])
+    def stats(self) -> StoreStats:
+        """One statement of scalar subqueries, as PostgreSQL does it."""
+        row = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM threads),"
+            " (SELECT COUNT(*) FROM turns),"
+            " (SELECT COUNT(*) FROM turns WHERE role = 'model'),"
+            " (SELECT COUNT(*) FROM turns WHERE status = 'failed'),"
+            " (SELECT COUNT(*) FROM turns WHERE status = 'undelivered'),"
+            " (SELECT COUNT(*) FROM images),"
+            " (SELECT COALESCE(SUM(size), 0) FROM images),"
+            " (SELECT COUNT(DISTINCT platform || ':' || user_id) FROM usage),"
+            " (SELECT COUNT(*) FROM usage),"
+            " (SELECT COUNT(*) FROM usage WHERE ok = 0),"
+            f" (SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL})"
+        ).fetchone()
+        return StoreStats(*(int(v) for v in row))
 
-        return {
-            "threads": count("SELECT COUNT(*) FROM threads"),
-            "turns": count("SELECT COUNT(*) FROM turns"),
-            "versions": count("SELECT COUNT(*) FROM turns WHERE role = 'model'"),
-            "failed turns": count("SELECT COUNT(*) FROM turns WHERE status = 'failed'"),
-            "undelivered answers": count(
-                "SELECT COUNT(*) FROM turns WHERE status = 'undelivered'"
-            ),
-            "stored images": count("SELECT COUNT(*) FROM images"),
-            "image bytes": count("SELECT COALESCE(SUM(size), 0) FROM images"),
-            "users": count("SELECT COUNT(DISTINCT platform || ':' || user_id) FROM usage"),
-            "model calls": count("SELECT COUNT(*) FROM usage"),
-            "failed calls": count("SELECT COUNT(*) FROM usage WHERE ok = 0"),
-            "messages in the inbox": count(
-                f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL}"
-            ),
-        }
+    def inbox_backlog(self) -> int:
+        return int(self.db.execute(
+            f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL}").fetchone()[0])
 
     # ------------------------------------------------------------------ inbox
     def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
@@ -996,7 +989,7 @@ class SqliteStore:
         thread_id: int,
         *,
         parent_id: int | None,
-        role: str,
+        role: Role,
         parts: Sequence[NewPart],
         author_id: str = "",
         author_name: str = "",
@@ -1096,7 +1089,7 @@ class SqliteStore:
                            model: str, ok: bool, images: int = 0, prompt_tokens: int = 0,
                            output_tokens: int = 0, request_bytes: int = 0,
                            cost_micros: int = 0, latency_ms: int | None = None,
-                           failure: str | None = None, at: float | None = None,
+                           failure: FailureKind | None = None, at: float | None = None,
                            event_id: int | None = None, turn_id: int | None = None) -> None:
         await self.run(self.sync.record_usage, chat=chat, user_id=user_id,
                        thread_id=thread_id, model=model, ok=ok, images=images,
@@ -1135,7 +1128,7 @@ class SqliteStore:
                                changed_by: str) -> None:
         await self.run(self.sync.set_chat_setting, chat, name, value, changed_by=changed_by)
 
-    async def stats(self) -> dict[str, int]:
+    async def stats(self) -> StoreStats:
         return await self.run(self.sync.stats)
 
     # -- inbox
@@ -1179,6 +1172,9 @@ class SqliteStore:
     async def inbox_waiting_before(self, lane: str, entry_id: int) -> int:
         return await self.run(self.sync.inbox_waiting_before, lane, entry_id)
 
+    async def inbox_backlog(self) -> int:
+        return await self.run(self.sync.inbox_backlog)
+
     async def inbox_lane_active(self, lane: str) -> bool:
         return await self.run(self.sync.inbox_lane_active, lane)
 
@@ -1193,7 +1189,8 @@ class SqliteStore:
         await asyncio.sleep(seconds)
 
 
-async def open_store(url: str, settings: Settings | None = None) -> SqliteStore:
-    """The ``chatbrush.stores`` entry point: ``sqlite:///path`` or a plain file path."""
+async def open_store(url: str, settings: Settings | None = None) -> Store:
+    """The ``chatbrush.stores`` entry point: ``sqlite:///path`` or a plain file path
+    (typed as the port, so mypy checks that the store implements every part of it)."""
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     return await SqliteStore.open(path)

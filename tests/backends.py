@@ -7,14 +7,21 @@ each test gets a database of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import psycopg
 
 from bot.core.store import Store
 from tests.postgres_server import shared_server
 
 BACKENDS = ("sqlite", "postgres")
+
+#: each open store's backend and URL, for :func:`execute`
+_OPENED: WeakKeyDictionary[Any, tuple[str, str]] = WeakKeyDictionary()
 
 
 def store_url(backend: str, tmp_path: Path) -> str:
@@ -39,6 +46,7 @@ async def open_backend(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
         from storage.sqlite import open_store as open_sqlite
 
         store = await open_sqlite(url)
+    _OPENED[store] = (backend, url)
     try:
         yield store
     finally:
@@ -50,3 +58,19 @@ def give_back(backend: str, url: str) -> None:
     """The test is done with the store at ``url`` (a PostgreSQL database is reused)."""
     if backend == "postgres":
         shared_server().give_back(url)
+
+
+async def execute(store: Store, statement: str, params: Sequence[Any] = ()
+                  ) -> list[tuple[Any, ...]]:
+    """Run one SQL statement (``?`` placeholders) on the database behind ``store``, behind
+    its back: for a test to break or inspect what the port would never write."""
+    backend, url = _OPENED[store]
+    if backend == "sqlite":
+        from storage.sqlite import SqliteStore
+
+        assert isinstance(store, SqliteStore)
+        cursor = await store.run(store.sync.db.execute, statement, list(params))
+        return [tuple(row) for row in cursor.fetchall()]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(statement.replace("?", "%s"), list(params))
+        return [tuple(row) for row in await cursor.fetchall()] if cursor.description else []

@@ -13,10 +13,10 @@ import itertools
 import pytest
 from PIL import Image
 
+from bot.core.failures import FailureKind
 from bot.models.base import (
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ImageModel,

@@ -405,7 +405,7 @@ async def test_group_chatter_not_meant_for_the_bot_gets_no_answer(
     await bot.intake.drain()
     assert group.channel.sent == [] and fake.requests == []
     stats = await bot.store.stats()
-    assert stats["threads"] == 0 and stats["messages in the inbox"] == 0
+    assert stats.threads == 0 and stats.inbox_backlog == 0
 
 
 async def test_an_oversized_upload_is_refused_clearly(

@@ -24,11 +24,11 @@ import pytest
 from PIL import Image
 
 from bot.core.config import SettingsError, load_settings
+from bot.core.failures import FailureKind
 from bot.models import http_policy as hp
 from bot.models.base import (
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ModelError,

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.core.failures import FailureKind
 from bot.models import http_policy as hp
-from bot.models.base import AnswerSlot, Blob, FailureKind, ModelError, StoredBlob
+from bot.models.base import AnswerSlot, Blob, ModelError, StoredBlob
 
 
 class Script:

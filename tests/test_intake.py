@@ -124,7 +124,7 @@ async def test_a_stop_leaves_the_backlog_stored_and_a_restart_answers_it(
         assert retried.kind == "images"
         assert fake.requests[-1].prompt == "watercolor"  # what was asked, asked again
         assert len(fake.requests[-1].images("user")) == 1
-        assert (await bot.store.stats())["messages in the inbox"] == 0
+        assert await bot.store.inbox_backlog() == 0
 
 
 async def test_running_turns_finish_within_the_grace(

@@ -117,8 +117,8 @@ async def test_a_blocked_prompt_is_refused_before_the_model_and_before_any_turn(
         assert "can't take that request" in (refused.text or "")
         assert "血腥" not in (refused.text or "")  # the rule is not shown
         assert fake.requests == []
-        assert (await bot.store.stats())["turns"] == 0
-        assert (await bot.store.stats())["threads"] == 0
+        assert (await bot.store.stats()).turns == 0
+        assert (await bot.store.stats()).threads == 0
         assert f"refused a prompt from user {BOB.id} in telegram:-1001" in caplog.text
         assert "operator rule '血腥'" in caplog.text
         fine = await group.say("画一个可爱的场景", photo(), sender=BOB)

@@ -22,9 +22,10 @@ import pytest
 from PIL import Image
 
 from bot.core.config import SettingsError, load_settings
+from bot.core.failures import FailureKind
 from bot.models import http_policy as hp
 from bot.models import openai_compat as oc
-from bot.models.base import Blob, Content, FailureKind, GenerateRequest, ModelError, Part
+from bot.models.base import Blob, Content, GenerateRequest, ModelError, Part
 from bot.models.http_policy import CallPolicy
 from bot.models.openai_compat import OpenAICompatModel
 from tests.fakes.gemini import make_png

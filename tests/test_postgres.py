@@ -22,8 +22,9 @@ from pydantic import SecretStr
 from bot.app.runtime import Runtime, open_runtime, open_store
 from bot.core.config import Settings, SettingsError, load_settings
 from bot.core.events import ChatKey, Incoming, OutputImage, Sender
-from bot.core.store import InboxEntry, InboxStatus, NewImage, NewPart
-from bot.core.threads import TurnStatus
+from bot.core.ports.inbox import InboxEntry, InboxStatus
+from bot.core.ports.threads import NewImage, NewPart
+from bot.core.threads import Role, TurnStatus
 from bot.kit.logs import RedactSecrets, secret_values
 from storage.postgres import DatabaseUnavailable, PostgresStore, migrate
 from storage.postgres_schema import MIGRATIONS
@@ -116,7 +117,7 @@ async def test_a_dead_process_loses_its_claim_when_the_lease_runs_out(
     later, _ = await dead.inbox_add(message(2), lane="L")
     [claimed] = await dead.inbox_claim("dead", limit=5, lease_seconds=1, platforms=PLATFORMS)
     thread = await dead.create_thread(CHAT, lane="L")
-    user = await dead.add_turn(thread.id, parent_id=None, role="user",
+    user = await dead.add_turn(thread.id, parent_id=None, role=Role.USER,
                                parts=[NewPart(text="draw")], event_id=entry.id)
     assert await dead.inbox_mark_call_started(entry.id, owner="dead")
     assert await alive.inbox_claim("alive", limit=5, lease_seconds=60,
@@ -155,14 +156,14 @@ async def test_version_numbers_stay_unique_when_processes_write_one_thread_at_on
     picture = NewImage(b"\x89PNG the same picture", "image/png", 1, 1)
 
     async def write(store: PostgresStore, n: int) -> int | None:
-        turn = await store.add_turn(thread.id, parent_id=None, role="model",
+        turn = await store.add_turn(thread.id, parent_id=None, role=Role.MODEL,
                                     parts=[NewPart(image=picture), NewPart(text=str(n))])
         return turn.version
 
     versions = await asyncio.gather(*(write(stores[n % 4], n) for n in range(80)))
     assert sorted(v for v in versions if v is not None) == list(range(1, 81))
     stats = await stores[1].stats()
-    assert stats["versions"] == 80 and stats["stored images"] == 1
+    assert stats.versions == 80 and stats.stored_images == 1
     current = await stores[2].get_thread(thread.id)
     assert current is not None and current.head_id is not None
 
@@ -209,7 +210,7 @@ async def test_a_lost_connection_is_an_error_the_next_call_recovers_from(
     with pytest.raises(DatabaseUnavailable) as caught:
         await store.stats()
     assert shared_server().password not in str(caught.value)
-    assert (await store.stats())["messages in the inbox"] == 1  # a fresh connection
+    assert await store.inbox_backlog() == 1  # a fresh connection
     # and news from other processes reaches it again (its listener reconnected)
     await store.wait_for_inbox(0)
     listening = asyncio.create_task(store.wait_for_inbox(30))
@@ -279,7 +280,7 @@ async def test_text_postgresql_would_refuse_is_stored_cleaned(
 ) -> None:
     [store] = await processes(1)
     thread = await store.create_thread(CHAT, lane="L", created_by="nul\x00name")
-    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(text="ok \udcff \x00")],
                                 author_name="Ann \ud800\x00")
     stored = await store.get_turn(turn.id)

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot.core.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.core.store import InboxStatus, NewImage, NewPart
+from bot.core.ports.inbox import InboxStatus
+from bot.core.ports.threads import NewImage, NewPart
+from bot.core.threads import Role
 from storage.migrations import MIGRATIONS
 from storage.sqlite import DatabaseInUse, SqliteDatabase, SqliteStore
 
@@ -90,7 +92,7 @@ async def test_events_a_dead_run_left_processing_are_claimable_at_once(tmp_path:
 def test_a_second_connection_sees_committed_turns(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "c.db")
     thread = db.create_thread(CHAT, lane="A")
-    db.add_turn(thread.id, parent_id=None, role="user", parts=[])
+    db.add_turn(thread.id, parent_id=None, role=Role.USER, parts=[])
     other = sqlite3.connect(db.filename)
     assert other.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 1
     other.close()
@@ -123,13 +125,11 @@ def _files_contain(folder: Path, marker: bytes) -> list[str]:
 
 
 async def test_image_bytes_live_in_files_beside_the_database(tmp_path: Path) -> None:
-    from bot.core.store import NewImage, NewPart
-
     store = await SqliteStore.open(tmp_path / "bot.db")
     marker = b"Comment\x00only-in-the-image-file-7f3a"
     image = NewImage(_png_with(marker), "image/png", 8, 8)
     thread = await store.create_thread(CHAT, lane="A")
-    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(image=image)])
     sha = turn.images[0].sha256
     assert await store.image_bytes(sha) == image.data
@@ -176,24 +176,6 @@ def test_images_stored_in_rows_by_an_older_release_still_read(tmp_path: Path) ->
     db.close()
 
 
-async def test_an_unreadable_inbox_record_fails_alone_instead_of_blocking(
-    tmp_path: Path,
-) -> None:
-    store = await SqliteStore.open(tmp_path / "bot.db")
-    bad, _ = await store.inbox_add(Incoming(chat=CHAT, message_id="1", sender=Sender("7")),
-                                   lane="A")
-    good, _ = await store.inbox_add(Incoming(chat=CHAT, message_id="2", sender=Sender("7")),
-                                    lane="B")
-    broken = '{"chat": 1'  # cut off: not JSON any more
-    await store.run(store.sync.db.execute, "UPDATE inbox SET event = ? WHERE id = ?",
-                    [broken, bad.id])
-    claimed = await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=["telegram"])
-    assert [e.id for e in claimed] == [good.id]
-    failed = await store.run(store.sync.db.execute,
-                             "SELECT status, error FROM inbox WHERE id = ?", [bad.id])
-    status, error = failed.fetchone()
-    assert status == "failed" and "unreadable" in error
-    await store.close()
 def found_in(db: SqliteDatabase, marker: bytes) -> list[str]:
     """Which of the database's files hold ``marker``: the file, its WAL and shared-memory
     files, and every picture file beside it."""
@@ -215,7 +197,7 @@ def test_forgotten_pictures_and_words_leave_no_bytes_in_the_files(tmp_path: Path
                                                              data=picture),)),
                             lane="A")
     thread = db.create_thread(CHAT, lane="A")
-    turn = db.add_turn(thread.id, parent_id=None, role="user", author_id="1",
+    turn = db.add_turn(thread.id, parent_id=None, role=Role.USER, author_id="1",
                        author_name="Ann",
                        parts=[NewPart(image=NewImage(picture, "image/png", 9, 9)),
                               NewPart(image=NewImage(old_picture, "image/png", 9, 9)),
@@ -226,7 +208,7 @@ def test_forgotten_pictures_and_words_leave_no_bytes_in_the_files(tmp_path: Path
     db.db.execute("UPDATE images SET data = ?, location = 'db' WHERE sha256 = ?",
                   [old_picture, old_sha])
     db.blobs.path(old_sha).unlink()
-    db.add_turn(thread.id, parent_id=None, role="user", author_id="2", author_name="Bob",
+    db.add_turn(thread.id, parent_id=None, role=Role.USER, author_id="2", author_name="Bob",
                 parts=[NewPart(image=NewImage(bobs, "image/png", 9, 9))])
     db.inbox_finish([entry.id], status=InboxStatus.DONE)
     db.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # some pages in the file, all in the WAL
@@ -251,7 +233,7 @@ def test_a_purge_erases_picture_files_and_shrinks_an_older_database(tmp_path: Pa
     assert db.blobs is not None
     thread = db.create_thread(CHAT, lane="A")
     for n in range(20):
-        turn = db.add_turn(thread.id, parent_id=None, role="user", parts=[
+        turn = db.add_turn(thread.id, parent_id=None, role=Role.USER, parts=[
             NewPart(image=NewImage(os.urandom(50_000), "image/png", 9, 9))])
         if n % 2:  # half of them as an older release stored them: in their rows
             sha = turn.images[0].sha256

@@ -9,19 +9,15 @@ from pathlib import Path
 import pytest
 
 from bot.core.events import Attachment, AttachmentKind, ChatKey, Incoming, Sender
-from bot.core.store import (
-    AuthoredSummary,
-    InboxStatus,
-    LinkedTurn,
-    NewImage,
-    NewPart,
-    PurgeReport,
-    SpendLimit,
-    SpendScope,
-    Store,
-)
-from bot.core.threads import REMOVED_BY_AUTHOR, TurnStatus
-from tests.backends import BACKENDS, open_backend
+from bot.core.failures import FailureKind
+from bot.core.ports.inbox import InboxStatus, LinkedTurn
+from bot.core.ports.privacy import AuthoredSummary, PurgeReport
+from bot.core.ports.stats import StoreStats
+from bot.core.ports.threads import NewImage, NewPart
+from bot.core.ports.usage import SpendLimit, SpendScope
+from bot.core.store import Store
+from bot.core.threads import REMOVED_BY_AUTHOR, Role, TurnStatus
+from tests.backends import BACKENDS, execute, open_backend
 
 CHAT = ChatKey("telegram", "-100", None)
 TOPIC = ChatKey("telegram", "-100", "7")
@@ -46,15 +42,15 @@ def event(message_id: str, *, chat: ChatKey = CHAT, text: str = "hi",
 # ---------------------------------------------------------------------- the turn tree
 async def test_turn_tree_and_path(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L", created_by="1")
-    u1 = await store.add_turn(thread.id, parent_id=None, role="user",
+    u1 = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                               parts=[NewPart(image=PNG), NewPart(text="watercolor")])
-    m1 = await store.add_turn(thread.id, parent_id=u1.id, role="model",
+    m1 = await store.add_turn(thread.id, parent_id=u1.id, role=Role.MODEL,
                               parts=[NewPart(text="ok")])
-    u2 = await store.add_turn(thread.id, parent_id=m1.id, role="user",
+    u2 = await store.add_turn(thread.id, parent_id=m1.id, role=Role.USER,
                               parts=[NewPart(text="hat")])
-    m2 = await store.add_turn(thread.id, parent_id=u2.id, role="model",
+    m2 = await store.add_turn(thread.id, parent_id=u2.id, role=Role.MODEL,
                               parts=[NewPart(text="hat!")])
-    branch = await store.add_turn(thread.id, parent_id=m1.id, role="user",
+    branch = await store.add_turn(thread.id, parent_id=m1.id, role=Role.USER,
                                   parts=[NewPart(text="scarf")])
     assert [t.id for t in await store.path(m2.id)] == [u1.id, m1.id, u2.id, m2.id]
     assert [t.id for t in await store.path(branch.id)] == [u1.id, m1.id, branch.id]
@@ -65,18 +61,18 @@ async def test_turn_tree_and_path(store: Store) -> None:
 
 async def test_images_are_stored_once_by_content(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    a = await store.add_turn(thread.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
-    b = await store.add_turn(thread.id, parent_id=a.id, role="user", parts=[NewPart(image=PNG)])
+    a = await store.add_turn(thread.id, parent_id=None, role=Role.USER, parts=[NewPart(image=PNG)])
+    b = await store.add_turn(thread.id, parent_id=a.id, role=Role.USER, parts=[NewPart(image=PNG)])
     assert a.images[0].sha256 == b.images[0].sha256
     assert await store.image_bytes(a.images[0].sha256) == PNG.data
-    assert (await store.stats())["stored images"] == 1
+    assert (await store.stats()).stored_images == 1
 
 
 async def test_signature_and_unknown_fields_round_trip_verbatim(store: Store) -> None:
     signature = "A" * 300_000
     thread = await store.create_thread(CHAT, lane="L")
     turn = await store.add_turn(
-        thread.id, parent_id=None, role="model",
+        thread.id, parent_id=None, role=Role.MODEL,
         parts=[NewPart(image=PNG, thought_signature=signature, extra={"videoMetadata": {}}),
                NewPart(text="draft", thought=True)],
     )
@@ -89,7 +85,7 @@ async def test_signature_and_unknown_fields_round_trip_verbatim(store: Store) ->
 
 async def test_failed_turns_are_kept_and_found_for_retry(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(image=PNG), NewPart(text="x")], move_head=False)
     await store.mark_failed(turn.id, "unavailable")
     failed = await store.failed_children(None, thread.id)
@@ -101,9 +97,9 @@ async def test_failed_turns_are_kept_and_found_for_retry(store: Store) -> None:
 
 async def test_an_undelivered_answer_becomes_current_only_when_delivered(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    user = await store.add_turn(thread.id, parent_id=None, role="user",
+    user = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(text="draw")], move_head=False)
-    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+    answer = await store.add_turn(thread.id, parent_id=user.id, role=Role.MODEL,
                                   parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
                                   move_head=False)
     assert [t.id for t in await store.undelivered(thread.id)] == [answer.id]
@@ -119,7 +115,7 @@ async def test_an_undelivered_answer_becomes_current_only_when_delivered(store: 
 
 async def test_message_links_find_turns_per_chat(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    turn = await store.add_turn(thread.id, parent_id=None, role="model",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.MODEL,
                                 parts=[NewPart(text="a")])
     await store.link_message(CHAT, "55", turn)
     assert await store.linked_turn(CHAT, "55") == turn
@@ -138,10 +134,10 @@ async def test_topics_and_external_keys_are_separate_scopes(store: Store) -> Non
 
 async def test_delete_thread_forgets_turns_links_and_unshared_images(store: Store) -> None:
     keep = await store.create_thread(CHAT, lane="k")
-    await store.add_turn(keep.id, parent_id=None, role="user", parts=[NewPart(image=PNG)])
+    await store.add_turn(keep.id, parent_id=None, role=Role.USER, parts=[NewPart(image=PNG)])
     gone = await store.create_thread(CHAT, lane="g")
     other = NewImage(b"other image", "image/png", 1, 1)
-    t = await store.add_turn(gone.id, parent_id=None, role="user",
+    t = await store.add_turn(gone.id, parent_id=None, role=Role.USER,
                              parts=[NewPart(image=PNG), NewPart(image=other)])
     await store.link_message(CHAT, "9", t)
     await store.set_current_thread(CHAT, gone.id)
@@ -149,7 +145,7 @@ async def test_delete_thread_forgets_turns_links_and_unshared_images(store: Stor
     assert await store.get_thread(gone.id) is None
     assert await store.linked_turn(CHAT, "9") is None
     assert await store.current_thread(CHAT) is None
-    assert (await store.stats())["stored images"] == 1  # the shared one stays
+    assert (await store.stats()).stored_images == 1  # the shared one stays
     with pytest.raises(KeyError):
         await store.image_bytes(t.images[1].sha256)
 
@@ -161,7 +157,7 @@ async def test_usage_sums_per_user_and_chat(store: Store) -> None:
     mine = await store.usage(platform="telegram", chat_id="-100", user_id="1")
     assert (mine.calls, mine.failed, mine.images, mine.prompt_tokens) == (2, 1, 1, 20)
     assert (await store.usage(platform="telegram", chat_id="-100")).calls == 3
-    assert (await store.stats())["model calls"] == 3
+    assert (await store.stats()).model_calls == 3
 
 
 # ---------------------------------------------------------------------- the inbox
@@ -172,7 +168,7 @@ async def test_usage_counts_money_and_a_period(store: Store) -> None:
     await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=True,
                              cost_micros=130_000, at=2_000.0)
     await store.record_usage(chat=other, user_id="1", thread_id=None, model="m", ok=False,
-                             failure="refused", cost_micros=5, at=2_500.0)
+                             failure=FailureKind.REFUSED, cost_micros=5, at=2_500.0)
     assert (await store.usage(platform="telegram", user_id="1")).cost_micros == 170_005
     recent = await store.usage(platform="telegram", chat_id="-100", since=1_500.0)
     assert (recent.calls, recent.cost_micros) == (1, 130_000)
@@ -187,16 +183,17 @@ async def test_call_report_has_failures_latency_percentiles_and_busiest_chats(
         await store.record_usage(chat=busy, user_id="U", thread_id=None, model="m", ok=True,
                                  cost_micros=1_000, latency_ms=latency * 1000, at=100.0)
     await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
-                             failure="rate_limited", latency_ms=None, at=100.0)
+                             failure=FailureKind.RATE_LIMITED, latency_ms=None, at=100.0)
     await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
-                             failure="refused", cost_micros=900, at=100.0)
+                             failure=FailureKind.REFUSED, cost_micros=900, at=100.0)
     await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=False,
-                             failure="refused", at=100.0)
+                             failure=FailureKind.REFUSED, at=100.0)
     await store.record_usage(chat=quiet, user_id="7", thread_id=None, model="m", ok=True,
                              cost_micros=10**6, at=10.0)  # before the period
     report = await store.call_report(since=50.0, top=1)
     assert report.calls == 23
-    assert report.failures == {"refused": 2, "rate_limited": 1}
+    assert list(report.failures.items()) == [(FailureKind.REFUSED, 2),
+                                             (FailureKind.RATE_LIMITED, 1)]
     assert report.cost_micros == 20_900
     assert (report.latency_p50_ms, report.latency_p95_ms) == (10_000, 19_000)
     assert [(c.platform, c.chat_id, c.calls) for c in report.busiest] == [("slack", "C1", 20)]
@@ -336,11 +333,11 @@ async def test_a_process_whose_lease_was_taken_over_may_not_start_a_call(
 async def test_progress_is_recorded_with_the_turns(store: Store) -> None:
     entry, _ = await store.inbox_add(event("1"), lane="A")
     thread = await store.create_thread(CHAT, lane="A")
-    user = await store.add_turn(thread.id, parent_id=None, role="user",
+    user = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(text="x")], move_head=False, event_id=entry.id)
     await store.inbox_claim("p1", limit=1, lease_seconds=60, platforms=PLATFORMS)
     assert await store.inbox_mark_call_started(entry.id, owner="p1")
-    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+    answer = await store.add_turn(thread.id, parent_id=user.id, role=Role.MODEL,
                                   parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
                                   move_head=False, event_id=entry.id)
     stored = await store.inbox_get(entry.id)
@@ -356,7 +353,7 @@ async def test_progress_is_recorded_with_the_turns(store: Store) -> None:
 async def test_undo_moves_the_head_and_finishes_its_event_together(store: Store) -> None:
     entry, _ = await store.inbox_add(event("1"), lane="A")
     thread = await store.create_thread(CHAT, lane="A")
-    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(text="x")])
     await store.set_head(thread.id, None, done_event=entry.id)
     done = await store.inbox_get(entry.id)
@@ -393,7 +390,7 @@ async def test_the_recent_path_is_read_without_the_whole_thread(store: Store) ->
     parent = None
     ids = []
     for n in range(30):
-        turn = await store.add_turn(thread.id, parent_id=parent, role="user",
+        turn = await store.add_turn(thread.id, parent_id=parent, role=Role.USER,
                                     parts=[NewPart(text=f"turn {n}")])
         ids.append(turn.id)
         parent = turn.id
@@ -414,7 +411,7 @@ async def test_a_broken_off_event_can_be_given_back_alone(store: Store) -> None:
 async def test_linked_turns_are_recorded_with_the_event_in_order(store: Store) -> None:
     entry, _ = await store.inbox_add(event("1"), lane="A")
     thread = await store.create_thread(CHAT, lane="A")
-    start = await store.add_turn(thread.id, parent_id=None, role="user",
+    start = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                  parts=[NewPart(text="start")])
     other = NewImage(b"\x89PNG other bytes", "image/png", 30, 40)
     turns = await store.add_linked_turns(
@@ -425,7 +422,7 @@ async def test_linked_turns_are_recorded_with_the_event_in_order(store: Store) -
         author_id="1", author_name="Ann", event_id=entry.id,
     )
     assert [t.parent_id for t in turns] == [start.id] * 3
-    assert [t.role for t in turns] == ["user"] * 3
+    assert all(t.role is Role.USER for t in turns)
     assert [t.images[0].width for t in turns] == [10, 30, 10]
     assert all(t.status is TurnStatus.OK and t.author_name == "Ann" for t in turns)
     current = await store.get_thread(thread.id)
@@ -456,6 +453,31 @@ async def test_an_event_without_linked_turns_has_none_and_pruning_forgets_them(
     assert await store.inbox_prune(older_than=linked.received_at + 3600) == 1
     assert await store.inbox_linked_turns(linked.id) == []
     assert len(await store.turns_of(thread.id)) == 2  # the turns themselves stay
+
+
+async def test_the_backlog_counts_the_unfinished_events_of_every_lane(store: Store) -> None:
+    assert await store.inbox_backlog() == 0
+    entries = [(await store.inbox_add(event(str(n)), lane=f"L{n % 3}"))[0] for n in range(6)]
+    await store.inbox_claim("p", limit=2, lease_seconds=60, platforms=PLATFORMS)  # processing
+    await store.inbox_finish([entries[4].id], status=InboxStatus.DONE)
+    await store.inbox_finish([entries[5].id], status=InboxStatus.FAILED, error="x")
+    assert await store.inbox_backlog() == 4  # received or processing, whoever holds them
+    assert (await store.stats()).inbox_backlog == 4
+
+
+async def test_an_unreadable_inbox_record_fails_alone_instead_of_blocking(store: Store) -> None:
+    bad, _ = await store.inbox_add(event("1"), lane="A")
+    good, _ = await store.inbox_add(event("2"), lane="B")
+    broken = '{"chat": 1'  # cut off: not JSON any more
+    await execute(store, "UPDATE inbox SET event = ? WHERE id = ?", [broken, bad.id])
+    claimed = await store.inbox_claim("p", limit=5, lease_seconds=60, platforms=PLATFORMS)
+    assert [e.id for e in claimed] == [good.id]
+    [(status, error)] = await execute(store, "SELECT status, error FROM inbox WHERE id = ?",
+                                      [bad.id])
+    assert status == "failed" and "unreadable" in error
+    assert await store.inbox_backlog() == 1  # the good one, now processing
+
+
 # ---------------------------------------------------------------------- privacy, retention
 OTHER_CHAT = ChatKey("telegram", "-300")
 ANNS = NewImage(b"ann's own photo", "image/png", 4, 4)
@@ -464,7 +486,7 @@ SHARED = NewImage(b"a photo Bob sent too", "image/png", 4, 4)
 
 async def test_missing_images_names_only_what_is_gone(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    turn = await store.add_turn(thread.id, parent_id=None, role="user",
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(image=PNG)])
     stored = turn.images[0].sha256
     assert await store.missing_images([stored, "0" * 64]) == {"0" * 64}
@@ -475,20 +497,20 @@ async def test_forget_author_replaces_their_words_and_pictures_and_keeps_the_tre
     store: Store,
 ) -> None:
     thread = await store.create_thread(CHAT, lane="L", created_by="1")
-    ann = await store.add_turn(thread.id, parent_id=None, role="user", author_id="1",
+    ann = await store.add_turn(thread.id, parent_id=None, role=Role.USER, author_id="1",
                                author_name="Ann",
                                parts=[NewPart(image=ANNS), NewPart(image=SHARED),
                                       NewPart(text="paint my cat")])
-    answer = await store.add_turn(thread.id, parent_id=ann.id, role="model",
+    answer = await store.add_turn(thread.id, parent_id=ann.id, role=Role.MODEL,
                                   author_id="bot", author_name="m",
                                   parts=[NewPart(text="v1", thought_signature="sig"),
                                          NewPart(image=PNG)])
-    bob = await store.add_turn(thread.id, parent_id=answer.id, role="user", author_id="2",
+    bob = await store.add_turn(thread.id, parent_id=answer.id, role=Role.USER, author_id="2",
                                author_name="Bob",
                                parts=[NewPart(image=SHARED), NewPart(text="add a hat")])
     await store.link_message(CHAT, "100", ann)
     elsewhere = await store.create_thread(OTHER_CHAT, lane="O")
-    kept = await store.add_turn(elsewhere.id, parent_id=None, role="user", author_id="1",
+    kept = await store.add_turn(elsewhere.id, parent_id=None, role=Role.USER, author_id="1",
                                 author_name="Ann", parts=[NewPart(text="a dog")])
 
     summary = await store.authored_summary("telegram", "1", chat_id="-100")
@@ -521,7 +543,7 @@ async def test_forget_author_everywhere_stays_on_its_platform(store: Store) -> N
     turns = []
     for chat in (CHAT, OTHER_CHAT, slack):
         thread = await store.create_thread(chat, lane=str(chat))
-        turns.append(await store.add_turn(thread.id, parent_id=None, role="user",
+        turns.append(await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                           author_id="1", author_name="Ann",
                                           parts=[NewPart(text=f"in {chat}")]))
     report = await store.forget_author("telegram", "1", chat_id=None)
@@ -551,14 +573,14 @@ async def test_forget_author_empties_their_finished_inbox_records_only(store: St
 
 async def test_purge_lets_go_of_idle_threads_pictures_only(store: Store) -> None:
     idle = await store.create_thread(CHAT, lane="idle")
-    old = await store.add_turn(idle.id, parent_id=None, role="user",
+    old = await store.add_turn(idle.id, parent_id=None, role=Role.USER,
                                parts=[NewPart(image=ANNS), NewPart(image=SHARED),
                                       NewPart(text="x")])
-    stale = await store.add_turn(idle.id, parent_id=old.id, role="model",
+    stale = await store.add_turn(idle.id, parent_id=old.id, role=Role.MODEL,
                                  parts=[NewPart(image=PNG)], status=TurnStatus.UNDELIVERED,
                                  move_head=False)
     active = await store.create_thread(CHAT, lane="active")
-    recent = await store.add_turn(active.id, parent_id=None, role="user",
+    recent = await store.add_turn(active.id, parent_id=None, role=Role.USER,
                                   parts=[NewPart(image=SHARED)])
     # idle: no turn since before the active thread's newest one
     cutoff = recent.created_at
@@ -579,9 +601,9 @@ async def test_purge_lets_go_of_idle_threads_pictures_only(store: Store) -> None
 
 async def test_turn_costs_sum_the_calls_that_made_each_model_turn(store: Store) -> None:
     thread = await store.create_thread(CHAT, lane="L")
-    user = await store.add_turn(thread.id, parent_id=None, role="user",
+    user = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
                                 parts=[NewPart(text="x")])
-    answer = await store.add_turn(thread.id, parent_id=user.id, role="model",
+    answer = await store.add_turn(thread.id, parent_id=user.id, role=Role.MODEL,
                                   parts=[NewPart(text="ok")])
     await store.record_usage(chat=CHAT, user_id="1", thread_id=thread.id, model="m",
                              ok=False, cost_micros=1_000)  # a failed call: no turn
@@ -589,3 +611,49 @@ async def test_turn_costs_sum_the_calls_that_made_each_model_turn(store: Store) 
                              ok=True, cost_micros=39_000, turn_id=answer.id)
     assert await store.turn_costs(thread.id) == {answer.id: 39_000}
     assert await store.turn_costs(thread.id + 1) == {}
+
+
+# ---------------------------------------------------------------------- typed results
+async def test_stats_count_the_whole_store_as_typed_figures(store: Store) -> None:
+    assert await store.stats() == StoreStats()
+    other = ChatKey("slack", "C1")
+    thread = await store.create_thread(CHAT, lane="A")
+    ask = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
+                               parts=[NewPart(image=PNG), NewPart(text="red")])
+    await store.add_turn(thread.id, parent_id=ask.id, role=Role.MODEL,
+                         parts=[NewPart(image=PNG)])  # the same picture: stored once
+    await store.add_turn(thread.id, parent_id=ask.id, role=Role.MODEL,
+                         parts=[NewPart(image=NewImage(b"v2", "image/png", 1, 1))],
+                         status=TurnStatus.UNDELIVERED, move_head=False)
+    failed = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
+                                  parts=[NewPart(text="blue")])
+    await store.mark_failed(failed.id, "refused")
+    await store.create_thread(other, lane="B")
+    for chat, user, ok in ((CHAT, "1", True), (other, "1", False), (CHAT, "2", True)):
+        await store.record_usage(chat=chat, user_id=user, thread_id=None, model="m", ok=ok)
+    for n in range(3):
+        await store.inbox_add(event(str(n)), lane="A")
+    assert await store.stats() == StoreStats(
+        threads=2, turns=4, versions=2, failed_turns=1, undelivered_answers=1,
+        stored_images=2, image_bytes=len(PNG.data) + 2, users=3, model_calls=3,
+        failed_calls=1, inbox_backlog=3)
+
+
+async def test_roles_and_failure_kinds_come_back_as_enums(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="A")
+    ask = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
+                               parts=[NewPart(text="hat")])
+    answer = await store.add_turn(thread.id, parent_id=ask.id, role=Role.MODEL,
+                                  parts=[NewPart(text="ok")])
+    assert [t.role for t in await store.path(answer.id)] == [Role.USER, Role.MODEL]
+    assert all(isinstance(t.role, Role) for t in await store.turns_of(thread.id))
+    for failure in (FailureKind.NO_IMAGE, None, FailureKind.NO_IMAGE):
+        await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m",
+                                 ok=False, failure=failure, at=10.0)
+    await store.record_usage(chat=CHAT, user_id="1", thread_id=None, model="m", ok=False,
+                             failure=FailureKind.AUTH, at=10.0)
+    # a class an older release recorded and this one no longer knows
+    await execute(store, "UPDATE usage SET failure = ? WHERE failure = ?",
+                  ["retired_kind", FailureKind.AUTH.value])
+    report = await store.call_report(since=0.0)
+    assert report.failures == {FailureKind.NO_IMAGE: 2, None: 2}

@@ -21,6 +21,13 @@ from bot.kit.i18n import N_, _, ngettext
 REMOVED_BY_AUTHOR = N_("[removed at the author's request]")
 
 
+class Role(enum.StrEnum):
+    """Who a turn is from. A ``StrEnum``: stored as its value, and equal to it."""
+
+    USER = "user"
+    MODEL = "model"
+
+
 class TurnStatus(enum.Enum):
     OK = "ok"
     FAILED = "failed"  # the model call for this user turn failed: kept, out of context
@@ -50,17 +57,13 @@ class StoredPart:
     thought_signature: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
-    def is_result_image(self) -> bool:
-        return self.image is not None and not self.thought
-
 
 @dataclass(frozen=True)
 class Turn:
     id: int
     thread_id: int
     parent_id: int | None
-    role: str  # "user" | "model"
+    role: Role
     status: TurnStatus
     author_id: str
     author_name: str
@@ -79,7 +82,7 @@ class Turn:
 
     @property
     def is_model(self) -> bool:
-        return self.role == "model"
+        return self.role == Role.MODEL
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.core.failures import FailureKind
 from bot.core.store import Store
 from bot.core.threads import Turn
 from bot.core.work import Work
 from bot.kit import metrics
-from bot.models.base import FailureKind, ModelError, Usage
+from bot.models.base import ModelError, Usage
 from bot.models.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class CallLedger:
             images=images, prompt_tokens=usage.prompt_tokens,
             output_tokens=usage.output_tokens, request_bytes=call.request_bytes,
             cost_micros=cost, latency_ms=round(call.seconds * 1000),
-            failure=None if failure is None else failure.value, at=self.clock(),
+            failure=failure, at=self.clock(),
             event_id=call.work.entry.id, turn_id=turn_id,
         )
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from bot.core.errors import ClaimLost, LazyText, UserFacingError
 from bot.core.events import OutputImage, Progress
 from bot.core.store import InboxStatus, LinkedTurn, NewImage, NewPart
-from bot.core.threads import Turn, TurnStatus
+from bot.core.threads import Role, Turn, TurnStatus
 from bot.core.work import Target, Work
 from bot.flow.delivery import safe_progress, safe_send
 from bot.flow.each_wording import classify_caption
@@ -156,7 +156,7 @@ class _LinkedRun:
             # The pictures as sent, in one turn off every path: a later reply to the album
             # (another /each, or "combine them") finds all of them.
             album = await self.store.add_turn(
-                thread_id, parent_id=parent_id, role="user",
+                thread_id, parent_id=parent_id, role=Role.USER,
                 parts=[NewPart(image=NewImage(p.data, p.mime_type, p.width, p.height))
                        for p in pictures],
                 author_id=sender.id, author_name=sender.display_name, move_head=False,

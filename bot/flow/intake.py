@@ -123,8 +123,7 @@ class Intake:
         """Resume what the last run left and begin processing; returns at once."""
         if self._loops:
             return
-        stats = await self.store.stats()
-        left = stats.get("messages in the inbox", 0)
+        left = await self.store.inbox_backlog()
         if left:
             log.info("resuming %d message(s) left in the inbox by the last run", left)
         await self.store.inbox_prune(older_than=time.time() - KEEP_FINISHED_SECONDS)

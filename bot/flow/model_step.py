@@ -19,8 +19,9 @@ import bot.kit.images as imaging
 from bot.core.config import Settings
 from bot.core.errors import ClaimLost
 from bot.core.events import OutputImage, Progress
+from bot.core.failures import FailureKind
 from bot.core.store import NewImage, NewPart, Store
-from bot.core.threads import ImageRef, Turn, TurnStatus
+from bot.core.threads import ImageRef, Role, Turn, TurnStatus
 from bot.core.work import Answer, Work
 from bot.flow.call_records import CallLedger, CallRecord
 from bot.flow.choices import ChatChoices
@@ -31,7 +32,6 @@ from bot.models.base import (
     AnswerSlot,
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ImageModel,
@@ -189,7 +189,7 @@ class ModelStep:
                                  part.extra))
         user_turn = call.user_turn
         model_turn = await self.store.add_turn(
-            user_turn.thread_id, parent_id=user_turn.id, role="model", parts=parts,
+            user_turn.thread_id, parent_id=user_turn.id, role=Role.MODEL, parts=parts,
             author_id="bot", author_name=model.name, status=TurnStatus.UNDELIVERED,
             move_head=False, event_id=event_id,
         )

@@ -22,7 +22,7 @@ from bot.core.config import Settings
 from bot.core.errors import ClaimLost, LazyText, UserFacingError
 from bot.core.events import Attachment, InputRefused, Progress
 from bot.core.store import InboxStatus, NewImage, NewPart, Store
-from bot.core.threads import Thread, Turn, TurnStatus
+from bot.core.threads import Role, Thread, Turn, TurnStatus
 from bot.core.work import Answer, Target, Work
 from bot.flow.call_records import CallLedger
 from bot.flow.choices import ChatChoices
@@ -196,7 +196,7 @@ class TurnService:
             parts.append(NewPart(text=text))
         sender = work.event.sender
         user_turn = await self.store.add_turn(
-            thread_id, parent_id=parent_id, role="user", parts=parts,
+            thread_id, parent_id=parent_id, role=Role.USER, parts=parts,
             author_id=sender.id, author_name=sender.display_name, move_head=not text,
             event_id=work.entry.id,
         )

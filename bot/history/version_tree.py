@@ -30,7 +30,6 @@ class Origin:
     """The pictures users sent before any version existed: the root of the tree."""
 
     images: tuple[ImageRef, ...]
-    turn_ids: tuple[int, ...]  # the user turns that sent them, oldest first
     author_names: tuple[str, ...]  # who sent them, each name once, in order
     created_at: float  # when the first of them arrived
     is_current: bool  # the head sits before the first version (e.g. after undoing all)
@@ -86,9 +85,6 @@ class VersionTree:
                 return node
         raise KeyError(number)
 
-    def children_of(self, number: int | None) -> tuple[VersionNode, ...]:
-        """Versions whose parent is ``number`` (None: those grown from the origin)."""
-        return tuple(v for v in self.versions if v.parent_version == number)
 
 
 def is_version(turn: Turn) -> bool:
@@ -204,7 +200,6 @@ def _origin(first_generation: list[Turn], between: dict[int, list[Turn]],
     names = tuple(dict.fromkeys(t.author_name for t in with_images if t.author_name))
     return Origin(
         images=_unique(img for t in with_images for img in t.images),
-        turn_ids=tuple(t.id for t in with_images),
         author_names=names,
         created_at=min(t.created_at for t in with_images),
         is_current=current_turn is None and bool(head_path),

@@ -8,11 +8,11 @@ we do not model, ``thought_signature`` is never altered) so they can be replayed
 from __future__ import annotations
 
 import asyncio
-import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bot.core.failures import FailureKind
 from bot.kit.i18n import _
 
 
@@ -152,15 +152,6 @@ class GenerateResult:
         return [p.image for p in self.parts if isinstance(p.image, Blob) and not p.thought]
 
 
-class FailureKind(enum.Enum):
-    REFUSED = "refused"  # safety / policy block: rephrasing may help
-    NO_IMAGE = "no_image"  # the model answered but made no picture
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"  # 5xx, network, timeout after retries
-    BAD_REQUEST = "bad_request"  # 4xx we must not retry
-    AUTH = "auth"  # key missing, invalid or without access
-
-
 class ModelError(Exception):
     """A model call that produced nothing usable, with a message fit for the user.
 
@@ -208,7 +199,3 @@ def image_cap_for(model: str) -> int:
     if "gemini-2.5" in name or "gemini-2.0" in name:
         return 3
     return 14
-
-
-def count_images(contents: Sequence[Content]) -> int:
-    return sum(1 for c in contents for p in c.parts if p.image is not None)

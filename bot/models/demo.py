@@ -20,11 +20,11 @@ from typing import Final
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from bot.core.failures import FailureKind
 from bot.kit.i18n import N_, _
 from bot.models.base import (
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ModelError,

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from bot.core.config import Settings, SettingsError
+from bot.core.failures import FailureKind
 from bot.kit.i18n import N_
 from bot.models.base import (
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ImageModel,

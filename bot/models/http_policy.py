@@ -37,10 +37,10 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bot.core.config import Settings
+from bot.core.failures import FailureKind
 from bot.kit.i18n import N_, _, ngettext
 from bot.models.base import (
     AnswerSlot,
-    FailureKind,
     GenerateRequest,
     ModelError,
     Picture,

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from bot.core.config import Settings, SettingsError
+from bot.core.failures import FailureKind
 from bot.kit.i18n import N_
 from bot.kit.images import sniff_image_type
 from bot.models import gemini
 from bot.models.base import (
     Blob,
     Content,
-    FailureKind,
     GenerateRequest,
     GenerateResult,
     ImageModel,

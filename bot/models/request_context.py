@@ -54,20 +54,6 @@ class _Selection:
     capped: int
 
 
-def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
-    """The SHA-256 of every image :func:`build_context` will send (load only those)."""
-    if not path:
-        return set()
-    by_id = {t.id: t for t in path}
-    selection = _select(path, policy)
-    needed = set()
-    for turn_id, index in selection.chosen:
-        image = by_id[turn_id].parts[index].image
-        assert image is not None
-        needed.add(image.sha256)
-    return needed
-
-
 def without_removed_images(path: Sequence[Turn], removed: Collection[str]) -> list[Turn]:
     """``path`` with every picture in ``removed`` (SHA-256) replaced by a short marker, as
     a picture the policy leaves out is (its signature goes with it; a draft just goes):

@@ -41,7 +41,7 @@ from limits.storage import storage_from_string
 from bot.core.chat_settings import ChatSettings
 from bot.core.config import Settings, SettingsError
 from bot.core.errors import UserFacingError
-from bot.core.store import SpendLimit, SpendScope, Store
+from bot.core.ports.usage import SpendLimit, SpendScope, SpendStore
 from bot.kit import metrics
 from bot.kit.i18n import N_, _, current_language
 from bot.models.http_policy import humanize_seconds
@@ -110,7 +110,7 @@ def day_and_month(day: date) -> str:
 class Budgets:
     """See the module docstring. One per turn service."""
 
-    def __init__(self, store: Store, settings: Settings, prices: PriceTable, *,
+    def __init__(self, store: SpendStore, settings: Settings, prices: PriceTable, *,
                  clock: Clock) -> None:
         self.store = store
         self.settings = settings

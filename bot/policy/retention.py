@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 from bot.core.errors import UserFacingError
 from bot.core.messages import megabytes
-from bot.core.store import PurgeReport, Store
+from bot.core.ports.images import ImageStore
+from bot.core.ports.privacy import PrivacyStore, PurgeReport
 from bot.core.threads import Turn
 from bot.kit.i18n import N_, _
 from bot.models.request_context import edited_turn, without_removed_images
@@ -41,7 +42,7 @@ def cutoff(days: float, *, now: float | None = None) -> float:
     return (time.time() if now is None else now) - days * DAY
 
 
-async def purge(store: Store, *, days: float, now: float | None = None) -> PurgeReport:
+async def purge(store: PrivacyStore, *, days: float, now: float | None = None) -> PurgeReport:
     """Remove the pictures of conversations idle for more than ``days``; log what went."""
     before = cutoff(days, now=now)
     report = await store.purge_idle_images(idle_before=before)
@@ -74,7 +75,7 @@ class RetentionTask:
     ``passes`` counts finished purges and ``passed`` is set after each, for whoever waits.
     """
 
-    def __init__(self, store: Store, *, days: float, interval: float = INTERVAL_SECONDS,
+    def __init__(self, store: PrivacyStore, *, days: float, interval: float = INTERVAL_SECONDS,
                  first_delay: float = FIRST_RUN_DELAY,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -112,7 +113,7 @@ class RetentionTask:
             await asyncio.sleep(self.interval)
 
 
-async def usable_path(store: Store, path: Sequence[Turn]) -> list[Turn]:
+async def usable_path(store: ImageStore, path: Sequence[Turn]) -> list[Turn]:
     """``path`` as the model may see it: pictures whose bytes are gone become a marker.
 
     Raises :class:`UserFacingError` when the picture being edited is gone and the new

@@ -21,10 +21,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from bot.core.config import Settings
 from bot.core.events import OutputImage
-from bot.core.store import Store
+from bot.core.ports.images import ImageStore
+from bot.core.ports.threads import ThreadStore
 from bot.core.threads import ImageRef, Turn, TurnStatus
 from bot.models.request_context import edited_turn
 from bot.policy.chat_settings import ChatSettings
@@ -43,10 +45,14 @@ class Outgoing:
     as_files: bool
 
 
+class SigningStore(ThreadStore, ImageStore, Protocol):
+    """What signing reads: the path that led to a turn, and the pictures on it."""
+
+
 class Provenance:
     """Signs the pictures of model turns on their way out (see the module docstring)."""
 
-    def __init__(self, store: Store, credentials: ContentCredentials | None, *,
+    def __init__(self, store: SigningStore, credentials: ContentCredentials | None, *,
                  path_limit: int = 40) -> None:
         self.store = store
         self.credentials = credentials

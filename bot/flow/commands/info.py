@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.ports.stats import StoreStats
 from bot.core.store import CallReport, UsageSummary
 from bot.flow.commands.command_context import CommandContext
 from bot.kit.i18n import _, ngettext
@@ -53,7 +54,8 @@ async def usage(ctx: CommandContext) -> None:
 
 
 def _report(label: str, report: CallReport) -> list[str]:
-    failures = ", ".join(f"{kind} {count}" for kind, count in report.failures.items())
+    failures = ", ".join(f"{kind.value if kind else 'unknown'} {count}"
+                         for kind, count in report.failures.items())
     lines = [f"{label}: " + _("{calls}, {cost}").format(
         calls=ngettext("{count} call", "{count} calls", report.calls).format(
             count=report.calls),
@@ -78,5 +80,23 @@ async def stats(ctx: CommandContext) -> None:
     lines = [_("Model: {model}").format(model=ctx.turns.model.name)]
     lines += _report(_("Today (UTC)"), await ctx.store.call_report(since=day_start(now)))
     lines += _report(_("This month"), await ctx.store.call_report(since=month_start(now)))
-    lines += [f"{k}: {v:,}" for k, v in figures.items()]
+    lines += _store_lines(figures)
     await ctx.say("\n".join(lines))
+
+
+def _store_lines(figures: StoreStats) -> list[str]:
+    """The store's figures, one ``label: count`` line each."""
+    shown = (
+        (_("threads"), figures.threads),
+        (_("turns"), figures.turns),
+        (_("versions"), figures.versions),
+        (_("failed turns"), figures.failed_turns),
+        (_("undelivered answers"), figures.undelivered_answers),
+        (_("stored images"), figures.stored_images),
+        (_("image bytes"), figures.image_bytes),
+        (_("users"), figures.users),
+        (_("model calls"), figures.model_calls),
+        (_("failed calls"), figures.failed_calls),
+        (_("messages in the inbox"), figures.inbox_backlog),
+    )
+    return [f"{label}: {value:,}" for label, value in shown]
