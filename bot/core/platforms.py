@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from pydantic_settings import BaseSettings
 
 from bot.core.config import SETTINGS_CONFIG, Settings
-from bot.core.events import Platform
+from bot.core.events import Incoming, Platform
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -60,7 +60,9 @@ class AdapterFactory(Protocol):
 
 @dataclass(frozen=True)
 class AllowList:
-    """Where a platform's bot answers; empty: everywhere."""
+    """Where a platform's bot answers: in the listed chats, and to the listed people
+    anywhere; empty, everywhere. A platform with other scopes (a server holding many
+    chats) returns a subclass from its settings group that widens :meth:`allows`."""
 
     chats: frozenset[str] = frozenset()
     #: user ids, or ``@usernames`` (compared without the ``@``, case-insensitively)
@@ -69,6 +71,13 @@ class AllowList:
     @property
     def open(self) -> bool:
         return not self.chats and not self.users
+
+    def allows(self, event: Incoming) -> bool:
+        if self.open or event.chat.chat_id in self.chats or event.sender.id in self.users:
+            return True
+        names = {u.lower().lstrip("@") for u in self.users if not u.lstrip("-").isdigit()}
+        username = event.sender.username.lower()
+        return bool(username) and username in names
 
 
 class PlatformSettings(BaseSettings):

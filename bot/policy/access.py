@@ -39,13 +39,7 @@ class AccessPolicy:
 
     def allows(self, event: Incoming) -> bool:
         allow = self._lists.get(event.platform)
-        if allow is None or allow.open:
-            return True
-        if event.chat.chat_id in allow.chats or event.sender.id in allow.users:
-            return True
-        names = {u.lower().lstrip("@") for u in allow.users if not u.lstrip("-").isdigit()}
-        username = event.sender.username.lower()
-        return bool(username) and username in names
+        return allow is None or allow.allows(event)
 
 
 class RefusalThrottle:
