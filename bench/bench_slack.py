@@ -37,7 +37,8 @@ import aiohttp
 import slack_bolt
 from aiohttp import web
 
-from adapters.slack.adapter import SlackAdapter, create
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.platform import create
 from bench.fake_process import fake_process
 from bench.process_stats import load_average, measured
 from bench.realistic import photo_jpeg, reference_ms

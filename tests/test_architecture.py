@@ -1,11 +1,15 @@
 """The core stays platform- and storage-free: bot/ imports no adapter, no platform SDK and
-no storage backend (it talks to the Store port; backends are found by entry point)."""
+no storage backend (it talks to the Store port; backends are found by entry point), and
+its code names no platform (each registers what the core needs of it)."""
 
 from __future__ import annotations
 
 import ast
+import io
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +69,41 @@ def test_every_adapter_file_stays_small() -> None:
     """An adapter only translates: none grows into a second core."""
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "adapters").glob("*.py")}
     assert {name: n for name, n in sizes.items() if n >= 400} == {}
+
+
+PLATFORM_NAMES = re.compile(r"telegram|slack|discord", re.IGNORECASE)
+
+
+def docstring_positions(tree: ast.AST) -> set[tuple[int, int]]:
+    """Where the docstrings of a module, its classes and functions start."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                found.add((body[0].lineno, body[0].col_offset))
+    return found
+
+
+def platform_names_in_code(path: Path) -> list[str]:
+    """Identifiers and string literals that name a platform. Comments and docstrings may
+    (they explain with a real case: "a Telegram forum topic"); code may not, or adding a
+    platform would mean editing the core."""
+    source = path.read_text()
+    docstrings = docstring_positions(ast.parse(source))
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in (tokenize.NAME, tokenize.STRING) or token.start in docstrings:
+            continue
+        if PLATFORM_NAMES.search(token.string):
+            found.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.string[:60]}")
+    return found
+
+
+def test_no_core_code_names_a_platform() -> None:
+    """A platform registers what the core needs (bot.core.platforms): the core looks it up
+    by the event's platform name and never spells one."""
+    offenders = [hit for path in sorted((ROOT / "bot").rglob("*.py"))
+                 for hit in platform_names_in_code(path)]
+    assert offenders == []

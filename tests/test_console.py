@@ -103,11 +103,23 @@ def test_a_malformed_setting_is_one_line_naming_the_variable(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_a_malformed_platform_setting_stops_every_command_in_one_line(tmp_path: Path) -> None:
+    """A platform's settings are its adapter's group, yet checked at start like the rest."""
+    result = chatbrush(["console", "--demo"], "", tmp_path,
+                       TELEGRAM_WEBHOOK_URL="http://bot.example.com/hook")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("chatbrush: invalid setting TELEGRAM_WEBHOOK_URL")
+    assert "Traceback" not in result.stderr
+
+
 def test_no_arguments_and_no_credentials_opens_the_demo_console(tmp_path: Path) -> None:
     result = chatbrush([], "/help\n", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "demo" in result.stderr.lower()
+    assert "No chat platform is configured (set " in result.stderr
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and "SLACK_BOT_TOKEN" in result.stderr
     assert "/undo" in result.stdout
+    assert "@path/to/photo.jpg" in result.stdout  # the console's own /help tips
 
 
 def test_missing_attachment_is_reported_and_nothing_is_sent(tmp_path: Path) -> None:

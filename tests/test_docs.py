@@ -9,6 +9,7 @@ import pytest
 
 from bot.app.cli import build_parser
 from bot.core.config import Settings
+from bot.core.platforms import registered
 from bot.flow.commands import COMMANDS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -25,7 +26,17 @@ def test_every_cli_command_is_documented(name: str) -> None:
     assert f"`chatbrush {name}" in README
 
 
-@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def every_setting() -> list[str]:
+    """The core's settings and every registered platform's group."""
+    groups = [Settings, *(info.settings for info in registered().values())]
+    return sorted({name for group in groups for name in group.model_fields})
+
+
+def test_the_platform_settings_are_among_them() -> None:
+    assert {"telegram_bot_token", "slack_bot_token"} <= set(every_setting())
+
+
+@pytest.mark.parametrize("name", every_setting())
 def test_every_setting_is_documented(name: str) -> None:
     assert f"`{name.upper()}`" in README
 

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from bot.core.config import load_settings
+from bot.core.platforms import configured_platforms
 from bot.kit.logs import MASK, setup_logging
 
 
@@ -16,7 +17,9 @@ def test_tokens_in_urls_and_tracebacks_are_masked(
     token = "123456:AAbbCCddEEffGG"
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaSecretKey123")
-    setup_logging(load_settings())
+    settings = load_settings()
+    configured_platforms(settings)  # as `chatbrush` does first: every platform's group read
+    setup_logging(settings)
     logging.getLogger("telegram.ext").warning("POST https://api.telegram.org/bot%s/getMe", token)
     try:
         raise RuntimeError("key AIzaSecretKey123 rejected")

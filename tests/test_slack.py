@@ -26,8 +26,9 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from adapters.slack.adapter import SlackAdapter, create
+from adapters.slack.adapter import SlackAdapter
 from adapters.slack.channel import REACTION_DONE, REACTION_FAILED, REACTION_WORKING
+from adapters.slack.platform import create
 from bot.app.runtime import open_runtime
 from bot.core.config import Settings, load_settings
 from bot.core.events import ChatKey

@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 from telegram import Message
 
-from adapters.telegram.adapter import TelegramAdapter, create
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.platform import create
 from adapters.telegram.translate import BotIdentity, to_incoming
 from bot.app.runtime import open_runtime
 from bot.core.config import Settings, SettingsError
@@ -767,12 +768,11 @@ async def test_a_failing_download_does_not_stop_the_bot(
 
 
 async def test_a_picture_telegram_refuses_to_take_is_resent_without_a_new_model_call(
-    tg: FakeTelegram, gemini: FakeGemini, settings: Settings
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
 ) -> None:
     alice, *_ = people(tg)
     chat = tg.private_chat(alice)
-    async with running(tg, Settings(**{**settings.model_dump(),
-                                       "chatbrush_delivery_backoff": 0.01})):
+    async with running(tg, make_settings(tg, gemini, tmp_path, chatbrush_delivery_backoff=0.01)):
         for _ in range(3):  # every delivery attempt meets a server error
             tg.fail_next("sendPhoto", code=502, description="Bad Gateway")
         asked = tg.send(chat, alice, photo=make_png(64, 64, seed=3), caption="blur it")

@@ -38,6 +38,7 @@ from adapters.slack.channel import (
     SlashChannel,
 )
 from adapters.slack.files import FileRefused, declared_image, download_image
+from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import (
     PLATFORM,
     SLASH_COMMAND,
@@ -74,20 +75,22 @@ class SlackAdapter:
     name = PLATFORM
 
     def __init__(self, settings: Settings, intake: Intake) -> None:
-        if settings.slack_bot_token is None:
+        group = SlackSettings.of(settings)
+        if group.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set")
         self.settings = settings
+        self.group = group
         self.intake = intake
-        self._token = settings.slack_bot_token.get_secret_value()
+        self._token = group.slack_bot_token.get_secret_value()
         self.client = AsyncWebClient(
             token=self._token,
-            base_url=settings.slack_api_url,
+            base_url=group.slack_api_url,
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(max_retry_count=2),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             ],
         )
-        secret = settings.slack_signing_secret
+        secret = group.slack_signing_secret
         bolt_log = logging.getLogger("chatbrush.slack.bolt")
         bolt_log.addFilter(_quiet_token_notice)
         self.app = AsyncApp(
@@ -126,7 +129,7 @@ class SlackAdapter:
             files = (await self._file_info(attachment),)
         # FileRefused is an InputRefused: the core tells the user why
         return [await download_image(self._downloads(), f, token=self._token,
-                                     api_url=self.settings.slack_api_url,
+                                     api_url=self.group.slack_api_url,
                                      max_bytes=self.settings.chatbrush_max_upload_bytes)
                 for f in files]
 
@@ -188,7 +191,7 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------ lifecycle
     def mount(self, web_app: web.Application) -> bool:
-        if self.settings.slack_signing_secret is None:
+        if self.group.slack_signing_secret is None:
             return False
         web_app.router.add_post("/slack/events", self.http_events)
         return True
@@ -197,14 +200,14 @@ class SlackAdapter:
         # One pool of keep-alive connections for every Web API call (slack_sdk otherwise
         # opens a new session, and a new TLS connection, for each call).
         self.client.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.slack_connections,
+            connector=aiohttp.TCPConnector(limit=self.group.slack_connections,
                                            keepalive_timeout=60),
             timeout=aiohttp.ClientTimeout(total=60),
         )
         self._receiving = True
         if webhook:
             return
-        app_token = self.settings.slack_app_token
+        app_token = self.group.slack_app_token
         if app_token is None:
             log.warning("Slack: SLACK_APP_TOKEN is not set, so Socket Mode is off; "
                         "Slack events arrive only through `chatbrush web`.")
@@ -273,16 +276,3 @@ def _quiet_token_notice(record: logging.LogRecord) -> bool:
     """Drop bolt's notice that ``SLACK_BOT_TOKEN`` (which it reads from the environment
     itself) is unused: we hand it a configured client on purpose."""
     return warning_client_prioritized_and_token_skipped() not in str(record.msg)
-
-
-def create(settings: Settings, intake: Intake) -> SlackAdapter | None:
-    """The ``chatbrush.adapters`` entry point: an adapter when Slack is configured."""
-    if settings.slack_bot_token is None:
-        return None
-    if settings.slack_app_token is None and settings.slack_signing_secret is None:
-        log.warning(
-            "Slack: SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor "
-            "SLACK_SIGNING_SECRET; the Slack adapter stays off."
-        )
-        return None
-    return SlackAdapter(settings, intake)

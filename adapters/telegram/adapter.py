@@ -37,6 +37,7 @@ from telegram.warnings import PTBUserWarning
 
 from adapters.telegram.channel import TelegramChannel
 from adapters.telegram.http import AiohttpRequest, FloodLimiter, install_redaction, scrub
+from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.translate import (
     PLATFORM,
     TELEGRAM_DOWNLOAD_LIMIT,
@@ -92,25 +93,27 @@ class TelegramAdapter:
         chat_action_interval: float = 4.0,
         poll_timeout: float = 10.0,
     ) -> None:
-        if settings.telegram_bot_token is None:
+        group = TelegramSettings.of(settings)
+        if group.telegram_bot_token is None:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
         self.settings = settings
+        self.group = group
         self.intake = intake
-        self._token = settings.telegram_bot_token.get_secret_value()
+        self._token = group.telegram_bot_token.get_secret_value()
         install_redaction(self._token)
-        base = settings.telegram_base_url.rstrip("/")
+        base = group.telegram_base_url.rstrip("/")
         self.bot: ExtBot[Any] = ExtBot(
             self._token,
             base_url=f"{base}/bot",
             base_file_url=f"{base}/file/bot",
-            request=AiohttpRequest(connections=settings.telegram_connections),
+            request=AiohttpRequest(connections=group.telegram_connections),
             get_updates_request=AiohttpRequest(connections=1),
             rate_limiter=rate_limiter or FloodLimiter(max_retries=3),
         )
-        secret = settings.telegram_webhook_secret
+        secret = group.telegram_webhook_secret
         self.webhook_secret = (secret.get_secret_value() if secret is not None
                                else webhook_secret(self._token))
-        url = settings.telegram_webhook_url
+        url = group.telegram_webhook_url
         self.webhook_path = (urlsplit(url).path or "/") if url else None
         if self.webhook_path == "/":
             self.webhook_path = "/telegram"
@@ -177,7 +180,7 @@ class TelegramAdapter:
                 "from @BotFather"
             ) from None
         except (NetworkError, TimedOut) as exc:
-            base = self.settings.telegram_base_url
+            base = self.group.telegram_base_url
             raise SettingsError(
                 f"cannot reach the Telegram Bot API at {base} ({scrub(str(exc))}): "
                 "check TELEGRAM_BASE_URL and the network"
@@ -191,7 +194,7 @@ class TelegramAdapter:
         except TelegramError as exc:
             log.warning("could not register the command list: %s", exc)
         self._receiving = True
-        url = self.settings.telegram_webhook_url
+        url = self.group.telegram_webhook_url
         if url and webhook:
             await self.bot.set_webhook(url, allowed_updates=["message"],
                                        secret_token=self.webhook_secret)
@@ -296,11 +299,4 @@ class TelegramAdapter:
         return web.json_response({"ok": True})
 
 
-def create(settings: Settings, intake: Intake) -> TelegramAdapter | None:
-    """The ``chatbrush.adapters`` entry point: ``None`` unless TELEGRAM_BOT_TOKEN is set."""
-    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value():
-        return None
-    return TelegramAdapter(settings, intake)
-
-
-__all__ = ["TelegramAdapter", "TelegramChannel", "create", "webhook_secret"]
+__all__ = ["TelegramAdapter", "TelegramChannel", "webhook_secret"]

@@ -2,7 +2,8 @@
 
 ``chatbrush`` with no subcommand does the most useful thing it can: run every configured
 platform, or, with no platform configured, open the console with the offline demo model.
-Adapters are found through entry points (:mod:`bot.core.platforms`), never imported here.
+Platforms are found through entry points (:mod:`bot.core.platforms`), never imported or
+named here: each says whether it is configured and which settings turn it on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.config import Settings, SettingsError, load_settings
-from bot.core.platforms import Adapter, adapter_factories
+from bot.core.platforms import Adapter, adapter_factories, configured_platforms, registered
 from bot.kit.logs import setup_logging
 
 log = logging.getLogger("chatbrush")
@@ -29,21 +30,30 @@ NO_KEY = (
     "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
     "in .env, or try the offline demo: chatbrush console --demo"
 )
-NO_PLATFORM = (
-    "No chat platform is configured (set TELEGRAM_BOT_TOKEN, or SLACK_BOT_TOKEN with "
-    "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)."
-)
+
+
+def no_platform_line() -> str:
+    """Which settings would turn a platform on, as each registered platform says."""
+    hints = [info.setup_hint for info in registered().values() if info.setup_hint]
+    return f"No chat platform is configured (set {', or '.join(hints)})."
+
+
+def _runnable_titles() -> str:
+    """"Telegram and Slack": the platforms ``chatbrush run`` can start."""
+    titles = [info.title or info.name for info in registered().values() if info.create]
+    return " and ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1 else titles)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    runnable = _runnable_titles()
     parser = argparse.ArgumentParser(
         prog="chatbrush",
-        description="Conversational image editing with Gemini in Telegram and Slack. "
+        description=f"Conversational image editing with Gemini in {runnable or 'chats'}. "
         "With no command: run the configured platforms, or the demo console if none is.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
-    web = sub.add_parser("web", help="serve webhooks (Telegram, Slack events, /healthz) on $PORT")
+    web = sub.add_parser("web", help=f"serve webhooks ({runnable}), /healthz on $PORT")
     web.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     web.add_argument("--port", type=int, default=None, help="port (default $PORT or 8080)")
     console = sub.add_parser("console", help="chat with the bot in this terminal")
@@ -63,15 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        configured = configured_platforms(settings)  # every platform's settings checked
     except SettingsError as exc:
         print(f"chatbrush: {exc}", file=sys.stderr)
         return 2
     command = args.command
     if command is None:
-        has_platform = bool(settings.telegram_bot_token or settings.slack_bot_token)
-        if not has_platform:
-            print(f"{NO_PLATFORM}\nStarting the local console with the offline demo model.",
-                  file=sys.stderr)
+        if not configured:
+            print(f"{no_platform_line()}\nStarting the local console with the offline demo "
+                  "model.", file=sys.stderr)
             args = build_parser().parse_args(["console", "--demo"])
             command = "console"
         else:
@@ -167,7 +177,7 @@ async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: in
                 adapters.append(adapter)
                 intake.register(adapter)
         if not adapters:
-            print(NO_PLATFORM, file=sys.stderr)
+            print(no_platform_line(), file=sys.stderr)
             return 2
         runner: web.AppRunner | None = None
         started: list[Adapter] = []

@@ -3,32 +3,75 @@
 Variable names are those of DESIGN.md, without a prefix, because that is what deployment
 guides and PaaS dashboards will show. A bad value becomes :class:`SettingsError`, a
 one-line message naming the variable, never a traceback.
+
+:class:`Settings` holds the core's settings only. Each platform's settings are a group of
+their own, defined in its adapter package and read from the same environment and ``.env``
+(:meth:`Settings.group`, :class:`bot.core.platforms.PlatformSettings`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+#: how every settings group is read: the environment and ``.env``, names without prefix
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    frozen=True,
+)
+
+Group = TypeVar("Group", bound=BaseSettings)
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; ``str()`` is the one line to show."""
 
 
+def split_commas(value: Any) -> Any:
+    """``"a, b,,c"`` → ``("a", "b", "c")``: the form of every list setting."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        frozen=True,
-    )
+    model_config = SETTINGS_CONFIG
+
+    #: everything given by name (tests, benchmarks), which the platform groups read too
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _groups: dict[type[BaseSettings], BaseSettings] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._given = dict(values)
+
+    def group(self, cls: type[Group]) -> Group:
+        """The settings group ``cls`` (a platform's), read from the same environment and
+        ``.env``, with the values this one was given by name; read once, then kept. A bad
+        value raises :class:`SettingsError`, one line naming the variable."""
+        found = self._groups.get(cls)
+        if found is None:
+            found = self._groups[cls] = read_settings(cls, **self._given)
+        return cast(Group, found)
+
+    def groups_read(self) -> list[BaseSettings]:
+        """The groups read so far (``chatbrush`` reads every platform's at start-up)."""
+        return list(self._groups.values())
 
     # --- the model
     gemini_api_key: SecretStr | None = None
@@ -80,28 +123,6 @@ class Settings(BaseSettings):
         2.0, ge=0, description="first wait before re-sending an answer (doubles each time)"
     )
 
-    # --- Telegram
-    telegram_bot_token: SecretStr | None = None
-    telegram_base_url: str = "https://api.telegram.org"
-    telegram_allowed_chats: CommaList = ()
-    telegram_allowed_users: CommaList = ()
-    telegram_album_debounce: float = Field(1.0, ge=0)
-    telegram_webhook_url: str | None = None
-    telegram_connections: int = Field(
-        32, ge=1, le=1024, description="keep-alive connections to the Bot API"
-    )
-    telegram_webhook_secret: SecretStr | None = None
-
-    # --- Slack
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str = "https://slack.com/api/"
-    slack_allowed_channels: CommaList = ()
-    slack_connections: int = Field(
-        32, ge=1, le=1024, description="keep-alive connections to the Slack Web API"
-    )
-
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
     chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
@@ -122,20 +143,21 @@ class Settings(BaseSettings):
     )
     openai_allow_private_image_hosts: CommaList = ()
 
-    @field_validator("chatbrush_models", "openai_allow_private_image_hosts", mode="before")
+    @field_validator("chatbrush_models", "openai_allow_private_image_hosts", "chatbrush_admins",
+                     mode="before")
     @classmethod
-    def _provider_lists(cls, value: Any) -> Any:
-        return cls._split_commas(value)
+    def _comma_lists(cls, value: Any) -> Any:
+        return split_commas(value)
 
     @field_validator("chatbrush_provider", "gemini_auth_header", mode="before")
     @classmethod
     def _provider_choices(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("openai_base_url")
+    @field_validator("gemini_base_url", "openai_base_url")
     @classmethod
-    def _provider_url(cls, value: str) -> str:
-        return cls._http_url(value)
+    def _urls(cls, value: str) -> str:
+        return http_url(value)
 
     # --- cost, budgets and limits (issue 9); US dollars, unset: no limit
     chatbrush_prices: str | None = Field(
@@ -198,26 +220,6 @@ class Settings(BaseSettings):
             return tuple(t.strip() for t in re.split(r"[,，、]", value) if t.strip())
         return value
 
-    @field_validator(
-        "chatbrush_admins",
-        "telegram_allowed_chats",
-        "telegram_allowed_users",
-        "slack_allowed_channels",
-        mode="before",
-    )
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        return value
-
-    @field_validator("gemini_base_url", "telegram_base_url", "slack_api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
     @field_validator("database_url", mode="before")
     @classmethod
     def _database_url(cls, value: Any) -> Any:
@@ -226,23 +228,6 @@ class Settings(BaseSettings):
             return None  # `DATABASE_URL=` in a .env means "not set"
         if isinstance(raw, str) and not raw.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// or postgres:// URL")
-        return value
-
-    @field_validator("telegram_webhook_url")
-    @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            return None
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("must be an https:// URL (Telegram only calls HTTPS webhooks)")
-        return value
-
-    @field_validator("telegram_webhook_secret")
-    @classmethod
-    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}",
-                                                  value.get_secret_value()):
-            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("gemini_image_size")
@@ -257,9 +242,16 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings, turning validation errors into one line naming the variable."""
+    """Read the core settings, turning validation errors into one line naming the
+    variable."""
+    return read_settings(Settings, **overrides)
+
+
+def read_settings(cls: type[Group], **overrides: Any) -> Group:
+    """Read the settings group ``cls``; a validation error becomes :class:`SettingsError`,
+    one line naming the variable."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first.get("loc") else "settings"

@@ -4,8 +4,9 @@ Adapters translate a platform update into an :class:`Incoming` and hand it to th
 intake (:mod:`bot.flow.intake`), which stores it before the platform is told it arrived. An
 ``Incoming`` is therefore plain data that survives a restart: attachments are references
 the adapter can fetch again (:meth:`Platform.fetch`), and where answers go is rebuilt from
-the event itself (:meth:`Platform.channel`). Nothing here knows about Telegram or Slack,
-which is what lets one core serve both.
+the event itself (:meth:`Platform.channel`). Nothing here knows about any one platform,
+which is what lets one core serve them all; what the core needs to know of each beyond
+these ports, a platform registers (:mod:`bot.core.platforms`).
 """
 
 from __future__ import annotations

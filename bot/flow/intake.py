@@ -43,6 +43,7 @@ from bot.core.events import (
     Progress,
 )
 from bot.core.messages import QUEUED_NOTICE
+from bot.core.platforms import platform_settings
 from bot.core.store import InboxEntry, InboxStatus, Store
 from bot.core.work import Work
 from bot.flow.router import Router
@@ -413,7 +414,7 @@ class Intake:
         all (they are in the same lane, so none of them can have been started)."""
         group_id = entry.event.group_id
         assert group_id is not None
-        debounce = self.settings.telegram_album_debounce
+        debounce = platform_settings(entry.event.platform, self.settings).album_debounce()
         while True:
             latest = await self.store.inbox_group_latest(entry.lane, group_id)
             remaining = latest + debounce - time.time()

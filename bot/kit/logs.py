@@ -45,9 +45,13 @@ class RedactSecrets(logging.Filter):
 
 
 def secret_values(settings: Settings) -> list[str]:
+    """The secrets of ``settings`` and of every settings group it has read (the
+    platforms')."""
     values = []
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    fields = [(group, name) for group in (settings, *settings.groups_read())
+              for name in type(group).model_fields]
+    for group, name in fields:
+        value = getattr(group, name)
         if isinstance(value, SecretStr):
             values.append(value.get_secret_value())
             # a URL with a password (DATABASE_URL): the password may be logged on its own
@@ -66,7 +70,8 @@ def setup_logging(settings: Settings, *, level: int = logging.INFO) -> RedactSec
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Request lines of HTTP clients are noise at INFO (and carry tokens in URLs).
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "slack_bolt", "aiohttp.access"):
+    # Request lines of HTTP clients are noise at INFO (and carry tokens in URLs); adapters
+    # quiet their own SDK's.
+    for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     return redactor

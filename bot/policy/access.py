@@ -1,9 +1,11 @@
 """Who may use the bot, who administers a chat: one policy for every platform.
 
-Allow-lists come from settings (``TELEGRAM_ALLOWED_CHATS``/``TELEGRAM_ALLOWED_USERS``,
-``SLACK_ALLOWED_CHANNELS``); admin rights from ``CHATBRUSH_ADMINS`` or the platform's
-own roles, asked through :meth:`bot.core.events.Channel.is_admin` and remembered briefly so a
-burst of admin commands does not spend the platform's rate limits.
+Allow-lists come from each platform's settings group (its ``*_ALLOWED_*`` variables,
+:meth:`bot.core.platforms.PlatformSettings.allow_list`); admin rights from
+``CHATBRUSH_ADMINS`` or the platform's own roles, asked through
+:meth:`bot.core.events.Channel.is_admin` and remembered briefly so a burst of admin commands
+does not spend the platform's rate limits. A platform may declare that whoever sends from it
+runs the bot (:attr:`bot.core.platforms.PlatformInfo.senders_are_operators`).
 """
 
 from __future__ import annotations
@@ -11,26 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from bot.core.config import Settings
 from bot.core.events import Channel, ChatKey, Incoming
+from bot.core.platforms import AllowList, platform_info, registered
 
 log = logging.getLogger(__name__)
 
 #: entries kept before old ones are swept, so a long-running bot's memory stays flat
 _MAX_ENTRIES = 4096
-
-
-@dataclass(frozen=True)
-class AllowList:
-    chats: frozenset[str] = frozenset()
-    #: user ids, or ``@usernames`` (compared without the ``@``, case-insensitively)
-    users: frozenset[str] = frozenset()
-
-    @property
-    def open(self) -> bool:
-        return not self.chats and not self.users
 
 
 class AccessPolicy:
@@ -42,21 +33,13 @@ class AccessPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
-        return cls({
-            "telegram": AllowList(frozenset(settings.telegram_allowed_chats),
-                                  frozenset(settings.telegram_allowed_users)),
-            "slack": AllowList(frozenset(settings.slack_allowed_channels)),
-        })
+        """Every registered platform's allow-list, as its settings group says."""
+        return cls({name: info.settings.of(settings).allow_list()
+                    for name, info in registered().items()})
 
     def allows(self, event: Incoming) -> bool:
         allow = self._lists.get(event.platform)
-        if allow is None or allow.open:
-            return True
-        if event.chat.chat_id in allow.chats or event.sender.id in allow.users:
-            return True
-        names = {u.lower().lstrip("@") for u in allow.users if not u.lstrip("-").isdigit()}
-        username = event.sender.username.lower()
-        return bool(username) and username in names
+        return allow is None or allow.allows(event)
 
 
 class RefusalThrottle:
@@ -90,11 +73,11 @@ class AdminCache:
         self._cache: dict[tuple[str, str, str], tuple[float, bool]] = {}
 
     def is_operator(self, event: Incoming) -> bool:
-        """Runs the bot (``CHATBRUSH_ADMINS``, or whoever sits at the console): may see
-        bot-wide figures, which no chat admin should see of other chats."""
-        return event.platform == "console" or self._settings.is_global_admin(
-            event.platform, event.sender.id
-        )
+        """Runs the bot (``CHATBRUSH_ADMINS``, or anyone on a platform whose senders all
+        do, like the console): may see bot-wide figures, which no chat admin should see of
+        other chats."""
+        return platform_info(event.platform).senders_are_operators or (
+            self._settings.is_global_admin(event.platform, event.sender.id))
 
     async def is_admin(self, event: Incoming, channel: Channel) -> bool:
         if self._settings.is_global_admin(event.platform, event.sender.id):
