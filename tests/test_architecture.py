@@ -65,3 +65,15 @@ def test_every_adapter_file_stays_small() -> None:
     """An adapter only translates: none grows into a second core."""
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "adapters").glob("*.py")}
     assert {name: n for name, n in sizes.items() if n >= 400} == {}
+
+
+def test_the_kit_imports_nothing_else_from_the_project() -> None:
+    """bot/kit is the bottom layer: images, i18n, formatting and logs stand alone."""
+    project = ("bot", "adapters", "storage")
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "bot" / "kit").rglob("*.py"))
+        for name in imported_modules(path)
+        if name.split(".")[0] in project and not name.startswith("bot.kit")
+    ]
+    assert offenders == []

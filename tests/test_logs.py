@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from bot.core.config import load_settings
-from bot.kit.logs import MASK, setup_logging
+from bot.kit.logs import MASK, secret_values, setup_logging
 
 
 def test_tokens_in_urls_and_tracebacks_are_masked(
@@ -16,7 +16,7 @@ def test_tokens_in_urls_and_tracebacks_are_masked(
     token = "123456:AAbbCCddEEffGG"
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaSecretKey123")
-    setup_logging(load_settings())
+    setup_logging(secret_values(load_settings()))
     logging.getLogger("telegram.ext").warning("POST https://api.telegram.org/bot%s/getMe", token)
     try:
         raise RuntimeError("key AIzaSecretKey123 rejected")

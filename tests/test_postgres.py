@@ -21,9 +21,10 @@ from pydantic import SecretStr
 
 from bot.app.runtime import Runtime, open_runtime, open_store
 from bot.core.config import Settings, SettingsError, load_settings
-from bot.core.events import ChatKey, Incoming, OutputImage, Sender
+from bot.core.events import ChatKey, Incoming, Sender
 from bot.core.store import InboxEntry, InboxStatus, NewImage, NewPart
 from bot.core.threads import TurnStatus
+from bot.kit.image_types import OutputImage
 from bot.kit.logs import RedactSecrets, secret_values
 from storage.postgres import DatabaseUnavailable, PostgresStore, migrate
 from storage.postgres_schema import MIGRATIONS

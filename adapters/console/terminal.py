@@ -28,11 +28,11 @@ from bot.core.events import (
     ChatKey,
     Incoming,
     InputImage,
-    OutputImage,
     Progress,
     Sender,
 )
 from bot.flow.intake import Intake
+from bot.kit.image_types import OutputImage
 
 PLATFORM = "console"
 CONSOLE_CHAT = ChatKey(PLATFORM, "local")

@@ -30,7 +30,6 @@ from bot.core.events import (
     Incoming,
     InputImage,
     InputRefused,
-    OutputImage,
     Progress,
 )
 from bot.core.store import InboxEntry, InboxStatus, NewImage, NewPart, Store
@@ -43,6 +42,7 @@ from bot.flow.each_wording import caption_asks_for_each
 from bot.flow.retry_phrases import asks_to_retry
 from bot.kit import metrics
 from bot.kit.i18n import N_, _, ngettext
+from bot.kit.image_types import OutputImage
 from bot.models.base import (
     AnswerSlot,
     Blob,

@@ -31,7 +31,6 @@ import pillow_heif
 import simplejpeg
 from PIL import Image
 
-from bot.core.events import OutputImage
 from bot.kit.i18n import N_, _
 from bot.kit.image_structure import (
     PNG_SIGNATURE,
@@ -45,6 +44,7 @@ from bot.kit.image_structure import (
     read_layout,
     read_png,
 )
+from bot.kit.image_types import OutputImage
 
 pillow_heif.register_heif_opener()
 

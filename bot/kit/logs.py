@@ -12,9 +12,7 @@ import sys
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr
-
-from bot.core.config import Settings
+from pydantic import BaseModel, SecretStr
 
 MASK = "[secret]"
 
@@ -44,7 +42,9 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every secret among the settings' fields (any pydantic model: the kit knows no
+    project type), with the password of a URL also on its own."""
     values = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
@@ -58,10 +58,11 @@ def secret_values(settings: Settings) -> list[str]:
     return values
 
 
-def setup_logging(settings: Settings, *, level: int = logging.INFO) -> RedactSecrets:
+def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> RedactSecrets:
+    """Log to stderr with ``secrets`` masked in every record (see :func:`secret_values`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    redactor = RedactSecrets(secret_values(settings))
+    redactor = RedactSecrets(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.core.config import Settings
-from bot.core.events import OutputImage
 from bot.core.store import Store
 from bot.core.threads import ImageRef, Turn, TurnStatus
+from bot.kit.image_types import OutputImage
 from bot.models.request_context import edited_turn
 from bot.policy.chat_settings import ChatSettings
 from bot.provenance.credentials import ContentCredentials, Ingredient
