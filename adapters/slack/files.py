@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.core.events import InputImage, InputRefused
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import _
 
 #: Hosts that serve Slack's private files (commercial Slack and GovSlack).
@@ -87,10 +88,6 @@ def _too_large_sized() -> str:
     return _("“{name}” is too large ({size}); the limit is {limit}.")
 
 
-def _megabytes(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:.0f} MB"
-
-
 def declared_image(file: Mapping[str, Any]) -> bool:
     """Whether Slack's metadata calls this file a raster picture."""
     mimetype = str(file.get("mimetype") or "").lower()
@@ -115,8 +112,8 @@ def check_declared(file: Mapping[str, Any], max_bytes: int) -> None:
             name=name, kind=kind))
     size = file.get("size")
     if isinstance(size, int) and size > max_bytes:
-        raise FileRefused(_too_large_sized().format(name=name, size=_megabytes(size),
-                                                  limit=_megabytes(max_bytes)))
+        raise FileRefused(_too_large_sized().format(name=name, size=readable_size(size),
+                                                  limit=readable_size(max_bytes)))
 
 
 async def download_image(
@@ -174,7 +171,7 @@ async def _fetch(
                 declared = resp.content_length
                 if declared is not None and declared > max_bytes:
                     raise FileRefused(_too_large_sized().format(
-                        name=name, size=_megabytes(declared), limit=_megabytes(max_bytes)))
+                        name=name, size=readable_size(declared), limit=readable_size(max_bytes)))
                 chunks: list[bytes] = []
                 total = 0
                 async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -182,7 +179,7 @@ async def _fetch(
                     if total > max_bytes:
                         raise FileRefused(
                             _("“{name}” is too large; the limit is {limit}.").format(
-                                name=name, limit=_megabytes(max_bytes))
+                                name=name, limit=readable_size(max_bytes))
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)

@@ -36,6 +36,7 @@ from typing import Any, Final
 from bot.core.threads import ImageRef, Thread, Turn
 from bot.history.contact_sheet import fitted_picture
 from bot.history.version_tree import VersionNode, VersionTree, build_version_tree, is_version
+from bot.kit.formatting import MICROS_PER_USD, dollars, readable_size
 
 #: Telegram bots may send documents up to 50 MB; leave room for the request around it
 DEFAULT_MAX_BYTES: Final = 45_000_000
@@ -58,8 +59,8 @@ class ExportTooLarge(Exception):
         self.size = size
         self.limit = limit
         self.user_message = (
-            f"This conversation is too big to export: it comes to about {_megabytes(size)}, "
-            f"and an export can be at most {_megabytes(limit)}.")
+            f"This conversation is too big to export: it comes to about {readable_size(size)}, "
+            f"and an export can be at most {readable_size(limit)}.")
         super().__init__(self.user_message)
 
 
@@ -517,10 +518,5 @@ def _iso_ts(timestamp: float) -> str:
 
 
 def _usd(amount: float) -> str:
-    text = f"{amount:,.4f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB" if size < 10_000_000 else f"{size // 1_000_000} MB"
+    """The export keeps costs in dollars (its JSON's ``cost_usd``); shown as everywhere."""
+    return dollars(round(amount * MICROS_PER_USD))

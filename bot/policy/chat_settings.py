@@ -24,9 +24,10 @@ from decimal import Decimal, InvalidOperation
 
 from bot.core.config import Settings
 from bot.core.errors import UserFacingError
+from bot.kit.formatting import dollars
 from bot.kit.i18n import _, normalize
 from bot.models.options import AUTO, aspect_ratios, image_sizes
-from bot.models.pricing import dollars, to_micros
+from bot.models.pricing import to_micros
 
 #: the highest limit anyone can type, in US dollars
 MAX_USD = Decimal(1_000_000)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from bot.core.errors import UserFacingError
-from bot.core.messages import megabytes
 from bot.core.store import PurgeReport, Store
 from bot.core.threads import Turn
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import N_, _
 from bot.models.request_context import edited_turn, without_removed_images
 
@@ -54,12 +54,12 @@ async def purge(store: Store, *, days: float, now: float | None = None) -> Purge
 
 def describe(report: PurgeReport) -> str:
     """One line for operators (the log, ``chatbrush purge``)."""
-    line = (f"removed {report.images_erased} picture(s), {megabytes(report.bytes_erased)}, "
+    line = (f"removed {report.images_erased} picture(s), {readable_size(report.bytes_erased)}, "
             f"from {report.threads} idle conversation(s)")
     if report.answers_expired:
         line += f"; {report.answers_expired} undelivered answer(s) given up"
     if report.bytes_reclaimed:
-        line += f"; the database shrank by {megabytes(report.bytes_reclaimed)}"
+        line += f"; the database shrank by {readable_size(report.bytes_reclaimed)}"
     return line
 
 

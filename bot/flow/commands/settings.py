@@ -8,9 +8,9 @@ default. What is typed is checked by :func:`bot.policy.chat_settings.parse`.
 from __future__ import annotations
 
 from bot.flow.commands.command_context import CommandContext
+from bot.kit.formatting import dollars
 from bot.kit.i18n import N_, _
 from bot.models.options import AUTO, aspect_ratios, image_sizes
-from bot.models.pricing import dollars
 from bot.policy.budgets import day_start, month_start
 from bot.policy.chat_settings import (
     NAMES,
