@@ -20,15 +20,13 @@ import aiohttp
 from bot.core.events import InputImage, InputRefused
 from bot.kit.formatting import readable_size
 from bot.kit.i18n import _
+from bot.kit.images import sniff_image_type
 
 #: Hosts that serve Slack's private files (commercial Slack and GovSlack).
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
 #: Raster formats the engine can read; SVG is an "image/" type but not a picture we edit.
 IMAGE_FILETYPES = frozenset(
     {"png", "jpg", "jpeg", "gif", "webp", "heic", "heif", "avif", "bmp", "tiff", "tif"}
-)
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 )
 _MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
@@ -59,25 +57,6 @@ def token_allowed(url: str, api_url: str) -> bool:
     if target == Origin.of(api_url):
         return True
     return target.scheme == "https" and target.port == 443 and target.host in SLACK_FILE_HOSTS
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image MIME type the leading bytes announce, or ``None`` for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "image/avif" if data[8:12] == b"avif" else "image/heic"
-    if data.startswith(b"BM"):
-        return "image/bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    return None
 
 
 def file_label(file: Mapping[str, Any]) -> str:
@@ -136,7 +115,7 @@ async def download_image(
         raise FileRefused(_("I couldn't download “{name}”: it isn't stored on Slack.").format(
             name=name))
     data = await _fetch(session, url, token=token, api_url=api_url, max_bytes=max_bytes, name=name)
-    mime = sniff_image(data)
+    mime = sniff_image_type(data)  # the core's own judge, so both agree on every file
     if mime is None:
         raise FileRefused(_("“{name}” doesn't look like a picture (PNG, JPEG, WebP, GIF or "
                             "HEIC).").format(name=name))
