@@ -82,16 +82,17 @@ class ChatSettings:
     limits: ChatLimits = field(default_factory=ChatLimits)
 
 
-def _usd(value: float | None) -> int | None:
+def _micros_from_dollars(value: float | None) -> int | None:
+    """The operator's budget in dollars as the micro-dollars limits are kept in."""
     return None if value is None else to_micros(value)
 
 
 def operator_limits(settings: Settings) -> ChatLimits:
     return ChatLimits(
-        user_daily=_usd(settings.chatbrush_user_daily_usd),
-        user_monthly=_usd(settings.chatbrush_user_monthly_usd),
-        chat_daily=_usd(settings.chatbrush_chat_daily_usd),
-        chat_monthly=_usd(settings.chatbrush_chat_monthly_usd),
+        user_daily=_micros_from_dollars(settings.chatbrush_user_daily_usd),
+        user_monthly=_micros_from_dollars(settings.chatbrush_user_monthly_usd),
+        chat_daily=_micros_from_dollars(settings.chatbrush_chat_daily_usd),
+        chat_monthly=_micros_from_dollars(settings.chatbrush_chat_monthly_usd),
         user_per_minute=settings.chatbrush_user_per_minute,
     )
 
