@@ -60,6 +60,12 @@ def manifest(result: ThreadExport) -> dict[str, Any]:
     return json.loads(members(result)[f"{result.folder}/provenance.json"])
 
 
+def pictures(result: ThreadExport) -> set[str]:
+    """The picture files in the zip, as paths inside its folder (images/v3.png)."""
+    return {name.removeprefix(f"{result.folder}/") for name in members(result)
+            if name.startswith(f"{result.folder}/images/")}
+
+
 def test_the_zip_holds_the_page_the_manifest_and_every_picture_at_full_size() -> None:
     b, _, result = exported()
     files = members(result)
@@ -69,7 +75,7 @@ def test_the_zip_holds_the_page_the_manifest_and_every_picture_at_full_size() ->
     assert {f"{folder}/index.html", f"{folder}/provenance.json"} <= set(files)
     images = {name.removeprefix(f"{folder}/"): data for name, data in files.items()
               if name.startswith(f"{folder}/images/")}
-    assert set(images) == set(result.image_files) == {
+    assert set(images) == {
         "images/turn1.png", "images/v1.png", "images/v2.png", "images/v3.png",
         "images/v4.png", "images/v5.png"}
     # byte for byte what was stored, and every stored picture is there
@@ -211,7 +217,7 @@ def test_removed_and_damaged_pictures_are_reported_and_the_rest_exported() -> No
     removed, damaged = spoil_pictures(b, t)
     result = export_thread(b.thread(t["v5"]), b.turns, b.load_image, exported_at=EXPORTED_AT)
     assert set(result.missing_images) == {removed, damaged}
-    assert "images/v2.png" not in result.image_files and "images/v5.png" in result.image_files
+    assert "images/v2.png" not in pictures(result) and "images/v5.png" in pictures(result)
     records = {i["sha256"]: i for turn in manifest(result)["turns"] for i in turn["images"]}
     assert records[removed]["file"] is None and records[removed]["missing"] == "removed"
     assert records[damaged]["file"] is None and "damaged" in records[damaged]["missing"]
@@ -224,7 +230,7 @@ def test_a_thread_without_pictures_exports_its_prompts() -> None:
     ask = b.user(None, "describe a red door")
     b.model(ask, text="A red door in an old wall.")
     result = export_thread(b.thread(ask), b.turns, b.load_image, exported_at=EXPORTED_AT)
-    assert result.image_files == ()
+    assert pictures(result) == set()
     assert [turn["role"] for turn in manifest(result)["turns"]] == ["user", "model"]
 
 

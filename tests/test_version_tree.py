@@ -48,8 +48,7 @@ def test_branches_get_their_own_lanes_and_the_current_version_is_marked() -> Non
     assert placed == {"v1": (0, 1), "v2": (0, 2), "v3": (0, 3), "v5": (1, 3), "v4": (2, 2)}
     assert (tree.lane_count, tree.max_depth) == (3, 3)
     assert tree.current is not None and tree.current.label == "v5"
-    assert [v.label for v in tree.versions if v.on_current_path] == ["v1", "v2", "v5"]
-    assert [v.label for v in tree.children_of(1)] == ["v2", "v4"]
+    assert [v.label for v in tree.versions if v.parent_version == 1] == ["v2", "v4"]
 
 
 def test_a_head_on_a_failed_attempt_marks_the_version_it_continues() -> None:
@@ -75,7 +74,7 @@ def test_a_new_prompt_on_the_original_opens_a_lane_from_the_root() -> None:
     assert (node.parent_version, node.depth, node.lane) == (None, 1, 3)
     assert node.prompt == "watercolour instead" and node.asked_by_name == "Bob"
     assert tree.origin is not None and node.inputs == tree.origin.images
-    assert [v.label for v in tree.children_of(None)] == ["v1", "v6"]
+    assert [v.label for v in tree.versions if v.parent_version is None] == ["v1", "v6"]
 
 
 def test_a_thread_started_from_text_alone_has_no_root() -> None:

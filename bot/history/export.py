@@ -71,7 +71,6 @@ class ThreadExport:
     data: bytes
     filename: str  # e.g. chatbrush-thread-7-20250102-030405.zip
     folder: str  # the one top-level folder inside the zip
-    image_files: tuple[str, ...]  # paths inside the folder, e.g. images/v3.png
     missing_images: tuple[str, ...]  # SHA-256 of pictures whose bytes are gone or damaged
 
 
@@ -106,7 +105,6 @@ def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader
             path = files.path_of[sha]
             _write(archive, f"{folder}/{path}", data, stamp, compress=ref.mime_type not in
                    _STORED_TYPES)
-            files.written.append(path)
             files.thumbs[sha] = _thumbnail_uri(data)
             if buffer.tell() > max_bytes:
                 raise ExportTooLarge(size=buffer.tell(), limit=max_bytes)
@@ -118,8 +116,7 @@ def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader
     data = buffer.getvalue()
     if len(data) > max_bytes:
         raise ExportTooLarge(size=len(data), limit=max_bytes)
-    return ThreadExport(data, f"{folder}.zip", folder, tuple(files.written),
-                        tuple(files.missing))
+    return ThreadExport(data, f"{folder}.zip", folder, tuple(files.missing))
 
 
 # --------------------------------------------------------------------------- pictures
@@ -132,7 +129,6 @@ class _Files:
     path_of: dict[str, str]  # sha256 → path inside the folder
     thumbs: dict[str, str] = field(default_factory=dict)  # sha256 → data: URI
     missing: dict[str, str] = field(default_factory=dict)  # sha256 → why it is absent
-    written: list[str] = field(default_factory=list)
 
     def file(self, ref: ImageRef) -> str | None:
         return None if ref.sha256 in self.missing else self.path_of.get(ref.sha256)

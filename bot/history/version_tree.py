@@ -30,7 +30,6 @@ class Origin:
     """The pictures users sent before any version existed: the root of the tree."""
 
     images: tuple[ImageRef, ...]
-    turn_ids: tuple[int, ...]  # the user turns that sent them, oldest first
     author_names: tuple[str, ...]  # who sent them, each name once, in order
     created_at: float  # when the first of them arrived
     is_current: bool  # the head sits before the first version (e.g. after undoing all)
@@ -59,7 +58,6 @@ class VersionNode:
     lane: int
     depth: int
     is_current: bool
-    on_current_path: bool
 
     @property
     def label(self) -> str:
@@ -86,10 +84,6 @@ class VersionTree:
                 return node
         raise KeyError(number)
 
-    def children_of(self, number: int | None) -> tuple[VersionNode, ...]:
-        """Versions whose parent is ``number`` (None: those grown from the origin)."""
-        return tuple(v for v in self.versions if v.parent_version == number)
-
 
 def is_version(turn: Turn) -> bool:
     """Only delivered model answers are versions; failed or pending ones are not shown."""
@@ -107,7 +101,6 @@ def build_version_tree(turns: Iterable[Turn], head_id: int | None) -> VersionTre
                          key=lambda t: (t.version or 0, t.id))
     head_path = _ancestors(by_id, head_id)
     current_turn = next((t for t in reversed(head_path) if is_version(t)), None)
-    on_path = {t.id for t in head_path}
 
     parents: dict[int, Turn | None] = {}
     between: dict[int, list[Turn]] = {}  # user turns from the parent version down to it
@@ -150,7 +143,6 @@ def build_version_tree(turns: Iterable[Turn], head_id: int | None) -> VersionTre
             lane=lanes[turn.id],
             depth=depths[turn.id],
             is_current=current_turn is not None and turn.id == current_turn.id,
-            on_current_path=turn.id in on_path,
         ))
     max_depth = max((n.depth for n in nodes), default=0)
     return VersionTree(origin, tuple(nodes), lane_count if nodes or origin else 0, max_depth)
@@ -204,7 +196,6 @@ def _origin(first_generation: list[Turn], between: dict[int, list[Turn]],
     names = tuple(dict.fromkeys(t.author_name for t in with_images if t.author_name))
     return Origin(
         images=_unique(img for t in with_images for img in t.images),
-        turn_ids=tuple(t.id for t in with_images),
         author_names=names,
         created_at=min(t.created_at for t in with_images),
         is_current=current_turn is None and bool(head_path),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -208,7 +208,3 @@ def image_cap_for(model: str) -> int:
     if "gemini-2.5" in name or "gemini-2.0" in name:
         return 3
     return 14
-
-
-def count_images(contents: Sequence[Content]) -> int:
-    return sum(1 for c in contents for p in c.parts if p.image is not None)

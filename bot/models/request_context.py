@@ -33,9 +33,6 @@ class BuiltContext:
     contents: tuple[Content, ...]
     request_bytes: int  # inline payload as sent (base64 images, text, signatures)
     images_sent: int
-    images_dropped: int
-    turns_sent: int
-    turns_dropped: int
     newest_images_capped: int  # newest-turn images left out by the image cap
 
 
@@ -52,20 +49,6 @@ class _Selection:
     chosen: frozenset[tuple[int, int]]  # (turn id, part index) of every image sent
     kept_turns: tuple[Turn, ...]
     capped: int
-
-
-def images_needed(path: Sequence[Turn], policy: ContextPolicy) -> set[str]:
-    """The SHA-256 of every image :func:`build_context` will send (load only those)."""
-    if not path:
-        return set()
-    by_id = {t.id: t for t in path}
-    selection = _select(path, policy)
-    needed = set()
-    for turn_id, index in selection.chosen:
-        image = by_id[turn_id].parts[index].image
-        assert image is not None
-        needed.add(image.sha256)
-    return needed
 
 
 def without_removed_images(path: Sequence[Turn], removed: Collection[str]) -> list[Turn]:
@@ -166,17 +149,15 @@ def build_context(
     ``picture`` gives each image the request keeps (its bytes, or a stored picture the
     model client reads as the request goes out)."""
     if not path:
-        return BuiltContext((), 0, 0, 0, 0, 0, 0)
+        return BuiltContext((), 0, 0, 0)
     selection = _select(path, policy)
     chosen, kept_turns, capped = selection.chosen, selection.kept_turns, selection.capped
     contents: list[Content] = []
     sent_bytes = 0
-    dropped = 0
     for turn in kept_turns:
         parts: list[Part] = []
         for index, p in enumerate(turn.parts):
             if p.image is not None and (turn.id, index) not in chosen:
-                dropped += 1
                 if not p.thought:
                     parts.append(Part(text=OMITTED_IMAGE))
                     sent_bytes += len(OMITTED_IMAGE)
@@ -192,12 +173,4 @@ def build_context(
         else:
             contents.append(Content(role, tuple(parts)))
     images_sent = sum(1 for c in contents for p in c.parts if p.image is not None)
-    return BuiltContext(
-        tuple(contents),
-        sent_bytes,
-        images_sent,
-        dropped,
-        len(kept_turns),
-        len(path) - len(kept_turns),
-        capped,
-    )
+    return BuiltContext(tuple(contents), sent_bytes, images_sent, capped)

@@ -71,7 +71,7 @@ class RetentionTask:
     """The background purge: every ``interval`` seconds, from ``first_delay`` after start.
 
     ``clock`` gives the current time (tests move it forward instead of waiting days);
-    ``passes`` counts finished purges and ``passed`` is set after each, for whoever waits.
+    ``passed`` is set after each purge, for whoever waits.
     """
 
     def __init__(self, store: Store, *, days: float, interval: float = INTERVAL_SECONDS,
@@ -82,7 +82,6 @@ class RetentionTask:
         self.interval = interval
         self.first_delay = first_delay
         self.clock = clock
-        self.passes = 0
         self.passed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -107,7 +106,6 @@ class RetentionTask:
             except Exception:
                 log.exception("retention: the purge failed; trying again in %.0f s",
                               self.interval)
-            self.passes += 1
             self.passed.set()
             await asyncio.sleep(self.interval)
 
