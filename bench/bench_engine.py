@@ -67,11 +67,11 @@ from bot.core.events import (  # noqa: E402
     ChatKey,
     Incoming,
     InputImage,
-    OutputImage,
     Progress,
     Sender,
 )
 from bot.flow.turns import GENERIC_FAILURE  # noqa: E402
+from bot.kit.image_types import OutputImage  # noqa: E402
 from bot.kit.images import inspect_output  # noqa: E402
 from bot.models.base import Content, GenerateRequest, Part  # noqa: E402
 from bot.models.gemini import parse_answer, request_body  # noqa: E402

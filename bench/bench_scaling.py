@@ -54,7 +54,6 @@ from bot.core.events import (  # noqa: E402
     ChatKey,
     Incoming,
     InputImage,
-    OutputImage,
     Progress,
     Sender,
 )
@@ -62,6 +61,7 @@ from bot.core.store import Store  # noqa: E402
 from bot.flow.intake import Intake  # noqa: E402
 from bot.flow.router import Router  # noqa: E402
 from bot.flow.turns import TurnService  # noqa: E402
+from bot.kit.image_types import OutputImage  # noqa: E402
 from bot.models.base import Blob, GenerateRequest, GenerateResult, Part, Usage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scaling.md"

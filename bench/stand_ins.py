@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 from PIL import Image
 
 from bench.realistic import SIGNATURE_BYTES, AnswerBodies
-from bot.models.base import GenerateRequest
+from bot.models.base import Content, GenerateRequest
 from bot.models.gemini import GeminiModel
 from bot.models.http_policy import CallPolicy
 
@@ -54,6 +54,10 @@ class StandInGemini(GeminiModel):
     async def aclose(self) -> None:
         await super().aclose()
         await self._client.aclose()
+
+
+def count_images(contents: Sequence[Content]) -> int:
+    return sum(1 for c in contents for p in c.parts if p.image is not None)
 
 
 class _Wire(httpx.AsyncBaseTransport):

@@ -28,11 +28,11 @@ from bot.core.events import (
     Incoming,
     InputImage,
     InputRefused,
-    OutputImage,
     Progress,
     Sender,
 )
 from bot.flow.intake import Receipt
+from bot.kit.image_types import OutputImage
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog
 from bot.models.gemini import GeminiModel

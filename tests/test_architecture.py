@@ -107,3 +107,15 @@ def test_no_core_code_names_a_platform() -> None:
     offenders = [hit for path in sorted((ROOT / "bot").rglob("*.py"))
                  for hit in platform_names_in_code(path)]
     assert offenders == []
+
+
+def test_the_kit_imports_nothing_else_from_the_project() -> None:
+    """bot/kit is the bottom layer: images, i18n, formatting and logs stand alone."""
+    project = ("bot", "adapters", "storage")
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "bot" / "kit").rglob("*.py"))
+        for name in imported_modules(path)
+        if name.split(".")[0] in project and not name.startswith("bot.kit")
+    ]
+    assert offenders == []

@@ -74,6 +74,7 @@ def test_operators_may_raise_or_lift_limits_and_chats_only_lower_them() -> None:
     def limits(stored: dict[str, str]) -> ChatLimits:
         return resolve(settings, stored, default_model=MODELS[0], allowed_model=allowed).limits
 
+    assert limits({}).user_daily == 1_000_000  # the operator's dollar, in micro-dollars
     assert typed("user_daily", "none", by_operator=True) == "=none"
     assert limits({"user_daily": "=none"}).user_daily is None
     assert limits({"user_daily": "=3"}).user_daily == 3_000_000

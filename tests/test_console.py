@@ -151,7 +151,7 @@ def test_channel_saves_each_image_and_prints_its_path(tmp_path: Path) -> None:
     import asyncio
 
     from adapters.console.terminal import ConsoleChannel
-    from bot.core.events import OutputImage
+    from bot.kit.image_types import OutputImage
 
     out = io.StringIO()
     channel = ConsoleChannel(tmp_path / "out", out, io.StringIO())

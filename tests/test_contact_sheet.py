@@ -247,7 +247,7 @@ def test_a_long_thread_shows_its_newest_versions_and_keeps_the_current_one() -> 
         return b.load_image(sha256)
 
     sheet = render_contact_sheet(b.turns, versions[-1].id, load)
-    assert sheet is not None and sheet.omitted == 240
+    assert sheet is not None
     assert [tile.label for tile in sheet.tiles] == [f"v{n}" for n in range(241, 301)]
     assert len(loaded) == 60
     assert sheet.current is not None and sheet.current.label == "v300"

@@ -61,7 +61,7 @@ def test_short_thread_is_sent_whole_and_verbatim(store: Store) -> None:
     model_parts = built.contents[1].parts
     assert model_parts[1].thought_signature == "S" * 800
     assert model_parts[1].image is not None
-    assert built.images_sent == 3 and built.images_dropped == 0
+    assert built.images_sent == 3
 
 
 def test_hundred_turn_thread_stays_under_budget_and_cap(store: Store) -> None:
@@ -116,7 +116,7 @@ def test_conversation_always_opens_with_a_user_turn(store: Store) -> None:
     path = long_thread(store, 40, size=50_000)
     built = build_context(path, ContextPolicy(75_000, 3), loaded(store))
     assert built.contents[0].role == "user"
-    assert built.turns_dropped > 0
+    assert len(built.contents) < len(path)  # the oldest turns were left out
 
 
 def test_signatures_of_sent_images_count_against_the_budget(store: Store) -> None:
@@ -147,7 +147,7 @@ def test_only_the_images_that_are_sent_are_loaded(store: Store) -> None:
         return Blob(ref.mime_type, store.image_bytes(ref.sha256))
 
     built = build_context(path, policy, load)
-    assert len(set(read)) == len(read) == built.images_sent <= 3  # each sent one, once
+    assert len(read) == len(set(read)) == built.images_sent <= 3  # each sent one, once
 
 
 def test_pictures_that_are_gone_become_a_marker_and_are_never_loaded(store: Store) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from bot.core.config import load_settings
 from bot.core.platforms import configured_platforms
-from bot.kit.logs import MASK, setup_logging
+from bot.kit.logs import MASK, secret_values, setup_logging
 
 
 def test_tokens_in_urls_and_tracebacks_are_masked(
@@ -19,7 +19,7 @@ def test_tokens_in_urls_and_tracebacks_are_masked(
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaSecretKey123")
     settings = load_settings()
     configured_platforms(settings)  # as `chatbrush` does first: every platform's group read
-    setup_logging(settings)
+    setup_logging(secret_values(settings, *settings.groups_read()))
     logging.getLogger("telegram.ext").warning("POST https://api.telegram.org/bot%s/getMe", token)
     try:
         raise RuntimeError("key AIzaSecretKey123 rejected")

@@ -21,10 +21,11 @@ from pydantic import SecretStr
 
 from bot.app.runtime import Runtime, open_runtime, open_store
 from bot.core.config import Settings, SettingsError, load_settings
-from bot.core.events import ChatKey, Incoming, OutputImage, Sender
+from bot.core.events import ChatKey, Incoming, Sender
 from bot.core.ports.inbox import InboxEntry, InboxStatus
 from bot.core.ports.threads import NewImage, NewPart
 from bot.core.threads import Role, TurnStatus
+from bot.kit.image_types import OutputImage
 from bot.kit.logs import RedactSecrets, secret_values
 from storage.postgres import DatabaseUnavailable, PostgresStore, migrate
 from storage.postgres_schema import MIGRATIONS

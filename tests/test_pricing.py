@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import Settings, SettingsError
+from bot.kit.formatting import dollars
 from bot.models.base import Usage
 from bot.models.gemini import parse_usage
-from bot.models.pricing import PriceTable, dollars, price_key
+from bot.models.pricing import PriceTable, price_key
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -112,8 +113,3 @@ def test_an_estimate_covers_a_real_call() -> None:
     assert prices.estimate("gemini-3-pro-image-preview", image_size="4K") > prices.estimate(
         "gemini-3-pro-image-preview", image_size="1K")
     assert prices.estimate("demo") == 0
-
-
-def test_dollars_show_small_amounts() -> None:
-    assert (dollars(0), dollars(38_721), dollars(3_900), dollars(12_345_678)) == (
-        "$0.00", "$0.04", "$0.0039", "$12.35")

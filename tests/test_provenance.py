@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bot.app.runtime import Runtime
 from bot.core.config import Settings
-from bot.core.events import ChatKey, OutputImage
+from bot.core.events import ChatKey
 from bot.core.store import NewImage, NewPart
+from bot.kit.image_types import OutputImage
 from bot.policy.chat_settings import ChatSettings
 from bot.provenance.outgoing import Provenance, credentials_directory, ingredient_refs
 from tests.fakes.gemini import FakeGemini

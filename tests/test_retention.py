@@ -86,7 +86,6 @@ async def test_the_background_purge_runs_logs_and_keeps_active_conversations(
         await task.passed.wait()
     finally:
         await task.stop()
-    assert task.passes == 1
     assert "retention: removed 2 picture(s)" in caplog.text
     assert "from 1 idle conversation(s)" in caplog.text
     assert await stored_pictures(bot, PRIVATE, idle.ids[0]) == "gone"

@@ -751,3 +751,13 @@ async def test_a_slack_user_with_a_chinese_locale_is_answered_in_chinese(rig: Ri
     assert [c.args["user"] for c in asked_locale] == ["U555"]
     english = await rig.mention("help", user=ALICE)
     assert rig.slack.thread_messages(CHANNEL, english)[-1].text.startswith("I edit pictures")
+
+
+async def test_a_sender_the_workspace_cannot_find_is_looked_up_once(rig: Rig) -> None:
+    """users.info answers user_not_found (a Slack Connect guest, a deleted account): the
+    failure is remembered like a found locale, not asked again on every message."""
+    for _ in range(2):
+        asked = await rig.mention("help", user="U404")
+        assert rig.slack.thread_messages(CHANNEL, asked)[-1].text.startswith("I edit pictures")
+    lookups = [c for c in rig.slack.calls_to("users.info") if c.args.get("user") == "U404"]
+    assert len(lookups) == 1

@@ -102,3 +102,39 @@ async def test_content_that_is_not_an_image_is_refused_whatever_the_mimetype(
         await download_image(
             session, file, token=slack.bot_token, api_url=slack.api_url, max_bytes=1_000_000
         )
+
+
+def encoded(fmt: str, *, frames: int = 1) -> bytes:
+    pictures = [Image.new("RGB", (64, 48), colour) for colour in ("red", "blue")[:frames]]
+    out = io.BytesIO()
+    pictures[0].save(out, fmt, save_all=frames > 1, append_images=pictures[1:], duration=100)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("name", "data", "mime_type"), [
+    # the formats on which Slack's own sniffer and the core's disagreed
+    ("favicon.ico", encoded("ICO"), "image/x-icon"),  # Slack refused what the core edits
+    ("loop.avif", encoded("AVIF", frames=2), "image/avif"),  # "avis" brand: refused too
+    ("camera.hif", b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf"
+                   + encoded("HEIF")[28:], "image/heif"),  # Slack called it image/heic
+])
+async def test_every_picture_the_core_reads_comes_through_slack_as_the_same_type(
+    slack: FakeSlack, session: aiohttp.ClientSession, name: str, data: bytes, mime_type: str
+) -> None:
+    file = slack.host_file(data, name, mimetype="image/unknown")
+    image = await download_image(
+        session, file, token=slack.bot_token, api_url=slack.api_url, max_bytes=1_000_000
+    )
+    assert image.mime_type == mime_type
+
+
+async def test_a_file_that_only_starts_like_a_bitmap_is_refused_by_its_name(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    """"BM" alone made Slack's sniffer say BMP; the core refused it later, nameless."""
+    file = slack.host_file(b"BMW service history\n2024: brakes\n", "car.bmp",
+                           mimetype="image/bmp")
+    with pytest.raises(FileRefused, match=r"“car\.bmp” doesn't look like a picture"):
+        await download_image(
+            session, file, token=slack.bot_token, api_url=slack.api_url, max_bytes=1_000_000
+        )

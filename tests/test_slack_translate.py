@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.files import FileRefused, check_declared, sniff_image, token_allowed
+from adapters.slack.files import FileRefused, check_declared, token_allowed
 from adapters.slack.translate import clean_text, translate_event
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -186,14 +186,6 @@ def test_token_allowed_for_a_configured_api_origin_with_port() -> None:
     assert not token_allowed("http://127.0.0.1:4568/files-pri/T-F/download/a.png", api)
     assert not token_allowed("https://127.0.0.1:4567/files-pri/T-F/download/a.png", api)
 
-
-def test_sniff_image_reads_magic_bytes() -> None:
-    assert sniff_image(b"\x89PNG\r\n\x1a\n....") == "image/png"
-    assert sniff_image(b"\xff\xd8\xff\xe0....") == "image/jpeg"
-    assert sniff_image(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
-    assert sniff_image(b"\x00\x00\x00\x18ftypheic\x00\x00") == "image/heic"
-    assert sniff_image(b"<!DOCTYPE html><html>") is None
-    assert sniff_image(b"%PDF-1.7") is None
 
 
 @pytest.mark.parametrize(

@@ -26,9 +26,10 @@ from adapters.telegram.platform import create
 from adapters.telegram.translate import BotIdentity, to_incoming
 from bot.app.runtime import open_runtime
 from bot.core.config import Settings, SettingsError
-from bot.core.events import ChatKey, Incoming, OutputImage, Sender
+from bot.core.events import ChatKey, Incoming, Sender
 from bot.core.messages import QUEUED_NOTICE, SUPPORTED_FORMATS
 from bot.flow.intake import NOT_ALLOWED
+from bot.kit.image_types import OutputImage
 from bot.policy.input_limits import UNSUPPORTED
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in

@@ -28,11 +28,12 @@ from bot.core.events import (
     ChatKey,
     Incoming,
     InputImage,
-    OutputImage,
     Progress,
     Sender,
 )
 from bot.flow.intake import Intake
+from bot.kit.formatting import readable_size
+from bot.kit.image_types import OutputImage
 
 PLATFORM = "console"
 CONSOLE_CHAT = ChatKey(PLATFORM, "local")
@@ -52,10 +53,10 @@ def _read_attachment(raw: str, path: Path, max_bytes: int) -> bytes:
         raise ConsoleInputError(f"{raw} is a folder; attach an image file")
     if not stat.S_ISREG(info.st_mode):
         raise ConsoleInputError(f"{raw} is not a regular file; attach an image file")
-    too_big = f"{raw} is larger than the {max_bytes / 1e6:.0f} MB limit"
+    too_big = f"{raw} is larger than the {readable_size(max_bytes)} limit"
     if info.st_size > max_bytes:
-        raise ConsoleInputError(f"{raw} is {info.st_size / 1e6:.1f} MB; the limit is "
-                                f"{max_bytes / 1e6:.0f} MB")
+        raise ConsoleInputError(f"{raw} is {readable_size(info.st_size)}; the limit is "
+                                f"{readable_size(max_bytes)}")
     try:
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)  # never more, even if the file grows

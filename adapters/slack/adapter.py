@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 #: how long a user's locale is remembered, and for how many users at most
 LOCALE_TTL_SECONDS = 3600.0
 LOCALE_CACHE_SIZE = 4096
+#: how long a failed lookup (a user the workspace cannot find) is remembered: not asked
+#: again on every message, yet a passing error does not last the hour
+FAILED_LOOKUP_TTL_SECONDS = 600.0
 UNREADABLE_FILE = N_("I couldn't read one of the files from Slack.")
 
 
@@ -135,7 +138,8 @@ class SlackAdapter:
 
     async def language_of(self, sender: Sender) -> str | None:
         """The user's Slack locale (``zh-CN``) from ``users.info`` with
-        ``include_locale``, remembered for an hour: Slack events do not carry it."""
+        ``include_locale``, remembered for an hour: Slack events do not carry it. A failed
+        lookup is remembered too (for less time)."""
         now = time.monotonic()
         known = self._locales.get(sender.id)
         if known is not None and known[0] > now:
@@ -144,12 +148,14 @@ class SlackAdapter:
             resp = await self.client.users_info(user=sender.id, include_locale=True)
         except SlackApiError as exc:
             log.info("Slack: no locale for %s: %s", sender.id, exc.response.get("error"))
-            return None
-        user = resp.get("user") or {}
-        locale = user.get("locale") if isinstance(user.get("locale"), str) else None
+            locale, lifetime = None, FAILED_LOOKUP_TTL_SECONDS
+        else:
+            user = resp.get("user") or {}
+            locale = user.get("locale") if isinstance(user.get("locale"), str) else None
+            lifetime = LOCALE_TTL_SECONDS
         if len(self._locales) >= LOCALE_CACHE_SIZE:
             self._locales = {k: v for k, v in self._locales.items() if v[0] > now}
-        self._locales[sender.id] = (now + LOCALE_TTL_SECONDS, locale)
+        self._locales[sender.id] = (now + lifetime, locale)
         return locale
 
     async def _file_info(self, attachment: Attachment) -> Mapping[str, Any]:

@@ -10,7 +10,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core.events import OutputImage, Progress, Sender
+from bot.core.events import Progress, Sender
+from bot.kit.image_types import OutputImage
 
 log = logging.getLogger(__name__)
 

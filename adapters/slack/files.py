@@ -18,16 +18,15 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.core.events import InputImage, InputRefused
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import _
+from bot.kit.images import sniff_image_type
 
 #: Hosts that serve Slack's private files (commercial Slack and GovSlack).
 SLACK_FILE_HOSTS = frozenset({"files.slack.com", "files.slack-gov.com"})
 #: Raster formats the engine can read; SVG is an "image/" type but not a picture we edit.
 IMAGE_FILETYPES = frozenset(
     {"png", "jpg", "jpeg", "gif", "webp", "heic", "heif", "avif", "bmp", "tiff", "tif"}
-)
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 )
 _MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
@@ -60,35 +59,12 @@ def token_allowed(url: str, api_url: str) -> bool:
     return target.scheme == "https" and target.port == 443 and target.host in SLACK_FILE_HOSTS
 
 
-def sniff_image(data: bytes) -> str | None:
-    """The image MIME type the leading bytes announce, or ``None`` for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "image/avif" if data[8:12] == b"avif" else "image/heic"
-    if data.startswith(b"BM"):
-        return "image/bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    return None
-
-
 def file_label(file: Mapping[str, Any]) -> str:
     return str(file.get("name") or file.get("title") or file.get("id") or "the file")
 
 
 def _too_large_sized() -> str:
     return _("“{name}” is too large ({size}); the limit is {limit}.")
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:.0f} MB"
 
 
 def declared_image(file: Mapping[str, Any]) -> bool:
@@ -115,8 +91,8 @@ def check_declared(file: Mapping[str, Any], max_bytes: int) -> None:
             name=name, kind=kind))
     size = file.get("size")
     if isinstance(size, int) and size > max_bytes:
-        raise FileRefused(_too_large_sized().format(name=name, size=_megabytes(size),
-                                                  limit=_megabytes(max_bytes)))
+        raise FileRefused(_too_large_sized().format(name=name, size=readable_size(size),
+                                                  limit=readable_size(max_bytes)))
 
 
 async def download_image(
@@ -139,7 +115,7 @@ async def download_image(
         raise FileRefused(_("I couldn't download “{name}”: it isn't stored on Slack.").format(
             name=name))
     data = await _fetch(session, url, token=token, api_url=api_url, max_bytes=max_bytes, name=name)
-    mime = sniff_image(data)
+    mime = sniff_image_type(data)  # the core's own judge, so both agree on every file
     if mime is None:
         raise FileRefused(_("“{name}” doesn't look like a picture (PNG, JPEG, WebP, GIF or "
                             "HEIC).").format(name=name))
@@ -174,7 +150,7 @@ async def _fetch(
                 declared = resp.content_length
                 if declared is not None and declared > max_bytes:
                     raise FileRefused(_too_large_sized().format(
-                        name=name, size=_megabytes(declared), limit=_megabytes(max_bytes)))
+                        name=name, size=readable_size(declared), limit=readable_size(max_bytes)))
                 chunks: list[bytes] = []
                 total = 0
                 async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -182,7 +158,7 @@ async def _fetch(
                     if total > max_bytes:
                         raise FileRefused(
                             _("“{name}” is too large; the limit is {limit}.").format(
-                                name=name, limit=_megabytes(max_bytes))
+                                name=name, limit=readable_size(max_bytes))
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)

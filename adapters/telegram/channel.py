@@ -15,7 +15,8 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ExtBot
 
 from adapters.telegram.translate import CAPTION_LIMIT, fits_photo, split_text
-from bot.core.events import Incoming, OutputImage, Progress, Sender
+from bot.core.events import Incoming, Progress, Sender
+from bot.kit.image_types import OutputImage
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.core.config import Settings, SettingsError, load_settings
 from bot.core.platforms import Adapter, adapter_factories, configured_platforms, registered
-from bot.kit.logs import setup_logging
+from bot.kit.logs import secret_values, setup_logging
 
 log = logging.getLogger("chatbrush")
 
@@ -106,7 +106,7 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
     if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
-    setup_logging(settings, level=logging.WARNING)
+    setup_logging(secret_values(settings, *settings.groups_read()), level=logging.WARNING)
     (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
     from bot.app.runtime import open_runtime
 
@@ -155,7 +155,7 @@ def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: in
     if settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
-    setup_logging(settings)
+    setup_logging(secret_values(settings, *settings.groups_read()))
     return asyncio.run(_serve_async(settings, webhook=webhook, host=host, port=port))
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from bot.kit.image_types import OutputImage
+
 
 @dataclass(frozen=True)
 class ChatKey:
@@ -85,25 +87,6 @@ class InputImage:
     data: bytes
     mime_type: str | None = None
     filename: str | None = None
-
-
-@dataclass(frozen=True)
-class OutputImage:
-    """An image the bot sends back; ``mime_type`` is what the bytes really are."""
-
-    data: bytes
-    mime_type: str = "image/png"
-    width: int = 0
-    height: int = 0
-
-    @property
-    def extension(self) -> str:
-        return {
-            "image/png": "png",
-            "image/jpeg": "jpg",
-            "image/webp": "webp",
-            "image/gif": "gif",
-        }.get(self.mime_type, "bin")
 
 
 class InputRefused(Exception):

@@ -6,6 +6,7 @@ the functions answer in the language being spoken.
 
 from __future__ import annotations
 
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import N_, _
 
 SUPPORTED_FORMATS = N_("a photo, or a PNG, JPEG, WebP or HEIC file")
@@ -13,11 +14,6 @@ QUEUED_NOTICE = N_(
     "Another request in this conversation is still being worked on; yours is next in line."
 )
 DOWNLOAD_FAILED = N_("I couldn't download that file. Please send it again.")
-
-
-def megabytes(size: int) -> str:
-    """``3.4 MB``, or ``270 kB`` below a megabyte (``0.1 MB`` would hide the difference)."""
-    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{max(1, size // 1000)} kB"
 
 
 def file_named(name: str | None) -> str:
@@ -28,8 +24,8 @@ def file_named(name: str | None) -> str:
 def too_large(size: int | None, limit: int, name: str | None = None) -> str:
     if size:
         what = _("{file} is too large ({size})").format(file=file_named(name),
-                                                        size=megabytes(size))
+                                                        size=readable_size(size))
     else:
         what = _("{file} is too large").format(file=file_named(name))
     return _("{what}; I can take images up to {limit}. Send it as a photo or a smaller "
-             "file.").format(what=what, limit=megabytes(limit))
+             "file.").format(what=what, limit=readable_size(limit))

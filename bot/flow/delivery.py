@@ -19,13 +19,14 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 import bot.kit.images as imaging
 from bot.core.config import Settings
-from bot.core.events import Channel, OutputImage, Progress
+from bot.core.events import Channel, Progress
 from bot.core.store import Store
 from bot.core.threads import Turn
 from bot.core.work import Work
 from bot.flow.choices import ChatChoices
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
+from bot.kit.image_types import OutputImage
 from bot.provenance.outgoing import Provenance
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from bot.core.errors import ClaimLost, LazyText, UserFacingError
-from bot.core.events import OutputImage, Progress
+from bot.core.events import Progress
 from bot.core.store import InboxStatus, LinkedTurn, NewImage, NewPart
 from bot.core.threads import Role, Turn, TurnStatus
 from bot.core.work import Target, Work
@@ -37,6 +37,7 @@ from bot.flow.each_wording import classify_caption
 from bot.flow.turns import CONVERSATION_RESET, GENERIC_FAILURE, TurnService, failure_message
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
+from bot.kit.image_types import OutputImage
 from bot.models.base import Blob, ModelError, Part
 from bot.policy.input_limits import MAX_ATTACHMENTS, TOO_MANY_FILES
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 import bot.kit.images as imaging
 from bot.core.config import Settings
 from bot.core.errors import ClaimLost
-from bot.core.events import OutputImage, Progress
+from bot.core.events import Progress
 from bot.core.failures import FailureKind
 from bot.core.store import NewImage, NewPart, Store
 from bot.core.threads import ImageRef, Role, Turn, TurnStatus
@@ -28,6 +28,7 @@ from bot.flow.choices import ChatChoices
 from bot.flow.delivery import safe_progress, safe_send
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
+from bot.kit.image_types import OutputImage
 from bot.models.base import (
     AnswerSlot,
     Blob,

@@ -30,7 +30,7 @@ import io
 import math
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Final
 
@@ -121,7 +121,6 @@ class ContactSheet:
     tiles: tuple[Tile, ...]
     links: tuple[Link, ...]
     arrangement: str  # "plain", "stacked", "folded" or "packed"
-    omitted: int = 0  # older versions left off the sheet (see HISTORY_VERSIONS)
 
     @property
     def current(self) -> Tile | None:
@@ -150,8 +149,7 @@ def render_contact_sheet(turns: Iterable[Turn], head_id: int | None, load_image:
     shown = newest_keeping(tree.versions, tree.current)  # sixty still fit a phone
     nodes = _nodes(tree, shown, origin_label)
     grid = _arrange(nodes)
-    sheet = _draw(nodes, grid, load_image)
-    return replace(sheet, omitted=len(tree.versions) - len(shown))
+    return _draw(nodes, grid, load_image)
 
 
 # --------------------------------------------------------------------------- layout

@@ -36,6 +36,7 @@ from typing import Any, Final
 from bot.core.threads import ImageRef, Thread, Turn
 from bot.history.contact_sheet import fitted_picture
 from bot.history.version_tree import VersionNode, VersionTree, build_version_tree, is_version
+from bot.kit.formatting import MICROS_PER_USD, dollars, readable_size
 
 #: Telegram bots may send documents up to 50 MB; leave room for the request around it
 DEFAULT_MAX_BYTES: Final = 45_000_000
@@ -58,8 +59,8 @@ class ExportTooLarge(Exception):
         self.size = size
         self.limit = limit
         self.user_message = (
-            f"This conversation is too big to export: it comes to about {_megabytes(size)}, "
-            f"and an export can be at most {_megabytes(limit)}.")
+            f"This conversation is too big to export: it comes to about {readable_size(size)}, "
+            f"and an export can be at most {readable_size(limit)}.")
         super().__init__(self.user_message)
 
 
@@ -70,7 +71,6 @@ class ThreadExport:
     data: bytes
     filename: str  # e.g. chatbrush-thread-7-20250102-030405.zip
     folder: str  # the one top-level folder inside the zip
-    image_files: tuple[str, ...]  # paths inside the folder, e.g. images/v3.png
     missing_images: tuple[str, ...]  # SHA-256 of pictures whose bytes are gone or damaged
 
 
@@ -105,7 +105,6 @@ def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader
             path = files.path_of[sha]
             _write(archive, f"{folder}/{path}", data, stamp, compress=ref.mime_type not in
                    _STORED_TYPES)
-            files.written.append(path)
             files.thumbs[sha] = _thumbnail_uri(data)
             if buffer.tell() > max_bytes:
                 raise ExportTooLarge(size=buffer.tell(), limit=max_bytes)
@@ -117,8 +116,7 @@ def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader
     data = buffer.getvalue()
     if len(data) > max_bytes:
         raise ExportTooLarge(size=len(data), limit=max_bytes)
-    return ThreadExport(data, f"{folder}.zip", folder, tuple(files.written),
-                        tuple(files.missing))
+    return ThreadExport(data, f"{folder}.zip", folder, tuple(files.missing))
 
 
 # --------------------------------------------------------------------------- pictures
@@ -131,7 +129,6 @@ class _Files:
     path_of: dict[str, str]  # sha256 → path inside the folder
     thumbs: dict[str, str] = field(default_factory=dict)  # sha256 → data: URI
     missing: dict[str, str] = field(default_factory=dict)  # sha256 → why it is absent
-    written: list[str] = field(default_factory=list)
 
     def file(self, ref: ImageRef) -> str | None:
         return None if ref.sha256 in self.missing else self.path_of.get(ref.sha256)
@@ -517,10 +514,5 @@ def _iso_ts(timestamp: float) -> str:
 
 
 def _usd(amount: float) -> str:
-    text = f"{amount:,.4f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB" if size < 10_000_000 else f"{size // 1_000_000} MB"
+    """The export keeps costs in dollars (its JSON's ``cost_usd``); shown as everywhere."""
+    return dollars(round(amount * MICROS_PER_USD))

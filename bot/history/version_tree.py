@@ -58,7 +58,6 @@ class VersionNode:
     lane: int
     depth: int
     is_current: bool
-    on_current_path: bool
 
     @property
     def label(self) -> str:
@@ -103,7 +102,6 @@ def build_version_tree(turns: Iterable[Turn], head_id: int | None) -> VersionTre
                          key=lambda t: (t.version or 0, t.id))
     head_path = _ancestors(by_id, head_id)
     current_turn = next((t for t in reversed(head_path) if is_version(t)), None)
-    on_path = {t.id for t in head_path}
 
     parents: dict[int, Turn | None] = {}
     between: dict[int, list[Turn]] = {}  # user turns from the parent version down to it
@@ -146,7 +144,6 @@ def build_version_tree(turns: Iterable[Turn], head_id: int | None) -> VersionTre
             lane=lanes[turn.id],
             depth=depths[turn.id],
             is_current=current_turn is not None and turn.id == current_turn.id,
-            on_current_path=turn.id in on_path,
         ))
     max_depth = max((n.depth for n in nodes), default=0)
     return VersionTree(origin, tuple(nodes), lane_count if nodes or origin else 0, max_depth)

@@ -31,7 +31,7 @@ import pillow_heif
 import simplejpeg
 from PIL import Image
 
-from bot.core.events import OutputImage
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import N_, _
 from bot.kit.image_structure import (
     PNG_SIGNATURE,
@@ -45,6 +45,7 @@ from bot.kit.image_structure import (
     read_layout,
     read_png,
 )
+from bot.kit.image_types import OutputImage
 
 pillow_heif.register_heif_opener()
 
@@ -259,10 +260,6 @@ def _describe_non_image(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- opening
-
-
-def _size_label(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, n // 1000)} kB"
 
 
 def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
@@ -588,7 +585,7 @@ def prepare_input(
     if len(data) > max_bytes:
         raise ImageRejected(
             _("That file is too big ({size}); the limit is {limit}.").format(
-                size=_size_label(len(data)), limit=_size_label(max_bytes)),
+                size=readable_size(len(data)), limit=readable_size(max_bytes)),
             detail=f"{len(data)} > {max_bytes} bytes",
         )
     kind = sniff_image_type(data)

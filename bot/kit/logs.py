@@ -12,9 +12,7 @@ import sys
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr
-
-from bot.core.config import Settings
+from pydantic import BaseModel, SecretStr
 
 MASK = "[secret]"
 
@@ -44,12 +42,12 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def secret_values(settings: Settings) -> list[str]:
-    """The secrets of ``settings`` and of every settings group it has read (the
-    platforms')."""
+def secret_values(*models: BaseModel) -> list[str]:
+    """Every secret among the fields of ``models`` (pydantic models: the kit knows no
+    project type; callers pass the settings and every group read, the platforms'), with the
+    password of a URL also on its own."""
     values = []
-    fields = [(group, name) for group in (settings, *settings.groups_read())
-              for name in type(group).model_fields]
+    fields = [(group, name) for group in models for name in type(group).model_fields]
     for group, name in fields:
         value = getattr(group, name)
         if isinstance(value, SecretStr):
@@ -62,10 +60,11 @@ def secret_values(settings: Settings) -> list[str]:
     return values
 
 
-def setup_logging(settings: Settings, *, level: int = logging.INFO) -> RedactSecrets:
+def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> RedactSecrets:
+    """Log to stderr with ``secrets`` masked in every record (see :func:`secret_values`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    redactor = RedactSecrets(secret_values(settings))
+    redactor = RedactSecrets(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]

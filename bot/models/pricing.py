@@ -43,11 +43,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.core.config import Settings, SettingsError
+from bot.kit.formatting import MICROS_PER_USD
 from bot.models.base import Usage
 
 log = logging.getLogger(__name__)
 
-MICROS_PER_USD = 1_000_000
 #: the size a model draws at when none is asked for
 DEFAULT_IMAGE_SIZE = "1K"
 #: input tokens assumed for a request when estimating before the call (a long thread
@@ -221,14 +221,6 @@ def merge(defaults: Mapping[str, ModelPrice], overrides: Mapping[str, _PriceEntr
             )
         prices[key] = ModelPrice(**given)
     return prices
-
-
-def dollars(micros: int) -> str:
-    """``$0.04``; below a cent with enough digits to show it (``$0.0039``)."""
-    usd = micros / MICROS_PER_USD
-    if usd != 0 and abs(usd) < 0.01:
-        return f"${usd:.4f}"
-    return f"${usd:,.2f}"
 
 
 def to_micros(usd: float) -> int:

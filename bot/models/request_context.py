@@ -33,9 +33,6 @@ class BuiltContext:
     contents: tuple[Content, ...]
     request_bytes: int  # inline payload as sent (base64 images, text, signatures)
     images_sent: int
-    images_dropped: int
-    turns_sent: int
-    turns_dropped: int
     newest_images_capped: int  # newest-turn images left out by the image cap
 
 
@@ -152,17 +149,15 @@ def build_context(
     ``picture`` gives each image the request keeps (its bytes, or a stored picture the
     model client reads as the request goes out)."""
     if not path:
-        return BuiltContext((), 0, 0, 0, 0, 0, 0)
+        return BuiltContext((), 0, 0, 0)
     selection = _select(path, policy)
     chosen, kept_turns, capped = selection.chosen, selection.kept_turns, selection.capped
     contents: list[Content] = []
     sent_bytes = 0
-    dropped = 0
     for turn in kept_turns:
         parts: list[Part] = []
         for index, p in enumerate(turn.parts):
             if p.image is not None and (turn.id, index) not in chosen:
-                dropped += 1
                 if not p.thought:
                     parts.append(Part(text=OMITTED_IMAGE))
                     sent_bytes += len(OMITTED_IMAGE)
@@ -178,12 +173,4 @@ def build_context(
         else:
             contents.append(Content(role, tuple(parts)))
     images_sent = sum(1 for c in contents for p in c.parts if p.image is not None)
-    return BuiltContext(
-        tuple(contents),
-        sent_bytes,
-        images_sent,
-        dropped,
-        len(kept_turns),
-        len(path) - len(kept_turns),
-        capped,
-    )
+    return BuiltContext(tuple(contents), sent_bytes, images_sent, capped)

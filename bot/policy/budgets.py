@@ -43,9 +43,10 @@ from bot.core.config import Settings, SettingsError
 from bot.core.errors import UserFacingError
 from bot.core.ports.usage import SpendLimit, SpendScope, SpendStore
 from bot.kit import metrics
+from bot.kit.formatting import dollars
 from bot.kit.i18n import N_, _, current_language
 from bot.models.http_policy import humanize_seconds
-from bot.models.pricing import PriceTable, dollars
+from bot.models.pricing import PriceTable, to_micros
 
 if TYPE_CHECKING:
     from bot.core.work import Work
@@ -141,7 +142,7 @@ class Budgets:
         bot_cap = self.settings.chatbrush_monthly_usd
         if bot_cap is not None:
             spend.append(SpendLimit("bot_monthly", SpendScope.BOT, month_start(now),
-                                    round(bot_cap * 1_000_000)))
+                                    to_micros(bot_cap)))
         if not exempt:
             for name, scope, since, limit in (
                 ("chat_monthly", SpendScope.CHAT, month_start(now), found.chat_monthly),

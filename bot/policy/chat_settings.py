@@ -26,9 +26,10 @@ from decimal import Decimal, InvalidOperation
 from bot.core.chat_settings import ChatLimits, ChatSettings
 from bot.core.config import Settings
 from bot.core.errors import UserFacingError
+from bot.kit.formatting import dollars
 from bot.kit.i18n import _, normalize
 from bot.models.options import AUTO, aspect_ratios, image_sizes
-from bot.models.pricing import dollars, to_micros
+from bot.models.pricing import to_micros
 
 #: the highest limit anyone can type, in US dollars
 MAX_USD = Decimal(1_000_000)
@@ -54,16 +55,17 @@ class SettingError(UserFacingError):
     """A value an admin typed that cannot be stored; ``str()`` says why and what works."""
 
 
-def _usd(value: float | None) -> int | None:
+def _micros_from_dollars(value: float | None) -> int | None:
+    """The operator's budget in dollars as the micro-dollars limits are kept in."""
     return None if value is None else to_micros(value)
 
 
 def operator_limits(settings: Settings) -> ChatLimits:
     return ChatLimits(
-        user_daily=_usd(settings.chatbrush_user_daily_usd),
-        user_monthly=_usd(settings.chatbrush_user_monthly_usd),
-        chat_daily=_usd(settings.chatbrush_chat_daily_usd),
-        chat_monthly=_usd(settings.chatbrush_chat_monthly_usd),
+        user_daily=_micros_from_dollars(settings.chatbrush_user_daily_usd),
+        user_monthly=_micros_from_dollars(settings.chatbrush_user_monthly_usd),
+        chat_daily=_micros_from_dollars(settings.chatbrush_chat_daily_usd),
+        chat_monthly=_micros_from_dollars(settings.chatbrush_chat_monthly_usd),
         user_per_minute=settings.chatbrush_user_per_minute,
     )
 

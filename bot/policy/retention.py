@@ -18,10 +18,10 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from bot.core.errors import UserFacingError
-from bot.core.messages import megabytes
 from bot.core.ports.images import ImageStore
 from bot.core.ports.privacy import PrivacyStore, PurgeReport
 from bot.core.threads import Turn
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import N_, _
 from bot.models.request_context import edited_turn, without_removed_images
 
@@ -55,12 +55,12 @@ async def purge(store: PrivacyStore, *, days: float, now: float | None = None) -
 
 def describe(report: PurgeReport) -> str:
     """One line for operators (the log, ``chatbrush purge``)."""
-    line = (f"removed {report.images_erased} picture(s), {megabytes(report.bytes_erased)}, "
+    line = (f"removed {report.images_erased} picture(s), {readable_size(report.bytes_erased)}, "
             f"from {report.threads} idle conversation(s)")
     if report.answers_expired:
         line += f"; {report.answers_expired} undelivered answer(s) given up"
     if report.bytes_reclaimed:
-        line += f"; the database shrank by {megabytes(report.bytes_reclaimed)}"
+        line += f"; the database shrank by {readable_size(report.bytes_reclaimed)}"
     return line
 
 
@@ -72,7 +72,7 @@ class RetentionTask:
     """The background purge: every ``interval`` seconds, from ``first_delay`` after start.
 
     ``clock`` gives the current time (tests move it forward instead of waiting days);
-    ``passes`` counts finished purges and ``passed`` is set after each, for whoever waits.
+    ``passed`` is set after each purge, for whoever waits.
     """
 
     def __init__(self, store: PrivacyStore, *, days: float, interval: float = INTERVAL_SECONDS,
@@ -83,7 +83,6 @@ class RetentionTask:
         self.interval = interval
         self.first_delay = first_delay
         self.clock = clock
-        self.passes = 0
         self.passed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -108,7 +107,6 @@ class RetentionTask:
             except Exception:
                 log.exception("retention: the purge failed; trying again in %.0f s",
                               self.interval)
-            self.passes += 1
             self.passed.set()
             await asyncio.sleep(self.interval)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.core.config import Settings
-from bot.core.events import OutputImage
 from bot.core.ports.images import ImageStore
 from bot.core.ports.threads import ThreadStore
 from bot.core.threads import ImageRef, Turn, TurnStatus
+from bot.kit.image_types import OutputImage
 from bot.models.request_context import edited_turn
 from bot.policy.chat_settings import ChatSettings
 from bot.provenance.credentials import ContentCredentials, Ingredient

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from bot.core.errors import UserFacingError
-from bot.core.events import OutputImage
 from bot.core.threads import Turn, TurnStatus, format_history, undo_target
 from bot.flow.commands.command_context import CommandContext
 from bot.flow.each_turns import parse_each, run_linked
 from bot.history.contact_sheet import ContactSheet, render_contact_sheet
 from bot.history.version_tree import is_version
 from bot.kit.i18n import _, ngettext
+from bot.kit.image_types import OutputImage
 
 if TYPE_CHECKING:
     from bot.core.store import Store

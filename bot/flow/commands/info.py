@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.core.ports.stats import StoreStats
 from bot.core.store import CallReport, UsageSummary
 from bot.flow.commands.command_context import CommandContext
+from bot.kit.formatting import dollars
 from bot.kit.i18n import _, ngettext
-from bot.models.pricing import dollars
 from bot.policy.budgets import day_start, month_start
 
 

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 
 from bot.core.errors import UserFacingError
 from bot.core.events import Progress
-from bot.core.messages import megabytes
 from bot.core.store import AuthoredSummary, Store
 from bot.core.threads import Thread, Turn
 from bot.flow.commands.command_context import CommandContext
 from bot.history.export import ExportTooLarge, ThreadExport, export_thread
+from bot.kit.formatting import readable_size
 from bot.kit.i18n import _, ngettext
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ async def export(ctx: CommandContext) -> None:
         raise UserFacingError(_(
             "This conversation is too big to export: it comes to about {size}, and I can "
             "send files of at most {limit} here."
-        ).format(size=megabytes(exc.size), limit=megabytes(exc.limit))) from None
+        ).format(size=readable_size(exc.size), limit=readable_size(exc.limit))) from None
     caption = _("Conversation {id} as a zip: open index.html inside it in any browser, even "
                 "offline. provenance.json has the same for programs.").format(id=thread.id)
     if result.missing_images:

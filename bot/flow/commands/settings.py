@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from bot.core.chat_settings import ChatSettings
 from bot.flow.commands.command_context import CommandContext
+from bot.kit.formatting import dollars
 from bot.kit.i18n import N_, _
 from bot.models.options import AUTO, aspect_ratios, image_sizes
-from bot.models.pricing import dollars
 from bot.policy.budgets import day_start, month_start
 from bot.policy.chat_settings import (
     NAMES,
