@@ -7,16 +7,20 @@ API through ``TELEGRAM_BASE_URL``, and the edited picture must arrive there.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.app.cli import NO_KEY
 from bot.models.demo import LABEL
 from tests.fakes.gemini import make_png
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
-from tests.processes import run_chatbrush, start_chatbrush
+from tests.processes import REPO, clean_environment, run_chatbrush, start_chatbrush
 from tests.test_telegram_cli import final_answers, free_port, stop, wait_until_serving
 
 pytestmark = pytest.mark.timeout(90)
@@ -94,3 +98,33 @@ def test_without_demo_and_without_a_key_it_stops_with_one_line(
                                                    "CHATBRUSH_DB": str(tmp_path / "c.db")})
     assert done.returncode == 2
     assert done.stderr.strip() == NO_KEY
+
+
+async def test_rehearsal_with_the_fake_bot_api_as_a_local_service(tmp_path: Path) -> None:
+    """``python -m tests.fakes telegram --port N``, a polling ``run --demo``, and a user
+    played through the fake's control API, as docs/operations.md shows an operator."""
+    port = free_port()
+    fake = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes", "telegram", "--port", str(port), cwd=REPO,
+        env=clean_environment(), stdout=asyncio.subprocess.PIPE)
+    assert fake.stdout is not None
+    base_url = f"http://127.0.0.1:{port}"
+    assert base_url in (await asyncio.wait_for(fake.stdout.readline(), 30)).decode()
+    log = tmp_path / "run.log"
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": base_url,
+           "CHATBRUSH_DB": str(tmp_path / "chatbrush.db")}
+    bot = await start_chatbrush(["run", "--demo"], tmp_path, env, log=log)
+    try:
+        async with aiohttp.ClientSession(base_url) as http:
+            async with http.post("/_fake/message",
+                                 json={"photo": True, "caption": "rotate left"}) as posted:
+                message = (await posted.json())["message"]
+            async with http.get(f"/_fake/replies/{message['message_id']}",
+                                params={"timeout": "60"}) as replies:
+                assert replies.status == 200, await replies.text()
+                answers = await replies.json()
+    finally:
+        assert await stop(bot) == 0, log.read_text()[-3000:]
+        fake.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(fake.wait(), 30) == 0
+    assert_demo_picture(answers)

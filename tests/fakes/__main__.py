@@ -8,9 +8,9 @@ SIGTERM. The fake Telegram adds a small control API, for a person with curl or a
 such as .ci/container, playing the user's side:
 
     POST /_fake/message   {"caption": "blur it", "photo": true}  (or {"text": "/help"})
-        a user (Alice, a private chat) sends it: posted to the bot's webhook at
-        ``--deliver-to`` when the bot registered one, else offered to getUpdates;
-        answers {"message": ..., "webhook_status": 200 | null}
+        a user (Alice, a private chat) sends it: with ``--deliver-to``, posted to the
+        bot's webhook there once the bot registered one (504 if it does not within 30 s);
+        without, offered to getUpdates; answers {"message": ..., "webhook_status": 200 | null}
     GET  /_fake/replies/{message_id}?timeout=30
         waits until the bot answered that message with a picture; 200 with the bot's
         answers, or 504 when none came in time
@@ -51,7 +51,11 @@ class RehearsalTelegram(FakeTelegram):
         message = self.send(chat, self.alice, spec.get("text"), photo=photo,
                             caption=spec.get("caption"), push=False)
         status: int | None = None
-        if self.webhook is not None and self.deliver_to:
+        if self.deliver_to:  # a bot just started registers its webhook after serving
+            try:
+                await self.wait_for(lambda: self.webhook, timeout_s=30, what="setWebhook")
+            except AssertionError as exc:
+                return web.json_response({"error": str(exc)[:2000]}, status=504)
             status = await self.post_to_webhook(self.queue_update(message), self.deliver_to)
         else:
             self.push_update({"message": message})
