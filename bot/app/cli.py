@@ -27,7 +27,8 @@ log = logging.getLogger("chatbrush")
 
 NO_KEY = (
     "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
-    "in .env, or try the offline demo: chatbrush console --demo"
+    "in .env, or try the offline demo model: add --demo (chatbrush run --demo, web --demo, "
+    "console --demo)"
 )
 NO_PLATFORM = (
     "No chat platform is configured (set TELEGRAM_BOT_TOKEN, or SLACK_BOT_TOKEN with "
