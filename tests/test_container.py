@@ -100,7 +100,7 @@ def test_compose_runs_web_and_worker_on_a_healthy_postgres() -> None:
         service = services[name]
         assert service["env_file"] == ".env"
         assert "@db:5432/" in service["environment"]["DATABASE_URL"]
-        assert service["depends_on"] == {"db": {"condition": "service_healthy"}}
+        assert service["depends_on"]["db"] == {"condition": "service_healthy"}
         assert "data:/data" in service["volumes"]
     db = services["db"]
     assert db["image"] == "postgres:16"
