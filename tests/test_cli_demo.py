@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from bot.app.cli import NO_KEY
 from bot.models.demo import LABEL
 from tests.fakes.gemini import make_png
+from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.processes import REPO, clean_environment, run_chatbrush, start_chatbrush
 from tests.test_telegram_cli import final_answers, free_port, stop, wait_until_serving
@@ -100,31 +102,44 @@ def test_without_demo_and_without_a_key_it_stops_with_one_line(
     assert done.stderr.strip() == NO_KEY
 
 
-async def test_rehearsal_with_the_fake_bot_api_as_a_local_service(tmp_path: Path) -> None:
-    """``python -m tests.fakes telegram --port N``, a polling ``run --demo``, and a user
-    played through the fake's control API, as docs/operations.md shows an operator."""
+async def rehearse(service: str, env: dict[str, str], tmp_path: Path) -> Any:
+    """``python -m tests.fakes SERVICE --port N``, a ``run --demo`` connected to it, and a
+    user's picture sent through the fake's control API: the bot's answers to it."""
     port = free_port()
     fake = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fakes", "telegram", "--port", str(port), cwd=REPO,
+        sys.executable, "-m", "tests.fakes", service, "--port", str(port), cwd=REPO,
         env=clean_environment(), stdout=asyncio.subprocess.PIPE)
     assert fake.stdout is not None
     base_url = f"http://127.0.0.1:{port}"
     assert base_url in (await asyncio.wait_for(fake.stdout.readline(), 30)).decode()
     log = tmp_path / "run.log"
-    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": base_url,
-           "CHATBRUSH_DB": str(tmp_path / "chatbrush.db")}
-    bot = await start_chatbrush(["run", "--demo"], tmp_path, env, log=log)
+    env = {key: value.replace("{fake}", base_url) for key, value in env.items()}
+    bot = await start_chatbrush(["run", "--demo"], tmp_path,
+                                {**env, "CHATBRUSH_DB": str(tmp_path / "chatbrush.db")}, log=log)
     try:
         async with aiohttp.ClientSession(base_url) as http:
             async with http.post("/_fake/message",
                                  json={"photo": True, "caption": "rotate left"}) as posted:
+                assert posted.status == 200, await posted.text()
                 message = (await posted.json())["message"]
-            async with http.get(f"/_fake/replies/{message['message_id']}",
-                                params={"timeout": "60"}) as replies:
+            key = message.get("message_id") or message.get("ts")
+            async with http.get(f"/_fake/replies/{key}", params={"timeout": "60"}) as replies:
                 assert replies.status == 200, await replies.text()
-                answers = await replies.json()
+                return await replies.json()
     finally:
         assert await stop(bot) == 0, log.read_text()[-3000:]
         fake.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(fake.wait(), 30) == 0
-    assert_demo_picture(answers)
+
+
+async def test_rehearsal_with_the_fake_bot_api_as_a_local_service(tmp_path: Path) -> None:
+    """As docs/operations.md shows an operator: a polling bot, a user played by curl."""
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": "{fake}"}
+    assert_demo_picture(await rehearse("telegram", env, tmp_path))
+
+
+async def test_rehearsal_with_the_fake_slack_as_a_local_service(tmp_path: Path) -> None:
+    env = {"SLACK_API_URL": "{fake}/api/", "SLACK_BOT_TOKEN": FakeSlack().bot_token,
+           "SLACK_APP_TOKEN": FakeSlack().app_token}  # Socket Mode
+    [picture] = await rehearse("slack", env, tmp_path)
+    assert picture["bytes"] > 0 and LABEL in picture["initial_comment"]
