@@ -28,7 +28,8 @@ log = logging.getLogger("chatbrush")
 
 NO_KEY = (
     "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
-    "in .env, or try the offline demo: chatbrush console --demo"
+    "in .env, or try the offline demo model: add --demo (chatbrush run --demo, web --demo, "
+    "console --demo)"
 )
 
 
@@ -52,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command: run the configured platforms, or the demo console if none is.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
+    run = sub.add_parser("run", help="run every configured platform (long polling / Socket Mode)")
     web = sub.add_parser("web", help=f"serve webhooks ({runnable}), /healthz on $PORT")
+    for serving in (run, web):  # rehearse a deployment before having a model key
+        serving.add_argument("--demo", action="store_true",
+                             help="answer with the offline demo model (no API key needed)")
     web.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     web.add_argument("--port", type=int, default=None, help="port (default $PORT or 8080)")
     console = sub.add_parser("console", help="chat with the bot in this terminal")
@@ -92,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "purge":
             return _purge(settings, days=args.days)
         if command == "web":
-            return _serve(settings, webhook=True, host=args.host,
+            return _serve(settings, webhook=True, demo=args.demo, host=args.host,
                           port=args.port if args.port is not None else settings.port)
-        return _serve(settings, webhook=False)
+        return _serve(settings, webhook=False, demo=getattr(args, "demo", False))
     except SettingsError as exc:
         print(f"chatbrush: {exc}", file=sys.stderr)
         return 2
@@ -151,15 +155,17 @@ def _purge(settings: Settings, *, days: float | None) -> int:
     return asyncio.run(go())
 
 
-def _serve(settings: Settings, *, webhook: bool, host: str = "0.0.0.0", port: int = 0) -> int:
-    if settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
+def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str = "0.0.0.0",
+           port: int = 0) -> int:
+    if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(secret_values(settings, *settings.groups_read()))
-    return asyncio.run(_serve_async(settings, webhook=webhook, host=host, port=port))
+    return asyncio.run(_serve_async(settings, webhook=webhook, demo=demo, host=host, port=port))
 
 
-async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: int) -> int:
+async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: str,
+                       port: int) -> int:
     """Start in order (store, adapters, HTTP, processing) and stop in reverse: intake
     first, then running turns get their grace, then connections close."""
     from aiohttp import web
@@ -167,7 +173,7 @@ async def _serve_async(settings: Settings, *, webhook: bool, host: str, port: in
     from bot.app.runtime import open_runtime
 
     stop = _stop_on_signals()
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, demo=demo) as runtime:
         intake = runtime.intake
         adapters: list[Adapter] = []
         for name, factory in adapter_factories().items():

@@ -416,6 +416,7 @@ class FakeGemini:
         models: Iterable[str] | None = None,
         signature_bytes: int = 300,
         reply_text: str | None = None,
+        port: int = 0,
     ) -> None:
         if auth not in ("x-goog-api-key", "authorization", "bearer"):
             raise ValueError(f"unknown auth scheme {auth!r}")
@@ -436,7 +437,7 @@ class FakeGemini:
         self._closing = threading.Event()
         self._runner: web.AppRunner | None = None
         self._counter = 0
-        self.port = 0
+        self.port = port  # 0: any free port (tests); a fixed one for `python -m tests.fakes`
 
     # -- lifecycle
 
@@ -449,7 +450,7 @@ class FakeGemini:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
         assert server is not None

@@ -93,7 +93,9 @@ class FakeSlack:
         bot_id: str = "BBOT",
         team_id: str = "T111",
         app_id: str = "A111",
+        port: int = 0,
     ) -> None:
+        self.port = port  # 0: any free port (tests); a fixed one for `python -m tests.fakes`
         self.bot_token = bot_token
         self.app_token = app_token
         self.signing_secret = signing_secret
@@ -132,13 +134,17 @@ class FakeSlack:
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_post("/commands/{hook}", self._response_url)
         app.router.add_get("/socket", self._socket)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
         return self
+
+    def add_routes(self, app: web.Application) -> None:
+        """Hook for subclasses (`python -m tests.fakes slack` adds a control API this way)."""
 
     async def __aexit__(self, *exc: object) -> None:
         for ws in list(self._sockets):

@@ -147,6 +147,7 @@ class FakeTelegram:
         token: str = TOKEN,
         bot_id: int = BOT_ID,
         bot_username: str = BOT_USERNAME,
+        port: int = 0,
     ) -> None:
         self.token = token
         self.bot: dict[str, Any] = {
@@ -180,7 +181,7 @@ class FakeTelegram:
         self._failures: dict[str, list[BotApiError]] = {}
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._port = port  # 0: any free port (tests); a fixed one for `python -m tests.fakes`
         self._polls = 0
         self._redeliver: list[dict[str, Any]] = []
         self._delivered: list[dict[str, Any]] = []
@@ -203,7 +204,7 @@ class FakeTelegram:
         self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self._port = int(sockets[0].getsockname()[1])
