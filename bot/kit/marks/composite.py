@@ -1,0 +1,124 @@
+"""Putting the model's answer into the original inside the region only, and showing it.
+
+Gemini takes no mask and repaints a little of everything; keeping the original outside
+the region is what stops a picture drifting over many turns. The answer is aligned back
+on structure (it may come at its own size, a few pixels off and recoloured), and only the
+region's bounding box is resampled at full size, so a small region in a 12 MP picture
+costs little more than the copy of the original that the result is.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+from PIL import Image
+
+from bot.kit.marks.align import Alignment, Thumb, align_copy
+from bot.kit.marks.region import FEATHER_PX, MARGIN_PX, Region
+
+#: modes a soft blend makes sense in; other modes (palette, 1-bit, 32-bit) get a hard edge
+_BLENDABLE: Final = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
+#: the tint and outline drawn on the copy the model is shown
+_TINT: Final = (255, 0, 200)
+_OUTLINE: Final = (255, 230, 0)
+
+Array = np.ndarray
+
+
+def align_answer(original: Image.Image, answer: Image.Image) -> Alignment:
+    """Where the model's whole-picture answer sits on the original (scale per side, shift)."""
+    return align_copy(Thumb.of(original), Thumb.of(answer), may_crop=False)
+
+
+def composite(original: Image.Image, answer: Image.Image, region: Region) -> Image.Image:
+    """The original with the answer blended in inside ``region`` only.
+
+    The result has the original's size and mode; every pixel outside the region (the
+    marked area grown by :data:`MARGIN_PX`) is the original's, unchanged. Inside, the
+    answer's pixels are used as the model drew them, blended over a soft edge of
+    :data:`FEATHER_PX`.
+    """
+    if region.size != original.size:
+        raise ValueError(f"region is for {region.size}, picture is {original.size}")
+    result = original.copy()
+    box = region.box()
+    if box is None:
+        return result
+    alpha = _blend_weights(region, box, soft=original.mode in _BLENDABLE)
+    patch = _answer_patch(answer, align_answer(original, answer), box, original.mode, result)
+    result.paste(patch, box[:2], alpha)
+    return result
+
+
+def _blend_weights(region: Region, box: tuple[int, int, int, int], *, soft: bool) -> Image.Image:
+    """The blend weight (0–255) over ``box``: 0 outside the region, 255 well inside.
+
+    The signed distance is upsampled (bilinear, only over the box) and mapped linearly;
+    the conversion to 8 bits clips, so everything past the margin is exactly 0.
+    """
+    fx, fy = region.factor
+    distance = Image.fromarray(region.signed_distance(), mode="F")
+    source = (box[0] / fx, box[1] / fy, box[2] / fx, box[3] / fy)
+    size = (box[2] - box[0], box[3] - box[1])
+    upsampled = distance.resize(size, Image.Resampling.BILINEAR, box=source)
+    gain = 255.0 / FEATHER_PX
+    weights = upsampled.point(lambda v: v * gain + MARGIN_PX * gain).convert("L")
+    if soft:
+        return weights
+    return weights.point(lambda v: 255 if v >= 128 else 0)
+
+
+def _answer_patch(
+    answer: Image.Image, alignment: Alignment, box: tuple[int, int, int, int], mode: str,
+    original: Image.Image,
+) -> Image.Image:
+    """The answer's pixels over ``box`` of the original, resampled from the answer once."""
+    left = alignment.scale_x * (box[0] - alignment.origin_x)
+    top = alignment.scale_y * (box[1] - alignment.origin_y)
+    right = alignment.scale_x * (box[2] - alignment.origin_x)
+    bottom = alignment.scale_y * (box[3] - alignment.origin_y)
+    # a shifted answer lacks a sliver at one edge: take the nearest pixels it has
+    source = (
+        min(max(left, 0.0), answer.width - 1.0),
+        min(max(top, 0.0), answer.height - 1.0),
+        max(min(right, float(answer.width)), 1.0),
+        max(min(bottom, float(answer.height)), 1.0),
+    )
+    size = (box[2] - box[0], box[3] - box[1])
+    if answer.mode not in _BLENDABLE:
+        answer = answer.convert("RGBA" if "A" in answer.getbands() else "RGB")
+    patch = answer.resize(size, Image.Resampling.BICUBIC, box=source)
+    return _to_mode(patch, mode, original)
+
+
+def _to_mode(patch: Image.Image, mode: str, original: Image.Image) -> Image.Image:
+    """The patch in the original's mode (a palette picture keeps its own palette)."""
+    if patch.mode == mode:
+        return patch
+    if mode == "P":
+        return patch.convert("RGB").quantize(palette=original, dither=Image.Dither.NONE)
+    if mode in ("RGBA", "LA") and "A" not in patch.getbands():
+        patch = patch.convert(mode[:-1])
+        patch.putalpha(255)
+        return patch
+    return patch.convert(mode)
+
+
+def outlined_copy(original: Image.Image, region: Region) -> Image.Image:
+    """A whole RGB copy of the original with the region tinted and outlined, for the model.
+
+    The model sees the clean original and this copy in one message, so it can tell what
+    "here" means without losing the rest of the picture (it is never shown a crop).
+    """
+    base = original.convert("RGB")
+    upsampled = Image.fromarray(region.signed_distance(), mode="F").resize(
+        original.size, Image.Resampling.BILINEAR
+    )
+    distance = np.asarray(upsampled) + MARGIN_PX
+    width = max(2.0, 0.004 * max(original.size))
+    # inside the region a light tint; a band either side of its edge, the outline
+    tint = Image.fromarray(np.where(distance > 0, 80, 0).astype(np.uint8))
+    ring = Image.fromarray((np.abs(distance) <= width).astype(np.uint8) * 255)
+    tinted = Image.composite(Image.new("RGB", base.size, _TINT), base, tint)
+    return Image.composite(Image.new("RGB", base.size, _OUTLINE), tinted, ring)

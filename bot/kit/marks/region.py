@@ -1,0 +1,117 @@
+"""The region a person marked, kept as a small mask in the original picture's frame.
+
+The mask lives at working size (a few hundred pixels on the long side) because that is
+the precision the strokes were found at; what is done with it at full size goes through
+its signed distance field, upsampled only inside the region's bounding box, so the soft
+edge is smooth and its outer end is placed to a pixel of the full-size picture.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from bot.kit.marks.align import work_size
+
+#: the region reaches this far (full-size pixels) past what was marked...
+MARGIN_PX: Final = 4.0
+#: ...and the blend rises from 0 at that edge to 1 this far inside it
+FEATHER_PX: Final = 8.0
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """Where to change a picture of ``size``: ``mask`` (bool, working size) is true inside.
+
+    ``mask`` covers the marked area itself; the full-size region adds :data:`MARGIN_PX`.
+    """
+
+    mask: Array
+    size: tuple[int, int]
+
+    @property
+    def fraction(self) -> float:
+        """Share of the picture the mask covers (0–1)."""
+        return float(self.mask.mean())
+
+    @property
+    def factor(self) -> tuple[float, float]:
+        """Full-size pixels per working pixel, across and down."""
+        return self.size[0] / self.mask.shape[1], self.size[1] / self.mask.shape[0]
+
+    def box(self) -> tuple[int, int, int, int] | None:
+        """Full-size bounding box of every pixel the blend can touch (None if empty)."""
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        if rows.size == 0:
+            return None
+        fx, fy = self.factor
+        pad = MARGIN_PX + 2
+        return (
+            max(0, int(np.floor(cols[0] * fx - pad))),
+            max(0, int(np.floor(rows[0] * fy - pad))),
+            min(self.size[0], int(np.ceil((cols[-1] + 1) * fx + pad))),
+            min(self.size[1], int(np.ceil((rows[-1] + 1) * fy + pad))),
+        )
+
+    def signed_distance(self) -> Array:
+        """Distance to the mask's edge in full-size pixels: positive inside, negative out.
+
+        Measured between pixel centres and the boundary half a pixel away, so the zero
+        level is the mask's outline; float32, working size.
+        """
+        inside = ndimage.distance_transform_edt(self.mask)
+        outside = ndimage.distance_transform_edt(~self.mask)
+        scale = (self.factor[0] + self.factor[1]) / 2
+        return np.asarray(np.where(self.mask, inside - 0.5, 0.5 - outside) * scale, np.float32)
+
+
+def mask_png(region: Region) -> bytes:
+    """The mask as a 1-bit PNG at working size (a few kB) to store with the turn."""
+    buffer = io.BytesIO()
+    Image.fromarray(region.mask).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def region_from_png(data: bytes, size: tuple[int, int]) -> Region:
+    """A stored mask back as the region of a picture of ``size`` (try again, redo)."""
+    with Image.open(io.BytesIO(data)) as image:
+        mask = np.asarray(image.convert("L")) > 127
+    return Region(mask=mask, size=size)
+
+
+def empty_region(size: tuple[int, int]) -> Region:
+    """A region of nothing, in the working frame of a picture of ``size``."""
+    width, height = work_size(size)
+    return Region(mask=np.zeros((height, width), bool), size=size)
+
+
+def grow_to(mask: Array, fraction: float) -> Array:
+    """The mask grown evenly (a disc around every pixel) until it covers ``fraction``.
+
+    A dot or a short tick says "here", but a region of a few pixels leaves the model no
+    room to draw anything; the radius is the distance that takes in the needed count.
+    """
+    needed = int(np.ceil(fraction * mask.size))
+    if mask.sum() >= needed or not mask.any():
+        return mask
+    distance = ndimage.distance_transform_edt(~mask)
+    radius = np.partition(distance.ravel(), needed - 1)[needed - 1]
+    return np.asarray(distance <= radius)
+
+
+def close_gaps(mask: Array, radius: float) -> Array:
+    """Morphological closing with a disc (via distance transforms: cost is radius-free).
+
+    Fills the gaps between the lines of a scribble and the opening of a loop drawn not
+    quite shut, without growing the outline.
+    """
+    grown = ndimage.distance_transform_edt(~mask) <= radius
+    return np.asarray(ndimage.distance_transform_edt(grown) > radius) | mask
