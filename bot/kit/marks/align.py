@@ -12,7 +12,6 @@ needs, and a 12 MP picture is never touched at full size here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,12 +19,12 @@ import numpy as np
 from PIL import Image
 
 #: long side of the working copies: the strokes and the region are found at this size
-WORK_SIDE: Final = 640
-#: long side of the first, coarse pass that picks the scale of a cropped copy
-COARSE_SIDE: Final = 200
+WORK_SIDE: Final = 512
 #: how much a marked copy may have been cropped, per side in total (6 %)
 MAX_CROP: Final = 0.06
-_COARSE_STEP: Final = 0.005
+BILINEAR: Final = Image.Resampling.BILINEAR
+#: pictures this many times the thumb's size are sampled rather than read whole
+SAMPLED_ABOVE: Final = 3
 
 Array = np.ndarray
 
@@ -55,11 +54,18 @@ def work_size(size: tuple[int, int], side: int = WORK_SIDE) -> tuple[int, int]:
 def shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """An antialiased RGB copy at ``size``, cheap on big pictures.
 
-    ``reducing_gap=1`` lets Pillow box-reduce by the whole factor first (a 12 MP photo in
-    a few ms) before the final bilinear step; only the small copy is converted to RGB.
+    ``reducing_gap=1`` lets Pillow box-reduce by the whole factor first before the final
+    bilinear step. A picture many times the size (a 12 MP photo for a 640 px thumb) is
+    averaged over a regular 2×2 sample of each cell rather than all ~40 of its pixels:
+    reading all 36 MB cost as much as the rest of the region work, and the strokes are
+    found against the neighbourhood's range, which absorbs the sampling's grain.
+    Only the small copy is converted to RGB.
     """
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGB")
+    if image.width >= SAMPLED_ABOVE * size[0] and image.height >= SAMPLED_ABOVE * size[1]:
+        # a big photo: average a 2×2 sample of every cell instead of all of its pixels
+        image = image.resize((size[0] * 2, size[1] * 2), Image.Resampling.NEAREST).reduce(2)
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
     return image.convert("RGB") if image.mode != "RGB" else image
@@ -116,12 +122,14 @@ def _subpixel(three: Array) -> float:
 
 def correlation(a: Array, b: Array, weight: Array) -> float:
     """Normalised correlation of two maps over the pixels where ``weight`` is true."""
-    if weight.sum() < 16:
+    w = weight.astype(np.float32)
+    count = float(w.sum())
+    if count < 16:
         return 0.0
-    x = a[weight] - a[weight].mean()
-    y = b[weight] - b[weight].mean()
-    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+    mean_a, mean_b = float((a * w).sum()) / count, float((b * w).sum()) / count
+    da, db = (a - mean_a) * w, (b - mean_b) * w
+    denominator = float(np.sqrt(float((da * da).sum()) * float((db * db).sum())))
+    return float((da * db).sum()) / denominator if denominator > 0 else 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +147,10 @@ class Thumb:
     def of(cls, picture: Image.Image, side: int = WORK_SIDE) -> Thumb:
         return cls(shrink(picture, work_size(picture.size, side)), picture.size)
 
+    def half(self) -> Thumb:
+        """The same at half the size: alignment needs no more (its peaks are sub-pixel)."""
+        return Thumb(self.image.reduce(2), self.full_size)
+
     @property
     def size(self) -> tuple[int, int]:
         return self.image.size
@@ -153,8 +165,8 @@ def place_copy(copy: Thumb, alignment: Alignment, frame: Thumb) -> tuple[Image.I
     """The copy resampled into ``frame``'s pixels, and where it has pixels there.
 
     One affine resample of the copy's thumb (the two differ in scale by a few per cent at
-    most, so nothing aliases); the outermost pixel of the footprint is dropped because
-    resampling blends it with the black around.
+    most, so nothing aliases); where it has pixels is a rectangle less its outermost
+    pixel, which resampling blends with the black around.
     """
     fx, fy = frame.factor
     cx, cy = copy.factor
@@ -166,71 +178,85 @@ def place_copy(copy: Thumb, alignment: Alignment, frame: Thumb) -> tuple[Image.I
     placed = copy.image.transform(
         frame.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
     )
-    footprint = Image.new("L", copy.size, 255).transform(
-        frame.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST
-    )
-    valid = np.asarray(footprint) > 0
-    inner = valid.copy()
-    inner[1:, :] &= valid[:-1, :]
-    inner[:-1, :] &= valid[1:, :]
-    inner[:, 1:] &= valid[:, :-1]
-    inner[:, :-1] &= valid[:, 1:]
-    return placed, inner
+    # the copy covers a rectangle of the frame; its outermost pixel blends with black
+    left, top = alignment.origin_x / fx, alignment.origin_y / fy
+    right = left + copy.full_size[0] / (alignment.scale_x * fx)
+    bottom = top + copy.full_size[1] / (alignment.scale_y * fy)
+    xs = np.arange(frame.size[0]) + 0.5
+    ys = np.arange(frame.size[1]) + 0.5
+    across = (xs >= left + 1) & (xs <= right - 1)
+    down = (ys >= top + 1) & (ys <= bottom - 1)
+    return placed, down[:, None] & across[None, :]
 
 
-def align_copy(original: Thumb, copy: Thumb, *, may_crop: bool) -> Alignment:
+def align_copy(
+    original: Thumb, copy: Thumb, *, may_crop: bool, halve: bool = True
+) -> Alignment:
     """Where ``copy`` (resized, perhaps cropped, perhaps recoloured) sits on ``original``.
 
     The scale comes from the sizes: a crop makes the copy relatively smaller, so the
-    larger of the width and height ratios is the least the scale can be. When the copy
-    may be cropped on every side, a coarse pass tries scales up to :data:`MAX_CROP` above
-    it and keeps the sharpest correlation peak, and the working-size pass refines it.
-    ``score`` is left at 0 (the caller scores after removing what was drawn).
+    larger of the width and height ratios is the least the scale can be, and exact when
+    one side was left whole. A copy cropped on every side is a little larger than that:
+    the drift between its halves measures by how much (:func:`_scale_error`), and the
+    shift is measured again. All of it at half the thumbs' size (unless ``halve`` is
+    false: the caller made them small). ``score`` is left at 0
+    (the caller scores after removing what was drawn).
     """
+    if halve:
+        original, copy = original.half(), copy.half()
     ratio_x = copy.full_size[0] / original.full_size[0]
     ratio_y = copy.full_size[1] / original.full_size[1]
     reference = structure(original.image)
     if not may_crop:
-        return _measure_shift(reference, original, copy, (ratio_x, ratio_y), limit=0.06)[0]
+        return _measure_shift(reference, original, copy, (ratio_x, ratio_y), limit=0.06)
     least = max(ratio_x, ratio_y)
-    candidates = [least * (1 + k * _COARSE_STEP) for k in range(int(MAX_CROP / _COARSE_STEP) + 1)]
-    best = max(candidates, key=_coarse_peaks(original, copy))
-    if best == least:  # not cropped on both axes: the sizes give the scale exactly
-        return _measure_shift(reference, original, copy, (best, best), limit=None)[0]
-    found = _measure_shift(reference, original, copy, (best, best), limit=None)[0]
-    return _refine_scale(reference, original, copy, found)
+    found = _measure_shift(reference, original, copy, (least, least), limit=None)
+    for _ in range(2):
+        error = _scale_error(reference, original, copy, found)
+        if abs(error) < 0.0005 or abs(error) > 2 * MAX_CROP:
+            break
+        scale = (found.scale_x / (1 + error), found.scale_y / (1 + error))
+        found = _measure_shift(reference, original, copy, scale, limit=None)
+    return found
 
 
-def _refine_scale(
-    reference: Array, original: Thumb, copy: Thumb, rough: Alignment
-) -> Alignment:
-    """Correct a scale that is slightly off from how far apart the copy's halves land.
+def _scale_error(reference: Array, original: Thumb, copy: Thumb, rough: Alignment) -> float:
+    """By how much (a fraction) a scale is off, from how far apart the copy's corners land.
 
     With the scale off by a fraction e, the copy's content drifts by e pixels per pixel:
-    the left and right halves (top and bottom) each correlate to their own shift, and the
-    difference over their distance is e, to a small fraction of a per cent.
+    each corner tile (0.4 of each side) correlates to its own shift, and the difference
+    between opposite corners over their distance is e, to a few hundredths of a per cent.
+    Four small correlations cost less than one of the whole picture.
     """
     fx, fy = original.factor
-    size = (
-        max(2, min(original.size[0], round(copy.full_size[0] / (rough.scale_x * fx)))),
-        max(2, min(original.size[1], round(copy.full_size[1] / (rough.scale_y * fy)))),
+    moving = structure(copy.image.resize(_compared_size(original, copy, rough), BILINEAR))
+    height, width = moving.shape
+    tile_h, tile_w = max(8, int(height * 0.4)), max(8, int(width * 0.4))
+    reach = (MAX_CROP * height + 2, MAX_CROP * width + 2)
+    shifts = {}
+    for top in (0, height - tile_h):
+        for left in (0, width - tile_w):
+            at = (round(rough.origin_y / fy) + top, round(rough.origin_x / fx) + left)
+            tile = moving[top : top + tile_h, left : left + tile_w]
+            dy, dx, _ = phase_correlate(_window(reference, at, tile.shape), tile, limit=reach)
+            shifts[top > 0, left > 0] = (dy, dx)
+    across = [shifts[row, True][1] - shifts[row, False][1] for row in (False, True)]
+    down = [shifts[True, col][0] - shifts[False, col][0] for col in (False, True)]
+    return float(np.mean(across) / (width - tile_w) + np.mean(down) / (height - tile_h)) / 2
+
+
+def _compared_size(
+    original: Thumb, copy: Thumb, alignment: Alignment | tuple[float, float]
+) -> tuple[int, int]:
+    """The copy's size in the original's thumb pixels at a scale (whole pixels)."""
+    fx, fy = original.factor
+    sx, sy = (
+        (alignment.scale_x, alignment.scale_y) if isinstance(alignment, Alignment) else alignment
     )
-    moving = structure(copy.image.resize(size, Image.Resampling.BILINEAR))
-    oy, ox = rough.origin_y / fy, rough.origin_x / fx
-    drift = []
-    for axis in (1, 0):
-        half = moving.shape[axis] // 2
-        first, second = np.split(moving, [half], axis=axis)
-        shifts = []
-        for part, start in ((first, 0), (second, half)):
-            at = (round(oy), round(ox + start)) if axis == 1 else (round(oy + start), round(ox))
-            target = _window(reference, at, part.shape)
-            dy, dx, _ = phase_correlate(target, part, limit=(12, 12))
-            shifts.append(dx if axis == 1 else dy)
-        drift.append((shifts[1] - shifts[0]) / half)
-    scale = 1 / (1 + (drift[0] + drift[1]) / 2)
-    scaled = (rough.scale_x * scale, rough.scale_y * scale)
-    return _measure_shift(reference, original, copy, scaled, limit=None)[0]
+    return (
+        max(2, min(original.size[0], round(copy.full_size[0] / (sx * fx)))),
+        max(2, min(original.size[1], round(copy.full_size[1] / (sy * fy)))),
+    )
 
 
 def _window(reference: Array, at: tuple[int, int], shape: tuple[int, ...]) -> Array:
@@ -246,56 +272,20 @@ def _window(reference: Array, at: tuple[int, int], shape: tuple[int, ...]) -> Ar
     return out
 
 
-def _coarse_peaks(original: Thumb, copy: Thumb) -> Callable[[float], float]:
-    """How well the edges match at a candidate scale (copy px per original px), coarsely."""
-    coarse = work_size(original.size, COARSE_SIDE)
-    reference = structure(original.image.resize(coarse, Image.Resampling.BILINEAR))
-    per_coarse = original.full_size[0] / coarse[0]
-    small = copy.image.resize(work_size(copy.size, COARSE_SIDE * 3 // 2), Image.Resampling.BOX)
-
-    def match(scale: float) -> float:
-        size = (
-            max(1, min(coarse[0], round(copy.full_size[0] / (scale * per_coarse)))),
-            max(1, min(coarse[1], round(copy.full_size[1] / (scale * per_coarse)))),
-        )
-        moving = structure(small.resize(size, Image.Resampling.BILINEAR))
-        dy, dx, _ = phase_correlate(reference, moving)
-        return overlap_correlation(reference, moving, round(dy), round(dx))
-
-    return match
-
-
-def overlap_correlation(reference: Array, moving: Array, dy: int, dx: int) -> float:
-    """Correlation of ``moving`` with the part of ``reference`` it lands on when shifted."""
-    height, width = moving.shape
-    top, left = max(0, dy), max(0, dx)
-    bottom = min(reference.shape[0], dy + height)
-    right = min(reference.shape[1], dx + width)
-    if bottom - top < 8 or right - left < 8:
-        return -1.0
-    under = reference[top:bottom, left:right]
-    over = moving[top - dy : bottom - dy, left - dx : right - dx]
-    return correlation(under, over, np.ones(under.shape, bool))
-
-
 def _measure_shift(
     reference: Array, original: Thumb, copy: Thumb, scale: tuple[float, float],
     *, limit: float | None,
-) -> tuple[Alignment, float]:
-    """The origin for a given scale by phase correlation at working size; and its match."""
+) -> Alignment:
+    """The origin for a given scale, by phase correlation at working size."""
     fx, fy = original.factor
-    size = (
-        max(1, min(original.size[0], round(copy.full_size[0] / (scale[0] * fx)))),
-        max(1, min(original.size[1], round(copy.full_size[1] / (scale[1] * fy)))),
-    )
-    moving = structure(copy.image.resize(size, Image.Resampling.BILINEAR))
+    size = _compared_size(original, copy, scale)
+    moving = structure(copy.image.resize(size, BILINEAR))
     bound = None if limit is None else (limit * size[1] + 1, limit * size[0] + 1)
     dy, dx, _ = phase_correlate(reference, moving, limit=bound)
     # the size was rounded to whole pixels: the scale actually compared is this one
-    found = Alignment(
+    return Alignment(
         scale_x=copy.full_size[0] / (size[0] * fx),
         scale_y=copy.full_size[1] / (size[1] * fy),
         origin_x=dx * fx,
         origin_y=dy * fy,
     )
-    return found, overlap_correlation(reference, moving, round(dy), round(dx))

@@ -46,27 +46,33 @@ class Region:
         """Full-size pixels per working pixel, across and down."""
         return self.size[0] / self.mask.shape[1], self.size[1] / self.mask.shape[0]
 
-    def box(self) -> tuple[int, int, int, int] | None:
-        """Full-size bounding box of every pixel the blend can touch (None if empty)."""
+    def patch(self) -> tuple[Array, tuple[int, int, int, int]] | None:
+        """Signed distance to the mask's edge (full-size px) over the part that matters.
+
+        Positive inside, negative outside, measured from pixel centres to the outline
+        half a pixel away; computed only over the mask's bounding box widened past the
+        margin (the blend is 0 beyond it), so a small region in a big picture is cheap.
+        Returns the float32 patch and its box in working pixels, or None when empty.
+        """
         rows = np.flatnonzero(self.mask.any(axis=1))
         cols = np.flatnonzero(self.mask.any(axis=0))
         if rows.size == 0:
             return None
-        fx, fy = self.factor
-        pad = MARGIN_PX + 2
-        return (
-            max(0, int(np.floor(cols[0] * fx - pad))),
-            max(0, int(np.floor(rows[0] * fy - pad))),
-            min(self.size[0], int(np.ceil((cols[-1] + 1) * fx + pad))),
-            min(self.size[1], int(np.ceil((rows[-1] + 1) * fy + pad))),
+        pad = int(np.ceil(MARGIN_PX / min(self.factor))) + 3
+        height, width = self.mask.shape
+        box = (
+            max(0, int(cols[0]) - pad), max(0, int(rows[0]) - pad),
+            min(width, int(cols[-1]) + 1 + pad), min(height, int(rows[-1]) + 1 + pad),
         )
+        mask = self.mask[box[1] : box[3], box[0] : box[2]]
+        inside = ndimage.distance_transform_edt(mask)
+        outside = ndimage.distance_transform_edt(~mask)
+        scale = (self.factor[0] + self.factor[1]) / 2
+        distance = np.where(mask, inside - 0.5, 0.5 - outside) * scale
+        return np.asarray(distance, np.float32), box
 
     def signed_distance(self) -> Array:
-        """Distance to the mask's edge in full-size pixels: positive inside, negative out.
-
-        Measured between pixel centres and the boundary half a pixel away, so the zero
-        level is the mask's outline; float32, working size.
-        """
+        """The signed distance (full-size px) over the whole working frame."""
         inside = ndimage.distance_transform_edt(self.mask)
         outside = ndimage.distance_transform_edt(~self.mask)
         scale = (self.factor[0] + self.factor[1]) / 2
@@ -102,16 +108,34 @@ def grow_to(mask: Array, fraction: float) -> Array:
     needed = int(np.ceil(fraction * mask.size))
     if mask.sum() >= needed or not mask.any():
         return mask
-    distance = ndimage.distance_transform_edt(~mask)
+    reach = int(np.ceil(np.sqrt(needed / np.pi))) + 2
+    grown = mask.copy()
+    part, box = _around(mask, reach)
+    distance = ndimage.distance_transform_edt(~part)
     radius = np.partition(distance.ravel(), needed - 1)[needed - 1]
-    return np.asarray(distance <= radius)
+    grown[box] = distance <= radius
+    return grown
 
 
 def close_gaps(mask: Array, radius: float) -> Array:
     """Morphological closing with a disc (via distance transforms: cost is radius-free).
 
     Fills the gaps between the lines of a scribble and the opening of a loop drawn not
-    quite shut, without growing the outline.
+    quite shut, without growing the outline. Works on the marks' surroundings only.
     """
-    grown = ndimage.distance_transform_edt(~mask) <= radius
-    return np.asarray(ndimage.distance_transform_edt(grown) > radius) | mask
+    closed = mask.copy()
+    part, box = _around(mask, int(np.ceil(radius)) + 2)
+    grown = ndimage.distance_transform_edt(~part) <= radius
+    closed[box] |= ndimage.distance_transform_edt(grown) > radius
+    return closed
+
+
+def _around(mask: Array, pad: int) -> tuple[Array, tuple[slice, slice]]:
+    """The part of ``mask`` around its true pixels, ``pad`` wider each way (within it)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (
+        slice(max(0, int(rows[0]) - pad), min(mask.shape[0], int(rows[-1]) + 1 + pad)),
+        slice(max(0, int(cols[0]) - pad), min(mask.shape[1], int(cols[-1]) + 1 + pad)),
+    )
+    return mask[box], box

@@ -21,10 +21,10 @@ from scipy import ndimage
 from bot.kit.marks.align import (
     WORK_SIDE,
     Alignment,
+    Thumb,
     align_copy,
     correlation,
     place_copy,
-    Thumb,
     structure,
 )
 from bot.kit.marks.region import Region, close_gaps, grow_to
@@ -77,7 +77,7 @@ def find_marks(original: Image.Image, marked: Image.Image) -> MarkResult | NotMa
     reference = np.asarray(frame.image)
     copy = np.asarray(placed)
     drawn = _drawn_pixels(reference, copy) & valid
-    score = _alignment_score(reference, copy, valid & ~drawn)
+    score = correlation(structure(frame.image), structure(placed), valid & ~drawn)
     alignment = Alignment(
         alignment.scale_x, alignment.scale_y, alignment.origin_x, alignment.origin_y, score
     )
@@ -109,8 +109,9 @@ def _drawn_pixels(reference: Array, copy: Array) -> Array:
     numpy: several times faster than a generic rank filter on 8-bit colour.)
     """
     low, high = _neighbourhood_range(reference)
-    over = np.subtract(copy, high, dtype=np.int16)
-    under = np.subtract(low, copy, dtype=np.int16)
+    # 8-bit saturating differences: max(copy, high) - high never wraps
+    over = np.maximum(copy, high) - high
+    under = low - np.minimum(copy, low)
     beyond = np.maximum(over, under).max(axis=2)
     return np.asarray(beyond > DRAWN_DIFFERENCE)
 
@@ -125,15 +126,9 @@ def _neighbourhood_range(picture: Array) -> tuple[Array, Array]:
     return low, high
 
 
-def _alignment_score(reference: Array, copy: Array, where: Array) -> float:
-    """Edge-map correlation of the two pictures where nothing was drawn."""
-    grey = (0.299, 0.587, 0.114)
-    return correlation(structure(reference @ grey), structure(copy @ grey), where)
-
-
 def _clean_strokes(drawn: Array) -> Array:
     """Strokes without JPEG specks: a small closing heals them, an area opening drops dust."""
-    healed = ndimage.binary_closing(drawn, structure=np.ones((3, 3), bool)) | drawn
+    healed = _erode(_dilate(drawn)) | drawn
     labels, count = ndimage.label(healed, structure=np.ones((3, 3), bool))
     if count == 0:
         return healed
@@ -143,11 +138,31 @@ def _clean_strokes(drawn: Array) -> Array:
     return np.asarray(keep[labels])
 
 
+def _dilate(mask: Array) -> Array:
+    """3×3 dilation with shifted views (the generic morphology is ~10× slower here)."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    wide = out.copy()
+    out[:, 1:] |= wide[:, :-1]
+    out[:, :-1] |= wide[:, 1:]
+    return out
+
+
+def _erode(mask: Array) -> Array:
+    """3×3 erosion, the dual of :func:`_dilate` (the frame's edge counts as set)."""
+    return ~_dilate(~mask)
+
+
 def _covered_area(strokes: Array) -> tuple[Array, bool]:
     """The area the strokes mark: the inside of closed strokes, the hull of scribbles."""
     height, width = strokes.shape
     radius = GAP_SHARE * float(np.hypot(height, width))
     closed = close_gaps(strokes, radius)
-    filled = np.asarray(ndimage.binary_fill_holes(closed))
+    filled = closed.copy()
+    rows = np.flatnonzero(closed.any(axis=1))
+    cols = np.flatnonzero(closed.any(axis=0))
+    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    filled[box] = ndimage.binary_fill_holes(closed[box])
     enclosed = bool((filled & ~closed).sum() > 0.5 * strokes.sum())
     return filled, enclosed

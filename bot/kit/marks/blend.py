@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
-from bot.kit.marks.align import Alignment, Thumb, align_copy
+from bot.kit.marks.align import WORK_SIDE, Alignment, Thumb, align_copy
 from bot.kit.marks.region import FEATHER_PX, MARGIN_PX, Region
 
 #: modes a soft blend makes sense in; other modes (palette, 1-bit, 32-bit) get a hard edge
@@ -28,7 +28,8 @@ Array = np.ndarray
 
 def align_answer(original: Image.Image, answer: Image.Image) -> Alignment:
     """Where the model's whole-picture answer sits on the original (scale per side, shift)."""
-    return align_copy(Thumb.of(original), Thumb.of(answer), may_crop=False)
+    side = WORK_SIDE // 2  # what the alignment works at: no need to shrink twice
+    return align_copy(Thumb.of(original, side), Thumb.of(answer, side), may_crop=False, halve=False)
 
 
 def composite(original: Image.Image, answer: Image.Image, region: Region) -> Image.Image:
@@ -42,31 +43,44 @@ def composite(original: Image.Image, answer: Image.Image, region: Region) -> Ima
     if region.size != original.size:
         raise ValueError(f"region is for {region.size}, picture is {original.size}")
     result = original.copy()
-    box = region.box()
-    if box is None:
+    patch = region.patch()
+    if patch is None:
         return result
-    alpha = _blend_weights(region, box, soft=original.mode in _BLENDABLE)
-    patch = _answer_patch(answer, align_answer(original, answer), box, original.mode, result)
-    result.paste(patch, box[:2], alpha)
+    distance, work_box = patch
+    box, weights = _blend_weights(region, distance, work_box, soft=original.mode in _BLENDABLE)
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return result
+    answer_part = _answer_patch(answer, align_answer(original, answer), box, original.mode, result)
+    result.paste(answer_part, box[:2], weights)
     return result
 
 
-def _blend_weights(region: Region, box: tuple[int, int, int, int], *, soft: bool) -> Image.Image:
-    """The blend weight (0–255) over ``box``: 0 outside the region, 255 well inside.
+def _blend_weights(
+    region: Region, distance: Array, work_box: tuple[int, int, int, int], *, soft: bool
+) -> tuple[tuple[int, int, int, int], Image.Image]:
+    """The full-size box the blend touches, and the weights (0–255) over it.
 
-    The signed distance is upsampled (bilinear, only over the box) and mapped linearly;
-    the conversion to 8 bits clips, so everything past the margin is exactly 0.
+    The signed distance is upsampled (bilinear, over that box only) and mapped linearly:
+    0 at the margin's edge, 255 a feather's width inside. The conversion to 8 bits clips,
+    so everything past the margin is exactly 0.
     """
     fx, fy = region.factor
-    distance = Image.fromarray(region.signed_distance(), mode="F")
-    source = (box[0] / fx, box[1] / fy, box[2] / fx, box[3] / fy)
-    size = (box[2] - box[0], box[3] - box[1])
-    upsampled = distance.resize(size, Image.Resampling.BILINEAR, box=source)
+    box = (
+        int(np.ceil(work_box[0] * fx)), int(np.ceil(work_box[1] * fy)),
+        int(np.floor(work_box[2] * fx)), int(np.floor(work_box[3] * fy)),
+    )
+    source = (
+        box[0] / fx - work_box[0], box[1] / fy - work_box[1],
+        box[2] / fx - work_box[0], box[3] / fy - work_box[1],
+    )
+    size = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))
+    field = Image.fromarray(distance, mode="F")
+    upsampled = field.resize(size, Image.Resampling.BILINEAR, box=source)
     gain = 255.0 / FEATHER_PX
     weights = upsampled.point(lambda v: v * gain + MARGIN_PX * gain).convert("L")
-    if soft:
-        return weights
-    return weights.point(lambda v: 255 if v >= 128 else 0)
+    if not soft:
+        weights = weights.point(lambda v: 255 if v >= 128 else 0)
+    return box, weights
 
 
 def _answer_patch(
