@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
 from bot.kit.marks.align import (
     WORK_SIDE,
@@ -30,7 +31,13 @@ from bot.kit.marks.align import (
 from bot.kit.marks.region import Region, close_gaps, grow_to
 
 #: a colour this far (0–255, on its most changed channel) outside the original's is drawn
-DRAWN_DIFFERENCE: Final = 48
+#: (recompression and resizing stay under 30 on photo-like pictures)
+DRAWN_DIFFERENCE: Final = 40
+#: ...and so is one this far over a flat part, when it touches a drawn pixel: a red pen
+#: over a red jumper differs by little, but flat parts have no edges to misplace
+FAINT_DIFFERENCE: Final = 20
+#: a 3×3 neighbourhood whose colours span less than this is flat
+FLAT_RANGE: Final = 30
 #: below this edge-map correlation the copy is taken to be another picture
 SAME_PICTURE_SCORE: Final = 0.35
 #: a marked area over this share of the picture is not "a spot" any more
@@ -39,6 +46,8 @@ MOST_OF_PICTURE: Final = 0.6
 MIN_REGION: Final = 0.005
 #: gaps up to twice this share of the working diagonal are closed (scribbles, open loops)
 GAP_SHARE: Final = 0.025
+#: an open stroke whose convex hull is this many times its area was meant as a loop
+HULL_RATIO: Final = 3.0
 #: a drawn piece smaller than this share of the picture is noise, not a stroke
 SPECK_SHARE: Final = 0.00005
 
@@ -76,14 +85,15 @@ def find_marks(original: Image.Image, marked: Image.Image) -> MarkResult | NotMa
     placed, valid = place_copy(copy_thumb, alignment, frame)
     reference = np.asarray(frame.image)
     copy = np.asarray(placed)
-    drawn = _drawn_pixels(reference, copy) & valid
+    drawn, faint = _drawn_pixels(reference, copy)
+    drawn &= valid
     score = correlation(structure(frame.image), structure(placed), valid & ~drawn)
     alignment = Alignment(
         alignment.scale_x, alignment.scale_y, alignment.origin_x, alignment.origin_y, score
     )
     if score < SAME_PICTURE_SCORE or valid.mean() < 0.5:
         return NotMarked("not the same picture", score)
-    strokes = _clean_strokes(drawn)
+    strokes = _clean_strokes(drawn, faint & valid)
     if not strokes.any():
         return NotMarked("nothing drawn", score)
     if strokes.sum() > MOST_OF_PICTURE * valid.sum():
@@ -101,19 +111,21 @@ def _copy_side(original: Image.Image, marked: Image.Image) -> int:
     return max(16, round(WORK_SIDE * min(1.0, share) * max(original.size) / max(marked.size)))
 
 
-def _drawn_pixels(reference: Array, copy: Array) -> Array:
-    """Pixels whose colour is far outside the original's colours around them.
+def _drawn_pixels(reference: Array, copy: Array) -> tuple[Array, Array]:
+    """Pixels surely drawn, and pixels faintly drawn over flat parts of the original.
 
-    Comparing with the 3×3 range of the original, not the pixel itself, forgives the
-    sub-pixel shifts and blur that resizing leaves along every edge. (Shifted views with
-    numpy: several times faster than a generic rank filter on 8-bit colour.)
+    A pixel's colour is compared with the range of the original's colours around it
+    (3×3), not with the pixel itself, which forgives the sub-pixel shifts and blur that
+    resizing leaves along every edge. (Shifted views with numpy: several times faster
+    than a generic rank filter on 8-bit colour.)
     """
     low, high = _neighbourhood_range(reference)
     # 8-bit saturating differences: max(copy, high) - high never wraps
     over = np.maximum(copy, high) - high
     under = low - np.minimum(copy, low)
     beyond = np.maximum(over, under).max(axis=2)
-    return np.asarray(beyond > DRAWN_DIFFERENCE)
+    flat = (high - low).max(axis=2) < FLAT_RANGE
+    return beyond > DRAWN_DIFFERENCE, (beyond > FAINT_DIFFERENCE) & flat
 
 
 def _neighbourhood_range(picture: Array) -> tuple[Array, Array]:
@@ -126,14 +138,20 @@ def _neighbourhood_range(picture: Array) -> tuple[Array, Array]:
     return low, high
 
 
-def _clean_strokes(drawn: Array) -> Array:
-    """Strokes without JPEG specks: a small closing heals them, an area opening drops dust."""
-    healed = _erode(_dilate(drawn)) | drawn
+def _clean_strokes(drawn: Array, faint: Array) -> Array:
+    """Whole strokes without JPEG specks.
+
+    A small closing heals breaks; faint pixels count only in a piece that has drawn ones
+    (hysteresis, as in edge detection); pieces too small to be a stroke are dropped (an
+    area opening, which unlike a plain opening keeps thin pen lines).
+    """
+    healed = _erode(_dilate(drawn | faint)) | drawn
     labels, count = ndimage.label(healed, structure=np.ones((3, 3), bool))
     if count == 0:
         return healed
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= max(6, SPECK_SHARE * drawn.size)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sure = np.bincount(labels[drawn], minlength=count + 1)
+    keep = (sizes >= max(6, SPECK_SHARE * drawn.size)) & (sure >= 3)
     keep[0] = False
     return np.asarray(keep[labels])
 
@@ -155,14 +173,47 @@ def _erode(mask: Array) -> Array:
 
 
 def _covered_area(strokes: Array) -> tuple[Array, bool]:
-    """The area the strokes mark: the inside of closed strokes, the hull of scribbles."""
+    """The area the strokes mark, and whether a stroke enclosed it.
+
+    Gaps up to twice :data:`GAP_SHARE` of the diagonal are closed (scribble lines, a
+    loop not quite shut), and what is then enclosed is filled. A stroke that still
+    encloses nothing but bends round an area much larger than itself is a loop whose
+    rest did not show (a red pen over a red jumper): its convex hull is taken.
+    """
     height, width = strokes.shape
     radius = GAP_SHARE * float(np.hypot(height, width))
     closed = close_gaps(strokes, radius)
-    filled = closed.copy()
     rows = np.flatnonzero(closed.any(axis=1))
     cols = np.flatnonzero(closed.any(axis=0))
     box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-    filled[box] = ndimage.binary_fill_holes(closed[box])
-    enclosed = bool((filled & ~closed).sum() > 0.5 * strokes.sum())
+    part = closed[box]
+    filled_part = ndimage.binary_fill_holes(part)
+    enclosed = bool((filled_part & ~part).sum() > 0.5 * strokes[box].sum())
+    labels, _ = ndimage.label(part, structure=np.ones((3, 3), bool))
+    for index, piece in enumerate(ndimage.find_objects(labels), start=1):
+        if (filled_part[piece] & ~part[piece]).any():
+            continue  # encloses an area already
+        own = labels[piece] == index
+        hull = _hull_mask(own)
+        if hull is not None and hull.sum() > HULL_RATIO * own.sum():
+            filled_part[piece] |= hull
+            enclosed = True
+    filled = closed.copy()
+    filled[box] = filled_part
     return filled, enclosed
+
+
+def _hull_mask(piece: Array) -> Array | None:
+    """The filled convex hull of a piece's pixels (None for a straight or tiny piece)."""
+    ys, xs = np.nonzero(piece)
+    if ys.size < 8:
+        return None
+    points = np.column_stack([xs, ys]).astype(np.float64)
+    try:
+        hull = ConvexHull(points)
+    except QhullError:  # all on one line
+        return None
+    outline = [(float(x) + 0.5, float(y) + 0.5) for x, y in points[hull.vertices]]
+    page = Image.new("1", (piece.shape[1], piece.shape[0]), 0)
+    ImageDraw.Draw(page).polygon(outline, fill=1, outline=1)
+    return np.asarray(page) | piece
