@@ -64,7 +64,24 @@ def _blend_weights(
     0 at the margin's edge, 255 a feather's width inside. The conversion to 8 bits clips,
     so everything past the margin is exactly 0.
     """
-    fx, fy = region.factor
+    box, field = _upsampled(distance, work_box, region.mask.shape, region.size)
+    gain = 255.0 / FEATHER_PX
+    weights = field.point(lambda v: v * gain + MARGIN_PX * gain).convert("L")
+    if not soft:
+        weights = weights.point(lambda v: 255 if v >= 128 else 0)
+    return box, weights
+
+
+def _upsampled(
+    distance: Array, work_box: tuple[int, int, int, int], frame: tuple[int, ...],
+    size: tuple[int, int],
+) -> tuple[tuple[int, int, int, int], Image.Image]:
+    """A patch of the working frame (shape ``frame``) resampled to a picture of ``size``.
+
+    Returns the picture's whole pixels that lie inside the patch, and the patch's values
+    there (bilinear, mode F): only that box is ever computed at the picture's size.
+    """
+    fx, fy = size[0] / frame[1], size[1] / frame[0]
     box = (
         int(np.ceil(work_box[0] * fx)), int(np.ceil(work_box[1] * fy)),
         int(np.floor(work_box[2] * fx)), int(np.floor(work_box[3] * fy)),
@@ -73,14 +90,9 @@ def _blend_weights(
         box[0] / fx - work_box[0], box[1] / fy - work_box[1],
         box[2] / fx - work_box[0], box[3] / fy - work_box[1],
     )
-    size = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))
+    target = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))
     field = Image.fromarray(distance, mode="F")
-    upsampled = field.resize(size, Image.Resampling.BILINEAR, box=source)
-    gain = 255.0 / FEATHER_PX
-    weights = upsampled.point(lambda v: v * gain + MARGIN_PX * gain).convert("L")
-    if not soft:
-        weights = weights.point(lambda v: 255 if v >= 128 else 0)
-    return box, weights
+    return box, field.resize(target, Image.Resampling.BILINEAR, box=source)
 
 
 def _answer_patch(
@@ -119,20 +131,33 @@ def _to_mode(patch: Image.Image, mode: str, original: Image.Image) -> Image.Imag
     return patch.convert(mode)
 
 
-def outlined_copy(original: Image.Image, region: Region) -> Image.Image:
+def outlined_copy(
+    original: Image.Image, region: Region, *, max_side: int | None = None
+) -> Image.Image:
     """A whole RGB copy of the original with the region tinted and outlined, for the model.
 
     The model sees the clean original and this copy in one message, so it can tell what
     "here" means without losing the rest of the picture (it is never shown a crop).
+    ``max_side`` shrinks the copy to the size it will be sent at first; only the
+    region's box is drawn on.
     """
-    base = original.convert("RGB")
-    upsampled = Image.fromarray(region.signed_distance(), mode="F").resize(
-        original.size, Image.Resampling.BILINEAR
-    )
-    distance = np.asarray(upsampled) + MARGIN_PX
-    width = max(2.0, 0.004 * max(original.size))
-    # inside the region a light tint; a band either side of its edge, the outline
-    tint = Image.fromarray(np.where(distance > 0, 80, 0).astype(np.uint8))
-    ring = Image.fromarray((np.abs(distance) <= width).astype(np.uint8) * 255)
-    tinted = Image.composite(Image.new("RGB", base.size, _TINT), base, tint)
-    return Image.composite(Image.new("RGB", base.size, _OUTLINE), tinted, ring)
+    shown = original.convert("RGB")
+    if max_side and max(shown.size) > max_side:
+        k = max_side / max(shown.size)
+        size = (max(1, round(shown.width * k)), max(1, round(shown.height * k)))
+        shown = shown.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    per_full = shown.width / region.size[0]
+    width = max(2.0, 0.004 * max(shown.size))  # the outline's half-width, shown pixels
+    patch = region.patch(reach=width / per_full)
+    if patch is None:
+        return shown
+    distance, work_box = patch
+    box, field = _upsampled(distance, work_box, region.mask.shape, shown.size)
+    edge = (np.asarray(field) + MARGIN_PX) * per_full  # from the region's edge, shown px
+    tint = Image.fromarray(np.where(edge > 0, 80, 0).astype(np.uint8))
+    ring = Image.fromarray((np.abs(edge) <= width).astype(np.uint8) * 255)
+    part = shown.crop(box)
+    part = Image.composite(Image.new("RGB", part.size, _TINT), part, tint)
+    part = Image.composite(Image.new("RGB", part.size, _OUTLINE), part, ring)
+    shown.paste(part, box[:2])
+    return shown

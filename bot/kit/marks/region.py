@@ -46,19 +46,20 @@ class Region:
         """Full-size pixels per working pixel, across and down."""
         return self.size[0] / self.mask.shape[1], self.size[1] / self.mask.shape[0]
 
-    def patch(self) -> tuple[Array, tuple[int, int, int, int]] | None:
+    def patch(self, reach: float = 0.0) -> tuple[Array, tuple[int, int, int, int]] | None:
         """Signed distance to the mask's edge (full-size px) over the part that matters.
 
         Positive inside, negative outside, measured from pixel centres to the outline
         half a pixel away; computed only over the mask's bounding box widened past the
-        margin (the blend is 0 beyond it), so a small region in a big picture is cheap.
-        Returns the float32 patch and its box in working pixels, or None when empty.
+        margin (the blend is 0 beyond it) and ``reach`` more full-size pixels, so a small
+        region in a big picture is cheap. Returns the float32 patch and its box in
+        working pixels, or None when the mask is empty.
         """
         rows = np.flatnonzero(self.mask.any(axis=1))
         cols = np.flatnonzero(self.mask.any(axis=0))
         if rows.size == 0:
             return None
-        pad = int(np.ceil(MARGIN_PX / min(self.factor))) + 3
+        pad = int(np.ceil((MARGIN_PX + reach) / min(self.factor))) + 3
         height, width = self.mask.shape
         box = (
             max(0, int(cols[0]) - pad), max(0, int(rows[0]) - pad),
@@ -70,13 +71,6 @@ class Region:
         scale = (self.factor[0] + self.factor[1]) / 2
         distance = np.where(mask, inside - 0.5, 0.5 - outside) * scale
         return np.asarray(distance, np.float32), box
-
-    def signed_distance(self) -> Array:
-        """The signed distance (full-size px) over the whole working frame."""
-        inside = ndimage.distance_transform_edt(self.mask)
-        outside = ndimage.distance_transform_edt(~self.mask)
-        scale = (self.factor[0] + self.factor[1]) / 2
-        return np.asarray(np.where(self.mask, inside - 0.5, 0.5 - outside) * scale, np.float32)
 
 
 def mask_png(region: Region) -> bytes:

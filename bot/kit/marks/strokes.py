@@ -123,9 +123,14 @@ def _drawn_pixels(reference: Array, copy: Array) -> tuple[Array, Array]:
     # 8-bit saturating differences: max(copy, high) - high never wraps
     over = np.maximum(copy, high) - high
     under = low - np.minimum(copy, low)
-    beyond = np.maximum(over, under).max(axis=2)
-    flat = (high - low).max(axis=2) < FLAT_RANGE
+    beyond = _largest_channel(np.maximum(over, under))
+    flat = _largest_channel(high - low) < FLAT_RANGE
     return beyond > DRAWN_DIFFERENCE, (beyond > FAINT_DIFFERENCE) & flat
+
+
+def _largest_channel(picture: Array) -> Array:
+    """Per pixel, the largest of the three channels (``max(axis=2)`` is ~25× slower)."""
+    return np.maximum(np.maximum(picture[..., 0], picture[..., 1]), picture[..., 2])
 
 
 def _neighbourhood_range(picture: Array) -> tuple[Array, Array]:
