@@ -147,9 +147,11 @@ def _clean_strokes(drawn: Array, faint: Array) -> Array:
     """Whole strokes without JPEG specks.
 
     A small closing heals breaks; faint pixels count only in a piece that has drawn ones
-    (hysteresis, as in edge detection); pieces too small to be a stroke are dropped (an
-    area opening, which unlike a plain opening keeps thin pen lines).
+    (hysteresis, as in edge detection), and not right beside drawn ones, where they are
+    the halo JPEG leaves round a strong colour; pieces too small to be a stroke are
+    dropped (an area opening, which unlike a plain opening keeps thin pen lines).
     """
+    faint = _dilate(_erode(faint)) & faint  # an opening: lone noisy pixels are not a line
     healed = _erode(_dilate(drawn | faint)) | drawn
     labels, count = ndimage.label(healed, structure=np.ones((3, 3), bool))
     if count == 0:
@@ -158,7 +160,8 @@ def _clean_strokes(drawn: Array, faint: Array) -> Array:
     sure = np.bincount(labels[drawn], minlength=count + 1)
     keep = (sizes >= max(6, SPECK_SHARE * drawn.size)) & (sure >= 3)
     keep[0] = False
-    return np.asarray(keep[labels])
+    halo = _dilate(_dilate(drawn)) & ~_erode(_dilate(drawn)) & ~drawn
+    return np.asarray(keep[labels]) & ~halo
 
 
 def _dilate(mask: Array) -> Array:
