@@ -254,6 +254,11 @@ def test_a_shifted_or_resized_answer_is_realigned(original: Image.Image, shift, 
     assert abs(ys.min() - square[1]) <= 2 and abs(ys.max() - square[3]) <= 2
     found = align_answer(original, answer_with_a_square(original, square, shift, size))
     assert abs(found.origin_x + shift[0]) < 1.5 and abs(found.origin_y + shift[1]) < 1.5
+    assert found.score > 0.6
+
+
+def test_an_answer_with_another_composition_scores_low(original: Image.Image) -> None:
+    assert align_answer(original, photo(1024, 768, seed=4)).score < 0.3
 
 
 def test_another_picture_is_not_a_marked_copy(original: Image.Image) -> None:
@@ -301,6 +306,11 @@ def test_the_model_is_shown_the_whole_picture_with_the_region_outlined(
     meant = drawn_area(original.size, paint)
     assert differs[meant].mean() > 0.95
     assert not differs[distance_from(meant) > 3 * EDGE_REACH].any()
+    small = outlined_copy(original, result.region, max_side=600)
+    assert small.size == (600, 450)
+    tinted = np.asarray(small)[170:230, 260:330].astype(int)  # inside the loop
+    plain = np.asarray(original.resize((600, 450)))[170:230, 260:330].astype(int)
+    assert np.abs(tinted - plain).mean() > 15
 
 
 def test_the_benchmark_runs(tmp_path: Path) -> None:

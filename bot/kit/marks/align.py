@@ -5,9 +5,9 @@ halves a 12 MP photo) and sometimes cropped a little; a model's answer comes bac
 own size, a few pixels off, and recoloured. Colour is what both change, so alignment
 compares edge maps (the gradient magnitude of the grey picture), which survive all of it.
 
-Everything works on small copies (:data:`WORK_SIDE` pixels on the long side): a shift or a
-scale is found to a fraction of a work pixel by phase correlation, which is all the mask
-needs, and a 12 MP picture is never touched at full size here.
+Everything works on small copies (:data:`WORK_SIDE` pixels on the long side, and half
+that for the correlations): a shift or a scale is found to a fraction of a pixel by phase
+correlation, which is all the mask needs, and a 12 MP picture is only sampled here.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """An antialiased RGB copy at ``size``, cheap on big pictures.
 
     ``reducing_gap=1`` lets Pillow box-reduce by the whole factor first before the final
-    bilinear step. A picture many times the size (a 12 MP photo for a 640 px thumb) is
+    bilinear step. A picture many times the size (a 12 MP photo for a 512 px thumb) is
     averaged over a regular 2×2 sample of each cell rather than all ~40 of its pixels:
     reading all 36 MB cost as much as the rest of the region work, and the strokes are
     found against the neighbourhood's range, which absorbs the sampling's grain.
@@ -197,7 +197,7 @@ def align_copy(
     The scale comes from the sizes: a crop makes the copy relatively smaller, so the
     larger of the width and height ratios is the least the scale can be, and exact when
     one side was left whole. A copy cropped on every side is a little larger than that:
-    the drift between its halves measures by how much (:func:`_scale_error`), and the
+    the drift between its corners measures by how much (:func:`_scale_error`), and the
     shift is measured again. All of it at half the thumbs' size (unless ``halve`` is
     false: the caller made them small). ``score`` is left at 0
     (the caller scores after removing what was drawn).

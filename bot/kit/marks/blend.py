@@ -14,7 +14,15 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
-from bot.kit.marks.align import WORK_SIDE, Alignment, Thumb, align_copy
+from bot.kit.marks.align import (
+    WORK_SIDE,
+    Alignment,
+    Thumb,
+    align_copy,
+    correlation,
+    place_copy,
+    structure,
+)
 from bot.kit.marks.region import FEATHER_PX, MARGIN_PX, Region
 
 #: modes a soft blend makes sense in; other modes (palette, 1-bit, 32-bit) get a hard edge
@@ -27,18 +35,30 @@ Array = np.ndarray
 
 
 def align_answer(original: Image.Image, answer: Image.Image) -> Alignment:
-    """Where the model's whole-picture answer sits on the original (scale per side, shift)."""
+    """Where the model's whole-picture answer sits on the original (scale per side, shift).
+
+    ``score`` is how well the edges then agree (about 0.9 for an answer that changed one
+    part, near 0 for a picture with another composition: the caller may prefer the
+    model's whole picture then).
+    """
     side = WORK_SIDE // 2  # what the alignment works at: no need to shrink twice
-    return align_copy(Thumb.of(original, side), Thumb.of(answer, side), may_crop=False, halve=False)
+    frame, copy = Thumb.of(original, side), Thumb.of(answer, side)
+    found = align_copy(frame, copy, may_crop=False, halve=False)
+    placed, valid = place_copy(copy, found, frame)
+    score = correlation(structure(frame.image), structure(placed), valid)
+    return Alignment(found.scale_x, found.scale_y, found.origin_x, found.origin_y, score)
 
 
-def composite(original: Image.Image, answer: Image.Image, region: Region) -> Image.Image:
+def composite(
+    original: Image.Image, answer: Image.Image, region: Region,
+    *, alignment: Alignment | None = None,
+) -> Image.Image:
     """The original with the answer blended in inside ``region`` only.
 
     The result has the original's size and mode; every pixel outside the region (the
     marked area grown by :data:`MARGIN_PX`) is the original's, unchanged. Inside, the
     answer's pixels are used as the model drew them, blended over a soft edge of
-    :data:`FEATHER_PX`.
+    :data:`FEATHER_PX`. ``alignment`` is :func:`align_answer`'s, when already known.
     """
     if region.size != original.size:
         raise ValueError(f"region is for {region.size}, picture is {original.size}")
@@ -50,7 +70,9 @@ def composite(original: Image.Image, answer: Image.Image, region: Region) -> Ima
     box, weights = _blend_weights(region, distance, work_box, soft=original.mode in _BLENDABLE)
     if box[2] <= box[0] or box[3] <= box[1]:
         return result
-    answer_part = _answer_patch(answer, align_answer(original, answer), box, original.mode, result)
+    if alignment is None:
+        alignment = align_answer(original, answer)
+    answer_part = _answer_patch(answer, alignment, box, original.mode, result)
     result.paste(answer_part, box[:2], weights)
     return result
 

@@ -20,13 +20,13 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from bot.kit.marks.align import (
-    WORK_SIDE,
     Alignment,
     Thumb,
     align_copy,
     correlation,
     place_copy,
     structure,
+    work_size,
 )
 from bot.kit.marks.region import Region, close_gaps, grow_to
 
@@ -106,9 +106,15 @@ def find_marks(original: Image.Image, marked: Image.Image) -> MarkResult | NotMa
 
 
 def _copy_side(original: Image.Image, marked: Image.Image) -> int:
-    """Thumb side for the marked copy that puts it at about the original's working scale."""
+    """Thumb side for the marked copy that puts it at the original's working scale.
+
+    The copy is at ``share`` of the original's scale (the larger side ratio: a crop only
+    makes it smaller), so shrinking it by the frame's own factor over ``share`` lands it
+    within a few per cent of the frame, which the alignment then closes exactly.
+    """
     share = max(marked.width / original.width, marked.height / original.height)
-    return max(16, round(WORK_SIDE * min(1.0, share) * max(original.size) / max(marked.size)))
+    frame_per_original = max(work_size(original.size)) / max(original.size)
+    return max(16, round(max(marked.size) * frame_per_original / share))
 
 
 def _drawn_pixels(reference: Array, copy: Array) -> tuple[Array, Array]:
