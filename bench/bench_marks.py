@@ -208,6 +208,16 @@ def main() -> int:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
         f"{load_before:.2f} before / {os.getloadavg()[0]:.2f} after"
     )
+    text = report(args, times, seen, facts)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+def report(args: argparse.Namespace, times: dict[str, list[tuple[float, float]]],
+           seen: dict[str, Any], facts: str) -> str:
+    """The results file: command, machine, timings, and what the full-size result shows."""
     width, height = seen["size"]
     lines = [
         "# Region edit benchmark (issue 22)",
@@ -242,11 +252,7 @@ def main() -> int:
         "",
         READING.rstrip(),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
