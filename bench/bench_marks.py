@@ -44,7 +44,7 @@ from scipy import ndimage  # noqa: E402
 
 from bench.bench_preprocess import build_photo, full_decode_resize  # noqa: E402
 from bench.stand_ins import pct  # noqa: E402
-from bot.kit.marks import MarkResult, composite, find_marks, mask_png, outlined_copy  # noqa: E402
+from bot.kit.marks import Alignment, MarkResult, composite, find_marks, mask_png, outlined_copy  # noqa: E402
 
 REFERENCE_SIDE = 1536
 ANSWER_SIZE = (1184, 864)
@@ -132,11 +132,13 @@ def check(original: Image.Image, result: Image.Image, meant: np.ndarray, stored:
           found: MarkResult, marked_bytes: bytes, answer: Image.Image) -> dict[str, Any]:
     """What a user would see on the full-size result.
 
-    The region is read off a composite with the inverted original (every pixel differs),
-    since the timed answer may happen to equal the original at some pixels.
+    The region is read off a composite of a black picture with a white answer (which
+    gives the blend weights themselves): the timed answer may equal the original at
+    some pixels, and the faintest weights round away on a recoloured one.
     """
-    inverted = composite(original, ImageOps.invert(original), found.region)
-    changed = np.any(np.asarray(inverted) != np.asarray(original), axis=2)
+    black, white = Image.new("L", original.size, 0), Image.new("L", original.size, 255)
+    weights = composite(black, white, found.region, alignment=Alignment(1.0, 1.0, 0.0, 0.0))
+    changed = np.asarray(weights) > 0
     assert not np.any(np.asarray(result)[~changed] != np.asarray(original)[~changed])
     distance = ndimage.distance_transform_edt(~meant)
     return {

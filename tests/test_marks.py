@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from bot.kit.marks import (
     MARGIN_PX,
+    Alignment,
     MarkResult,
     NotMarked,
     Region,
@@ -79,10 +80,14 @@ def drawn_area(size: tuple[int, int], paint: Paint) -> np.ndarray:
 
 
 def changed_pixels(original: Image.Image, region: Region) -> np.ndarray:
-    """Where a composite with a recoloured answer differs from the original: the region."""
-    answer = ImageOps.invert(original.convert("RGB"))
-    result = composite(original, answer, region)
-    return np.any(np.asarray(result) != np.asarray(original), axis=2)
+    """Every pixel the composite takes anything of the answer at: the region.
+
+    A black picture composited with a white answer gives the blend weights themselves
+    (a recoloured answer would hide the faintest ones in rounding).
+    """
+    black, white = Image.new("L", original.size, 0), Image.new("L", original.size, 255)
+    weights = composite(black, white, region, alignment=Alignment(1.0, 1.0, 0.0, 0.0))
+    return np.asarray(weights) > 0
 
 
 def distance_from(area: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from scipy import ndimage
 from bot.kit.marks.align import work_size
 
 #: the region reaches this far (full-size pixels) past what was marked...
-MARGIN_PX: Final = 4.0
+MARGIN_PX: Final = 3.0
 #: ...and the blend rises from 0 at that edge to 1 this far inside it
 FEATHER_PX: Final = 8.0
 
