@@ -52,11 +52,11 @@ ANSWER_SIZE = (1184, 864)
 READING = """\
 Reading it: the region work reads each full-size picture once, at a sampled working size
 (512 px on the long side), and writes full-size pixels only for the copy the result is
-and inside the region's box; so it barely grows with the region, while the reference
-decodes all 12 million pixels. "× reference" divides p50s of the same run; the CPU column
-is the one to trust when the load average is above the number of cores. The marked
-copy's decode, and the outlined copy shown to the model, are outside the target and
-listed for scale.
+and inside the region's box (so a larger region costs more in `composite`), while the
+reference decodes all 12 million pixels. "× reference" divides p50s of the same run;
+the CPU column is the one to trust when the load average is above the number of cores.
+The marked copy's decode, and the outlined copy shown to the model, are outside the
+target and listed for scale.
 """
 
 
@@ -249,10 +249,11 @@ def report(args: argparse.Namespace, times: dict[str, list[tuple[float, float]]]
         "| check | result |",
         "| --- | --- |",
         f"| drawn area (loop and inside) within the region | {seen['covered']:.2%} |",
-        f"| farthest changed pixel from the drawn loop | {seen['reach']:.1f} px "
+        f"| farthest pixel with any blend weight from the drawn loop | {seen['reach']:.1f} px "
         "(the issue allows 12) |",
-        f"| pixels more than 12 px from it that differ from the original | "
-        f"{seen['beyond_12_changed']} |",
+        f"| pixels more than 12 px from it with any blend weight | "
+        f"{seen['beyond_12_changed']} (the timed result equals the original at every "
+        "pixel without) |",
         f"| region share of the picture | {seen['region_share']:.1%} |",
         f"| stored mask | {seen['mask_size'][0]}x{seen['mask_size'][1]} 1-bit PNG, "
         f"{seen['mask_bytes']:,} bytes |",

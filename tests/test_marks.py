@@ -25,6 +25,7 @@ from bot.kit.marks import (
     MARGIN_PX,
     Alignment,
     MarkResult,
+    NoRegion,
     NotMarked,
     Region,
     align_answer,
@@ -269,12 +270,12 @@ def test_an_answer_with_another_composition_scores_low(original: Image.Image) ->
 def test_another_picture_is_not_a_marked_copy(original: Image.Image) -> None:
     other = marked_with(photo(seed=7), loop(RED, (420, 260, 760, 560)))
     result = find_marks(original, as_telegram_sends(other))
-    assert isinstance(result, NotMarked) and result.reason == "not the same picture"
+    assert isinstance(result, NotMarked) and result.reason is NoRegion.OTHER_PICTURE
 
 
 def test_a_copy_with_nothing_drawn_is_not_marked(original: Image.Image) -> None:
     result = find_marks(original, as_telegram_sends(original))
-    assert isinstance(result, NotMarked) and result.reason == "nothing drawn"
+    assert isinstance(result, NotMarked) and result.reason is NoRegion.NOTHING_DRAWN
 
 
 def test_marks_over_most_of_the_picture_are_not_a_spot(original: Image.Image) -> None:
@@ -283,7 +284,7 @@ def test_marks_over_most_of_the_picture_are_not_a_spot(original: Image.Image) ->
         draw.line(points, fill=RED, width=30)
 
     result = find_marks(original, as_telegram_sends(marked_with(original, paint)))
-    assert isinstance(result, NotMarked) and result.reason == "marks cover most of the picture"
+    assert isinstance(result, NotMarked) and result.reason is NoRegion.MARKS_EVERYWHERE
 
 
 def test_the_stored_mask_is_small_and_gives_the_same_region_back(

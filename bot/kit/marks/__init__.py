@@ -11,13 +11,14 @@ the region only (:func:`composite`), with a small mask to keep with the turn
 from bot.kit.marks.align import Alignment
 from bot.kit.marks.blend import align_answer, composite, outlined_copy
 from bot.kit.marks.region import FEATHER_PX, MARGIN_PX, Region, mask_png, region_from_png
-from bot.kit.marks.strokes import MarkResult, NotMarked, find_marks
+from bot.kit.marks.strokes import MarkResult, NoRegion, NotMarked, find_marks
 
 __all__ = [
     "FEATHER_PX",
     "MARGIN_PX",
     "Alignment",
     "MarkResult",
+    "NoRegion",
     "NotMarked",
     "Region",
     "align_answer",

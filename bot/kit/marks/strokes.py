@@ -12,6 +12,7 @@ area it covers (its gaps closed), and a tiny mark is grown to a usable size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 import numpy as np
@@ -65,11 +66,21 @@ class MarkResult:
     enclosed: bool
 
 
+class NoRegion(StrEnum):
+    """Why a copy gave no region. The values are plain English for logs; the flow words
+    them for people (in their language) when it says why the edit was an ordinary one."""
+
+    OTHER_PICTURE = "not the same picture"
+    NOTHING_DRAWN = "nothing drawn"
+    MARKS_EVERYWHERE = "marks cover most of the picture"
+
+
 @dataclass(frozen=True)
 class NotMarked:
-    """The copy is no usable marked copy of the original; ``reason`` says why, briefly."""
+    """The copy is no usable marked copy of the original; ``reason`` says why."""
 
-    reason: str
+    reason: NoRegion
+    #: the edge-map correlation found (below ~0.35: another picture)
     score: float = 0.0
 
 
@@ -92,15 +103,15 @@ def find_marks(original: Image.Image, marked: Image.Image) -> MarkResult | NotMa
         alignment.scale_x, alignment.scale_y, alignment.origin_x, alignment.origin_y, score
     )
     if score < SAME_PICTURE_SCORE or valid.mean() < 0.5:
-        return NotMarked("not the same picture", score)
+        return NotMarked(NoRegion.OTHER_PICTURE, score)
     strokes = _clean_strokes(drawn, faint & valid)
     if not strokes.any():
-        return NotMarked("nothing drawn", score)
+        return NotMarked(NoRegion.NOTHING_DRAWN, score)
     if strokes.sum() > MOST_OF_PICTURE * valid.sum():
-        return NotMarked("marks cover most of the picture", score)
+        return NotMarked(NoRegion.MARKS_EVERYWHERE, score)
     covered, enclosed = _covered_area(strokes)
     if covered.mean() > MOST_OF_PICTURE:
-        return NotMarked("marks cover most of the picture", score)
+        return NotMarked(NoRegion.MARKS_EVERYWHERE, score)
     region = Region(mask=grow_to(covered, MIN_REGION), size=original.size)
     return MarkResult(region=region, strokes=strokes, alignment=alignment, enclosed=enclosed)
 
