@@ -192,6 +192,16 @@ def test_a_tiny_mark_is_grown_to_a_usable_region(original: Image.Image) -> None:
     assert abs(xs.mean() - 608) < 6 and abs(ys.mean() - 408) < 6, "grown around the dot"
 
 
+def test_a_tiny_mark_in_a_corner_grows_into_the_picture(original: Image.Image) -> None:
+    def paint(draw: ImageDraw.ImageDraw, fill: int | None) -> None:
+        draw.ellipse((0, 0, 14, 14), fill=RED if fill is None else fill)
+
+    result = find_marks(original, marked_with(original, paint))
+    assert isinstance(result, MarkResult), result
+    changed = changed_pixels(original, result.region)
+    assert changed.mean() >= 0.005 and changed[:60, :60].all()
+
+
 @pytest.mark.parametrize(
     "crop",
     [(0, 27, WIDTH, HEIGHT), (30, 0, WIDTH - 12, HEIGHT), (24, 18, WIDTH - 30, HEIGHT - 20)],

@@ -16,8 +16,6 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bot.kit.marks.align import work_size
-
 #: the region reaches this far (full-size pixels) past what was marked...
 MARGIN_PX: Final = 3.0
 #: ...and the blend rises from 0 at that edge to 1 this far inside it
@@ -87,12 +85,6 @@ def region_from_png(data: bytes, size: tuple[int, int]) -> Region:
     return Region(mask=mask, size=size)
 
 
-def empty_region(size: tuple[int, int]) -> Region:
-    """A region of nothing, in the working frame of a picture of ``size``."""
-    width, height = work_size(size)
-    return Region(mask=np.zeros((height, width), bool), size=size)
-
-
 def grow_to(mask: Array, fraction: float) -> Array:
     """The mask grown evenly (a disc around every pixel) until it covers ``fraction``.
 
@@ -102,9 +94,12 @@ def grow_to(mask: Array, fraction: float) -> Array:
     needed = int(np.ceil(fraction * mask.size))
     if mask.sum() >= needed or not mask.any():
         return mask
-    reach = int(np.ceil(np.sqrt(needed / np.pi))) + 2
+    # a disc of twice the radius still holds the count in a corner (a quarter of it)
+    reach = 2 * int(np.ceil(np.sqrt(needed / np.pi))) + 2
     grown = mask.copy()
     part, box = _around(mask, reach)
+    if part.size < needed:
+        part, box = mask, (slice(None), slice(None))
     distance = ndimage.distance_transform_edt(~part)
     radius = np.partition(distance.ravel(), needed - 1)[needed - 1]
     grown[box] = distance <= radius
