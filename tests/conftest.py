@@ -115,8 +115,17 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     return backend
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow run first. Under pytest-xdist (``-n``, handed one test at a time:
+    ``--maxschedchunk 1`` in pyproject.toml) the long ones then start together on every
+    worker while the short ones fill in behind them, instead of one arriving last and
+    keeping a single worker busy after the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the PostgreSQL server if a test started one."""
+    """Stop the PostgreSQL server if a test started one (under pytest-xdist each worker
+    has a server of its own and stops it)."""
     from tests.postgres_server import stop_shared_server
 
     stop_shared_server()
