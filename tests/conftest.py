@@ -115,11 +115,20 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     return backend
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow run first. Under pytest-xdist (``-n``, handed one test at a time:
-    ``--maxschedchunk 1`` in pyproject.toml) the long ones then start together on every
-    worker while the short ones fill in behind them, instead of one arriving last and
-    keeping a single worker busy after the others are done."""
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow run first, in lanes of their own: one lane for every two
+    pytest-xdist workers (``-n``; ``--dist loadgroup`` in pyproject.toml).
+
+    Each slow test starts processes of its own (a bot, a benchmark, PostgreSQL clients),
+    so several at once on two cores starve each other past their time limits (``-n 4``
+    timed three out); one lane at a time runs them beside the short tests, which fill the
+    other workers, and starting them first leaves no long test for the end."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    lanes = max(1, workers // 2)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    for n, item in enumerate(slow):
+        item.add_marker(pytest.mark.xdist_group(f"slow-{n % lanes}"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -129,3 +138,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.postgres_server import stop_shared_server
 
     stop_shared_server()
+
