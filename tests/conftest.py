@@ -138,4 +138,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.postgres_server import stop_shared_server
 
     stop_shared_server()
-
