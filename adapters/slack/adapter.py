@@ -7,7 +7,7 @@ Built on slack-bolt's :class:`AsyncApp` with slack_sdk's async client pointed at
 
 Translate, then hand over: a listener turns the event into the core's
 :class:`~bot.core.events.Incoming` (:mod:`adapters.slack.translate`) and awaits
-:meth:`bot.flow.intake.Intake.receive`. The app runs with ``process_before_response``, so bolt
+:meth:`bot.core.receiving.Receiver.receive`. The app runs with ``process_before_response``, so bolt
 acknowledges only after the listener returned — after the event is committed to the
 inbox, milliseconds later and well inside Slack's 3 seconds. A retry of an event that was
 interrupted finds it stored and resumes it; one that was handled is a no-op.
@@ -58,7 +58,7 @@ from bot.kit.i18n import N_, _
 
 if TYPE_CHECKING:
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SlackAdapter:
 
     name = PLATFORM
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(self, settings: Settings, intake: Receiver) -> None:
         group = SlackSettings.of(settings)
         if group.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set")

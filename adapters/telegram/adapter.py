@@ -3,7 +3,7 @@
 It only translates. Updates arrive by long polling (``chatbrush run``) or, with
 ``TELEGRAM_WEBHOOK_URL``, at a webhook on the ``chatbrush web`` server; each message is
 turned into an :class:`~bot.core.events.Incoming` (:mod:`adapters.telegram.translate`) and
-handed to :meth:`bot.flow.intake.Intake.receive`, which returns once it is stored. Only then
+handed to :meth:`bot.core.receiving.Receiver.receive`, which returns once it is stored. Only then
 is Telegram told it arrived: the getUpdates offset moves past stored updates only, and a
 webhook answers 200 only after the commit. Answers go out through a
 :class:`TelegramChannel` (same chat, same forum topic, as a reply); files are fetched by
@@ -47,15 +47,15 @@ from adapters.telegram.translate import (
 from bot.core.config import SettingsError
 from bot.core.events import Attachment, Incoming, InputImage, InputRefused, Sender
 from bot.core.messages import DOWNLOAD_FAILED, too_large
+from bot.core.receiving import IntakeClosed
 from bot.flow.commands import COMMANDS
-from bot.flow.intake import IntakeClosed
 from bot.kit.i18n import _, speaking
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 # getUpdates is read raw on purpose: one malformed update must not block every later one
@@ -87,7 +87,7 @@ class TelegramAdapter:
     def __init__(
         self,
         settings: Settings,
-        intake: Intake,
+        intake: Receiver,
         *,
         rate_limiter: BaseRateLimiter[Any] | None = None,
         chat_action_interval: float = 4.0,
