@@ -3,17 +3,20 @@ the private metrics server, /metrics on the public webhook port only when asked.
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client import REGISTRY
 
 from bot.app.cli import build_web_app
 from bot.app.runtime import Runtime
-from bot.app.web import metrics_app
+from bot.app.web import Rejections, metrics_app, start_metrics_server
 from bot.core.config import load_settings
 from bot.core.events import ChatKey
 from tests.fakes.gemini import FakeGemini
@@ -102,3 +105,37 @@ async def test_a_metrics_token_is_asked_for_wherever_metrics_are_served() -> Non
             assert anonymous.headers["WWW-Authenticate"] == "Bearer"
             assert "chatbrush_" not in anonymous.text + wrong.text
             assert right.status_code == 200 and "chatbrush_model_calls" in right.text
+
+
+async def test_the_metrics_port_binds_loopback_unless_told_otherwise() -> None:
+    """What `chatbrush run` and `web` start for CHATBRUSH_METRICS_PORT."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    runner = await start_metrics_server(load_settings(chatbrush_metrics_port=port))
+    assert runner is not None
+    try:
+        [site] = runner.sites
+        assert site.name == f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+    finally:
+        await runner.cleanup()
+    assert await start_metrics_server(load_settings()) is None  # off unless a port is set
+
+
+def test_rejections_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    rejections = Rejections(logging.getLogger("gate"), interval=60, clock=lambda: now[0])
+    request = make_mocked_request("POST", "/hook")
+    for _ in range(5):
+        rejections.note(request, endpoint="hook", status=403, reason="forbidden")
+    rejections.note(request, endpoint="hook", status=413, reason="body too large")
+    now[0] += 61
+    rejections.note(request, endpoint="hook", status=403, reason="forbidden")
+    assert [r.getMessage() for r in caplog.records] == [
+        "hook: rejected a request from ?: forbidden (HTTP 403)",
+        "hook: rejected a request from ?: body too large (HTTP 413)",
+        "hook: rejected a request from ?: forbidden (HTTP 403) (4 more since the last such "
+        "line)",
+    ]

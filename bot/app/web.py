@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -69,15 +70,16 @@ class Rejections:
     """Logs rejected requests: one line per (endpoint, status) and interval, saying how
     many more were rejected since, so a misconfigured secret is visible and a flood is not."""
 
-    def __init__(self, logger: logging.Logger, *,
-                 interval: float = REJECTION_LOG_INTERVAL) -> None:
+    def __init__(self, logger: logging.Logger, *, interval: float = REJECTION_LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._log = logger
         self._interval = interval
+        self._clock = clock
         self._seen: dict[tuple[str, int], tuple[float, int]] = {}
 
     def note(self, request: web.Request, *, endpoint: str, status: int, reason: str) -> None:
         key = (endpoint, status)
-        now = time.monotonic()
+        now = self._clock()
         last, unlogged = self._seen.get(key, (-math.inf, 0))
         if now - last < self._interval:
             self._seen[key] = (last, unlogged + 1)
