@@ -44,6 +44,7 @@ from adapters.telegram.translate import (
     BotIdentity,
     to_incoming,
 )
+from bot.app.web import BodyTooLarge, Rejections, json_object, read_capped
 from bot.core.config import SettingsError
 from bot.core.events import Attachment, Incoming, InputImage, InputRefused, Sender
 from bot.core.messages import DOWNLOAD_FAILED, too_large
@@ -124,6 +125,7 @@ class TelegramAdapter:
         self._receiving = False
         self._initialized = False
         self._me: BotIdentity | None = None
+        self._rejections = Rejections(log)
 
     @property
     def me(self) -> BotIdentity:
@@ -276,27 +278,33 @@ class TelegramAdapter:
         return True
 
     async def webhook(self, request: web.Request) -> web.Response:
-        """``POST`` from Telegram: 403 without our secret, 200 only once stored."""
+        """``POST`` from Telegram: the secret is checked before a byte of the body is read,
+        the body is read with a cap and parsed defensively; 200 only once stored. Every
+        rejection is logged (rate-limited, never the header), so a wrong secret shows."""
         from aiohttp import web
 
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
-            return web.json_response({"ok": False, "error": "forbidden"}, status=403)
+            return self._reject(request, 403, "forbidden" if given else "no secret token")
         if not self._receiving:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
         try:
-            raw = await request.json()
-        except ValueError:
-            return web.json_response({"ok": False, "error": "not JSON"}, status=400)
-        if not isinstance(raw, dict):
-            return web.json_response({"ok": False, "error": "not an update"}, status=400)
+            body = await read_capped(request, self.settings.chatbrush_max_request_bytes)
+        except BodyTooLarge:
+            return self._reject(request, 413, "body too large")
+        raw = json_object(body)
+        if raw is None:
+            return self._reject(request, 400, "not a JSON object")
         try:
             stored = await self._receive(raw)
         except IntakeClosed:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
         if not stored:
-            return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+            return self._reject(request, 400, "malformed update")
         return web.json_response({"ok": True})
 
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        return self._rejections.reply(request, endpoint="Telegram webhook", status=status,
+                                      reason=reason)
 
 __all__ = ["TelegramAdapter", "TelegramChannel", "webhook_secret"]
