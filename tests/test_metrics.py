@@ -16,9 +16,10 @@ from prometheus_client import REGISTRY
 
 from bot.app.cli import build_web_app
 from bot.app.runtime import Runtime
-from bot.app.web import Rejections, metrics_app, start_metrics_server
+from bot.app.web import metrics_app, start_metrics_server
 from bot.core.config import load_settings
 from bot.core.events import ChatKey
+from bot.kit.http_guard import Rejections
 from tests.fakes.gemini import FakeGemini
 from tests.harness import Chat, RecordingPlatform, photo, running_bot, settings_for
 

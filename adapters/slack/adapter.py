@@ -48,7 +48,6 @@ from adapters.slack.translate import (
     to_incoming,
     translate_event,
 )
-from bot.app.web import BodyTooLarge, Rejections, read_capped
 from bot.core.events import (
     Attachment,
     AttachmentKind,
@@ -57,6 +56,7 @@ from bot.core.events import (
     InputImage,
     Sender,
 )
+from bot.kit.http_guard import BodyTooLarge, Rejections, read_capped
 from bot.kit.i18n import N_, _
 
 if TYPE_CHECKING:

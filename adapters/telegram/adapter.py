@@ -44,12 +44,12 @@ from adapters.telegram.translate import (
     BotIdentity,
     to_incoming,
 )
-from bot.app.web import BodyTooLarge, Rejections, json_object, read_capped
 from bot.core.config import SettingsError
 from bot.core.events import Attachment, Incoming, InputImage, InputRefused, Sender
 from bot.core.messages import DOWNLOAD_FAILED, too_large
 from bot.core.receiving import IntakeClosed
 from bot.flow.commands import COMMANDS
+from bot.kit.http_guard import BodyTooLarge, Rejections, json_object, read_capped
 from bot.kit.i18n import _, speaking
 
 if TYPE_CHECKING:
