@@ -83,6 +83,7 @@ def test_the_log_level_is_a_documented_setting(monkeypatch: pytest.MonkeyPatch) 
     "GET https://generativelanguage.googleapis.com/v1/models?alt=sse&key={p}",
     "headers {{'x-goog-api-key': '{p}', 'Authorization': 'Bearer {p}'}}",
     "setWebhook with {{'url': 'https://x', 'secret_token': '{p}'}}",
+    "headers: X-Telegram-Bot-Api-Secret-Token: {p}",
     "token xoxb-{p} and xapp-1-{p} and sk-or-v1-{p}{p}",
 ])
 def test_credentials_no_setting_names_are_masked_by_their_shape(line: str) -> None:

@@ -28,9 +28,9 @@ MASK = "[secret]"
 SHORTEST_SECRET = 6  # shorter values would mask ordinary words; no real secret is this short
 
 _CREDENTIAL_NAMES = (
-    r"api[_-]?key|x-goog-api-key|secret|secret[_-]token|client[_-]secret|signing[_-]secret"
+    r"[\w-]*api[_-]?key|secret|[\w-]*secret[_-]token|client[_-]secret|signing[_-]secret"
     r"|password|passwd|token|access[_-]token|refresh[_-]token|bot[_-]token|app[_-]token"
-    r"|authorization|proxy-authorization|x-telegram-bot-api-secret-token"
+    r"|authorization|proxy-authorization"
 )
 # (pattern, replacement): the part before the value is kept so the line still reads
 _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
