@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,8 +21,10 @@ from bot.core.config import Settings, load_settings
 from bot.core.events import Attachment, AttachmentKind, InputRefused
 from bot.core.platforms import configured_platforms
 from bot.kit.logs import MASK, RedactSecrets, secret_values, setup_logging
+from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
+from tests.processes import start_chatbrush
 
 GOOGLE_KEY = "AIzaSyA1b2C3d4E5f6G7h8I9j0KkLlMmNnOoPpQ"
 DB_PASSWORD = "Pg-Pa55word-Zq9"
@@ -181,3 +186,50 @@ async def test_slack_sdk_at_debug_masks_tokens_in_requests_and_bodies(
     err = capsys.readouterr().err
     assert "slack_sdk" in err and "Sending a request" in err
     assert_clean(err, slack.bot_token, slack.app_token, slack.signing_secret)
+
+
+# ---------------------------------------------------------------------- the real process
+async def test_chatbrush_web_at_debug_logs_no_secret(tg: FakeTelegram, tmp_path: Path) -> None:
+    """``chatbrush web`` as an operator runs it with ``CHATBRUSH_LOG_LEVEL=DEBUG``: the
+    webhook is set with the derived secret, a user's photo cannot be fetched and the Bot API
+    error echoes the URL with the token; the log names none of them, in any case."""
+    async with FakeGemini() as gemini:
+        port = free_port()
+        env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": tg.base_url,
+               "TELEGRAM_WEBHOOK_URL": "https://bot.example.test/tg/hook",
+               "GEMINI_API_KEY": GOOGLE_KEY, "GEMINI_BASE_URL": gemini.base_url,
+               "CHATBRUSH_DB": str(tmp_path / "chatbrush.db"), "PORT": str(port),
+               "CHATBRUSH_LOG_LEVEL": "debug"}
+        log = tmp_path / "web.log"
+        proc = await start_chatbrush(["web", "--host", "127.0.0.1"], tmp_path, env, log=log)
+        try:
+            await tg.wait_for(lambda: tg.webhook, what="setWebhook")
+            tg.fail_next("getFile", code=400, description=(
+                f"Bad Request: wrong file path {tg.base_url}/file/bot{TOKEN}/photos/1.jpg"))
+            alice = tg.user(1001, "Alice")
+            sent = tg.send(tg.private_chat(alice), alice, photo=make_png(48, 48),
+                           caption="make it red", push=False)
+            update = tg.queue_update(sent)
+            for _ in range(600):  # the web server may still be starting
+                try:
+                    if await tg.post_to_webhook(update, f"http://127.0.0.1:{port}") == 200:
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            await tg.wait_for(lambda: [m for m in tg.sent_to(sent["chat"]["id"])
+                                       if "couldn't download" in m.get("text", "")],
+                              what="the refusal")
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 60)
+    output = log.read_text()
+    assert " DEBUG telegram" in output and "setWebhook" in output
+    assert "download failed: wrong file path" in output.lower()
+    assert_clean(output, TOKEN, webhook_secret(TOKEN), GOOGLE_KEY)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
