@@ -32,21 +32,25 @@ _CREDENTIAL_NAMES = (
     r"|password|passwd|token|access[_-]token|refresh[_-]token|bot[_-]token|app[_-]token"
     r"|authorization|proxy-authorization"
 )
-# (pattern, replacement): the part before the value is kept so the line still reads
-_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), replacement) for pattern, replacement in (
+# (hints, pattern, replacement): the pattern runs only on text holding one of the hints
+# (lower case; cheap substring tests spare most lines the regular expressions), and the
+# part before the value is kept so the line still reads
+_SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = tuple(
+    (hints, re.compile(pattern, re.IGNORECASE), replacement)
+    for hints, pattern, replacement in (
         # scheme://user:password@host
-        (r"(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^/\s@'\"]+(?=@)", rf"\1{MASK}"),
+        (("://",), r"(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^/\s@'\"]+(?=@)", rf"\1{MASK}"),
         # ?key=…, &access_token=…, ;sig=…
-        (r"([?&;][\w.-]*(?:key|token|secret|passw|pwd|sig|auth|credential)[\w.-]*=)"
-         r"[^&#\s'\"]+", rf"\1{MASK}"),
+        (("=",), r"([?&;][\w.-]*(?:key|token|secret|passw|pwd|sig|auth|credential)[\w.-]*=)"
+                 r"[^&#\s'\"]+", rf"\1{MASK}"),
         # 'secret_token': '…', Authorization: Bearer …, password=…
-        (rf"(['\"]?\b(?:{_CREDENTIAL_NAMES})\b['\"]?\s*[:=]\s*['\"]?"
+        (("key", "secret", "passw", "token", "authoriz"),
+         rf"(['\"]?\b(?:{_CREDENTIAL_NAMES})\b['\"]?\s*[:=]\s*['\"]?"
          r"(?:(?:bearer|basic|bot|token)\s+)?)[^\s'\",&}]+", rf"\1{MASK}"),
-        (r"\b\d{5,12}:[a-z0-9_-]{30,}", MASK),  # Telegram bot token
-        (r"\bx(?:ox[a-z]|app)-[a-z0-9-]{8,}", MASK),  # Slack tokens
-        (r"\baiza[0-9a-z_-]{30,}", MASK),  # Google API key
-        (r"\bsk-[a-z0-9_-]{20,}", MASK),  # OpenAI-style keys
+        ((":",), r"\b\d{5,12}:[a-z0-9_-]{30,}", MASK),  # Telegram bot token
+        (("xox", "xapp"), r"\bx(?:ox[a-z]|app)-[a-z0-9-]{8,}", MASK),  # Slack tokens
+        (("aiza",), r"\baiza[0-9a-z_-]{30,}", MASK),  # Google API key
+        (("sk-",), r"\bsk-[a-z0-9_-]{20,}", MASK),  # OpenAI-style keys
     )
 )
 
@@ -86,8 +90,10 @@ class RedactSecrets(logging.Filter):
     def redact(self, text: str) -> str:
         if self._literal is not None:
             text = self._literal.sub(MASK, text)
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
+        lowered = text.lower()
+        for hints, pattern, replacement in _SHAPES:
+            if any(hint in lowered for hint in hints):
+                text = pattern.sub(replacement, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
