@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -46,6 +48,8 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    logging.captureWarnings(False)
+    sys.excepthook = sys.__excepthook__
     for name, old in levels.items():
         logging.getLogger(name).setLevel(old)
 
@@ -74,6 +78,28 @@ def test_tokens_in_urls_and_tracebacks_are_masked(
     err = capsys.readouterr().err
     assert_clean(err, token, "AIzaSecretKey123")
     assert err.count(MASK) >= 2
+
+
+def test_warnings_and_uncaught_errors_go_through_the_scrubber_too(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    setup_logging([GOOGLE_KEY])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            logging.captureWarnings(False)  # in the block: pytest records warnings itself
+            logging.captureWarnings(True)
+            warnings.warn(f"retrying https://x.test/v1?key={GOOGLE_KEY}", UserWarning,
+                          stacklevel=1)
+        try:
+            raise ValueError(f"bad key {GOOGLE_KEY.upper()}")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    assert "retrying" in err and "stopped by an error nothing caught" in err
+    assert_clean(err, GOOGLE_KEY)
 
 
 def test_the_log_level_is_a_documented_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ import re
 import sys
 import weakref
 from collections.abc import Iterable
+from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
@@ -131,6 +132,15 @@ def secret_values(*models: BaseModel) -> list[str]:
     return values
 
 
+def _log_uncaught(kind: type[BaseException], error: BaseException,
+                  trace: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("chatbrush").critical("stopped by an error nothing caught",
+                                            exc_info=(kind, error, trace))
+
+
 def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> RedactSecrets:
     """Log to stderr at ``level`` with secrets masked in every record, whichever logger
     made it (see :func:`secret_values` and :func:`add_secret`). The filter sits on the root
@@ -142,6 +152,10 @@ def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> Redac
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # what would reach stderr around the logs: warnings (a library's may quote a URL) and
+    # the traceback of an error nothing caught
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     # Request lines of HTTP clients are noise at INFO; at DEBUG the operator asked for them.
     # Adapters quiet their own SDK's.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
