@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -46,7 +45,6 @@ from collections.abc import (
     Coroutine,
     Sequence,
 )
-from dataclasses import replace
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -55,7 +53,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.core.config import Settings
-from bot.core.events import ChatKey, Incoming, Sender, event_from_record
+from bot.core.events import ChatKey, Incoming
 from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
 from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
@@ -82,6 +80,7 @@ from storage.records import (
     entry_from_row,
     event_json,
     failure_counts,
+    forgotten_events,
     load_parts,
     thread_from_row,
     turn_from_row,
@@ -706,11 +705,12 @@ class PostgresStore:
             conversations=len({t.thread_id for t in turns}),
         )
 
-    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
-                            ) -> ForgetReport:
-        """In one transaction; then the pictures' space is vacuumed. PostgreSQL reuses
-        that space but does not overwrite it at once: erased bytes can linger in its
-        files until reused, and in WAL archives and backups (see docs/scaling.md)."""
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None,
+                            handling: Sequence[int] = ()) -> ForgetReport:
+        """In one transaction; then the space is vacuumed. Plain VACUUM frees dead rows
+        but need not overwrite their bytes, so the inbox (kept small by the weekly prune)
+        is rewritten whole (``VACUUM FULL``: its old file is deleted); the larger turns and
+        images tables are vacuumed. WAL archives and backups keep what they kept."""
         async def forget(conn: AsyncConnection[Any]) -> ForgetReport:
             turns = await self._authored_turns(conn, platform, user_id, chat_id)
             ids = [t.id for t in turns]
@@ -720,13 +720,15 @@ class PostgresStore:
             cursor = await conn.execute("DELETE FROM turn_images WHERE turn_id ="
                                         " ANY(%s::bigint[]) RETURNING sha256", [ids])
             shas = {row[0] for row in await cursor.fetchall()}
-            events = await _scrub_events(conn, platform, user_id, chat_id)
+            events = await _scrub_events(conn, platform, user_id, chat_id, handling)
             erased, _ = await _drop_unused_images(conn, shas)
             return ForgetReport(turns=len(turns), images_erased=erased,
                                 events_scrubbed=events)
 
         report = await self._transaction(forget)
         await self._vacuum_images()
+        await self._rows("VACUUM FULL inbox")  # the rows that held the person's name
+        await self._rows("VACUUM turns")
         return report
 
     async def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
@@ -1029,27 +1031,17 @@ _FORGOTTEN_PARTS = (StoredPart(text=REMOVED_BY_AUTHOR),)
 
 
 async def _scrub_events(conn: AsyncConnection[Any], platform: str, user_id: str,
-                        chat_id: str | None) -> int:
-    """Empty the finished inbox records of ``user_id``: their text, their files and their
-    name go; the record of the event stays."""
+                        chat_id: str | None, handling: Sequence[int]) -> int:
+    """Rewrite the inbox records :func:`storage.records.forgotten_events` names."""
     cursor = await conn.execute(
-        f"SELECT id, event FROM inbox WHERE platform = %(platform)s"
-        f" AND status NOT IN {_UNFINISHED}"
-        " AND (%(chat)s::text IS NULL OR chat_id = %(chat)s)",
+        f"SELECT id, event, status NOT IN {_UNFINISHED} FROM inbox"
+        " WHERE platform = %(platform)s AND (%(chat)s::text IS NULL OR chat_id = %(chat)s)",
         {"platform": platform, "chat": chat_id})
-    scrubbed = 0
-    for entry_id, raw in await cursor.fetchall():
-        event = event_from_record(json.loads(raw))
-        if event.sender.id != user_id:
-            continue
-        emptied = replace(event, text="", attachments=(), reply_attachments=(),
-                          sender=Sender(event.sender.id))
-        if emptied == event:
-            continue
-        await conn.execute("UPDATE inbox SET event = %s WHERE id = %s",
-                           [event_json(emptied), entry_id])
-        scrubbed += 1
-    return scrubbed
+    rows = [(row[0], row[1], bool(row[2])) for row in await cursor.fetchall()]
+    changed = forgotten_events(rows, user_id, handling=handling)
+    for entry_id, record in changed.items():
+        await conn.execute("UPDATE inbox SET event = %s WHERE id = %s", [record, entry_id])
+    return len(changed)
 
 
 async def _drop_unused_images(conn: AsyncConnection[Any], shas: Collection[str]

@@ -7,10 +7,18 @@ SQLite and PostgreSQL keep the same columns in the same order and the same JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from bot.core.events import ChatKey, Incoming, event_from_record, event_to_record
+from bot.core.events import (
+    Attachment,
+    ChatKey,
+    Incoming,
+    Sender,
+    event_from_record,
+    event_to_record,
+)
 from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus
 from bot.core.threads import ImageRef, Role, StoredPart, Thread, Turn, TurnStatus
@@ -100,3 +108,38 @@ def load_parts(raw: str) -> tuple[StoredPart, ...]:
         parts.append(StoredPart(item.get("text"), ref, bool(item.get("thought")),
                                 item.get("thoughtSignature"), item.get("extra") or {}))
     return tuple(parts)
+
+
+def forgotten_events(rows: Iterable[tuple[int, str, bool]], user_id: str, *,
+                     handling: Collection[int] = ()) -> dict[int, str]:
+    """The inbox records ``/forget`` rewrites, as ``{id: new event JSON}``, from ``rows`` of
+    (id, event JSON, finished) in its scope.
+
+    The person's finished records, and those being handled for the request itself
+    (``handling``: the ``/forget confirm`` message, finished only after the scrub), lose
+    their text, files and name; their unfinished ones are work still to do. Everyone's
+    records lose the person's pictures by platform handle (a Telegram ``file_id`` in a reply
+    to them), which would otherwise fetch the forgotten picture again.
+    """
+    events = [(entry_id, event_from_record(json.loads(raw)), finished)
+              for entry_id, raw, finished in rows]
+    theirs = {a.ref or a.url for _, event, _ in events if event.sender.id == user_id
+              for a in event.attachments if a.ref or a.url}
+    changed: dict[int, str] = {}
+    for entry_id, event, finished in events:
+        if event.sender.id == user_id:
+            if not (finished or entry_id in handling):
+                continue
+            clean = replace(event, text="", attachments=(), reply_attachments=(),
+                            sender=Sender(event.sender.id))
+        else:
+            clean = replace(event, attachments=_without(event.attachments, theirs),
+                            reply_attachments=_without(event.reply_attachments, theirs))
+        if clean != event:
+            changed[entry_id] = event_json(clean)
+    return changed
+
+
+def _without(attachments: tuple[Attachment, ...], handles: Collection[str | None]
+             ) -> tuple[Attachment, ...]:
+    return tuple(a for a in attachments if (a.ref or a.url) not in handles)

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import math
 import os
@@ -30,14 +29,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
 from bot.core.config import Settings
-from bot.core.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
+from bot.core.events import ChatKey, Incoming
 from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
 from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
@@ -59,7 +57,7 @@ from storage.migrations import MIGRATIONS
 from storage.parsed_parts import ParsedParts
 from storage.records import dump_parts as _dump_parts
 from storage.records import entry_from_row as _entry
-from storage.records import event_json, failure_counts
+from storage.records import event_json, failure_counts, forgotten_events
 from storage.records import load_parts as _load_parts
 from storage.records import thread_from_row as _thread
 from storage.records import turn_from_row as _turn
@@ -449,42 +447,36 @@ class SqliteDatabase:
             conversations=len({t.thread_id for t in turns}),
         )
 
-    def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
-                      ) -> ForgetReport:
+    def forget_author(self, platform: str, user_id: str, *, chat_id: str | None,
+                      handling: Sequence[int] = ()) -> ForgetReport:
         with self.db.atomic():
             turns = self._authored_turns(platform, user_id, chat_id)
             for turn in turns:
                 self.db.execute("UPDATE turns SET parts = ?, author_name = '' WHERE id = ?",
                                 [_dump_parts(_FORGOTTEN_PARTS), turn.id])
                 self.db.execute("DELETE FROM turn_images WHERE turn_id = ?", [turn.id])
-            events = self._scrub_events(platform, user_id, chat_id)
+            events = self._scrub_events(platform, user_id, chat_id, handling)
             files, erased, _ = self._drop_unused_images()
         self._delete_files(files)
+        # secure_delete zeroed what was deleted in the file; the WAL still holds the pages
+        # as they were written, so it is copied in and cut to nothing
         self._truncate_wal()
         return ForgetReport(turns=len(turns), images_erased=erased, events_scrubbed=events)
 
-    def _scrub_events(self, platform: str, user_id: str, chat_id: str | None) -> int:
-        """Empty the finished inbox records of ``user_id``: their text, their files (the
-        console's arrive inline) and their name go; the record of the event stays."""
-        sql = ("SELECT id, event FROM inbox WHERE platform = ?"
-               f" AND status NOT IN {_UNFINISHED_SQL}")
+    def _scrub_events(self, platform: str, user_id: str, chat_id: str | None,
+                      handling: Sequence[int]) -> int:
+        """Rewrite the inbox records :func:`storage.records.forgotten_events` names."""
+        sql = (f"SELECT id, event, status NOT IN {_UNFINISHED_SQL} FROM inbox"
+               " WHERE platform = ?")
         args = [platform]
         if chat_id is not None:
             sql += " AND chat_id = ?"
             args.append(chat_id)
-        scrubbed = 0
-        for entry_id, raw in self.db.execute(sql, args).fetchall():
-            event = event_from_record(json.loads(raw))
-            if event.sender.id != user_id:
-                continue
-            emptied = replace(event, text="", attachments=(), reply_attachments=(),
-                              sender=Sender(event.sender.id))
-            if emptied == event:
-                continue
-            record = json.dumps(event_to_record(emptied), separators=(",", ":"))
+        rows = [(row[0], row[1], bool(row[2])) for row in self.db.execute(sql, args)]
+        changed = forgotten_events(rows, user_id, handling=handling)
+        for entry_id, record in changed.items():
             self.db.execute("UPDATE inbox SET event = ? WHERE id = ?", [record, entry_id])
-            scrubbed += 1
-        return scrubbed
+        return len(changed)
 
     def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
         with self.db.atomic():
@@ -1070,9 +1062,10 @@ class SqliteStore:
                                chat_id: str | None) -> AuthoredSummary:
         return await self.run(self.sync.authored_summary, platform, user_id, chat_id=chat_id)
 
-    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
-                            ) -> ForgetReport:
-        return await self.run(self.sync.forget_author, platform, user_id, chat_id=chat_id)
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None,
+                            handling: Sequence[int] = ()) -> ForgetReport:
+        return await self.run(self.sync.forget_author, platform, user_id, chat_id=chat_id,
+                              handling=handling)
 
     async def purge_idle_images(self, *, idle_before: float) -> PurgeReport:
         return await self.run(self.sync.purge_idle_images, idle_before=idle_before)

@@ -8,15 +8,17 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from PIL import Image
 
 from bot.app.runtime import Runtime
-from bot.core.events import ChatKey, Progress
+from bot.core.events import Attachment, AttachmentKind, ChatKey, Progress, Sender
 from bot.core.threads import REMOVED_BY_AUTHOR
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, Chat, RecordingPlatform, Sent, photo, running_bot, settings_for
@@ -157,6 +159,60 @@ async def test_forget_asks_first_then_erases_the_users_pictures_from_the_files(
     assert again.kind == "images"
     assert prompt not in fake.requests[-1].texts()
     assert REMOVED_BY_AUTHOR in fake.requests[-1].texts()
+
+
+async def query(bot: Runtime, statement: str) -> list[tuple[Any, ...]]:
+    """One SQL statement on the bot's database, behind the store's back."""
+    url = bot.turns.settings.database_url
+    if url is None:
+        with sqlite3.connect(bot.turns.settings.chatbrush_db) as db:
+            return [tuple(row) for row in db.execute(statement).fetchall()]
+    async with await psycopg.AsyncConnection.connect(url.get_secret_value(),
+                                                     autocommit=True) as conn:
+        cursor = await conn.execute(statement)  # type: ignore[arg-type]
+        return [tuple(row) for row in await cursor.fetchall()] if cursor.description else []
+
+
+async def raw_database_files(bot: Runtime, backend: str) -> dict[str, bytes]:
+    """Every file the database keeps its data in, as the disk holds it: SQLite's file and
+    WAL (and the picture files beside them); PostgreSQL's files of this database, after a
+    checkpoint wrote every page out."""
+    if backend == "sqlite":
+        return database_files(bot.turns.settings.chatbrush_db)
+    await query(bot, "CHECKPOINT")
+    [(data_dir,)] = await query(bot, "SHOW data_directory")
+    [(oid,)] = await query(bot, "SELECT oid FROM pg_database WHERE datname = current_database()")
+    folder = Path(data_dir) / "base" / str(oid)
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+async def test_forget_leaves_no_name_and_no_file_id_in_any_database_file(
+    store_backend: str, bot: Runtime, platform: RecordingPlatform
+) -> None:
+    tag = os.urandom(4).hex()
+    zelda = Sender("71", f"Zelda Quixote {tag}", f"zquixote{tag}")
+    file_id = f"AgACAgQAAxkBAAI-zelda-{tag}"
+    picture = Attachment(AttachmentKind.IMAGE, ref=file_id, mime_type="image/png",
+                         data=noise_png(tag.encode()))
+    group = Chat(bot, platform, GROUP, private=False)
+    v1 = await group.say("make it watercolor", sender=zelda, attachments=(picture,))
+    # Bob answers her photo: his message names her picture by its file_id
+    await group.say("a hat for this one", sender=BOB, reply_to=v1.ids[0],
+                    reply_attachments=(picture,))
+    markers = [zelda.display_name.encode(), zelda.username.encode(), file_id.encode()]
+    found = await raw_database_files(bot, store_backend)
+    assert all(any(m in data for data in found.values()) for m in markers)
+
+    await group.say("/forget", sender=zelda)
+    done = await group.say("/forget confirm", sender=zelda)
+    assert "Done" in (done.text or "")
+
+    files = await raw_database_files(bot, store_backend)
+    assert [f"{name} has {m!r}" for name, data in files.items() for m in markers
+            if m in data] == []
+    # Bob's message is his: it keeps its words
+    rows = await query(bot, "SELECT event FROM inbox WHERE message_id = '2'")
+    assert "a hat for this one" in rows[0][0]
 
 
 async def test_forget_in_a_group_stays_there_and_in_a_private_chat_goes_everywhere(

@@ -217,11 +217,14 @@ async def test_a_rate_limit_says_when_to_come_back(script: Script) -> None:
 # ------------------------------------------------------------------------------ secrets
 
 
-async def test_a_key_echoed_by_the_service_is_masked_in_the_detail(script: Script) -> None:
+@pytest.mark.parametrize("echoed", [b"sk-test-SECRET-1234", b"SK-TEST-SECRET-1234"])
+async def test_a_key_echoed_by_the_service_is_masked_in_the_detail(
+    script: Script, echoed: bytes
+) -> None:
     def echoing(answer: hp.ErrorAnswer) -> ModelError:
         return ModelError(FailureKind.AUTH, hp.AUTH_MESSAGE, detail=answer.excerpt())
 
-    script.then(status=401, body=b"<html>key sk-test-SECRET-1234 is not valid</html>")
+    script.then(status=401, body=b"<html>key " + echoed + b" is not valid</html>")
     err = await failure(make_http(), script.url, classify=echoing)
     assert err.detail == "<html>key [redacted] is not valid</html>"
     assert "SECRET" not in f"{err!r} {err.args}"

@@ -51,6 +51,7 @@ from bot.core.receiving import IntakeClosed
 from bot.flow.commands import COMMANDS
 from bot.kit.http_guard import BodyTooLarge, Rejections, json_object, read_capped
 from bot.kit.i18n import _, speaking
+from bot.kit.logs import add_secret
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -114,6 +115,7 @@ class TelegramAdapter:
         secret = group.telegram_webhook_secret
         self.webhook_secret = (secret.get_secret_value() if secret is not None
                                else webhook_secret(self._token))
+        add_secret(self.webhook_secret)  # derived: no setting names it, PTB logs it at DEBUG
         url = group.telegram_webhook_url
         self.webhook_path = (urlsplit(url).path or "/") if url else None
         if self.webhook_path == "/":

@@ -110,7 +110,8 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
     if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
-    setup_logging(secret_values(settings, *settings.groups_read()), level=logging.WARNING)
+    setup_logging(secret_values(settings, *settings.groups_read()),
+                  level=settings.log_level(logging.WARNING))
     (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
     from bot.app.runtime import open_runtime
 
@@ -160,7 +161,8 @@ def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str =
     if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
         print(NO_KEY, file=sys.stderr)
         return 2
-    setup_logging(secret_values(settings, *settings.groups_read()))
+    setup_logging(secret_values(settings, *settings.groups_read()),
+                  level=settings.log_level(logging.INFO))
     return asyncio.run(_serve_async(settings, webhook=webhook, demo=demo, host=host, port=port))
 
 

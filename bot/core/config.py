@@ -11,6 +11,7 @@ their own, defined in its adapter package and read from the same environment and
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
@@ -140,6 +141,14 @@ class Settings(BaseSettings):
         1024 * 1024, ge=4096, le=32 * 1024 * 1024,
         description="largest webhook request body; larger ones get 413 before being read",
     )
+    #: how much is logged (secrets are masked at every level); unset: each command's own
+    chatbrush_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+
+    def log_level(self, default: int) -> int:
+        """``CHATBRUSH_LOG_LEVEL`` as a :mod:`logging` level, or ``default`` (the command's:
+        the console keeps the terminal quiet) when it is not set."""
+        level = self.chatbrush_log_level
+        return default if level is None else logging.getLevelNamesMapping()[level]
 
     # --- providers (issue 10)
     chatbrush_provider: Literal["gemini", "openai"] = "gemini"
@@ -167,6 +176,13 @@ class Settings(BaseSettings):
     @classmethod
     def _provider_choices(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("chatbrush_log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
 
     @field_validator("gemini_base_url", "openai_base_url")
     @classmethod

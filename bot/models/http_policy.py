@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -473,7 +474,10 @@ class ModelHttp:
             await self._client.aclose()
 
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+        """``text`` without the key, in any case (services echo it changed)."""
+        if not self._secret:
+            return text
+        return re.sub(re.escape(self._secret), "[redacted]", text, flags=re.IGNORECASE)
 
     async def post(
         self,

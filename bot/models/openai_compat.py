@@ -14,7 +14,8 @@ their text and images); pictures come back in whichever shape the relay uses:
 A download is a request the *service* chose, so it is fenced: a size cap, a timeout, a
 check that the bytes are an image, no API key, no redirects that are not checked again,
 and no loopback, private or link-local address — every address the name resolves to is
-checked and the connection goes to a checked one — unless the operator allowed that host.
+checked and the connection goes to a checked one — unless the operator allowed that host
+(:mod:`bot.models.url_guard`).
 
 Retries, budget and the messages users read are :mod:`bot.models.http_policy`'s, as for
 Gemini, so both providers fail the same way.
@@ -22,13 +23,10 @@ Gemini, so both providers fail the same way.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import ipaddress
 import logging
 import re
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -72,6 +70,7 @@ from bot.models.http_policy import (
     token_count,
     unknown_model_message,
 )
+from bot.models.url_guard import FetchFailed, ImageFetcher, Resolver, origin
 
 logger = logging.getLogger(__name__)
 
@@ -425,152 +424,6 @@ def classify_error(answer: ErrorAnswer, model: str, setting: str) -> ModelError 
 
 
 # ---------------------------------------------------------------------------------------
-# Downloading pictures the answer links to
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-class FetchFailed(Exception):
-    """A linked picture could not be had; ``str()`` says why, for the operator's log."""
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to, as the system resolver sees it."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def refusal_reason(address: str) -> str | None:
-    """Why a connection to ``address`` is not allowed, or None for a public address."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for reason, hit in (
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),
-        ("private", ip.is_private),
-        ("multicast", ip.is_multicast),
-        ("unspecified", ip.is_unspecified),
-    ):
-        if hit:
-            return reason
-    return None if ip.is_global else "not public"
-
-
-class ImageFetcher:
-    """Downloads a picture from a URL an answer gave, with every fence a URL chosen by
-    someone else needs. ``allowed_hosts`` may resolve to non-public addresses (a relay
-    on the same machine or network); ``resolver`` is how names are resolved."""
-
-    def __init__(
-        self,
-        *,
-        max_bytes: int,
-        timeout: float,
-        allowed_hosts: Iterable[str] = (),
-        resolver: Resolver | None = None,
-        client: httpx.AsyncClient | None = None,
-        max_redirects: int = 3,
-    ) -> None:
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self.allowed_hosts = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts)
-        self.max_redirects = max_redirects
-        self._resolve = resolver or system_resolver
-        self._owns_client = client is None
-        # its own client: the API client's key and base URL have nothing to do here
-        self._client = client or httpx.AsyncClient(headers={"user-agent": "chatbrush"})
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def fetch(self, url: str) -> Blob:
-        """The picture at ``url``, or :class:`FetchFailed`."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._follow(url)
-        except FetchFailed:
-            raise
-        except TimeoutError:
-            raise FetchFailed(f"no picture from {_origin(url)} within {self.timeout:g}s") from None
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-            raise FetchFailed(f"{_origin(url)}: {type(exc).__name__}: {exc}"[:500]) from None
-
-    async def _follow(self, url: str) -> Blob:
-        for _ in range(self.max_redirects + 1):
-            target = httpx.URL(url)
-            address = await self._checked_address(target)
-            request = self._client.build_request(
-                "GET",
-                target.copy_with(host=address),  # connect to the address that was checked
-                headers={"host": target.netloc.decode("ascii"), "accept": "image/*"},
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-            )
-            response = await self._client.send(request, stream=True)
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    url = str(target.join(response.headers["location"]))
-                    continue
-                return await self._picture(target, response)
-            finally:
-                await response.aclose()
-        raise FetchFailed(f"more than {self.max_redirects} redirects from {_origin(url)}")
-
-    async def _checked_address(self, target: httpx.URL) -> str:
-        if target.scheme not in ("http", "https") or not target.host:
-            raise FetchFailed(f"not an http(s) URL: {_origin(str(target))}")
-        if target.userinfo:
-            raise FetchFailed(f"URL carries credentials: {_origin(str(target))}")
-        host = target.host.lower()
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            port = target.port or (443 if target.scheme == "https" else 80)
-            addresses = await self._resolve(host, port)
-        if not addresses:
-            raise FetchFailed(f"{host} does not resolve")
-        if host not in self.allowed_hosts:
-            for address in addresses:
-                reason = refusal_reason(address)
-                if reason:
-                    raise FetchFailed(
-                        f"refused: {host} resolves to {address} ({reason}); allow it with "
-                        "OPENAI_ALLOW_PRIVATE_IMAGE_HOSTS if it is yours"
-                    )
-        return addresses[0]
-
-    async def _picture(self, target: httpx.URL, response: httpx.Response) -> Blob:
-        origin = _origin(str(target))
-        if response.status_code != 200:
-            raise FetchFailed(f"{origin} answered HTTP {response.status_code}")
-        declared_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if declared_type and not declared_type.startswith(("image/", "application/octet-stream")):
-            raise FetchFailed(f"{origin} sent {declared_type}, not a picture")
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchFailed(f"{origin} declares {declared} bytes, over {self.max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise FetchFailed(f"{origin} sent over {self.max_bytes} bytes")
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        kind = sniff_image_type(data)
-        if kind is None:
-            raise FetchFailed(f"{origin} sent {size} bytes that are not a picture")
-        return Blob(kind, data)
-
-
-def _origin(url: str) -> str:
-    """Scheme, host and port of a URL, for messages (paths may carry signed tokens)."""
-    match = re.match(r"[a-zA-Z][\w+.-]*://[^/?#]*", url)
-    return (match.group(0) if match else url[:40]).rsplit("@", 1)[-1]
-
-
-# ---------------------------------------------------------------------------------------
 # The model
 
 
@@ -699,7 +552,7 @@ class OpenAICompatModel(HttpImageModel):
         except FetchFailed as exc:
             detail = str(exc)
         except Exception as exc:  # nothing a download does may escape the model call
-            detail = f"{_origin(piece.url)}: unexpected {type(exc).__name__}"
+            detail = f"{origin(piece.url)}: unexpected {type(exc).__name__}"
         logger.warning("%s: linked picture not downloaded: %s", self._http.label, detail)
         raise ModelError(FailureKind.UNAVAILABLE, DOWNLOAD_MESSAGE, detail=detail, usage=usage)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,16 +42,19 @@ class PrivacyStore(Protocol):
         """What :meth:`forget_author` with the same arguments would remove."""
         ...
 
-    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None
-                            ) -> ForgetReport:
+    async def forget_author(self, platform: str, user_id: str, *, chat_id: str | None,
+                            handling: Sequence[int] = ()) -> ForgetReport:
         """Remove what ``user_id`` sent: in chat ``chat_id`` (every topic of it), or in
         every chat of ``platform`` when ``chat_id`` is None.
 
         Each of their user turns keeps its place in the tree (parents, versions and links
         stay, so threads remain navigable) but its parts become one text part,
         :data:`bot.core.threads.REMOVED_BY_AUTHOR`, and its author name is cleared. Pictures
-        no turn refers to any more are erased, and so are the text and attachments of
-        their *finished* inbox events (unfinished ones are work still to do). Erased means
+        no turn refers to any more are erased, and so are the text, attachments and name
+        of their *finished* inbox events (unfinished ones are work still to do) and of the
+        entries being ``handling`` (the ``/forget confirm`` message itself, finished only
+        after this returns); everyone's inbox events in scope lose the platform handles
+        (``file_id``) of their pictures. Erased means
         gone from the storage files too, not merely unlinked: a backend that keeps deleted
         bytes around (SQLite free pages, its WAL, picture files' blocks) must overwrite or
         truncate them before returning.

@@ -106,7 +106,9 @@ async def forget(ctx: CommandContext) -> None:
             "pictures I made stay too. It cannot be undone. To go ahead, send {confirm}"
         ).format(where=where, counts=counts, confirm=confirm))
         return
-    report = await ctx.store.forget_author(event.platform, event.sender.id, chat_id=chat_id)
+    # the entries of this very message are scrubbed too: they finish only after this
+    report = await ctx.store.forget_author(event.platform, event.sender.id, chat_id=chat_id,
+                                           handling=ctx.work.entry_ids)
     log.info("forget: user %s in %s removed %d turns, %d pictures erased, %d inbox records "
              "emptied (%s)", event.sender.id, event.chat, report.turns, report.images_erased,
              report.events_scrubbed, "every chat" if everywhere else "this chat")
