@@ -154,6 +154,7 @@ class DiscordAdapter:
         await self.tree.sync()
         self._connection = asyncio.create_task(self.client.connect(reconnect=True),
                                                name="chatbrush-discord")
+        self._connection.add_done_callback(_log_end)
         ready = asyncio.create_task(self._ready.wait())
         await asyncio.wait({ready, self._connection}, timeout=READY_TIMEOUT,
                            return_when=asyncio.FIRST_COMPLETED)
@@ -197,11 +198,9 @@ class DiscordAdapter:
             return
         event = message_to_incoming(message, self.bot_id)
         channel_id = message.channel.id
-        if event is None and not self.places.known(channel_id):
-            return
-        if event is not None and await self.intake.receive(event) is None \
-                and not self.places.known(channel_id):
-            return
+        stored = event is not None and await self.intake.receive(event) is not None
+        if not stored and not self.places.known(channel_id):
+            return  # a channel without conversations is not read on catch-up
         guild = message.guild.id if message.guild else None
         await self.places.reached(channel_id, message.id, guild=guild,
                                   private=is_private(message.channel))
@@ -248,3 +247,9 @@ class DiscordAdapter:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    """The gateway connection ended for good (discord.py reconnects by itself until then)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Discord: the gateway connection ended: %r", task.exception())

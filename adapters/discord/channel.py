@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import discord
 
@@ -61,9 +62,14 @@ class DiscordChannel:
                                         fail_if_not_exists=False)
 
     async def _send(self, content: str, files: Sequence[discord.File] = ()) -> str:
+        extra: dict[str, Any] = {}
+        reference = self._reference()
+        if reference is not None:
+            extra["reference"] = reference
+        if files:
+            extra["files"] = list(files)
         message = await self._target().send(
-            content=content or None, files=list(files) or None, reference=self._reference(),
-            allowed_mentions=discord.AllowedMentions.none())
+            content=content or None, allowed_mentions=discord.AllowedMentions.none(), **extra)
         return str(message.id)
 
     async def send_text(self, text: str) -> list[str]:

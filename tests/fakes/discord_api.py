@@ -230,8 +230,9 @@ class FakeDiscord:
         interaction: dict[str, Any] = {
             "id": snowflake(), "application_id": self.application_id, "type": 2,
             "token": f"itoken-{snowflake()}", "version": 1, "data": data,
-            "channel_id": channel_id, "channel": {"id": channel_id, "type": 0 if guild_id else 1},
+            "channel_id": channel_id, "channel": {"id": channel_id, "type": self._type(channel_id)},
             "locale": locale, "app_permissions": str(MEMBER_PERMISSIONS), "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
             "authorizing_integration_owners": {}, "context": 0 if guild_id else 1,
         }
         user = self.users[user_id]
@@ -247,6 +248,13 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
+    def _type(self, channel_id: str) -> int:
+        """channel types (resources/channel#channel-object-channel-types)"""
+        guild_id = self.channel_guild.get(channel_id)
+        if guild_id is None:
+            return 1  # DM
+        return 11 if channel_id in self.guilds[guild_id].threads else 0
+
     async def request_reconnect(self) -> None:
         """op 7: the gateway asks the client to reconnect (and resume)."""
         for ws in list(self._sockets):
@@ -261,9 +269,9 @@ class FakeDiscord:
     def connected(self) -> bool:
         return bool(self._sockets)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 20) -> None:
         """Until ``predicate()`` holds after something the bot did."""
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(predicate)
 
     async def _notify(self) -> None:
