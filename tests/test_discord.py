@@ -184,6 +184,22 @@ async def test_a_discord_thread_is_one_conversation(rig: Rig) -> None:
     assert rig.gemini.last.parts("model"), "a mention in the thread continues it"
 
 
+async def test_a_thread_follow_up_without_a_mention_needs_the_content_intent(
+        servers: tuple[FakeDiscord, FakeGemini], tmp_path: Path) -> None:
+    discord, gemini = servers
+    photo = discord.host_file(png("blue"), "sky.png")
+    async with running(discord, gemini, tmp_path) as rig:
+        await rig.say(THREAD, ALICE, "add stars", files=[photo], mention_bot=True)
+        await rig.say(THREAD, BOB, "brighter", expect=None)  # arrives empty: not answered
+        await rig.intake.drain()
+    assert len(gemini.requests) == 1
+    async with running(discord, gemini, tmp_path, discord_message_content=True) as rig:
+        assert discord.identifies[-1] & MESSAGE_CONTENT_INTENT
+        await rig.say(THREAD, BOB, "more stars")
+        assert rig.gemini.last.prompt.strip() == "more stars"
+        assert rig.gemini.last.parts("model"), "it continues the thread's conversation"
+
+
 async def test_several_attachments_are_fused_and_each_edits_them_one_by_one(rig: Rig) -> None:
     files = [rig.discord.host_file(png(c), f"{c}.png") for c in ("red", "blue")]
     await rig.say(CHANNEL, ALICE, "put them side by side", files=files, mention_bot=True)

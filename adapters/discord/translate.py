@@ -96,6 +96,10 @@ def message_to_incoming(message: discord.Message, bot_id: int) -> Incoming | Non
     mentioned = bot_id in message.raw_mentions
     if not (private or thread or mentioned or to_bot):
         return None
+    addressed = private or mentioned or to_bot
+    attachments = inputs_of(message)
+    if not addressed and not message.content and not attachments:
+        return None  # what a follow-up looks like without the message-content intent
     guild = message.guild
     reference = message.reference
     return Incoming(
@@ -103,9 +107,9 @@ def message_to_incoming(message: discord.Message, bot_id: int) -> Incoming | Non
         message_id=str(message.id),
         sender=sender_of(message.author, str(guild.preferred_locale) if guild else None),
         text=clean_text(message.content, bot_id),
-        attachments=inputs_of(message),
+        attachments=attachments,
         is_private=private,
-        addressed=private or mentioned or to_bot,
+        addressed=addressed,
         reply_to=str(reference.message_id) if reference and reference.message_id else None,
         reply_attachments=inputs_of(replied) if replied is not None else (),
         thread_hint=str(message.channel.id) if thread else None,
