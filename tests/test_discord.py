@@ -213,6 +213,16 @@ async def test_several_attachments_are_fused_and_each_edits_them_one_by_one(rig:
     assert sum(1 for s in rig.discord.sent_to(CHANNEL) if s.files) == 3
 
 
+async def test_an_expired_attachment_link_is_renewed_from_its_message(rig: Rig) -> None:
+    photo = rig.discord.host_file(png("red"), "cat.png")
+    message = await rig.say(CHANNEL, BOB, "look at my cat", files=[photo], expect=None)
+    rig.discord.expire_links()  # a day later, someone asks the bot about that picture
+    await rig.say(CHANNEL, ALICE, "make it a watercolor", reply_to=message["id"],
+                  mention_bot=True)
+    assert len(rig.gemini.last.images("user")) == 1
+    assert rig.discord.downloads[-1].endswith("?ex=2")
+
+
 async def test_a_picture_over_the_size_limit_is_refused_before_download(
         servers: tuple[FakeDiscord, FakeGemini], tmp_path: Path) -> None:
     async with running(*servers, tmp_path, chatbrush_max_upload_bytes=20) as rig:

@@ -116,22 +116,43 @@ class DiscordAdapter:
                               permissions=permissions)
 
     async def fetch(self, attachment: Attachment) -> Sequence[InputImage]:
-        """One attachment, its declared size checked before downloading it."""
+        """One attachment, its declared size checked before downloading it; a link that
+        expired is renewed from the message it came with."""
         limit = self.settings.chatbrush_max_upload_bytes
         if attachment.size is not None and attachment.size > limit:
             raise InputRefused(too_large(attachment.size, limit, attachment.filename))
         if not attachment.url:
             raise InputRefused(_(DOWNLOAD_FAILED))
         try:
-            async with self._session().get(attachment.url) as response:
-                response.raise_for_status()
-                data = await response.content.read(limit + 1)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            try:
+                data = await self._download(attachment.url, limit)
+            except aiohttp.ClientResponseError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                data = await self._download(await self._renewed_url(attachment), limit)
+        except (aiohttp.ClientError, discord.HTTPException, TimeoutError) as exc:
             log.info("Discord: download of %s failed: %s", attachment.ref, exc)
             raise InputRefused(_(DOWNLOAD_FAILED)) from exc
         if len(data) > limit:
             raise InputRefused(too_large(None, limit, attachment.filename))
         return [InputImage(data, attachment.mime_type, attachment.filename)]
+
+    async def _download(self, url: str, limit: int) -> bytes:
+        async with self._session().get(url) as response:
+            response.raise_for_status()
+            return await response.content.read(limit + 1)
+
+    async def _renewed_url(self, attachment: Attachment) -> str:
+        """The attachment's current link, from its message as Discord returns it now."""
+        parts = attachment.ref.split("/")
+        if len(parts) != 3:
+            raise InputRefused(_(DOWNLOAD_FAILED))
+        channel_id, message_id, attachment_id = parts
+        message = await self.client.http.get_message(int(channel_id), int(message_id))
+        for item in message.get("attachments") or ():
+            if str(item.get("id")) == attachment_id:
+                return str(item["url"])
+        raise InputRefused(_(DOWNLOAD_FAILED))
 
     async def language_of(self, sender: Sender) -> str | None:
         return None  # events carry it: the interaction's locale, the server's otherwise

@@ -34,9 +34,11 @@ def clean_text(text: str, bot_id: int) -> str:
     return bare_command(text) or text
 
 
-def attachment_of(item: discord.Attachment) -> Attachment:
+def attachment_of(item: discord.Attachment, message: discord.Message | None = None
+                  ) -> Attachment:
     """A file by reference, with the size and type Discord declares (checked before any
-    download); ``ref`` finds it again when its signed link has expired."""
+    download); ``ref`` (``channel/message/attachment``) finds it again once its signed
+    link has expired (they last about a day)."""
     mime = (item.content_type or "").split(";")[0].lower()
     if mime.startswith("image/") and "svg" not in mime and "gif" not in mime:
         kind = AttachmentKind.IMAGE
@@ -46,7 +48,8 @@ def attachment_of(item: discord.Attachment) -> Attachment:
         kind = AttachmentKind.IMAGE  # Discord could not tell: the bytes decide
     else:
         kind = AttachmentKind.FILE
-    return Attachment(kind, ref=str(item.id), url=item.url, mime_type=mime or None,
+    ref = f"{message.channel.id}/{message.id}/{item.id}" if message else str(item.id)
+    return Attachment(kind, ref=ref, url=item.url, mime_type=mime or None,
                       filename=item.filename, size=item.size)
 
 
@@ -61,7 +64,8 @@ def embedded_images(embeds: Iterable[discord.Embed]) -> list[Attachment]:
 
 
 def inputs_of(message: discord.Message) -> tuple[Attachment, ...]:
-    return (*(attachment_of(a) for a in message.attachments), *embedded_images(message.embeds))
+    return (*(attachment_of(a, message) for a in message.attachments),
+            *embedded_images(message.embeds))
 
 
 def is_private(channel: Any) -> bool:

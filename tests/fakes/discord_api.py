@@ -110,6 +110,9 @@ class FakeDiscord:
         self.channel_guild: dict[str, str | None] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.files: dict[str, bytes] = {}
+        #: attachment links are signed and expire (``ex``): links of an older generation 404
+        self.link_generation = 1
+        self.downloads: list[str] = []
         self.sent: list[Sent] = []
         self.typing: list[str] = []
         self.callbacks: list[dict[str, Any]] = []
@@ -199,7 +202,7 @@ class FakeDiscord:
         """An attachment object (resources/message#attachment-object) served by the fake."""
         attachment_id = snowflake()
         self.files[attachment_id] = data
-        url = f"{self.base}/attachments/{attachment_id}/{filename}"
+        url = f"{self.base}/attachments/{attachment_id}/{filename}?ex={self.link_generation}"
         return {"id": attachment_id, "filename": filename, "size": len(data), "url": url,
                 "proxy_url": url, "content_type": content_type, "width": 40, "height": 30}
 
@@ -254,6 +257,16 @@ class FakeDiscord:
         if guild_id is None:
             return 1  # DM
         return 11 if channel_id in self.guilds[guild_id].threads else 0
+
+    def expire_links(self) -> None:
+        """A day has passed: every attachment link handed out so far stops working."""
+        self.link_generation += 1
+
+    def _fresh(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as REST returns it now: its attachment links signed anew."""
+        attachments = [{**a, "url": a["url"].split("?")[0] + f"?ex={self.link_generation}"}
+                       for a in message.get("attachments") or ()]
+        return {**message, "attachments": attachments}
 
     async def request_reconnect(self) -> None:
         """op 7: the gateway asks the client to reconnect (and resume)."""
@@ -483,13 +496,13 @@ class FakeDiscord:
         after = int(request.query.get("after", "0"))
         limit = int(request.query.get("limit", "50"))
         chosen = [m for m in messages if int(m["id"]) > after][:limit]
-        return _json(list(reversed(chosen)))
+        return _json([self._fresh(m) for m in reversed(chosen)])
 
     async def _get_message(self, request: web.Request) -> web.Response:
         found = self._find(request.match_info["channel"], request.match_info["message"])
         if found is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
-        return _json(found)
+        return _json(self._fresh(found))
 
     async def _typing(self, request: web.Request) -> web.Response:
         self.typing.append(request.match_info["channel"])
@@ -526,6 +539,7 @@ class FakeDiscord:
 
     async def _attachment(self, request: web.Request) -> web.Response:
         data = self.files.get(request.match_info["id"])
-        if data is None:
-            return web.Response(status=404)
+        self.downloads.append(request.path_qs)
+        if data is None or request.query.get("ex") != str(self.link_generation):
+            return web.Response(status=404, text="This content is no longer available.")
         return web.Response(body=data, content_type="application/octet-stream")
