@@ -13,7 +13,7 @@ import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack", "storage",
+FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack", "discord", "storage",
              "sqlite_utils", "sqlite3", "psycopg", "psycopg_pool")
 
 
@@ -54,7 +54,7 @@ def test_loading_every_core_module_loads_no_platform_sdk() -> None:
 def test_adapters_are_found_through_entry_points() -> None:
     from bot.core.platforms import adapter_factories
 
-    assert {"telegram", "slack"} <= set(adapter_factories())
+    assert {"telegram", "slack", "discord"} <= set(adapter_factories())
 
 
 def test_stores_are_found_through_entry_points() -> None:

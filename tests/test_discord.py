@@ -283,6 +283,16 @@ async def test_chinese_locale_of_an_interaction_is_answered_in_chinese(rig: Rig)
     assert any("\u4e00" <= ch <= "\u9fff" for ch in answer.content)
 
 
+async def test_a_server_whose_language_is_chinese_is_answered_in_chinese(
+        servers: tuple[FakeDiscord, FakeGemini], tmp_path: Path) -> None:
+    discord, gemini = servers
+    discord.guilds[GUILD].preferred_locale = "zh-CN"  # arrives with GUILD_CREATE
+    async with running(discord, gemini, tmp_path) as rig:
+        await rig.say(CHANNEL, ALICE, "help", mention_bot=True)
+        [answer] = rig.discord.sent_to(CHANNEL)
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in answer.content)
+
+
 # ---------------------------------------------------------------------- nothing lost
 async def test_messages_sent_while_the_bot_was_down_are_caught_up_and_answered_once(
         servers: tuple[FakeDiscord, FakeGemini], tmp_path: Path) -> None:
