@@ -71,7 +71,6 @@ def settings_for(discord: FakeDiscord, gemini: FakeGemini, tmp: Path, **extra: A
         discord_bot_token=discord.bot_token,
         discord_api_base=discord.api_base,
         discord_gateway_url=discord.gateway_url,
-        discord_catch_up_file=str(tmp / "discord-catch-up.json"),
         gemini_api_key=gemini.api_key,
         gemini_base_url=gemini.base_url,
         gemini_max_attempts=1,
@@ -316,6 +315,7 @@ async def test_messages_sent_while_the_bot_was_down_are_caught_up_and_answered_o
         await rig.intake.drain()
     assert len(discord.sent_to(CHANNEL)) == 2 and len(discord.sent_to(DM)) == 2
     assert len(gemini.requests) == 4
+    assert (tmp_path / "discord-catch-up.json").exists()  # beside the database
 
 
 async def test_a_429_on_send_is_waited_out_and_the_picture_sent_once(rig: Rig) -> None:

@@ -87,7 +87,9 @@ class DiscordAdapter:
         self.client.event(self.on_message)
         self.client.event(self.on_ready)
         self.client.event(self.on_resumed)
-        self.places = CatchUpPlaces(Path(group.discord_catch_up_file))
+        # a relative path is beside the SQLite file, which deployments keep on a volume
+        self.places = CatchUpPlaces(Path(settings.chatbrush_db).parent
+                                    / group.discord_catch_up_file)
         self._ready = asyncio.Event()
         self._receiving = False
         self._connection: asyncio.Task[None] | None = None
@@ -219,7 +221,10 @@ class DiscordAdapter:
             return
         event = message_to_incoming(message, self.bot_id)
         channel_id = message.channel.id
-        stored = event is not None and await self.intake.receive(event) is not None
+        try:
+            stored = event is not None and await self.intake.receive(event) is not None
+        except IntakeClosed:
+            return  # shutting down: the next start catches up from here
         if not stored and not self.places.known(channel_id):
             return  # a channel without conversations is not read on catch-up
         guild = message.guild.id if message.guild else None
