@@ -115,8 +115,26 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     return backend
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow run first, in lanes of their own: one lane for every two
+    pytest-xdist workers (``-n``; ``--dist loadgroup`` in pyproject.toml).
+
+    Each slow test starts processes of its own (a bot, a benchmark, PostgreSQL clients),
+    so several at once on two cores starve each other past their time limits (``-n 4``
+    timed three out); one lane at a time runs them beside the short tests, which fill the
+    other workers, and starting them first leaves no long test for the end."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    lanes = max(1, workers // 2)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    for n, item in enumerate(slow):
+        item.add_marker(pytest.mark.xdist_group(f"slow-{n % lanes}"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the PostgreSQL server if a test started one."""
+    """Stop the PostgreSQL server if a test started one (under pytest-xdist each worker
+    has a server of its own and stops it)."""
     from tests.postgres_server import stop_shared_server
 
     stop_shared_server()

@@ -31,7 +31,7 @@ from bot.core.events import (
     Progress,
     Sender,
 )
-from bot.flow.intake import Receipt
+from bot.core.receiving import Receipt
 from bot.kit.image_types import OutputImage
 from bot.models.base import ImageModel
 from bot.models.catalog import ModelCatalog

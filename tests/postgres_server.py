@@ -8,6 +8,10 @@ run as root, so under root the cluster belongs to the ``postgres`` system user (
 server package creates it) or, failing that, to a ``chatbrush-test`` user made for it.
 
 Each test gets a database of its own, copied from a migrated template (milliseconds).
+Under pytest-xdist every worker process starts a server of its own: starting one takes
+1.6-2.6 s on two busy cores, paid by the workers side by side, so one server shared through
+a file lock would save no time, and a test that kills or stalls its server's clients
+cannot reach another worker's tests.
 Without the server binaries the PostgreSQL tests are skipped — unless
 ``CHATBRUSH_REQUIRE_POSTGRES=1`` (CI sets it), which makes that a failure.
 """

@@ -80,6 +80,7 @@ def test_engine_bench_drives_a_thread_and_the_commands(tmp_path: Path) -> None:
     assert "## Reproduce" in markdown and "bench/bench_engine.py --turns 5 --quick" in markdown
 
 
+@pytest.mark.slow
 def test_telegram_bench_answers_every_turn_through_the_real_adapter() -> None:
     [overhead] = json.loads(run_module("bench_telegram", "--json", "overhead", "--turns", "3",
                                        "--warmup", "1"))
@@ -134,6 +135,7 @@ def test_answers_bench_times_the_structure_walk_against_a_decode(tmp_path: Path)
     assert "| PNG 256² |" in proc.stdout and "inspect_output (after)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_preprocess_bench_runs_every_method_on_a_12_mp_photo(tmp_path: Path) -> None:
     out = tmp_path / "preprocess.md"
     proc = subprocess.run(
@@ -147,6 +149,7 @@ def test_preprocess_bench_runs_every_method_on_a_12_mp_photo(tmp_path: Path) -> 
         assert f"| {method} |" in table, table
 
 
+@pytest.mark.slow
 def test_threads_bench_opens_the_bot_on_databases_of_every_size(tmp_path: Path) -> None:
     out = tmp_path / "threads.md"
     proc = subprocess.run(
@@ -159,6 +162,7 @@ def test_threads_bench_opens_the_bot_on_databases_of_every_size(tmp_path: Path) 
     assert "## Reproduce" in out.read_text()
 
 
+@pytest.mark.slow
 def test_burst_bench_kills_the_bot_and_loses_nothing(tmp_path: Path) -> None:
     """The quick burst still goes through a real kill -9 and a restart of `chatbrush run`."""
     out = tmp_path / "burst.md"
@@ -207,6 +211,7 @@ def test_credentials_bench_signs_and_reads_back(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # no results file without --out
 
 
+@pytest.mark.slow
 def test_scaling_bench_runs_every_store_and_process_count(tmp_path: Path) -> None:
     """It starts its own PostgreSQL cluster, so it needs the server binaries."""
     from tests.postgres_server import REQUIRED, server_binaries

@@ -51,3 +51,30 @@ def test_the_first_lines_are_the_two_commands() -> None:
     lines = [line for line in block.splitlines()[1:] if line.strip()]
     assert len(lines) == 2
     assert lines[0].endswith("chatbrush") and "pytest" in lines[1]
+
+
+def mapped_modules() -> set[str]:
+    """The module paths the README's "How it works" map lists (folder lines give the
+    prefix of the indented lines under them)."""
+    section = README.split("## How it works", 1)[1].split("```", 2)[1]
+    found, folder = set(), ""
+    for line in section.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if not line.startswith(" "):
+            folder = words[0]
+        elif words[0].endswith(".py"):
+            found.add(folder + words[0])
+    return found
+
+
+def test_every_module_is_on_the_map() -> None:
+    """A newcomer reads the map first: every module is on it, and nothing that is gone."""
+    root = Path(__file__).resolve().parents[1]
+    modules = {str(p.relative_to(root)) for folder in ("adapters", "bot", "storage")
+               for p in (root / folder).rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")
+               or p.parent.name in ("commands", "i18n")}
+    assert sorted(modules - mapped_modules()) == []
+    assert sorted(mapped_modules() - modules) == []

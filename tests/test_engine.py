@@ -379,6 +379,7 @@ async def test_answers_waiting_to_be_sent_wait_without_their_pictures_and_all_go
     assert len(fake.requests) == len(chats)
 
 
+@pytest.mark.slow
 async def test_hundred_turn_thread_stays_bounded(
     tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
 ) -> None:

@@ -264,6 +264,7 @@ def screenshot(profile: Path, page: Path, out: Path) -> Image.Image:
 
 
 @needs_browser
+@pytest.mark.slow
 def test_the_page_opens_offline_in_chromium_with_thumbnails_and_prompts(tmp_path: Path) -> None:
     _, _, result = exported()
     with zipfile.ZipFile(io.BytesIO(result.data)) as archive:

@@ -556,6 +556,7 @@ async def test_async_variant_runs_the_same_checks() -> None:
         await prepare_input_async(b"%PDF-1.5")
 
 
+@pytest.mark.slow
 async def test_concurrent_preparations_share_the_resize_pool_safely() -> None:
     import asyncio
 

@@ -25,7 +25,8 @@ from bot.core import platforms
 from bot.core.config import CommaList, Settings, split_commas
 from bot.core.events import Attachment, ChatKey, Incoming, InputImage, Sender
 from bot.core.platforms import AllowList, PlatformInfo, PlatformSettings, register
-from bot.flow.intake import Intake, Receipt
+from bot.core.receiving import Receipt
+from bot.flow.intake import Intake
 from tests.fakes.gemini import FakeGemini
 from tests.harness import ANN, BOB, RecordingChannel, fast_model, image_attachments, photo
 from tests.harness import settings_for as core_settings

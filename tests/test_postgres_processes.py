@@ -95,6 +95,7 @@ async def post_somewhere(http: aiohttp.ClientSession, tg: FakeTelegram,
     raise AssertionError(f"update {update['update_id']} was never accepted")
 
 
+@pytest.mark.slow
 async def test_three_processes_one_database_survive_a_kill_9_mid_burst(
     servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ async def start(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await start_chatbrush(["run"], cwd, env)
 
 
+@pytest.mark.slow
 async def test_chatbrush_run_long_polls_telegram(
     servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
 ) -> None:
@@ -110,6 +111,7 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> i
     return await asyncio.wait_for(proc.wait(), 60)
 
 
+@pytest.mark.slow
 async def test_kill_9_mid_burst_loses_nothing_and_pays_for_nothing_twice(
     servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
 ) -> None:
@@ -164,6 +166,7 @@ async def test_kill_9_mid_burst_loses_nothing_and_pays_for_nothing_twice(
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 async def test_sigterm_with_a_backlog_finishes_what_runs_and_keeps_the_rest(
     servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
 ) -> None:
@@ -197,6 +200,7 @@ async def test_sigterm_with_a_backlog_finishes_what_runs_and_keeps_the_rest(
 
 
 # ---------------------------------------------------------------------- webhook
+@pytest.mark.slow
 async def test_webhook_mode_in_chatbrush_web(
     servers: tuple[FakeTelegram, FakeGemini], tmp_path: Path
 ) -> None:

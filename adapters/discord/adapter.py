@@ -8,8 +8,8 @@ class attributes of discord.py, so they hold for the whole process, which runs o
 bot.
 
 Store, then acknowledge: a message is translated (:mod:`adapters.discord.translate`) and
-awaited into :meth:`bot.flow.intake.Intake.receive`; a slash command is stored the same way
-and only then deferred (Discord's 3 seconds). The gateway does not redeliver what a stopped
+awaited into :meth:`bot.core.receiving.Receiver.receive`; a slash command is stored the
+same way and only then deferred (Discord's 3 seconds). The gateway does not redeliver what a stopped
 bot missed, so every (re)connect catches up from channel history
 (:mod:`adapters.discord.catch_up`).
 """
@@ -42,12 +42,12 @@ from adapters.discord.translate import (
 )
 from bot.core.events import Attachment, Channel, Incoming, InputImage, InputRefused, Sender
 from bot.core.messages import DOWNLOAD_FAILED, too_large
-from bot.flow.intake import IntakeClosed
+from bot.core.receiving import IntakeClosed
 from bot.kit.i18n import _
 
 if TYPE_CHECKING:
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DiscordAdapter:
 
     name = PLATFORM
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(self, settings: Settings, intake: Receiver) -> None:
         group = DiscordSettings.of(settings)
         if group.discord_bot_token is None:
             raise ValueError("DISCORD_BOT_TOKEN is not set")

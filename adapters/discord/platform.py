@@ -15,7 +15,7 @@ from bot.core.platforms import PlatformInfo
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 # The same sentences Slack and Telegram register, so they share their translations in the
 # one catalog. Deliberately not marked with N_() here: marking them would add this file to
@@ -33,7 +33,7 @@ HELP_TIPS = (
 )
 
 
-def create(settings: Settings, intake: Intake) -> DiscordAdapter | None:
+def create(settings: Settings, intake: Receiver) -> DiscordAdapter | None:
     """The adapter, when DISCORD_BOT_TOKEN is set."""
     if not DiscordSettings.of(settings).configured():
         return None

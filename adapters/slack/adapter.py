@@ -7,7 +7,7 @@ Built on slack-bolt's :class:`AsyncApp` with slack_sdk's async client pointed at
 
 Translate, then hand over: a listener turns the event into the core's
 :class:`~bot.core.events.Incoming` (:mod:`adapters.slack.translate`) and awaits
-:meth:`bot.flow.intake.Intake.receive`. The app runs with ``process_before_response``, so bolt
+:meth:`bot.core.receiving.Receiver.receive`. The app runs with ``process_before_response``, so bolt
 acknowledges only after the listener returned — after the event is committed to the
 inbox, milliseconds later and well inside Slack's 3 seconds. A retry of an event that was
 interrupted finds it stored and resumes it; one that was handled is a no-op.
@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.channel import (
@@ -54,11 +56,12 @@ from bot.core.events import (
     InputImage,
     Sender,
 )
+from bot.kit.http_guard import BodyTooLarge, Rejections, read_capped
 from bot.kit.i18n import N_, _
 
 if TYPE_CHECKING:
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ LOCALE_CACHE_SIZE = 4096
 #: how long a failed lookup (a user the workspace cannot find) is remembered: not asked
 #: again on every message, yet a passing error does not last the hour
 FAILED_LOOKUP_TTL_SECONDS = 600.0
+#: Slack's own rule: a request signed longer ago than this may be a replay
+SIGNATURE_MAX_AGE_SECONDS = 300
 UNREADABLE_FILE = N_("I couldn't read one of the files from Slack.")
 
 
@@ -77,7 +82,7 @@ class SlackAdapter:
 
     name = PLATFORM
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(self, settings: Settings, intake: Receiver) -> None:
         group = SlackSettings.of(settings)
         if group.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set")
@@ -104,6 +109,8 @@ class SlackAdapter:
             process_before_response=True,
             logger=bolt_log,
         )
+        self._verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
+        self._rejections = Rejections(log)
         self.bot_user_id: str | None = None
         self._locales: dict[str, tuple[float, str | None]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -247,12 +254,48 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------ receiving
     async def http_events(self, request: web.Request) -> web.Response:
-        """``POST /slack/events``: verified and dispatched by bolt; acknowledged once the
-        event is stored (503 while shutting down, so Slack delivers it again later)."""
+        """``POST /slack/events``: size and signature checked on the raw bytes before
+        anything parses them (a forged body costs at most the body limit and one line of
+        log), then dispatched by bolt; acknowledged once the event is stored (503 while
+        shutting down, so Slack delivers it again later)."""
         if not self._receiving:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
-        bolt_response: BoltResponse = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            body = await read_capped(request, self.settings.chatbrush_max_request_bytes)
+        except BodyTooLarge:
+            return self._reject(request, 413, "body too large")
+        refusal = self._unverified(body, request.headers)
+        if refusal is not None:
+            return self._reject(request, 401, refusal)
+        try:  # signed by Slack, yet parsed with care: a bad body is a 400, not a traceback
+            bolt_request = AsyncBoltRequest(body=body.decode("utf-8", errors="replace"),
+                                            query=request.query_string,
+                                            headers=request.headers)  # type: ignore[arg-type]
+        except (ValueError, RecursionError):
+            return self._reject(request, 400, "malformed body")
+        bolt_response: BoltResponse = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
+
+    def _unverified(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Why the request is not provably from Slack (``None`` when it is): the v0
+        signature over the raw body, within five minutes of its numeric timestamp."""
+        if self._verifier is None:
+            return "no signing secret configured"
+        timestamp = headers.get("X-Slack-Request-Timestamp", "")
+        signature = headers.get("X-Slack-Signature")
+        if not timestamp.isascii() or not timestamp.isdigit():
+            return "missing or non-numeric timestamp"
+        if signature is None:
+            return "no signature"
+        if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+            return "stale timestamp"
+        if not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return "bad signature"
+        return None
+
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        return self._rejections.reply(request, endpoint="Slack events", status=status,
+                                      reason=reason)
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error("Slack listener failed: %s: %s", type(error).__name__, error)

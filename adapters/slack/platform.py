@@ -16,7 +16,7 @@ from bot.kit.i18n import N_
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ HELP_TIPS = (
 )
 
 
-def create(settings: Settings, intake: Intake) -> SlackAdapter | None:
+def create(settings: Settings, intake: Receiver) -> SlackAdapter | None:
     """The adapter, when Slack is configured (a bot token and a way in)."""
     group = SlackSettings.of(settings)
     if group.slack_bot_token is None:

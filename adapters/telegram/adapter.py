@@ -3,7 +3,7 @@
 It only translates. Updates arrive by long polling (``chatbrush run``) or, with
 ``TELEGRAM_WEBHOOK_URL``, at a webhook on the ``chatbrush web`` server; each message is
 turned into an :class:`~bot.core.events.Incoming` (:mod:`adapters.telegram.translate`) and
-handed to :meth:`bot.flow.intake.Intake.receive`, which returns once it is stored. Only then
+handed to :meth:`bot.core.receiving.Receiver.receive`, which returns once it is stored. Only then
 is Telegram told it arrived: the getUpdates offset moves past stored updates only, and a
 webhook answers 200 only after the commit. Answers go out through a
 :class:`TelegramChannel` (same chat, same forum topic, as a reply); files are fetched by
@@ -47,15 +47,16 @@ from adapters.telegram.translate import (
 from bot.core.config import SettingsError
 from bot.core.events import Attachment, Incoming, InputImage, InputRefused, Sender
 from bot.core.messages import DOWNLOAD_FAILED, too_large
+from bot.core.receiving import IntakeClosed
 from bot.flow.commands import COMMANDS
-from bot.flow.intake import IntakeClosed
+from bot.kit.http_guard import BodyTooLarge, Rejections, json_object, read_capped
 from bot.kit.i18n import _, speaking
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 log = logging.getLogger(__name__)
 # getUpdates is read raw on purpose: one malformed update must not block every later one
@@ -87,7 +88,7 @@ class TelegramAdapter:
     def __init__(
         self,
         settings: Settings,
-        intake: Intake,
+        intake: Receiver,
         *,
         rate_limiter: BaseRateLimiter[Any] | None = None,
         chat_action_interval: float = 4.0,
@@ -124,6 +125,7 @@ class TelegramAdapter:
         self._receiving = False
         self._initialized = False
         self._me: BotIdentity | None = None
+        self._rejections = Rejections(log)
 
     @property
     def me(self) -> BotIdentity:
@@ -276,27 +278,33 @@ class TelegramAdapter:
         return True
 
     async def webhook(self, request: web.Request) -> web.Response:
-        """``POST`` from Telegram: 403 without our secret, 200 only once stored."""
+        """``POST`` from Telegram: the secret is checked before a byte of the body is read,
+        the body is read with a cap and parsed defensively; 200 only once stored. Every
+        rejection is logged (rate-limited, never the header), so a wrong secret shows."""
         from aiohttp import web
 
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
-            return web.json_response({"ok": False, "error": "forbidden"}, status=403)
+            return self._reject(request, 403, "forbidden" if given else "no secret token")
         if not self._receiving:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
         try:
-            raw = await request.json()
-        except ValueError:
-            return web.json_response({"ok": False, "error": "not JSON"}, status=400)
-        if not isinstance(raw, dict):
-            return web.json_response({"ok": False, "error": "not an update"}, status=400)
+            body = await read_capped(request, self.settings.chatbrush_max_request_bytes)
+        except BodyTooLarge:
+            return self._reject(request, 413, "body too large")
+        raw = json_object(body)
+        if raw is None:
+            return self._reject(request, 400, "not a JSON object")
         try:
             stored = await self._receive(raw)
         except IntakeClosed:
             return web.json_response({"ok": False, "error": "shutting down"}, status=503)
         if not stored:
-            return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+            return self._reject(request, 400, "malformed update")
         return web.json_response({"ok": True})
 
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        return self._rejections.reply(request, endpoint="Telegram webhook", status=status,
+                                      reason=reason)
 
 __all__ = ["TelegramAdapter", "TelegramChannel", "webhook_secret"]

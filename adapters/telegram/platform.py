@@ -16,7 +16,7 @@ from bot.kit.i18n import N_
 if TYPE_CHECKING:
     from adapters.telegram.adapter import TelegramAdapter
     from bot.core.config import Settings
-    from bot.flow.intake import Intake
+    from bot.core.receiving import Receiver
 
 HELP_TIPS = (
     N_("Send a photo with what to change (“make it watercolor”), or describe a new picture."),
@@ -29,7 +29,7 @@ HELP_TIPS = (
 )
 
 
-def create(settings: Settings, intake: Intake) -> TelegramAdapter | None:
+def create(settings: Settings, intake: Receiver) -> TelegramAdapter | None:
     """The adapter, when TELEGRAM_BOT_TOKEN is set."""
     if not TelegramSettings.of(settings).configured():
         return None

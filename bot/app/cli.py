@@ -171,6 +171,7 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
     from aiohttp import web
 
     from bot.app.runtime import open_runtime
+    from bot.app.web import start_metrics_server
 
     stop = _stop_on_signals()
     async with open_runtime(settings, demo=demo) as runtime:
@@ -186,20 +187,17 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
             print(no_platform_line(), file=sys.stderr)
             return 2
         runner: web.AppRunner | None = None
+        metrics_runner: web.AppRunner | None = None
         started: list[Adapter] = []
         try:
             if webhook:
-                app, mounted = build_web_app(adapters)
+                app, mounted = build_web_app(adapters, settings)
                 runner = web.AppRunner(app, access_log=None)
                 await runner.setup()
                 await web.TCPSite(runner, host, port).start()
                 log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
                          host, port)
-            elif settings.chatbrush_metrics_port:
-                from prometheus_client import start_http_server
-
-                start_http_server(settings.chatbrush_metrics_port)
-                log.info("metrics on port %s", settings.chatbrush_metrics_port)
+            metrics_runner = await start_metrics_server(settings)
             for adapter in adapters:
                 await adapter.start(webhook=webhook)
                 started.append(adapter)
@@ -217,8 +215,9 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
                     await adapter.close()
                 except Exception:
                     log.warning("closing %s failed", adapter.name, exc_info=True)
-            if runner is not None:
-                await runner.cleanup()
+            for server in (runner, metrics_runner):
+                if server is not None:
+                    await server.cleanup()
     log.info("stopped")
     return 0
 
@@ -233,27 +232,21 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
-    """The one HTTP server: health, metrics, and every adapter's webhook routes."""
+def build_web_app(adapters: Sequence[Adapter], settings: Settings | None = None
+                  ) -> tuple[Any, list[str]]:
+    """The one public HTTP server: health and every adapter's webhook routes; /metrics only
+    when CHATBRUSH_METRICS_ON_WEB_PORT asks (it tells call counts and spend to anyone)."""
     from aiohttp import web
 
-    from bot.kit import metrics
+    from bot.app.web import healthz, metrics_handler, metrics_token
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    async def prometheus(request: web.Request) -> web.Response:
-        body, content_type = metrics.render()
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = content_type
-        return response
-
-    app = web.Application(client_max_size=32 * 1024**2)
+    settings = settings or load_settings()
+    app = web.Application(client_max_size=settings.chatbrush_max_request_bytes)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", prometheus)
+    if settings.chatbrush_metrics_on_web_port:
+        app.router.add_get("/metrics", metrics_handler(metrics_token(settings)))
     mounted = [a.name for a in adapters if a.mount(app)]
     return app, mounted
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

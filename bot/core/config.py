@@ -126,6 +126,20 @@ class Settings(BaseSettings):
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
     chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
+    chatbrush_metrics_host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="address the metrics port binds (0.0.0.0 exposes it to the network)",
+    )
+    chatbrush_metrics_token: SecretStr | None = Field(
+        None, description="when set, /metrics asks for `Authorization: Bearer <token>`"
+    )
+    chatbrush_metrics_on_web_port: bool = Field(
+        False, description="also serve /metrics on the public webhook port of `chatbrush web`"
+    )
+    chatbrush_max_request_bytes: int = Field(
+        1024 * 1024, ge=4096, le=32 * 1024 * 1024,
+        description="largest webhook request body; larger ones get 413 before being read",
+    )
 
     # --- providers (issue 10)
     chatbrush_provider: Literal["gemini", "openai"] = "gemini"
@@ -180,7 +194,8 @@ class Settings(BaseSettings):
     @field_validator(
         "chatbrush_user_daily_usd", "chatbrush_user_monthly_usd", "chatbrush_chat_daily_usd",
         "chatbrush_chat_monthly_usd", "chatbrush_monthly_usd", "chatbrush_user_per_minute",
-        "chatbrush_max_concurrent_calls", "chatbrush_prices", mode="before",
+        "chatbrush_max_concurrent_calls", "chatbrush_prices", "chatbrush_metrics_token",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:

@@ -26,11 +26,11 @@ from pydantic_settings import BaseSettings
 
 from bot.core.config import SETTINGS_CONFIG, Settings
 from bot.core.events import Incoming, Platform
+from bot.core.receiving import Receiver
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.flow.intake import Intake
 
 ENTRY_POINT_GROUP = "chatbrush.platforms"
 
@@ -55,7 +55,7 @@ class Adapter(Platform, Protocol):
 
 
 class AdapterFactory(Protocol):
-    def __call__(self, settings: Settings, intake: Intake) -> Adapter | None: ...
+    def __call__(self, settings: Settings, intake: Receiver) -> Adapter | None: ...
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from bot.core.chat_settings import ChatSettings
 from bot.core.config import Settings
@@ -44,6 +44,7 @@ from bot.core.events import (
 )
 from bot.core.messages import QUEUED_NOTICE
 from bot.core.platforms import platform_settings
+from bot.core.receiving import IntakeClosed, Receipt
 from bot.core.store import InboxEntry, InboxStatus, Store
 from bot.core.work import Work
 from bot.flow.router import Router
@@ -57,18 +58,6 @@ NOT_ALLOWED = N_("Sorry, this bot isn't available here.")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: how long finished events are kept: re-deliveries within it are recognised
 KEEP_FINISHED_SECONDS = 7 * 86400
-
-
-class IntakeClosed(RuntimeError):
-    """The bot is shutting down and takes no new events (adapters answer "try later")."""
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """An event safely in the inbox: ``new`` is False for a re-delivery of a stored one."""
-
-    entry_id: int
-    new: bool
 
 
 class Intake:
