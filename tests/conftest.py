@@ -77,7 +77,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     import os
 
     for name in list(os.environ):
-        prefixes = ("GEMINI_", "OPENAI_", "TELEGRAM_", "SLACK_", "CHATBRUSH_")
+        prefixes = ("GEMINI_", "OPENAI_", "TELEGRAM_", "SLACK_", "DISCORD_", "CHATBRUSH_")
         if name.startswith(prefixes) or name in ("PORT", "DATABASE_URL"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

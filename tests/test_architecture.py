@@ -25,7 +25,7 @@ PACKAGES = ("bot", "adapters", "storage")
 #: an adapter translates between its platform and the core's events, hands them to the
 #: intake and reads the command specs; it never reaches past them into the flow
 ADAPTERS_MAY_IMPORT = ("bot.core", "bot.kit", "bot.flow.commands", "bot.flow.intake")
-FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack", "storage",
+FORBIDDEN = ("adapters", "telegram", "slack_bolt", "slack_sdk", "slack", "discord", "storage",
              "sqlite_utils", "sqlite3", "psycopg", "psycopg_pool")
 
 
@@ -104,7 +104,7 @@ def test_adapters_import_only_the_core_the_command_specs_and_the_intake() -> Non
 def test_adapters_are_found_through_entry_points() -> None:
     from bot.core.platforms import adapter_factories
 
-    assert {"telegram", "slack"} <= set(adapter_factories())
+    assert {"telegram", "slack", "discord"} <= set(adapter_factories())
 
 
 def test_stores_are_found_through_entry_points() -> None:

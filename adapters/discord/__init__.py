@@ -1,0 +1,1 @@
+"""Discord: the gateway for messages and slash commands, the REST API for answers."""
