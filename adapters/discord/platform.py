@@ -11,25 +11,23 @@ from typing import TYPE_CHECKING
 
 from adapters.discord.settings import DiscordSettings
 from bot.core.platforms import PlatformInfo
+from bot.kit.i18n import N_
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
     from bot.core.config import Settings
     from bot.core.receiving import Receiver
 
-# The same sentences Slack and Telegram register, so they share their translations in the
-# one catalog. Deliberately not marked with N_() here: marking them would add this file to
-# the catalog template under bot/ (tests/test_discord_translate.py checks each is
-# translated).
+# Mostly the sentences Slack and Telegram register, so they share their translations.
 HELP_TIPS = (
-    "Mention me with a picture and what to change (“make it watercolor”), or describe a "
-    "new picture.",
-    "Reply to my picture to keep editing it (“now add a hat”); reply to an older version "
-    "to branch from it.",
-    "Reply to anyone's photo and mention me to edit that photo.",
-    "Attach several pictures to one message to combine them, or say “each” to give each "
-    "one the same edit.",
-    "In a direct message with me no mention is needed.",
+    N_("Mention me with a picture and what to change (“make it watercolor”), or describe a "
+       "new picture."),
+    N_("Reply to my picture to keep editing it (“now add a hat”); reply to an older version "
+       "to branch from it."),
+    N_("Reply to anyone's photo and mention me to edit that photo."),
+    N_("Attach several pictures to one message to combine them, or say “each” to give each "
+       "one the same edit."),
+    N_("In a direct message with me no mention is needed."),
 )
 
 
