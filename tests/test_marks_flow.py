@@ -4,16 +4,26 @@ region (both storage backends) for the sheet, the export and "try again"."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageOps
 
+from adapters.telegram.adapter import TelegramAdapter
 from bot.core.events import ChatKey
 from bot.core.ports.threads import NewImage, NewPart, NewRegion
 from bot.core.store import Store
 from bot.core.threads import Role
 from tests.backends import BACKENDS, open_backend
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.telegram_api import FakeTelegram
+from tests.test_marks import photo
+from tests.test_telegram import answers_to, make_settings, running
 
 CHAT = ChatKey("telegram", "-100", None)
 
@@ -40,3 +50,146 @@ async def test_a_turn_keeps_its_region_and_picture_until_the_thread_goes(store: 
     assert await store.turn_regions([turn.id]) == {}
     with pytest.raises(KeyError):
         await store.image_bytes(region.image.sha256)
+
+
+# ---------------------------------------------------------------------- pictures
+def scene() -> Image.Image:
+    """A picture with edges everywhere, like a photo (the alignment holds on to them)."""
+    return photo(640, 480)
+
+
+def png(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("RGB")
+
+
+#: the loop drawn on the copy (full-size pixels of the picture it marks) and its pen width
+LOOP = (200, 150, 440, 330)
+PEN = 6
+
+
+def marked_copy(shown: bytes, *, colour: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+    """A closed red loop drawn on ``shown``, then sent as phones and Telegram send a
+    photo: halved and recompressed as JPEG at quality 70."""
+    picture = decoded(shown)
+    ImageDraw.Draw(picture).ellipse(LOOP, outline=colour, width=PEN)
+    half = picture.resize((picture.width // 2, picture.height // 2), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    half.save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+def loop_mask(size: tuple[int, int], grow: int) -> np.ndarray:
+    """The area the loop closes, grown (or shrunk, with a negative ``grow``) by ``grow`` px."""
+    left, top, right, bottom = LOOP
+    area = Image.new("L", size, 0)
+    ImageDraw.Draw(area).ellipse((left - grow, top - grow, right + grow, bottom + grow),
+                                 fill=255)
+    return np.asarray(area) > 0
+
+
+def assert_changed_only_in_the_loop(before: Image.Image, after: Image.Image) -> None:
+    """Outside the loop (12 px past the pen and the region's margin) every pixel is the
+    original's; well inside it, the model's answer shows."""
+    assert after.size == before.size
+    old, new = np.asarray(before, np.int16), np.asarray(after, np.int16)
+    changed = np.abs(old - new).max(axis=2) > 0
+    outside = ~loop_mask(before.size, grow=12 + PEN)
+    ys, xs = np.nonzero(changed & outside)
+    assert not (changed & outside).any(), (
+        f"{len(ys)} pixels outside the marks changed, in {xs.min()}-{xs.max()} x "
+        f"{ys.min()}-{ys.max()}, by up to {np.abs(old - new)[changed & outside].max()}")
+    inside = loop_mask(before.size, grow=-(PEN + 12))
+    assert changed[inside].mean() > 0.95
+
+
+# ---------------------------------------------------------------------- Telegram
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def gemini() -> AsyncIterator[FakeGemini]:
+    async with FakeGemini() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def bot(tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
+              ) -> AsyncIterator[TelegramAdapter]:
+    async with running(tg, make_settings(tg, gemini, tmp_path)) as adapter:
+        yield adapter
+
+
+def picture_of(message: dict[str, Any], tg: FakeTelegram) -> bytes:
+    return tg.file_data(message["photo"][-1]["file_id"])
+
+
+async def first_version(tg: FakeTelegram, gemini: FakeGemini, chat: dict[str, Any],
+                        alice: dict[str, Any], picture: Image.Image) -> dict[str, Any]:
+    gemini.enqueue_picture(png(picture))
+    [v1] = await answers_to(tg, tg.send(chat, alice, "a park with shapes"))
+    return v1
+
+
+@pytest.mark.timeout(60)
+async def test_a_reply_with_a_marked_copy_changes_only_the_marked_spot(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    original = scene()
+    v1 = await first_version(tg, gemini, chat, alice, original)
+    # the model recolours the whole picture, as Gemini repaints a little of everything
+    gemini.enqueue_picture(png(ImageOps.invert(original)))
+    asked = tg.send(chat, alice, photo=marked_copy(picture_of(v1, tg)),
+                    caption="make the pond blue", reply_to=v1)
+
+    [v2] = await answers_to(tg, asked)
+
+    assert len(gemini.requests) == 2  # one call for the region edit
+    newest = gemini.requests[1].contents[-1]
+    shown = [decoded(part_image(p)) for p in newest["parts"] if "inlineData" in p]
+    assert len(shown) == 2 and shown[1].tobytes() == original.tobytes()
+    assert shown[0].size == original.size and shown[0].tobytes() != original.tobytes()
+    words = [p["text"] for p in newest["parts"] if "text" in p]
+    assert words[-1] == "make the pond blue" and "outlined" in words[0]
+    assert v2["caption"].startswith("v2")
+    assert_changed_only_in_the_loop(original, decoded(picture_of(v2, tg)))
+
+    # the model's whole picture is there for the asking
+    [whole] = await answers_to(tg, tg.send(chat, alice, "/original", reply_to=v2))
+    assert decoded(tg.file_data(whole["document"]["file_id"])).tobytes() == \
+        ImageOps.invert(original).tobytes()
+
+
+@pytest.mark.timeout(60)
+async def test_a_copy_with_nothing_drawn_is_an_ordinary_edit_and_says_why(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    original = scene()
+    v1 = await first_version(tg, gemini, chat, alice, original)
+    gemini.enqueue_picture(png(ImageOps.invert(original)))
+    copy = io.BytesIO()
+    decoded(picture_of(v1, tg)).save(copy, format="JPEG", quality=70)
+    asked = tg.send(chat, alice, photo=copy.getvalue(), caption="only here: blue",
+                    reply_to=v1)
+
+    [v2] = await answers_to(tg, asked)
+
+    assert "nothing drawn" in v2["caption"]
+    assert decoded(picture_of(v2, tg)).tobytes() == ImageOps.invert(original).tobytes()
+
+
+def part_image(part: dict[str, Any]) -> bytes:
+    return base64.b64decode(part["inlineData"]["data"])
