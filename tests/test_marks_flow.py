@@ -22,6 +22,7 @@ from bot.core.threads import Role
 from tests.backends import BACKENDS, open_backend
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.telegram_api import FakeTelegram
+from tests.processes import run_chatbrush
 from tests.test_marks import photo
 from tests.test_telegram import answers_to, make_settings, running
 
@@ -189,6 +190,53 @@ async def test_a_copy_with_nothing_drawn_is_an_ordinary_edit_and_says_why(
 
     assert "nothing drawn" in v2["caption"]
     assert decoded(picture_of(v2, tg)).tobytes() == ImageOps.invert(original).tobytes()
+
+
+@pytest.mark.timeout(60)
+async def test_try_again_after_a_failure_keeps_the_same_region(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    original = scene()
+    v1 = await first_version(tg, gemini, chat, alice, original)
+    gemini.enqueue_error(500, "backend error")
+    asked = tg.send(chat, alice, photo=marked_copy(picture_of(v1, tg), colour=(255, 255, 255)),
+                    caption="make the pond blue", reply_to=v1)
+    [failed] = await answers_to(tg, asked)
+    assert "photo" not in failed
+
+    gemini.enqueue_picture(png(ImageOps.invert(original)))
+    again = tg.send(chat, alice, "try again", reply_to=failed)
+    [v2] = await answers_to(tg, again)
+
+    first_try, second_try = gemini.requests[1:]
+    assert first_try.images("user")[-2:] == second_try.images("user")[-2:]
+    assert second_try.texts()[-1] == "make the pond blue"
+    assert_changed_only_in_the_loop(original, decoded(picture_of(v2, tg)))
+
+
+# ---------------------------------------------------------------------- the console
+def test_in_the_console_a_marked_copy_after_the_version_edits_only_the_spot(
+        tmp_path: Path) -> None:
+    original = scene()
+    original.save(tmp_path / "photo.png")
+    (tmp_path / "marked.jpg").write_bytes(marked_copy(png(original)))
+    script = "@photo.png\n@marked.jpg only here: black and white\n/original\n"
+
+    result = run_chatbrush(["console", "--demo"], script, tmp_path, {})
+
+    assert result.returncode == 0, result.stderr
+    saved = [tmp_path / line for line in result.stdout.splitlines()
+             if line.startswith("chatbrush-out/")]
+    assert len(saved) == 2, result.stdout
+    edited, whole = (Image.open(path).convert("RGB") for path in saved)
+    assert_changed_only_in_the_loop(original, edited)
+    inside = np.asarray(edited)[loop_mask(original.size, grow=-(PEN + 12))]
+    assert (inside.max(axis=1) - inside.min(axis=1)).max() <= 1  # grey: the demo's edit
+    assert "Only the marked area was changed" in result.stdout
+    grey = np.asarray(whole)
+    assert (grey.max(axis=2) - grey.min(axis=2)).max() <= 1  # the demo's whole picture
 
 
 def part_image(part: dict[str, Any]) -> bytes:
