@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from bot.core.events import ChatKey
 from bot.core.ports.threads import NewImage, NewPart, NewRegion
 from bot.core.store import Store
 from bot.core.threads import Role
+from bot.history.contact_sheet import REGION_COLOUR
 from tests.backends import BACKENDS, open_backend
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.telegram_api import FakeTelegram
@@ -170,6 +173,28 @@ async def test_a_reply_with_a_marked_copy_changes_only_the_marked_spot(
     [whole] = await answers_to(tg, tg.send(chat, alice, "/original", reply_to=v2))
     assert decoded(tg.file_data(whole["document"]["file_id"])).tobytes() == \
         ImageOps.invert(original).tobytes()
+    await the_history_and_the_export_show_the_region(tg, chat, alice, original)
+
+
+async def the_history_and_the_export_show_the_region(
+        tg: FakeTelegram, chat: dict[str, Any], alice: dict[str, Any],
+        original: Image.Image) -> None:
+    [sheet] = await answers_to(tg, tg.send(chat, alice, "/history"))
+    drawn = np.asarray(decoded(picture_of(sheet, tg)))
+    assert (drawn == REGION_COLOUR).all(axis=2).sum() > 100  # the marked area's edge
+
+    [export] = await answers_to(tg, tg.send(chat, alice, "/export"))
+    with zipfile.ZipFile(io.BytesIO(tg.file_data(export["document"]["file_id"]))) as archive:
+        folder = archive.namelist()[0].split("/")[0]
+        manifest = json.loads(archive.read(f"{folder}/provenance.json"))
+        [v2] = [t for t in manifest["turns"] if t.get("version") == 2]
+        region = v2["region"]
+        assert (region["width"], region["height"]) == original.size
+        mask = decoded(archive.read(f"{folder}/{region['mask']}"))
+        assert 0.05 < np.asarray(mask.convert("1")).mean() < 0.3
+        whole = archive.read(f"{folder}/{region['whole_picture']['file']}")
+        assert decoded(whole).tobytes() == ImageOps.invert(original).tobytes()
+        assert "Marked area" in archive.read(f"{folder}/index.html").decode()
 
 
 @pytest.mark.timeout(60)

@@ -114,12 +114,20 @@ async def contact_sheet_of(store: Store, turns: Sequence[Turn], head_id: int | N
     def load(sha256: str) -> bytes:
         return asyncio.run_coroutine_threadsafe(store.image_bytes(sha256), loop).result(60)
 
+    regions = await regions_by_version(store, turns)
     try:
         return await asyncio.to_thread(render_contact_sheet, turns, head_id, load,
-                                       origin_label=_("original"))
+                                       origin_label=_("original"), regions=regions)
     except Exception:
         log.exception("could not draw the contact sheet")
         return None
+
+
+async def regions_by_version(store: Store, turns: Sequence[Turn]) -> dict[int, bytes]:
+    """The masks of the versions made by region edits, by version number."""
+    versions = {t.id: t.version for t in turns if is_version(t) and t.version is not None}
+    found = await store.turn_regions(list(versions))
+    return {versions[turn_id]: kept.mask_png for turn_id, kept in found.items()}
 
 
 async def resend(ctx: CommandContext) -> None:
