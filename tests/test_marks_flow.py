@@ -218,6 +218,25 @@ async def test_a_copy_with_nothing_drawn_is_an_ordinary_edit_and_says_why(
 
 
 @pytest.mark.timeout(60)
+async def test_an_answer_with_another_composition_is_shown_whole_and_said(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    original = scene()
+    v1 = await first_version(tg, gemini, chat, alice, original)
+    redrawn = photo(640, 480, seed=9)
+    gemini.enqueue_picture(png(redrawn))
+    asked = tg.send(chat, alice, photo=marked_copy(picture_of(v1, tg)),
+                    caption="make the pond blue", reply_to=v1)
+
+    [v2] = await answers_to(tg, asked)
+
+    assert "redrew the whole picture" in v2["caption"]
+    assert decoded(picture_of(v2, tg)).tobytes() == redrawn.tobytes()
+
+
+@pytest.mark.timeout(60)
 async def test_try_again_after_a_failure_keeps_the_same_region(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:

@@ -136,7 +136,11 @@ async def find_marking(store: Store, parent_id: int | None,
         return None
     sent = pictures[0]
     original_bytes = await store.image_bytes(original.sha256)
-    found = await asyncio.to_thread(_find, original_bytes, sent.data, max_side)
+    try:
+        found = await asyncio.to_thread(_find, original_bytes, sent.data, max_side)
+    except Exception:  # the region work must never cost the edit itself
+        log.exception("looking for marks failed; an ordinary edit instead")
+        return Marking()
     if isinstance(found, tuple):
         region, shown = found
         marked = NewImage(sent.data, sent.mime_type, sent.width, sent.height)
@@ -193,7 +197,16 @@ class Blended:
 
 def blend_answer(original: bytes, answer: bytes, region: Region) -> Blended:
     """The model's answer inside the region, the original everywhere else (blocking:
-    call it in a thread)."""
+    call it in a thread). A blend that fails keeps the model's picture: the answer was
+    paid for and must be stored whatever happens here."""
+    try:
+        return _blended(original, answer, region)
+    except Exception:
+        log.exception("blending the answer into the original failed; kept as it came")
+        return Blended(None, "")
+
+
+def _blended(original: bytes, answer: bytes, region: Region) -> Blended:
     with Image.open(io.BytesIO(original)) as clean, Image.open(io.BytesIO(answer)) as drawn:
         clean.load()
         drawn.load()

@@ -215,7 +215,7 @@ class ModelStep:
         if region is None or blended is None:
             return Answer(model_turn)
         await self.store.set_turn_region(model_turn.id, region.record(blended.kept))
-        return Answer(model_turn, note="\n" + blended.note)
+        return Answer(model_turn, note=f"\n{blended.note}" if blended.note else "")
 
     async def _blend(self, parts: list[NewPart], region: RegionEdit) -> _Blend | None:
         """The model's picture put into the original inside the region (in ``parts``, in
