@@ -218,6 +218,24 @@ async def test_a_copy_with_nothing_drawn_is_an_ordinary_edit_and_says_why(
 
 
 @pytest.mark.timeout(60)
+async def test_another_picture_in_a_reply_is_an_ordinary_edit_without_a_word_about_marks(
+    tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
+) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    v1 = await first_version(tg, gemini, chat, alice, scene())
+    other = photo(320, 240, seed=5)
+    asked = tg.send(chat, alice, photo=png(other), caption="put this in the corner",
+                    reply_to=v1)
+
+    [v2] = await answers_to(tg, asked)
+
+    assert "marked" not in v2["caption"]
+    newest = gemini.requests[1].contents[-1]
+    assert [p["text"] for p in newest["parts"] if "text" in p] == ["put this in the corner"]
+
+
+@pytest.mark.timeout(60)
 async def test_an_answer_with_another_composition_is_shown_whole_and_said(
     tg: FakeTelegram, gemini: FakeGemini, bot: TelegramAdapter
 ) -> None:

@@ -135,7 +135,10 @@ async def find_marking(store: Store, parent_id: int | None,
     if original is None:
         return None
     sent = pictures[0]
-    original_bytes = await store.image_bytes(original.sha256)
+    try:
+        original_bytes = await store.image_bytes(original.sha256)
+    except LookupError:
+        return None  # its picture was removed (retention, /forget): nothing to compare
     try:
         found = await asyncio.to_thread(_find, original_bytes, sent.data, max_side)
     except Exception:  # the region work must never cost the edit itself
@@ -220,6 +223,8 @@ def _blended(original: bytes, answer: bytes, region: Region) -> Blended:
         if result.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
             result = result.convert("RGB")
     buffer = io.BytesIO()
-    result.save(buffer, format="PNG", compress_level=6)
+    # lossless, so outside the region the stored version is the original pixel for pixel;
+    # the fastest level: on a 1536 px photo level 6 took 290 ms of CPU for 10 % less
+    result.save(buffer, format="PNG", compress_level=1)
     return Blended(NewImage(buffer.getvalue(), "image/png", result.width, result.height),
                    _(ONLY_THE_REGION))

@@ -227,7 +227,10 @@ class ModelStep:
         part = parts[index]
         answer = part.image
         assert isinstance(answer, NewImage)
-        original = await self.store.image_bytes(region.original.sha256)
+        try:
+            original = await self.store.image_bytes(region.original.sha256)
+        except LookupError:  # removed meanwhile: the answer is kept as the model drew it
+            return None
         done: Blended = await asyncio.to_thread(blend_answer, original, answer.data,
                                                 region.region)
         if done.picture is None:
