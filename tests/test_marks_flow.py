@@ -56,6 +56,22 @@ async def test_a_turn_keeps_its_region_and_picture_until_the_thread_goes(store: 
         await store.image_bytes(region.image.sha256)
 
 
+
+async def test_forget_removes_the_marked_copy_a_person_sent(store: Store) -> None:
+    thread = await store.create_thread(CHAT, lane="L")
+    turn = await store.add_turn(thread.id, parent_id=None, role=Role.USER,
+                                parts=[NewPart(text="only here: blue")], author_id="1")
+    marked = NewImage(b"the marked copy as sent", "image/jpeg", 8, 6)
+    await store.set_turn_region(turn.id, NewRegion(b"mask png", 640, 480, marked))
+    [kept] = (await store.turn_regions([turn.id])).values()
+    assert kept.image is not None
+
+    await store.forget_author("telegram", "1", chat_id=CHAT.chat_id)
+
+    assert await store.turn_regions([turn.id]) == {}
+    with pytest.raises(KeyError):
+        await store.image_bytes(kept.image.sha256)
+
 # ---------------------------------------------------------------------- pictures
 def scene() -> Image.Image:
     """A picture with edges everywhere, like a photo (the alignment holds on to them)."""
