@@ -182,4 +182,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE INDEX turns_by_version ON turns (thread_id, version)",
     ),
+    # 9: the region a marked copy named (issue 22), kept with its turn: a small mask and the
+    # picture beside the turn's own (the marked copy as sent; the model's unblended answer)
+    (
+        """CREATE TABLE turn_regions (
+            turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            mask BLOB NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            image_sha256 TEXT
+        )""",
+    ),
 )

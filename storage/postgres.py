@@ -58,7 +58,7 @@ from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
 from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
 from bot.core.ports.stats import StoreStats
-from bot.core.ports.threads import NewImage, NewPart
+from bot.core.ports.threads import NewImage, NewPart, NewRegion, TurnRegion
 from bot.core.ports.usage import CallReport, ChatCalls, SpendLimit, SpendScope, UsageSummary
 from bot.core.store import Store
 from bot.core.threads import (
@@ -530,6 +530,41 @@ class PostgresStore:
         await self._rows("UPDATE turns SET status = %s, error = %s WHERE id = %s",
                          [TurnStatus.FAILED.value, _text(error), turn_id])
 
+    async def set_turn_region(self, turn_id: int, region: NewRegion) -> None:
+        async def write(conn: AsyncConnection[Any]) -> None:
+            sha = None
+            if region.image is not None:
+                picture = region.image
+                sha = hashlib.sha256(picture.data).hexdigest()
+                await conn.execute(
+                    "INSERT INTO images (sha256, mime_type, width, height, size, data,"
+                    f" created_at) VALUES (%s, %s, %s, %s, %s, %b, {_EPOCH})"
+                    " ON CONFLICT (sha256) DO NOTHING",
+                    [sha, picture.mime_type, picture.width, picture.height,
+                     len(picture.data), picture.data])
+                await conn.execute("INSERT INTO turn_images (turn_id, sha256) VALUES (%s, %s)"
+                                   " ON CONFLICT DO NOTHING", [turn_id, sha])
+            await conn.execute(
+                "INSERT INTO turn_regions (turn_id, mask, width, height, image_sha256)"
+                " VALUES (%s, %b, %s, %s, %s) ON CONFLICT (turn_id) DO UPDATE SET"
+                " mask = EXCLUDED.mask, width = EXCLUDED.width, height = EXCLUDED.height,"
+                " image_sha256 = EXCLUDED.image_sha256",
+                [turn_id, region.mask_png, region.width, region.height, sha])
+
+        await self._transaction(write)
+
+    async def turn_regions(self, turn_ids: Sequence[int]) -> dict[int, TurnRegion]:
+        if not turn_ids:
+            return {}
+        rows = await self._rows(
+            "SELECT r.turn_id, r.mask, r.width, r.height, i.sha256, i.mime_type, i.width,"
+            " i.height, i.size FROM turn_regions r LEFT JOIN images i"
+            " ON i.sha256 = r.image_sha256 WHERE r.turn_id = ANY(%s::bigint[])",
+            [list(turn_ids)])
+        return {row[0]: TurnRegion(row[0], bytes(row[1]), row[2], row[3],
+                                   ImageRef(*row[4:9]) if row[4] else None)
+                for row in rows}
+
     async def get_turn(self, turn_id: int) -> Turn | None:
         row = await self._row(f"SELECT {_TURN} FROM turns WHERE id = %s", [turn_id])
         return turn_from_row(row, self.parsed_parts) if row else None
@@ -720,6 +755,8 @@ class PostgresStore:
             cursor = await conn.execute("DELETE FROM turn_images WHERE turn_id ="
                                         " ANY(%s::bigint[]) RETURNING sha256", [ids])
             shas = {row[0] for row in await cursor.fetchall()}
+            await conn.execute("DELETE FROM turn_regions WHERE turn_id = ANY(%s::bigint[])",
+                               [ids])
             events = await _scrub_events(conn, platform, user_id, chat_id, handling)
             erased, _ = await _drop_unused_images(conn, shas)
             return ForgetReport(turns=len(turns), images_erased=erased,

@@ -176,4 +176,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX usage_by_user_time",
         "DROP INDEX usage_by_chat_time",
     ),
+    # 3: the region a marked copy named, with its turn (SQLite's migration 9)
+    (
+        """CREATE TABLE turn_regions (
+            turn_id BIGINT PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            mask BYTEA NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            image_sha256 TEXT
+        )""",
+    ),
 )

@@ -40,7 +40,7 @@ from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
 from bot.core.ports.privacy import AuthoredSummary, ForgetReport, PurgeReport
 from bot.core.ports.stats import StoreStats
-from bot.core.ports.threads import NewImage, NewPart
+from bot.core.ports.threads import NewImage, NewPart, NewRegion, TurnRegion
 from bot.core.ports.usage import CallReport, ChatCalls, SpendLimit, SpendScope, UsageSummary
 from bot.core.store import Store
 from bot.core.threads import (
@@ -315,6 +315,34 @@ class SqliteDatabase:
                 [TurnStatus.FAILED.value, error, turn_id],
             )
 
+    def set_turn_region(self, turn_id: int, region: NewRegion,
+                        picture: NewImage | ImageRef | None) -> None:
+        with self.db.atomic():
+            image = None
+            if picture is not None:
+                image = (self._put_image(picture) if isinstance(picture, NewImage)
+                         else self._adopt_image(picture))
+                self.db.execute("INSERT OR IGNORE INTO turn_images (turn_id, sha256)"
+                                " VALUES (?, ?)", [turn_id, image.sha256])
+            self.db.execute(
+                "INSERT OR REPLACE INTO turn_regions (turn_id, mask, width, height,"
+                " image_sha256) VALUES (?, ?, ?, ?, ?)",
+                [turn_id, region.mask_png, region.width, region.height,
+                 image.sha256 if image else None])
+
+    def turn_regions(self, turn_ids: Sequence[int]) -> dict[int, TurnRegion]:
+        if not turn_ids:
+            return {}
+        marks = ", ".join("?" * len(turn_ids))
+        rows = self.db.execute(
+            "SELECT r.turn_id, r.mask, r.width, r.height, i.sha256, i.mime_type, i.width,"
+            " i.height, i.size FROM turn_regions r LEFT JOIN images i"
+            f" ON i.sha256 = r.image_sha256 WHERE r.turn_id IN ({marks})",
+            list(turn_ids)).fetchall()
+        return {row[0]: TurnRegion(row[0], bytes(row[1]), row[2], row[3],
+                                   ImageRef(*row[4:9]) if row[4] else None)
+                for row in rows}
+
     def get_turn(self, turn_id: int) -> Turn | None:
         row = self.db.execute("SELECT * FROM turns WHERE id = ?", [turn_id]).fetchone()
         return self._turn(row) if row else None
@@ -455,6 +483,7 @@ class SqliteDatabase:
                 self.db.execute("UPDATE turns SET parts = ?, author_name = '' WHERE id = ?",
                                 [_dump_parts(_FORGOTTEN_PARTS), turn.id])
                 self.db.execute("DELETE FROM turn_images WHERE turn_id = ?", [turn.id])
+                self.db.execute("DELETE FROM turn_regions WHERE turn_id = ?", [turn.id])
             events = self._scrub_events(platform, user_id, chat_id, handling)
             files, erased, _ = self._drop_unused_images()
         self._delete_files(files)
@@ -1024,6 +1053,13 @@ class SqliteStore:
 
     async def mark_failed(self, turn_id: int, error: str) -> None:
         await self.run(self.sync.mark_failed, turn_id, error)
+
+    async def set_turn_region(self, turn_id: int, region: NewRegion) -> None:
+        staged = await self._stage_images([NewPart(image=region.image)])
+        await self.run(self.sync.set_turn_region, turn_id, region, staged[0].image)
+
+    async def turn_regions(self, turn_ids: Sequence[int]) -> dict[int, TurnRegion]:
+        return await self.run(self.sync.turn_regions, list(turn_ids))
 
     async def get_turn(self, turn_id: int) -> Turn | None:
         return await self.run(self.sync.get_turn, turn_id)

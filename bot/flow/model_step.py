@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import bot.kit.images as imaging
 from bot.core.config import Settings
@@ -26,6 +26,7 @@ from bot.core.work import Answer, Work
 from bot.flow.call_records import CallLedger, CallRecord
 from bot.flow.choices import ChatChoices
 from bot.flow.delivery import safe_progress, safe_send
+from bot.flow.marked_turns import REGION_INSTRUCTION, Blended, RegionEdit, blend_answer
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
 from bot.kit.image_types import OutputImage
@@ -86,6 +87,15 @@ class _Once:
             await self._starting()
 
 
+@dataclass(frozen=True)
+class _Blend:
+    """A region edit's answer: the model's own picture (``None`` when it was kept as the
+    version because the model redrew everything) and the line saying which it was."""
+
+    kept: NewImage | None
+    note: str
+
+
 class ModelStep:
     """See the module docstring. One per process, shared by every turn."""
 
@@ -100,8 +110,8 @@ class ModelStep:
         self._answers_in_hand = asyncio.Semaphore(ANSWERS_IN_HAND)
 
     async def generate(self, work: Work, user_turn: Turn, *, starting: Starting,
-                       event_id: int | None, reference: Sequence[Part] = ()
-                       ) -> Answer | ModelError:
+                       event_id: int | None, reference: Sequence[Part] = (),
+                       region: RegionEdit | None = None) -> Answer | ModelError:
         """Call the model for ``user_turn`` and store its answer, undelivered, the moment
         it arrives; a failure is recorded on the turn and returned, not told.
 
@@ -109,8 +119,11 @@ class ModelStep:
         slot and was encoded: the model client announces it), or, for a model that does not
         announce, as soon as it answers; ``reference`` parts go in front of the new turn's
         own in the request only (a style reference); ``event_id`` records the answer with
-        that inbox entry.
+        that inbox entry. With ``region`` the request shows the model the clean original
+        and the spot, and its answer is blended into the original there only.
         """
+        if region is not None:  # what the two pictures of the user's turn are
+            reference = (*reference, Part(text=REGION_INSTRUCTION))
         chosen = await self.choices.settings_for(work)
         model = self.choices.model_for(chosen.model)
         path = await self._recent_path(user_turn)
@@ -129,8 +142,9 @@ class ModelStep:
                 called = await self._call(model, request, call, announce, answer_slot)
             if isinstance(called, ModelError):
                 return called
-            answer = await self._store_answer(call, model, *called, event_id=event_id)
-            return replace(answer, note=capped_note(context))
+            answer = await self._store_answer(call, model, *called, event_id=event_id,
+                                              region=region)
+            return replace(answer, note=capped_note(context) + answer.note)
         finally:
             answer_slot.give_back()  # the answer is stored (or failed)
 
@@ -172,7 +186,8 @@ class ModelStep:
 
     async def _store_answer(self, call: CallRecord, model: ImageModel,
                             result: GenerateResult, outputs: list[OutputImage], *,
-                            event_id: int | None) -> Answer:
+                            event_id: int | None, region: RegionEdit | None = None
+                            ) -> Answer:
         """Stored the moment it arrives, before anything is sent: never lost, never paid
         for twice. It becomes the current version only once it is delivered."""
         parts: list[NewPart] = []
@@ -188,6 +203,7 @@ class ModelStep:
                 image = NewImage(part.image.data, part.image.mime_type, 0, 0)
             parts.append(NewPart(part.text, image, part.thought, part.thought_signature,
                                  part.extra))
+        blended = await self._blend(parts, region) if region is not None else None
         user_turn = call.user_turn
         model_turn = await self.store.add_turn(
             user_turn.thread_id, parent_id=user_turn.id, role=Role.MODEL, parts=parts,
@@ -196,7 +212,31 @@ class ModelStep:
         )
         await self.calls.record(call, result.usage, images=len(outputs), failure=None,
                                 turn_id=model_turn.id)
-        return Answer(model_turn)
+        if region is None or blended is None:
+            return Answer(model_turn)
+        await self.store.set_turn_region(model_turn.id, region.record(blended.kept))
+        return Answer(model_turn, note=f"\n{blended.note}" if blended.note else "")
+
+    async def _blend(self, parts: list[NewPart], region: RegionEdit) -> _Blend | None:
+        """The model's picture put into the original inside the region (in ``parts``, in
+        place of the model's own, which is returned to be kept beside the turn)."""
+        index = next((i for i, p in enumerate(parts)
+                      if isinstance(p.image, NewImage) and not p.thought), None)
+        if index is None:
+            return None  # no picture: nothing to blend
+        part = parts[index]
+        answer = part.image
+        assert isinstance(answer, NewImage)
+        try:
+            original = await self.store.image_bytes(region.original.sha256)
+        except LookupError:  # removed meanwhile: the answer is kept as the model drew it
+            return None
+        done: Blended = await asyncio.to_thread(blend_answer, original, answer.data,
+                                                region.region)
+        if done.picture is None:
+            return _Blend(None, done.note)
+        parts[index] = replace(part, image=done.picture)
+        return _Blend(answer, done.note)
 
     async def _recent_path(self, user_turn: Turn) -> list[Turn]:
         """The newest turns of the path, as many as ``CHATBRUSH_CONTEXT_TURNS`` (a long

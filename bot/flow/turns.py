@@ -28,6 +28,7 @@ from bot.flow.call_records import CallLedger
 from bot.flow.choices import ChatChoices
 from bot.flow.delivery import Delivery, caption_for, safe_progress, safe_send
 from bot.flow.inputs import load_images
+from bot.flow.marked_turns import Marking, RegionEdit, find_marking, stored_edit
 from bot.flow.model_step import ModelStep, Starting
 from bot.flow.retry_phrases import asks_to_retry
 from bot.flow.routing import route, start_thread
@@ -117,7 +118,8 @@ class TurnService:
         if entry.call_started:
             return await self._interrupted(work, turn)
         if turn.text and turn.status is TurnStatus.OK:
-            return await self._call_model(work, turn)
+            region = await stored_edit(self.store, turn.id, turn.parent_id)
+            return await self._call_model(work, turn, region=region)
         return InboxStatus.DONE  # a bare picture, already stored and asked about
 
     async def _interrupted(self, work: Work, user_turn: Turn) -> InboxStatus:
@@ -184,14 +186,24 @@ class TurnService:
             if current is None:
                 raise UserFacingError(LazyText(CONVERSATION_RESET))
             parent_id = current.head_id
+        marking = Marking()
         if not prepared and text:
             retried = await self._retry_of(thread_id, parent_id)
             if retried is not None:
-                prepared, instruction = retried
+                prepared, instruction, marking = retried
                 if instruction and asks_to_retry(text):
                     text = instruction  # "try again": the same request, not a new one
+        elif text:
+            marking = await find_marking(self.store, parent_id, prepared, text,
+                                         max_side=self.settings.chatbrush_max_side) or marking
         parts = [NewPart(image=NewImage(p.data, p.mime_type, p.width, p.height))
                  for p in prepared]
+        if marking.edit is not None and marking.shown is not None:
+            # the spot outlined, then the clean picture to edit; the copy is kept beside
+            shown = marking.shown
+            parts = [NewPart(image=NewImage(shown.data, shown.mime_type, shown.width,
+                                            shown.height)),
+                     NewPart(image=marking.edit.original)]
         if text:
             parts.append(NewPart(text=text))
         sender = work.event.sender
@@ -200,10 +212,14 @@ class TurnService:
             author_id=sender.id, author_name=sender.display_name, move_head=not text,
             event_id=work.entry.id,
         )
+        if marking.edit is not None:
+            await self.store.set_turn_region(user_turn.id,
+                                             marking.edit.record(marking.edit.marked))
         await self.link_user_messages(work, user_turn)
         if not text:
             return await self._ask_what_to_do(work, user_turn, len(prepared))
-        return await self._call_model(work, user_turn)
+        return await self._call_model(work, user_turn, region=marking.edit,
+                                      note=marking.note)
 
     async def _ask_what_to_do(self, work: Work, turn: Turn, count: int) -> InboxStatus:
         """A picture with no instruction is kept as the next input; ask what to do."""
@@ -220,9 +236,10 @@ class TurnService:
             await self.store.link_message(work.event.chat, message_id, turn)
 
     async def _retry_of(self, thread_id: int, parent_id: int | None
-                        ) -> tuple[list[imaging.PreparedImage], str] | None:
+                        ) -> tuple[list[imaging.PreparedImage], str, Marking] | None:
         """The pictures and the instruction of the newest failed attempt right here, so
-        "try again" needs no re-upload and repeats what was asked."""
+        "try again" needs no re-upload and repeats what was asked (on the same region,
+        when it was a region edit)."""
         for failed in await self.store.failed_children(parent_id, thread_id):
             if not failed.images and not failed.text:
                 continue
@@ -232,10 +249,11 @@ class TurnService:
                 imaging.PreparedImage(await self.store.image_bytes(ref.sha256),
                                       ref.mime_type, ref.width, ref.height)
                 for ref in failed.images
-            ], failed.text
+            ], failed.text, Marking(await stored_edit(self.store, failed.id, parent_id))
         return None
 
-    async def _call_model(self, work: Work, user_turn: Turn) -> InboxStatus:
+    async def _call_model(self, work: Work, user_turn: Turn, *,
+                          region: RegionEdit | None = None, note: str = "") -> InboxStatus:
         async def starting() -> None:
             # Recorded as the request leaves: if the process dies during the call, the
             # resumed event knows it may have been paid for and does not make a second
@@ -247,7 +265,7 @@ class TurnService:
         try:
             await self.admit(work, calls=1)
             answer = await self.generate(work, user_turn, starting=starting,
-                                         event_id=work.entry.id)
+                                         event_id=work.entry.id, region=region)
         except LimitReached as refused:
             # No call: the turn is kept, failed with the reason, so "try again" works later.
             await self.store.mark_failed(user_turn.id, refused.reason)
@@ -257,17 +275,19 @@ class TurnService:
             await safe_progress(work.channel, Progress.FAILED)
             await self.delivery.tell_about(work, user_turn, failure_message(answer))
             return InboxStatus.FAILED
-        await self.delivery.deliver(work, answer.turn, caption_for(answer.turn) + answer.note,
+        note = answer.note + (f"\n{note}" if note else "")
+        await self.delivery.deliver(work, answer.turn, caption_for(answer.turn) + note,
                                     done_event=work.entry.id)
         return InboxStatus.DONE
 
     # ------------------------------------------------------------------ the model call
     async def generate(self, work: Work, user_turn: Turn, *, starting: Starting,
-                       event_id: int | None, reference: Sequence[Part] = ()
-                       ) -> Answer | ModelError:
+                       event_id: int | None, reference: Sequence[Part] = (),
+                       region: RegionEdit | None = None) -> Answer | ModelError:
         """The model step for ``user_turn`` (see :meth:`ModelStep.generate`)."""
         return await self.model_step.generate(work, user_turn, starting=starting,
-                                              event_id=event_id, reference=reference)
+                                              event_id=event_id, reference=reference,
+                                              region=region)
 
 
 def failure_message(error: ModelError) -> str:

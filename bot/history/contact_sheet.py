@@ -29,12 +29,12 @@ import enum
 import io
 import math
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Final
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from bot.core.threads import ImageRef, Turn, newest_keeping
 from bot.history.version_tree import VersionNode, VersionTree, build_version_tree
@@ -69,6 +69,8 @@ FRAME_COLOUR: Final[Rgb] = (190, 190, 190)
 TEXT_COLOUR: Final[Rgb] = (34, 34, 34)
 CAPTION_COLOUR: Final[Rgb] = (96, 96, 96)
 CURRENT_COLOUR: Final[Rgb] = (255, 122, 0)
+#: the edge of the marked area on a region edit's tile (the outline the model was shown)
+REGION_COLOUR: Final[Rgb] = (255, 230, 0)
 ON_CURRENT: Final[Rgb] = (255, 255, 255)
 #: one colour per lane, so crossing or tagged connectors can still be told apart
 LANE_COLOURS: Final[tuple[Rgb, ...]] = (
@@ -100,6 +102,7 @@ class Tile:
     is_current: bool
     caption: str | None  # the prompt as drawn (shortened); None when it was not drawn
     parent_tag: str | None  # "v2" when the parent is elsewhere and named next to the label
+    marked: bool = False  # a region edit: the marked area's edge is drawn on the picture
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,14 @@ class ContactSheet:
 
 
 def render_contact_sheet(turns: Iterable[Turn], head_id: int | None, load_image: ImageLoader,
-                         *, origin_label: str = "original") -> ContactSheet | None:
+                         *, origin_label: str = "original",
+                         regions: Mapping[int, bytes] | None = None) -> ContactSheet | None:
     """Draw the thread's versions; None when it has no version yet (say so in text).
 
     ``load_image`` returns an image's bytes by SHA-256, raising ``LookupError`` for one
     that was removed (forgotten, purged): that tile shows a crossed-out placeholder.
+    ``regions`` are the masks (PNG) of region edits by version number: their tiles show
+    the marked area's edge.
     """
     tree = build_version_tree(turns, head_id)
     if not tree.versions:
@@ -147,7 +153,7 @@ def render_contact_sheet(turns: Iterable[Turn], head_id: int | None, load_image:
     if not _drawable(_font(LABEL_SIZE), origin_label):
         origin_label = "original"
     shown = newest_keeping(tree.versions, tree.current)  # sixty still fit a phone
-    nodes = _nodes(tree, shown, origin_label)
+    nodes = _nodes(tree, shown, origin_label, regions or {})
     grid = _arrange(nodes)
     return _draw(nodes, grid, load_image)
 
@@ -166,6 +172,7 @@ class _Node:
     is_current: bool
     prompt: str
     images: tuple[ImageRef, ...]
+    region: bytes | None = None  # a region edit's mask (PNG)
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,8 @@ class _Grid:
     captions: bool
 
 
-def _nodes(tree: VersionTree, shown: Sequence[VersionNode], origin_label: str) -> list[_Node]:
+def _nodes(tree: VersionTree, shown: Sequence[VersionNode], origin_label: str,
+           regions: Mapping[int, bytes]) -> list[_Node]:
     """The tiles to draw, with lanes and depths renumbered from zero over what is shown,
     so versions left off leave no empty rows or columns behind."""
     with_origin = tree.origin is not None and any(v.parent_version is None for v in shown)
@@ -196,7 +204,8 @@ def _nodes(tree: VersionTree, shown: Sequence[VersionNode], origin_label: str) -
         nodes.append(_Node(
             v.version, v.label, v.parent_version,
             v.parent_version is not None or tree.origin is not None,
-            lanes[v.lane], v.depth - first_depth, v.is_current, v.prompt, v.images))
+            lanes[v.lane], v.depth - first_depth, v.is_current, v.prompt, v.images,
+            regions.get(v.version)))
     return nodes
 
 
@@ -334,7 +343,7 @@ def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> Conta
     tiles = []
     for node in nodes:
         box = box_of(node.key)
-        sheet.paste(_thumbnail(node.images, tile, load_image), box[:2])
+        sheet.paste(_thumbnail(node.images, tile, load_image, node.region), box[:2])
         frame = CURRENT_FRAME if node.is_current else FRAME
         draw.rectangle((box[0] - frame, box[1] - frame, box[2] + frame - 1, box[3] + frame - 1),
                        outline=CURRENT_COLOUR if node.is_current else FRAME_COLOUR, width=frame)
@@ -357,7 +366,7 @@ def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> Conta
                       fill=CAPTION_COLOUR)
         row, column = grid.cells[node.key]
         tiles.append(Tile(node.label, node.key, box, row, column, node.is_current, caption,
-                          parent_tag))
+                          parent_tag, node.region is not None))
 
     out = io.BytesIO()
     sheet.save(out, "PNG", optimize=False)
@@ -433,8 +442,10 @@ def _shown_count(images: int, side: int) -> int:
     return min(images, 4) if side >= 2 * MIN_TILE else min(images, 1)
 
 
-def _thumbnail(images: Sequence[ImageRef], side: int, load_image: ImageLoader) -> Image.Image:
-    """The tile's pictures fitted into a square (several: a mosaic, e.g. an album)."""
+def _thumbnail(images: Sequence[ImageRef], side: int, load_image: ImageLoader,
+               region: bytes | None = None) -> Image.Image:
+    """The tile's pictures fitted into a square (several: a mosaic, e.g. an album), with
+    the edge of ``region`` (a mask PNG) drawn on a single picture."""
     square = Image.new("RGB", (side, side), TILE_BACKGROUND)
     shown = images[: _shown_count(len(images), side)]
     if not shown:
@@ -445,10 +456,27 @@ def _thumbnail(images: Sequence[ImageRef], side: int, load_image: ImageLoader) -
         picture = _load(ref, cell, load_image)
         if picture is None:
             picture = _placeholder(Image.new("RGB", (cell, cell), TILE_BACKGROUND))
+        elif region is not None and len(shown) == 1:
+            picture = outlined(picture, region)
         x = (index % per_row) * cell + (cell - picture.width) // 2
         y = (index // per_row) * cell + (cell - picture.height) // 2
         square.paste(picture, (x, y))
     return square
+
+
+def outlined(picture: Image.Image, region: bytes) -> Image.Image:
+    """``picture`` with the edge of the marked area (a mask PNG of any size) drawn on it;
+    unchanged when the mask does not decode."""
+    try:
+        with Image.open(io.BytesIO(region)) as opened:
+            mask = opened.convert("L").resize(picture.size, Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return picture
+    mask = mask.point(lambda value: 255 if value > 127 else 0)
+    edge = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(5)), mask)
+    shown = picture.convert("RGB")
+    shown.paste(REGION_COLOUR, mask=edge)
+    return shown
 
 
 def _load(ref: ImageRef, side: int, load_image: ImageLoader) -> Image.Image | None:

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from bot.core.ports.threads import TurnRegion
 from bot.core.threads import ImageRef, Thread, Turn
-from bot.history.contact_sheet import fitted_picture
+from bot.history.contact_sheet import fitted_picture, outlined
 from bot.history.version_tree import VersionNode, VersionTree, build_version_tree, is_version
 from bot.kit.formatting import MICROS_PER_USD, dollars, readable_size
 
@@ -77,27 +78,33 @@ class ThreadExport:
 def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader, *,
                   costs: Mapping[int, float] | None = None,
                   max_bytes: int = DEFAULT_MAX_BYTES,
-                  exported_at: float | None = None) -> ThreadExport:
+                  exported_at: float | None = None,
+                  regions: Mapping[int, TurnRegion] | None = None) -> ThreadExport:
     """Build the export zip of one thread (the caller checks it belongs to the chat).
 
-    ``costs`` maps model-turn ids to USD. ``load_image`` raises ``LookupError`` for a
-    picture that was removed: the export then says so instead of failing. Raises
+    ``costs`` maps model-turn ids to USD; ``regions`` are the marked areas of region
+    edits by turn id (their masks go in ``regions/``, the pictures kept beside the turns
+    in ``images/``, and a region edit's thumbnail shows the area's edge). ``load_image``
+    raises ``LookupError`` for a picture that was removed: the export then says so
+    instead of failing. Raises
     :class:`ExportTooLarge` when the zip would exceed ``max_bytes``.
     """
     moment = datetime.now(UTC) if exported_at is None else datetime.fromtimestamp(
         exported_at, UTC)
     ordered = sorted(turns, key=lambda t: t.id)
     tree = build_version_tree(ordered, thread.head_id)
-    refs = _unique_refs(ordered)
+    regions = regions or {}
+    refs = _unique_refs(ordered, regions)
     stored_size = sum(ref.size for ref in refs.values())
     if stored_size > max_bytes:
         raise ExportTooLarge(size=stored_size, limit=max_bytes)
 
     folder = f"chatbrush-thread-{thread.id}-{moment:%Y%m%d-%H%M%S}"
     buffer = io.BytesIO()
-    files = _Files(_file_names(ordered))
+    files = _Files(_file_names(ordered, regions), regions=regions)
     with zipfile.ZipFile(buffer, "w") as archive:
         stamp = moment.timetuple()[:6]
+        _write_masks(archive, folder, ordered, files, stamp)
         for sha, ref in refs.items():
             data = _checked_bytes(ref, load_image, files)
             if data is None:
@@ -105,7 +112,7 @@ def export_thread(thread: Thread, turns: Sequence[Turn], load_image: ImageLoader
             path = files.path_of[sha]
             _write(archive, f"{folder}/{path}", data, stamp, compress=ref.mime_type not in
                    _STORED_TYPES)
-            files.thumbs[sha] = _thumbnail_uri(data)
+            files.thumbs[sha] = _thumbnail_uri(data, files.outline_of.get(sha))
             if buffer.tell() > max_bytes:
                 raise ExportTooLarge(size=buffer.tell(), limit=max_bytes)
         manifest = _provenance(thread, ordered, tree, files, costs or {}, moment)
@@ -129,29 +136,59 @@ class _Files:
     path_of: dict[str, str]  # sha256 → path inside the folder
     thumbs: dict[str, str] = field(default_factory=dict)  # sha256 → data: URI
     missing: dict[str, str] = field(default_factory=dict)  # sha256 → why it is absent
+    regions: Mapping[int, TurnRegion] = field(default_factory=dict)  # by turn id
+    masks: dict[int, str] = field(default_factory=dict)  # turn id → its mask's path
+    outline_of: dict[str, bytes] = field(default_factory=dict)  # sha256 → mask to draw
 
     def file(self, ref: ImageRef) -> str | None:
         return None if ref.sha256 in self.missing else self.path_of.get(ref.sha256)
 
 
-def _unique_refs(turns: Iterable[Turn]) -> dict[str, ImageRef]:
+def _unique_refs(turns: Iterable[Turn], regions: Mapping[int, TurnRegion]
+                 ) -> dict[str, ImageRef]:
     refs: dict[str, ImageRef] = {}
     for turn in turns:
-        for ref in turn.images:
+        kept = regions.get(turn.id)
+        for ref in [*turn.images, *([kept.image] if kept and kept.image else [])]:
             refs.setdefault(ref.sha256, ref)
     return refs
 
 
-def _file_names(turns: Iterable[Turn]) -> dict[str, str]:
-    """Readable names: a version's pictures after it (v3.png), uploads after their turn."""
+def _stem(turn: Turn) -> str:
+    return f"v{turn.version}" if is_version(turn) else f"turn{turn.id}"
+
+
+def _file_names(turns: Iterable[Turn], regions: Mapping[int, TurnRegion]) -> dict[str, str]:
+    """Readable names: a version's pictures after it (v3.png), uploads after their turn;
+    a region edit's model picture v3-whole.png, the marked copy sent turn5-marked.jpg."""
     names: dict[str, str] = {}
     for turn in turns:
-        stem = f"v{turn.version}" if is_version(turn) else f"turn{turn.id}"
+        stem = _stem(turn)
         images = turn.images
         for index, ref in enumerate(images, start=1):
             suffix = f"-{index}" if len(images) > 1 else ""
             names.setdefault(ref.sha256, f"images/{stem}{suffix}{_extension(ref.mime_type)}")
+        kept = regions.get(turn.id)
+        if kept is not None and kept.image is not None:
+            kind = "whole" if turn.is_model else "marked"
+            names.setdefault(kept.image.sha256,
+                             f"images/{stem}-{kind}{_extension(kept.image.mime_type)}")
     return names
+
+
+def _write_masks(archive: zipfile.ZipFile, folder: str, turns: Iterable[Turn], files: _Files,
+                 stamp: tuple[int, ...]) -> None:
+    """Each region edit's mask as ``regions/<turn>-mask.png`` (white: the marked area, at
+    the working size; the picture's own size is in the manifest)."""
+    for turn in turns:
+        kept = files.regions.get(turn.id)
+        if kept is None:
+            continue
+        path = f"regions/{_stem(turn)}-mask.png"
+        _write(archive, f"{folder}/{path}", kept.mask_png, stamp, compress=False)
+        files.masks[turn.id] = path
+        if is_version(turn) and turn.images:
+            files.outline_of[turn.images[0].sha256] = kept.mask_png
 
 
 def _extension(mime_type: str) -> str:
@@ -180,10 +217,12 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes, stamp: tuple[int, .
     archive.writestr(info, data)
 
 
-def _thumbnail_uri(data: bytes) -> str:
+def _thumbnail_uri(data: bytes, region: bytes | None = None) -> str:
     picture = fitted_picture(data, THUMB_SIDE)
     if picture is None:
         return ""
+    if region is not None:
+        picture = outlined(picture, region)
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=THUMB_QUALITY, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -233,6 +272,13 @@ def _turn_record(turn: Turn, node: VersionNode | None, files: _Files,
         record["prompt_turn_id"] = node.prompt_turn_id if node else None
         record["prompt"] = node.prompt if node else None
         record["cost_usd"] = costs.get(turn.id)
+    kept = files.regions.get(turn.id)
+    if kept is not None:
+        record["region"] = {
+            "mask": files.masks.get(turn.id), "width": kept.width, "height": kept.height,
+            ("whole_picture" if turn.is_model else "marked_copy"):
+                _image_record(kept.image, files) if kept.image else None,
+        }
     if turn.error:
         record["error"] = turn.error
     return record
@@ -423,12 +469,27 @@ class _Page:
         if node.inputs:
             facts.append(("Pictures sent", self._inputs(node.inputs)))
         facts.append(("Files", self._file_list(node.images)))
+        kept = self.files.regions.get(node.turn_id)
+        if kept is not None:
+            facts.append(("Marked area", self._region_facts(node.turn_id, kept)))
         first = node.images[0] if node.images else None
         css = "version current" if node.is_current else "version"
         return (f'<article class="{css}" id="{_e(node.label)}">'
                 f'{self._full_link(first, alt=node.label)}<div class="about">'
                 f'<h3>{_e(node.label)} <span class="from">{_e(origin)}</span>{badge}</h3>'
                 f'<p class="prompt">{_e(prompt)}</p>{_facts(facts)}</div></article>')
+
+    def _region_facts(self, turn_id: int, kept: TurnRegion) -> str:
+        """Only the marked area (outlined on the thumbnail) was taken from the model's
+        picture; its mask and the model's whole picture are in the zip."""
+        parts = ["only the area outlined in yellow was changed"]
+        mask = self.files.masks.get(turn_id)
+        if mask:
+            parts.append(f'<a href="{_e(mask)}">its mask</a>')
+        if kept.image is not None:
+            parts.append("the model's whole picture: " + self._full_link(
+                kept.image, alt="the model's whole picture", css="input"))
+        return "; ".join(parts)
 
     def _origin_section(self) -> str:
         origin = self.tree.origin

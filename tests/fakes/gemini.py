@@ -654,6 +654,10 @@ class FakeGemini:
         body.update(top_level)
         self.enqueue(body)
 
+    def enqueue_picture(self, data: bytes, text: str = "Here you go.") -> None:
+        """Queue an answer with words and this very picture (signed, as a real one is)."""
+        self.enqueue_answer([self.text_part(text), self.image_part(data)])
+
     def new_signature(self, size: int | None = None) -> str:
         signature = new_signature(self.signature_bytes if size is None else size)
         self.issued_signatures.append(signature)

@@ -30,6 +30,29 @@ class NewPart:
     extra: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class NewRegion:
+    """The region a turn was about (issue 22): the mask as a small 1-bit PNG, the size of
+    the picture it marks, and one picture kept beside the turn's own: for a user turn the
+    marked copy as sent, for a model turn the model's answer before it was blended in."""
+
+    mask_png: bytes
+    width: int
+    height: int
+    image: NewImage | None = None
+
+
+@dataclass(frozen=True)
+class TurnRegion:
+    """A stored :class:`NewRegion`; ``image`` by reference."""
+
+    turn_id: int
+    mask_png: bytes
+    width: int
+    height: int
+    image: ImageRef | None = None
+
+
 class ThreadStore(Protocol):
     """Threads, their turns and head, and message links; safe to call from the loop."""
 
@@ -108,6 +131,16 @@ class ThreadStore(Protocol):
                              move_head: bool, done_event: int | None = None) -> None:
         """The answer reached the chat: link its messages, make it current, finish the
         event — in one commit, so a crash leaves either all of it or none."""
+        ...
+
+    # -- regions (a marked spot, and the picture kept beside the turn's own)
+    async def set_turn_region(self, turn_id: int, region: NewRegion) -> None:
+        """Record ``region`` with the turn (its picture stored and kept with the turn,
+        removed with it)."""
+        ...
+
+    async def turn_regions(self, turn_ids: Sequence[int]) -> dict[int, TurnRegion]:
+        """The regions recorded with any of ``turn_ids``, by turn id."""
         ...
 
     # -- message links

@@ -42,6 +42,9 @@ ROUTES: tuple[CommandRoute, ...] = (
     CommandRoute(CommandSpec("resend", "/resend", N_(
         "send the newest picture again (also one that could not be delivered)"),
         thread_scoped=True), conversation.resend),
+    CommandRoute(CommandSpec("original", "/original", N_(
+        "the model's whole picture of an edit of a marked area, as a file"),
+        thread_scoped=True), conversation.original),
     CommandRoute(CommandSpec("reset", "/reset", N_("forget this conversation (admins in groups)"),
                              thread_scoped=True), conversation.reset),
     CommandRoute(CommandSpec("export", "/export", N_(

@@ -1,5 +1,5 @@
 """Commands that act on one conversation: /new, /each, /undo, /history, /resend,
-/reset."""
+/original, /reset."""
 
 from __future__ import annotations
 
@@ -114,12 +114,20 @@ async def contact_sheet_of(store: Store, turns: Sequence[Turn], head_id: int | N
     def load(sha256: str) -> bytes:
         return asyncio.run_coroutine_threadsafe(store.image_bytes(sha256), loop).result(60)
 
+    regions = await regions_by_version(store, turns)
     try:
         return await asyncio.to_thread(render_contact_sheet, turns, head_id, load,
-                                       origin_label=_("original"))
+                                       origin_label=_("original"), regions=regions)
     except Exception:
         log.exception("could not draw the contact sheet")
         return None
+
+
+async def regions_by_version(store: Store, turns: Sequence[Turn]) -> dict[int, bytes]:
+    """The masks of the versions made by region edits, by version number."""
+    versions = {t.id: t.version for t in turns if is_version(t) and t.version is not None}
+    found = await store.turn_regions(list(versions))
+    return {versions[turn_id]: kept.mask_png for turn_id, kept in found.items()}
 
 
 async def resend(ctx: CommandContext) -> None:
@@ -133,6 +141,29 @@ async def resend(ctx: CommandContext) -> None:
     sent = (_("v{version}, sent again.").format(version=head.version) if head.is_model
             else _("The original, sent again."))
     await ctx.delivery.send_linked(ctx.work, head, f"{sent} " + _("Reply to continue from here."))
+
+
+async def original(ctx: CommandContext) -> None:
+    """The model's whole picture of a region edit (the replied-to version, else the
+    current one), as a file: sometimes it is what the person wanted after all."""
+    thread = await ctx.thread()
+    turn = None
+    if ctx.event.reply_to:
+        turn = await ctx.store.linked_turn(ctx.event.chat, ctx.event.reply_to)
+    if turn is None or not turn.is_model:
+        turn = await ctx.store.get_turn(thread.head_id) if thread.head_id else None
+    if turn is None or not turn.is_model:
+        raise UserFacingError(_("There is no version in this conversation yet."))
+    kept = (await ctx.store.turn_regions([turn.id])).get(turn.id)
+    if kept is None or kept.image is None:
+        raise UserFacingError(_(
+            "v{version} is the model's whole picture already: only an edit of a marked area "
+            "keeps another one.").format(version=turn.version))
+    data = await ctx.store.image_bytes(kept.image.sha256)
+    extension = "jpg" if kept.image.mime_type == "image/jpeg" else "png"
+    await ctx.channel.send_file(data, f"v{turn.version}-whole.{extension}", _(
+        "v{version} as the model drew it, before only the marked area was kept."
+    ).format(version=turn.version))
 
 
 async def reset(ctx: CommandContext) -> None:

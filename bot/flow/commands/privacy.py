@@ -69,8 +69,9 @@ async def build_export(store: Store, thread: Thread, turns: list[Turn], *, max_b
         # runs in the worker: ask the loop for the bytes and wait (KeyError when removed)
         return asyncio.run_coroutine_threadsafe(store.image_bytes(sha256), loop).result()
 
+    regions = await store.turn_regions([turn.id for turn in turns])
     return await asyncio.to_thread(export_thread, thread, list(turns), load_image,
-                                   costs=costs, max_bytes=max_bytes)
+                                   costs=costs, max_bytes=max_bytes, regions=regions)
 
 
 async def export_costs(store: Store, thread: Thread) -> Mapping[int, float]:
