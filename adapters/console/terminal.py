@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import itertools
 import os
 import re
 import stat
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -200,8 +201,7 @@ async def run_console(
               "@path/to/photo.jpg, /help for commands, # for comments, Ctrl-D to quit.",
               file=stdout)
     # Unique message ids across runs: the console's history lives in the same database.
-    run_id = uuid.uuid4().hex[:8]
-    number = 0
+    message_ids = (f"{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
     max_bytes = intake.settings.chatbrush_max_upload_bytes
     while True:
         if interactive:
@@ -209,34 +209,40 @@ async def run_console(
         line = await asyncio.to_thread(_readline, stdin)
         if not line:
             break
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            print("… a comment (lines starting with # are not sent)", file=stderr, flush=True)
-            continue
-        try:
-            text, images = parse_line(line, max_bytes=max_bytes)
-        except ConsoleInputError as exc:
-            print(f"bot: {exc}", file=stdout, flush=True)
-            continue
-        number += 1
-        incoming = Incoming(
-            chat=CONSOLE_CHAT,
-            message_id=f"{run_id}-{number}",
-            sender=sender,
-            text=text,
-            attachments=tuple(
-                Attachment(AttachmentKind.IMAGE, filename=image.filename,
-                           size=len(image.data), data=image.data)
-                for image in images
-            ),
-            is_private=True,
-        )
-        receipt = await intake.receive(incoming)
+        incoming = _incoming(line.strip(), sender, message_ids, max_bytes=max_bytes,
+                             stdout=stdout, stderr=stderr)
+        receipt = await intake.receive(incoming) if incoming is not None else None
         if receipt is not None:
             await intake.wait(receipt)
     await intake.drain()
     if interactive:
         print(file=stdout)
     return 0
+
+
+def _incoming(line: str, sender: Sender, message_ids: Iterator[str], *, max_bytes: int,
+              stdout: TextIO, stderr: TextIO) -> Incoming | None:
+    """The message one typed line makes, or ``None`` (blank, a comment, or refused: the
+    reason is printed, the bot is not asked)."""
+    if not line:
+        return None
+    if line.startswith("#"):
+        print("… a comment (lines starting with # are not sent)", file=stderr, flush=True)
+        return None
+    try:
+        text, images = parse_line(line, max_bytes=max_bytes)
+    except ConsoleInputError as exc:
+        print(f"bot: {exc}", file=stdout, flush=True)
+        return None
+    return Incoming(
+        chat=CONSOLE_CHAT,
+        message_id=next(message_ids),
+        sender=sender,
+        text=text,
+        attachments=tuple(
+            Attachment(AttachmentKind.IMAGE, filename=image.filename,
+                       size=len(image.data), data=image.data)
+            for image in images
+        ),
+        is_private=True,
+    )

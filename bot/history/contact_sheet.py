@@ -291,21 +291,52 @@ def _label_height(*, captions: bool) -> int:
 # --------------------------------------------------------------------------- drawing
 
 
-def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> ContactSheet:
-    tile = grid.tile
-    label_height = _label_height(captions=grid.captions)
-    content_width = grid.columns * tile + (grid.columns - 1) * GUTTER
-    width = content_width + 2 * MARGIN
-    height = 2 * MARGIN + grid.rows * (tile + label_height) + (grid.rows - 1) * ROW_GAP
-    sheet = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
+@dataclass
+class _Canvas:
+    """The sheet being drawn and where each version's tile sits on it."""
 
-    def box_of(key: int | None) -> Box:
-        row, column = grid.cells[key]
+    grid: _Grid
+    sheet: Image.Image
+    draw: ImageDraw.ImageDraw
+    width: int
+
+    @classmethod
+    def for_grid(cls, grid: _Grid) -> _Canvas:
+        label_height = _label_height(captions=grid.captions)
+        width = grid.columns * grid.tile + (grid.columns - 1) * GUTTER + 2 * MARGIN
+        height = (2 * MARGIN + grid.rows * (grid.tile + label_height)
+                  + (grid.rows - 1) * ROW_GAP)
+        sheet = Image.new("RGB", (width, height), BACKGROUND)
+        return cls(grid, sheet, ImageDraw.Draw(sheet), width)
+
+    def box_of(self, key: int | None) -> Box:
+        tile = self.grid.tile
+        row, column = self.grid.cells[key]
         left = MARGIN + column * (tile + GUTTER)
-        top = MARGIN + row * (tile + label_height + ROW_GAP)
+        top = MARGIN + row * (tile + _label_height(captions=self.grid.captions) + ROW_GAP)
         return left, top, left + tile, top + tile
 
+
+def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> ContactSheet:
+    canvas = _Canvas.for_grid(grid)
+    links, stub_colours, tagged = _connect(nodes, canvas)
+    _draw_links(canvas.draw, links, stub_colours)
+    label_font = _font(max(MIN_LABEL_SIZE, min(LABEL_SIZE, grid.tile // 3)))
+    caption_font = _font(CAPTION_SIZE)
+    tiles = [_draw_tile(canvas, node, load_image, label_font, caption_font,
+                        parent_tag=tagged.get(node.key))
+             for node in nodes]
+    out = io.BytesIO()
+    canvas.sheet.save(out, "PNG", optimize=False)
+    return ContactSheet(out.getvalue(), canvas.width, canvas.sheet.height, tuple(tiles),
+                        tuple(links), grid.arrangement)
+
+
+def _connect(nodes: Sequence[_Node], canvas: _Canvas
+             ) -> tuple[list[Link], list[Rgb], dict[int | None, str]]:
+    """Every version's link from its parent, the colour of the stub leaving each parent,
+    and the versions whose parent is named in a tag instead of an arrow."""
+    grid = canvas.grid
     by_key = {n.key: n for n in nodes}
     links: list[Link] = []
     stub_colours: list[Rgb] = []
@@ -322,14 +353,19 @@ def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> Conta
             stub_colours.append(colour)
             continue
         kind, points = _route(grid.cells[parent.key], grid.cells[node.key],
-                              box_of(parent.key), box_of(node.key),
+                              canvas.box_of(parent.key), canvas.box_of(node.key),
                               elbows=grid.arrangement in ELBOW_ARRANGEMENTS)
         if kind is LinkKind.TAGGED:
             tagged[node.key] = parent.label
         links.append(Link(parent.label, node.label, kind, points, colour))
         stub_colours.append(LANE_COLOURS[parent.lane % len(LANE_COLOURS)])
-    # Longest elbows first, so where branches share a gutter the nearest stays on top; the
-    # stub leaving a parent is drawn in the parent's colour, like the arrow it shares.
+    return links, stub_colours, tagged
+
+
+def _draw_links(draw: ImageDraw.ImageDraw, links: Sequence[Link],
+                stub_colours: Sequence[Rgb]) -> None:
+    """Longest elbows first, so where branches share a gutter the nearest stays on top; the
+    stub leaving a parent is drawn in the parent's colour, like the arrow it shares."""
     for link in sorted(links, key=lambda link: -_drop(link)):
         if len(link.points) > 2:
             draw.line(link.points[1:], fill=link.colour, width=LINE_WIDTH, joint="curve")
@@ -338,40 +374,35 @@ def _draw(nodes: Sequence[_Node], grid: _Grid, load_image: ImageLoader) -> Conta
             draw.line(link.points[:2], fill=parent_colour, width=LINE_WIDTH)
             _arrowhead(draw, link.points[-1], link.colour)
 
-    label_font = _font(max(MIN_LABEL_SIZE, min(LABEL_SIZE, tile // 3)))
-    caption_font = _font(CAPTION_SIZE)
-    tiles = []
-    for node in nodes:
-        box = box_of(node.key)
-        sheet.paste(_thumbnail(node.images, tile, load_image, node.region), box[:2])
-        frame = CURRENT_FRAME if node.is_current else FRAME
-        draw.rectangle((box[0] - frame, box[1] - frame, box[2] + frame - 1, box[3] + frame - 1),
-                       outline=CURRENT_COLOUR if node.is_current else FRAME_COLOUR, width=frame)
-        hidden = len(node.images) - _shown_count(len(node.images), tile)
-        if hidden > 0:
-            _badge(draw, box, f"+{hidden}", caption_font)
-        label_right = _label(draw, box, node.label, label_font, current=node.is_current)
-        parent_tag = tagged.get(node.key)
-        if parent_tag is not None:
-            tag_left = label_right + 12
-            room = min(width - MARGIN // 2, box[2] + GUTTER - 8) - tag_left - 14
-            parent_tag = _shorten(caption_font, parent_tag, room)
-            _parent_tag(draw, (tag_left, box[3] + 10), parent_tag, caption_font,
-                        LANE_COLOURS[node.lane % len(LANE_COLOURS)])
-        caption = None
-        prompt = _visible(node.prompt)
-        if grid.captions and prompt and _drawable(caption_font, prompt):
-            caption = _shorten(caption_font, prompt, tile)
-            draw.text((box[0], box[3] + LABEL_LINE + 4), caption, font=caption_font,
-                      fill=CAPTION_COLOUR)
-        row, column = grid.cells[node.key]
-        tiles.append(Tile(node.label, node.key, box, row, column, node.is_current, caption,
-                          parent_tag, node.region is not None))
 
-    out = io.BytesIO()
-    sheet.save(out, "PNG", optimize=False)
-    return ContactSheet(out.getvalue(), width, height, tuple(tiles), tuple(links),
-                        grid.arrangement)
+def _draw_tile(canvas: _Canvas, node: _Node, load_image: ImageLoader, label_font: _Font,
+               caption_font: _Font, *, parent_tag: str | None) -> Tile:
+    """One version: its thumbnail framed, its label, a tag naming a far parent, a caption."""
+    draw, tile = canvas.draw, canvas.grid.tile
+    box = canvas.box_of(node.key)
+    canvas.sheet.paste(_thumbnail(node.images, tile, load_image, node.region), box[:2])
+    frame = CURRENT_FRAME if node.is_current else FRAME
+    draw.rectangle((box[0] - frame, box[1] - frame, box[2] + frame - 1, box[3] + frame - 1),
+                   outline=CURRENT_COLOUR if node.is_current else FRAME_COLOUR, width=frame)
+    hidden = len(node.images) - _shown_count(len(node.images), tile)
+    if hidden > 0:
+        _badge(draw, box, f"+{hidden}", caption_font)
+    label_right = _label(draw, box, node.label, label_font, current=node.is_current)
+    if parent_tag is not None:
+        tag_left = label_right + 12
+        room = min(canvas.width - MARGIN // 2, box[2] + GUTTER - 8) - tag_left - 14
+        parent_tag = _shorten(caption_font, parent_tag, room)
+        _parent_tag(draw, (tag_left, box[3] + 10), parent_tag, caption_font,
+                    LANE_COLOURS[node.lane % len(LANE_COLOURS)])
+    caption = None
+    prompt = _visible(node.prompt)
+    if canvas.grid.captions and prompt and _drawable(caption_font, prompt):
+        caption = _shorten(caption_font, prompt, tile)
+        draw.text((box[0], box[3] + LABEL_LINE + 4), caption, font=caption_font,
+                  fill=CAPTION_COLOUR)
+    row, column = canvas.grid.cells[node.key]
+    return Tile(node.label, node.key, box, row, column, node.is_current, caption,
+                parent_tag, node.region is not None)
 
 
 def _route(parent_cell: tuple[int, int], child_cell: tuple[int, int], parent: Box, child: Box,
