@@ -268,6 +268,79 @@ _DEFAULT_MESSAGES = {
 }
 
 
+def google_error(
+    status: int,
+    message: str | None = None,
+    *,
+    status_name: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    retry_delay: str | None = None,
+    daily_quota: bool = False,
+) -> dict[str, Any]:
+    """A Google-shaped error body; a 429 carries the QuotaFailure and Help details the
+    service sends, and RetryInfo with ``retry_delay``."""
+    details = list(details or [])
+    if status == 429 and not details:
+        quota_id = (
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+            if daily_quota
+            else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        )
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/"
+                        "generate_content_free_tier_requests",
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": "gemini"},
+                        "quotaValue": "10",
+                    }
+                ],
+            }
+        )
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            }
+        )
+    if retry_delay is not None:
+        details.append(
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+        )
+    text = message or _DEFAULT_MESSAGES.get(status, "Error")
+    if status == 429 and retry_delay and message is None:
+        text += f"\nPlease retry in {retry_delay}."
+    body = error_body(
+        status, text, status_name or _STATUS_NAMES.get(status, "UNKNOWN"), details
+    )
+    return body
+
+
+def _key_invalid_details(key: str, reason: str) -> list[dict[str, Any]]:
+    message = "API key not valid. Please pass a valid API key."
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+         "message": message},
+        # the live service echoes the rejected key here
+        {"@type": "type.googleapis.com/google.rpc.DebugInfo",
+         "detail": f"Invalid API key: {key}"},
+    ]
+
+
 def usage_metadata(
     prompt_text_tokens: int,
     prompt_images: int,
@@ -402,6 +475,9 @@ class FakeGemini:
     ``accept_any_key``; the header is required either way); ``models=None`` accepts the
     usual image models plus any ``gemini-*image*`` name.
 
+    ``api_keys`` are accepted too; :meth:`exhaust_key` and :meth:`refuse_key` make one
+    of them answer as a key out of quota or a bad key does.
+
     ``auth`` makes it a relay that reads the key from elsewhere, like the relays that
     speak Gemini's API: ``"authorization"`` (the whole ``Authorization`` value) or
     ``"bearer"`` (``Authorization: Bearer <key>``). A relay ignores ``x-goog-api-key``
@@ -411,6 +487,7 @@ class FakeGemini:
         self,
         *,
         api_key: str = "test-gemini-key",
+        api_keys: Iterable[str] = (),
         auth: str = "x-goog-api-key",
         accept_any_key: bool = False,
         models: Iterable[str] | None = None,
@@ -421,6 +498,10 @@ class FakeGemini:
         if auth not in ("x-goog-api-key", "authorization", "bearer"):
             raise ValueError(f"unknown auth scheme {auth!r}")
         self.api_key = api_key
+        #: more keys the fake accepts (a pool's)
+        self.api_keys = frozenset(api_keys)
+        #: key -> the (status, body) that key answers with, whatever is queued
+        self.key_faults: dict[str, tuple[int, Any]] = {}
         self.auth = auth
         self.accept_any_key = accept_any_key
         self.models = frozenset(models) if models is not None else None
@@ -541,50 +622,32 @@ class FakeGemini:
     ) -> None:
         """Queue a Google-shaped error. For 429, ``retry_delay`` ("1.5s") adds the
         ``RetryInfo`` detail the service sends; ``retry_after`` sets the header."""
-        details = list(details or [])
-        if status == 429 and not details:
-            quota_id = (
-                "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-                if daily_quota
-                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-            )
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [
-                        {
-                            "quotaMetric": "generativelanguage.googleapis.com/"
-                            "generate_content_free_tier_requests",
-                            "quotaId": quota_id,
-                            "quotaDimensions": {"location": "global", "model": "gemini"},
-                            "quotaValue": "10",
-                        }
-                    ],
-                }
-            )
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.Help",
-                    "links": [
-                        {
-                            "description": "Learn more about Gemini API quotas",
-                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                        }
-                    ],
-                }
-            )
-        if retry_delay is not None:
-            details.append(
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
-            )
-        text = message or _DEFAULT_MESSAGES.get(status, "Error")
-        if status == 429 and retry_delay and message is None:
-            text += f"\nPlease retry in {retry_delay}."
-        body = error_body(
-            status, text, status_name or _STATUS_NAMES.get(status, "UNKNOWN"), details
-        )
+        body = google_error(status, message, status_name=status_name, details=details,
+                            retry_delay=retry_delay, daily_quota=daily_quota)
         headers = {"Retry-After": retry_after} if retry_after is not None else None
         self.enqueue(body, status=status, headers=headers, delay=delay, times=times)
+
+    def exhaust_key(self, key: str, *, retry_delay: str | None = "30s",
+                    daily_quota: bool = False) -> None:
+        """From now on ``key`` answers 429 RESOURCE_EXHAUSTED with a QuotaFailure (and
+        RetryInfo ``retry_delay``), whatever is queued; :meth:`restore_key` ends it."""
+        self.key_faults[key] = (429, google_error(429, retry_delay=retry_delay,
+                                                  daily_quota=daily_quota))
+
+    def refuse_key(self, key: str, *, status: int = 403,
+                   reason: str | None = "API_KEY_INVALID") -> None:
+        """From now on ``key`` is refused as the service refuses a bad key: ``status``
+        with ErrorInfo ``reason`` (None: the "reported as leaked" 403, no reason)."""
+        if reason is None:
+            message = "Your API key was reported as leaked. Please use another API key."
+            body = error_body(status, message, _STATUS_NAMES[status])
+        else:
+            body = error_body(status, "API key not valid. Please pass a valid API key.",
+                              _STATUS_NAMES[status], _key_invalid_details(key, reason))
+        self.key_faults[key] = (status, body)
+
+    def restore_key(self, key: str) -> None:
+        self.key_faults.pop(key, None)
 
     def enqueue_block(self, reason: str = "SAFETY", *, message: str | None = None) -> None:
         """Queue a prompt block: HTTP 200, ``promptFeedback.blockReason``, no candidates."""
@@ -785,34 +848,12 @@ class FakeGemini:
             raise _Reject(401, error_body(401, _DEFAULT_MESSAGES[401], "UNAUTHENTICATED"))
         if not key:
             raise _Reject(403, error_body(403, _DEFAULT_MESSAGES[403], "PERMISSION_DENIED"))
-        if not self.accept_any_key and key != self.api_key:
+        if key in self.key_faults:
+            raise _Reject(*self.key_faults[key])
+        if not self.accept_any_key and key != self.api_key and key not in self.api_keys:
             message = "API key not valid. Please pass a valid API key."
-            raise _Reject(
-                400,
-                error_body(
-                    400,
-                    message,
-                    "INVALID_ARGUMENT",
-                    [
-                        {
-                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                            "reason": "API_KEY_INVALID",
-                            "domain": "googleapis.com",
-                            "metadata": {"service": "generativelanguage.googleapis.com"},
-                        },
-                        {
-                            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-                            "locale": "en-US",
-                            "message": message,
-                        },
-                        # the live service echoes the rejected key here
-                        {
-                            "@type": "type.googleapis.com/google.rpc.DebugInfo",
-                            "detail": f"Invalid API key: {key}",
-                        },
-                    ],
-                ),
-            )
+            raise _Reject(400, error_body(400, message, "INVALID_ARGUMENT",
+                                          _key_invalid_details(key, "API_KEY_INVALID")))
         if len(req.body) > MAX_REQUEST_BYTES:
             raise _invalid(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         if req.method != "POST" or not req.model or req.rpc != "generateContent":
