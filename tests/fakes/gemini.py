@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -153,6 +154,34 @@ def make_png(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
+
+
+def resized(data: bytes, size: tuple[int, int]) -> bytes:
+    """``data`` stretched to ``size`` (fast, for the big sizes a model answers with)."""
+    with Image.open(io.BytesIO(data)) as img:
+        if img.size == size:
+            return data
+        out = io.BytesIO()
+        img.convert("RGB").resize(size, Image.Resampling.NEAREST).save(
+            out, format="PNG", compress_level=1)
+        return out.getvalue()
+
+
+def _asked_size(data: bytes, aspect: str | None, size: str | None) -> tuple[int, int]:
+    """The sides the service answers with for ``aspect`` and ``size`` (1K ≈ 1024² pixels,
+    2K and 4K four and sixteen times that, in multiples of 16, like the live service);
+    without a size, the picture's own short side; without a ratio, its own shape."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+    ratio = width / height
+    if aspect in ASPECT_RATIOS:
+        a, b = (int(n) for n in str(aspect).split(":"))
+        ratio = a / b
+    if size not in IMAGE_SIZES:
+        return _size_for(aspect, base=min(width, height)) if aspect else (width, height)
+    pixels = round((1024 * {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}[str(size)]) ** 2)
+    return (max(16, round(math.sqrt(pixels * ratio) / 16) * 16),
+            max(16, round(math.sqrt(pixels / ratio) / 16) * 16))
 
 
 def invert_image(data: bytes) -> bytes | None:
@@ -493,6 +522,7 @@ class FakeGemini:
         models: Iterable[str] | None = None,
         signature_bytes: int = 300,
         reply_text: str | None = None,
+        ignore_image_config: bool = False,
         port: int = 0,
     ) -> None:
         if auth not in ("x-goog-api-key", "authorization", "bearer"):
@@ -507,6 +537,8 @@ class FakeGemini:
         self.models = frozenset(models) if models is not None else None
         self.signature_bytes = signature_bytes
         self.reply_text = reply_text
+        #: a relay that drops imageConfig: every picture comes back 1K, square
+        self.ignore_image_config = ignore_image_config
         self.requests: list[RecordedRequest] = []
         #: every JSON body the fake answered with (status 200 or not), in order
         self.answers: list[Any] = []
@@ -1039,11 +1071,16 @@ class FakeGemini:
                 edited = invert_image(data)
                 if edited is not None:
                     break
+            image_config = config.get("imageConfig", config.get("image_config")) or {}
+            aspect = image_config.get("aspectRatio", image_config.get("aspect_ratio"))
+            size = image_config.get("imageSize", image_config.get("image_size"))
             if edited is None:
-                image_config = config.get("imageConfig", config.get("image_config")) or {}
-                aspect = image_config.get("aspectRatio", image_config.get("aspect_ratio"))
                 width, height = _size_for(aspect)
                 edited = make_png(width, height, seed=self._next())
+            if self.ignore_image_config:
+                edited = resized(edited, (1024, 1024))  # the service's default: 1K
+            elif size or aspect:
+                edited = resized(edited, _asked_size(edited, aspect, size))
             if req.model.startswith("gemini-3"):
                 parts.append(self.image_part(grayscale_png(edited), thought=True, signature=False))
             parts.append(self.text_part(text, signature=True))
