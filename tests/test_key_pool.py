@@ -116,10 +116,13 @@ async def test_a_refused_key_is_taken_out_with_one_masked_log_line(
     await model.aclose()
 
 
-async def test_a_missing_file_is_not_taken_for_a_bad_key(fake: FakeGemini) -> None:
+@pytest.mark.parametrize("message", [
+    "You do not have permission to access the File abc123 or it may not exist.",
+    "Forbidden: this relay does not serve your region.",
+])
+async def test_a_403_that_names_no_key_takes_none_out(fake: FakeGemini, message: str) -> None:
     model = pooled(fake, KEY_A, KEY_B, max_attempts=1)
-    fake.enqueue_error(403, "You do not have permission to access the File abc123 or it "
-                            "may not exist.")
+    fake.enqueue_error(403, message)
     with pytest.raises(ModelError):
         await model.generate(ask())
     assert not any(k.taken_out for k in model.key_pool.report())

@@ -426,6 +426,11 @@ def parse_duration(value: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
+#: ErrorInfo reasons that blame the key (or its project), whatever the status
+_KEY_REASONS: Final = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "CONSUMER_SUSPENDED",
+                                 "SERVICE_DISABLED", "API_KEY_SERVICE_BLOCKED"})
+
+
 class GoogleError:
     """The parts of a Google error body we act on; tolerant of proxies' HTML pages."""
 
@@ -473,10 +478,13 @@ class GoogleError:
 
     @property
     def key_refused(self) -> bool:
-        """The service refuses the key itself (invalid, expired, leaked, suspended)."""
-        if self.reason in ("API_KEY_INVALID", "API_KEY_EXPIRED"):
+        """The service refuses the key itself (invalid, expired, leaked, suspended); a
+        403 that names no key (a relay's own refusal, a missing file) is not that."""
+        if self.reason in _KEY_REASONS or self.status == 401:
             return True
-        return self.status in (401, 403) and not self.file_missing
+        text = self.message.lower()
+        named = any(word in text for word in ("key", "consumer", "unregistered callers"))
+        return self.status == 403 and named and not self.file_missing
 
     @property
     def daily_quota(self) -> bool:

@@ -536,12 +536,11 @@ class ModelHttp:
                     number = attempt.retry_state.attempt_number
                     try:
                         if callable(headers):
-                            return await self._keyed_attempt(
-                                url, payload, headers, number, deadline, read, classify,
-                                slot, rested)
-                        return await self._attempt(
-                            url, payload, headers, number, deadline, read, classify, slot
-                        )
+                            return await self._keyed_attempt(url, payload, headers, number,
+                                                             deadline, read, classify, slot,
+                                                             rested)
+                        return await self._attempt(url, payload, headers, number, deadline,
+                                                   read, classify, slot)
                     except BaseException:
                         if slot is not None:
                             slot.give_back()  # an answer not returned holds no place
@@ -824,7 +823,6 @@ class HttpImageModel:
         self.image_size = image_size
         self.policy = policy
         self.model_setting = model_setting
-        self._keys = keys
         self._http = ModelHttp(
             label=f"{provider} {model}", secret=secret, policy=policy, client=client, sleep=sleep,
             keys=keys, model=model,
