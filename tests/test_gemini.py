@@ -148,10 +148,13 @@ async def test_request_is_camelcase_with_key_in_header_and_image_config(
             "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"},
         },
     }
-    # the fake "edits" by inverting: the picture we got back is the edit of ours
+    # the fake "edits" by inverting: the picture we got back is the edit of ours, at the
+    # size and shape asked for
     (image,) = result.images
     assert image.mime_type == "image/png"
-    assert pixel(image.data) == tuple(255 - c for c in pixel(photo))
+    assert pixel(image.data, (0, 0)) == tuple(255 - c for c in pixel(photo, (0, 0)))
+    with Image.open(io.BytesIO(image.data)) as answered:
+        assert answered.size == (2736, 1536)  # 2K at 16:9
     assert result.text == "Here is the result for: make the sky purple"
     usage = fake.answers[0]["usageMetadata"]
     assert result.usage.prompt_tokens == usage["promptTokenCount"] > 0

@@ -27,9 +27,9 @@ from bot.kit.logs import secret_values, setup_logging
 log = logging.getLogger("chatbrush")
 
 NO_KEY = (
-    "No GEMINI_API_KEY is set. Get a key at https://aistudio.google.com/apikey and put it "
-    "in .env, or try the offline demo model: add --demo (chatbrush run --demo, web --demo, "
-    "console --demo)"
+    "No GEMINI_API_KEY (or GEMINI_API_KEYS) is set. Get a key at "
+    "https://aistudio.google.com/apikey and put it in .env, or try the offline demo model: "
+    "add --demo (chatbrush run --demo, web --demo, console --demo)"
 )
 
 
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
-    if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
+    if not demo and settings.chatbrush_provider == "gemini" and not settings.gemini_keys():
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(secret_values(settings, *settings.groups_read()),
@@ -158,7 +158,7 @@ def _purge(settings: Settings, *, days: float | None) -> int:
 
 def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str = "0.0.0.0",
            port: int = 0) -> int:
-    if not demo and settings.chatbrush_provider == "gemini" and settings.gemini_api_key is None:
+    if not demo and settings.chatbrush_provider == "gemini" and not settings.gemini_keys():
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(secret_values(settings, *settings.groups_read()),

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
 
     # --- the model
     gemini_api_key: SecretStr | None = None
+    #: more keys to spread calls across (``k1,k2,…``); with GEMINI_API_KEY, the union
+    gemini_api_keys: tuple[SecretStr, ...] = ()
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
     gemini_model: str = "gemini-2.5-flash-image"
     gemini_timeout: float = Field(120.0, gt=0, description="seconds for one HTTP attempt")
@@ -171,6 +173,17 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return split_commas(value)
+
+    @field_validator("gemini_api_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        return split_commas(value)
+
+    def gemini_keys(self) -> tuple[str, ...]:
+        """Every Gemini key configured, GEMINI_API_KEY first, each once."""
+        given = (self.gemini_api_key, *self.gemini_api_keys)
+        keys = (k.get_secret_value().strip() for k in given if k is not None)
+        return tuple(dict.fromkeys(k for k in keys if k))
 
     @field_validator("chatbrush_provider", "gemini_auth_header", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from bot.core.work import Answer, Work
 from bot.flow.call_records import CallLedger, CallRecord
 from bot.flow.choices import ChatChoices
 from bot.flow.delivery import safe_progress, safe_send
+from bot.flow.ignored_settings import tell_once
 from bot.flow.marked_turns import REGION_INSTRUCTION, Blended, RegionEdit, blend_answer
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
@@ -144,7 +145,9 @@ class ModelStep:
                 return called
             answer = await self._store_answer(call, model, *called, event_id=event_id,
                                               region=region)
-            return replace(answer, note=capped_note(context) + answer.note)
+            ignored = await tell_once(self.store, work.event.chat, model, request, called[1],
+                                      chat_aspect=chosen.aspect_ratio)
+            return replace(answer, note=capped_note(context) + answer.note + ignored)
         finally:
             answer_slot.give_back()  # the answer is stored (or failed)
 

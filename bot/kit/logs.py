@@ -122,6 +122,8 @@ def secret_values(*models: BaseModel) -> list[str]:
     fields = [(group, name) for group in models for name in type(group).model_fields]
     for group, name in fields:
         value = getattr(group, name)
+        if isinstance(value, tuple):  # a list of secrets (GEMINI_API_KEYS): each on its own
+            values += [v.get_secret_value() for v in value if isinstance(v, SecretStr)]
         if isinstance(value, SecretStr):
             secret = value.get_secret_value()
             values.append(secret)

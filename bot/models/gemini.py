@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from bot.core.config import Settings, SettingsError
 from bot.core.failures import FailureKind
@@ -45,16 +46,18 @@ from bot.models.http_policy import (
     HttpImageModel,
     InlineBase64,
     MalformedAnswer,
-    Retryable,
     Sleep,
+    Verdict,
     b64decode_strict,
     classify_status,
     decode_json,
     malformed,
     model_options,
+    rate_limited_message,
     token_count,
     unknown_model_message,
 )
+from bot.models.key_pool import DEFAULT_DAILY_REST, DEFAULT_REST, Key, KeyFault, KeyPool
 
 if TYPE_CHECKING:
     import httpx
@@ -423,6 +426,11 @@ def parse_duration(value: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
+#: ErrorInfo reasons that blame the key (or its project), whatever the status
+_KEY_REASONS: Final = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "CONSUMER_SUSPENDED",
+                                 "SERVICE_DISABLED", "API_KEY_SERVICE_BLOCKED"})
+
+
 class GoogleError:
     """The parts of a Google error body we act on; tolerant of proxies' HTML pages."""
 
@@ -457,6 +465,28 @@ class GoogleError:
         return str(infos[0].get("reason", "")) if infos else ""
 
     @property
+    def quota(self) -> bool:
+        """The key's quota is spent (not the service overloaded for everyone)."""
+        return bool(self._detail("google.rpc.QuotaFailure")) or "quota" in self.message.lower()
+
+    @property
+    def file_missing(self) -> bool:
+        """A file the request names is gone: 403 like a bad key, told apart by the text
+        ("You do not have permission to access the File … or it may not exist.")."""
+        text = self.message.lower()
+        return "access the file" in text or "may not exist" in text
+
+    @property
+    def key_refused(self) -> bool:
+        """The service refuses the key itself (invalid, expired, leaked, suspended); a
+        403 that names no key (a relay's own refusal, a missing file) is not that."""
+        if self.reason in _KEY_REASONS or self.status == 401:
+            return True
+        text = self.message.lower()
+        named = any(word in text for word in ("key", "consumer", "unregistered callers"))
+        return self.status == 403 and named and not self.file_missing
+
+    @property
     def daily_quota(self) -> bool:
         """A per-day quota is exhausted: retrying within minutes cannot help."""
         for failure in self._detail("google.rpc.QuotaFailure"):
@@ -473,14 +503,21 @@ class GoogleError:
 
 def classify_error(
     answer: ErrorAnswer, model: str, setting: str = "GEMINI_MODEL"
-) -> ModelError | Retryable:
-    """What a non-2xx answer from Gemini (or a relay in front of it) means for the user."""
+) -> Verdict:
+    """What a non-2xx answer from Gemini (or a relay in front of it) means for the user;
+    a :class:`KeyFault` when it blames the key (quota spent, key refused), so a pool of
+    keys can move the call to another."""
     err = GoogleError(answer)
     detail = err.summary()
     if answer.status == 429 and err.daily_quota:
-        return ModelError(FailureKind.RATE_LIMITED, DAILY_QUOTA_MESSAGE, detail=detail)
-    if err.reason in ("API_KEY_INVALID", "API_KEY_EXPIRED"):
-        return ModelError(FailureKind.AUTH, AUTH_MESSAGE, detail=detail)
+        return KeyFault(ModelError(FailureKind.RATE_LIMITED, DAILY_QUOTA_MESSAGE, detail=detail),
+                        rest=err.retry_after or DEFAULT_DAILY_REST)
+    if answer.status == 429 and err.quota:
+        rest = err.retry_after or DEFAULT_REST
+        return KeyFault(ModelError(FailureKind.RATE_LIMITED, rate_limited_message(rest),
+                                   detail=detail), rest=rest, retry=True)
+    if err.key_refused:
+        return KeyFault(ModelError(FailureKind.AUTH, AUTH_MESSAGE, detail=detail), refused=True)
     if answer.status == 400 and "payload size exceeds" in err.message.lower():
         return ModelError(FailureKind.BAD_REQUEST, TOO_LARGE_MESSAGE, detail=detail)
     if err.code_name == "FAILED_PRECONDITION" and "location" in err.message.lower():
@@ -506,25 +543,40 @@ def generate_url(base_url: str, model: str) -> str:
 # The model
 
 
-def api_key(settings: Settings) -> str:
-    """``GEMINI_API_KEY``, or the one-line error that says where to get one."""
-    key = settings.gemini_api_key.get_secret_value().strip() if settings.gemini_api_key else ""
-    if not key:
+def endpoint_host(base_url: str) -> str:
+    """The host of ``base_url`` (no path, no credentials), to name a relay in logs."""
+    return urlsplit(base_url.strip()).hostname or ""
+
+
+def api_keys(settings: Settings) -> tuple[str, ...]:
+    """``GEMINI_API_KEY`` and ``GEMINI_API_KEYS``, or the one-line error that says where
+    to get one."""
+    keys = settings.gemini_keys()
+    if not keys:
         raise SettingsError(
             "GEMINI_API_KEY is not set: create a key at https://aistudio.google.com/apikey "
-            "(or use your relay's key) and put it in the environment or .env"
+            "(or use your relay's key) and put it in the environment or .env "
+            "(several: GEMINI_API_KEYS=k1,k2)"
         )
-    return key
+    return keys
+
+
+def api_key(settings: Settings) -> str:
+    """The first key (see :func:`api_keys`)."""
+    return api_keys(settings)[0]
 
 
 class GeminiModel(HttpImageModel):
     """A Gemini image model behind Google's API or a relay speaking it
-    (``auth_header``: see :func:`auth_headers`)."""
+    (``auth_header``: see :func:`auth_headers`), its calls spread over ``api_key`` and
+    ``api_keys`` (a :class:`~bot.models.key_pool.KeyPool` of its own: quotas are per
+    model)."""
 
     def __init__(
         self,
         *,
-        api_key: str,
+        api_key: str = "",
+        api_keys: Sequence[str] = (),
         model: str,
         base_url: str,
         auth_header: str = "x-goog-api-key",
@@ -537,11 +589,12 @@ class GeminiModel(HttpImageModel):
         sleep: Sleep | None = None,
     ) -> None:
         model = model.strip().removeprefix("models/")
-        key = api_key.strip()
+        pool = KeyPool([api_key, *api_keys])
         super().__init__(
             provider="gemini",
             model=model,
-            secret=key,
+            secret=pool.secrets[0],
+            keys=pool,
             policy=policy or CallPolicy(),
             aspect_ratio=aspect_ratio,
             image_size=image_size,
@@ -550,8 +603,22 @@ class GeminiModel(HttpImageModel):
             client=client,
             sleep=sleep,
         )
-        self._headers = {**auth_headers(auth_header, key), "content-type": "application/json"}
+        self._headers = {
+            key.fingerprint: {**auth_headers(auth_header, key.secret),
+                              "content-type": "application/json"}
+            for key in pool.keys
+        }
         self._url = generate_url(base_url, model)
+        #: where the model answers from, for operators' log lines (a relay's host)
+        self.endpoint = endpoint_host(base_url)
+        self._pool = pool
+
+    @property
+    def key_pool(self) -> KeyPool:
+        return self._pool
+
+    def headers_for(self, key: Key) -> dict[str, str]:
+        return self._headers[key.fingerprint]
 
     @classmethod
     def from_settings(
@@ -559,7 +626,7 @@ class GeminiModel(HttpImageModel):
     ) -> GeminiModel:
         """The model named ``model`` (default ``GEMINI_MODEL``) with the Gemini settings."""
         return cls(
-            api_key=api_key(settings),
+            api_keys=api_keys(settings),
             model=model or settings.gemini_model,
             base_url=settings.gemini_base_url,
             auth_header=settings.gemini_auth_header,
@@ -574,7 +641,7 @@ class GeminiModel(HttpImageModel):
         return await self._call(
             request,
             self._url,
-            self._headers,
+            self.headers_for,
             body=self.build_body,
             read=parse_answer,
             classify=lambda answer: classify_error(answer, self.name, self.model_setting),

@@ -47,11 +47,14 @@ from bot.models.base import (
     Picture,
     image_cap_for,
 )
+from bot.models.key_pool import DEFAULT_REST, Key, KeyFault, KeyPool
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+#: the headers of a request: fixed, or made for the key an attempt uses
+Headers = Mapping[str, str] | Callable[[Key], Mapping[str, str]]
 
 #: statuses worth another attempt: timeouts, rate limits and transient server trouble
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
@@ -238,6 +241,10 @@ class Retryable(Exception):
         super().__init__(error.detail)
         self.error = error
         self.retry_after = retry_after
+
+
+#: a classifier's verdict on an error answer
+Verdict = ModelError | Retryable | KeyFault
 
 
 def classify_status(
@@ -433,12 +440,21 @@ class _AnswerTooLarge(Exception):
     pass
 
 
+@dataclass
+class _Rested:
+    """Whether a call's next attempt follows a wait for a resting key."""
+
+    waited: bool = False
+
+
 class ModelHttp:
     """One pooled HTTP client and the call policy, shared by every call of one model.
 
     ``label`` names the model in log lines (``gemini gemini-2.5-flash-image``); ``secret``
     is masked wherever it could surface; ``sleep`` is how waits are waited, so tests can
-    run retries without sleeping for real.
+    run retries without sleeping for real. With ``keys``, each attempt takes a key of
+    the pool (see :meth:`post`), and every key of it is masked; ``model`` is what a
+    resting key rests for.
     """
 
     def __init__(
@@ -449,9 +465,13 @@ class ModelHttp:
         policy: CallPolicy,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep | None = None,
+        keys: KeyPool | None = None,
+        model: str = "",
     ) -> None:
         self.label = label
         self.policy = policy
+        self.keys = keys
+        self.model = model
         self._secret = secret
         self._sleep: Sleep = sleep or asyncio.sleep
         self._owns_client = client is None
@@ -474,7 +494,9 @@ class ModelHttp:
             await self._client.aclose()
 
     def redact(self, text: str) -> str:
-        """``text`` without the key, in any case (services echo it changed)."""
+        """``text`` without any key, in any case (services echo it changed)."""
+        if self.keys is not None:
+            text = self.keys.redact(text)
         if not self._secret:
             return text
         return re.sub(re.escape(self._secret), "[redacted]", text, flags=re.IGNORECASE)
@@ -483,10 +505,10 @@ class ModelHttp:
         self,
         url: str,
         payload: bytes | Payload,
-        headers: Mapping[str, str],
+        headers: Headers,
         *,
         read: Callable[[bytes], T],
-        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        classify: Callable[[ErrorAnswer], Verdict],
         slot: AnswerSlot | None = None,
     ) -> T:
         """POST ``payload`` until ``read`` accepts an answer, or raise :class:`ModelError`.
@@ -497,6 +519,11 @@ class ModelHttp:
         ``slot`` is taken before a successful answer's body is read (waiting for it does
         not count against the attempt's timeout) and is still held when the answer is
         returned; an answer that is not returned gives it back.
+
+        ``headers`` made per key (with a pool) send each attempt with a key of the pool:
+        a key that answers for itself (its quota, or refused: a :class:`KeyFault` from
+        ``classify``) is set aside and the same attempt goes at once to another free key,
+        not counted against the retry budget; only the last free key's failure is.
         """
         deadline = time.monotonic() + self.policy.budget
         retrying = AsyncRetrying(
@@ -506,19 +533,23 @@ class ModelHttp:
             sleep=self._sleep,
             reraise=True,
         )
+        rested = _Rested()
         try:
             async for attempt in retrying:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     try:
-                        return await self._attempt(
-                            url, payload, headers, number, deadline, read, classify, slot
-                        )
+                        if callable(headers):
+                            return await self._keyed_attempt(url, payload, headers, number,
+                                                             deadline, read, classify, slot,
+                                                             rested)
+                        return await self._attempt(url, payload, headers, number, deadline,
+                                                   read, classify, slot)
                     except BaseException:
                         if slot is not None:
                             slot.give_back()  # an answer not returned holds no place
                         raise
-        except Retryable as failed:
+        except (Retryable, KeyFault) as failed:
             raise self._clean(failed.error) from None
         except ModelError as error:
             raise self._clean(error) from None
@@ -572,6 +603,64 @@ class ModelHttp:
             )
         return True
 
+    async def _keyed_attempt(
+        self,
+        url: str,
+        payload: bytes | Payload,
+        headers: Callable[[Key], Mapping[str, str]],
+        number: int,
+        deadline: float,
+        read: Callable[[bytes], T],
+        classify: Callable[[ErrorAnswer], Verdict],
+        slot: AnswerSlot | None,
+        rested: _Rested,
+    ) -> T:
+        """One attempt of the call, moved to another key each time a key answers for
+        itself while another is free."""
+        if self.keys is None:
+            raise ValueError("headers made per key need a key pool")
+        while True:
+            if rested.waited:  # the retry waited for a resting key already
+                rested.waited = False
+                key = self.keys.earliest(self.model)
+            else:
+                key = await self._free_key(self.keys, deadline)
+            try:
+                answer = await self._attempt(url, payload, headers(key), number, deadline,
+                                             read, classify, slot)
+            except KeyFault as fault:
+                self.keys.record(key, failed=True)
+                if fault.refused:
+                    if not self.keys.take_out(key, fault.error.detail):
+                        raise fault.error from None  # the last live key: nothing to switch to
+                else:
+                    self.keys.rest(key, self.model, max(1.0, fault.rest or DEFAULT_REST))
+                if self.keys.has_free(self.model):
+                    continue  # the call is fine: another key takes it at once
+                if fault.retry:
+                    rested.waited = True
+                    raise Retryable(fault.error, retry_after=fault.rest) from None
+                raise fault.error from None
+            except BaseException:
+                self.keys.record(key, failed=True)
+                raise
+            self.keys.record(key, failed=False)
+            return answer
+
+    async def _free_key(self, keys: KeyPool, deadline: float) -> Key:
+        """A free key; when all rest, the first to be free, if it is free in time."""
+        key = keys.choose(self.model)
+        if key is not None:
+            return key
+        wait = keys.free_in(self.model)
+        if wait + self.policy.least_attempt_time > deadline - time.monotonic():
+            raise ModelError(FailureKind.RATE_LIMITED, rate_limited_message(wait),
+                             detail=f"every key rests for {self.model}; the first for "
+                                    f"{wait:.1f}s more")
+        logger.info("%s: every key rests, waiting %.1fs for the first", self.label, wait)
+        await self._sleep(wait)
+        return keys.earliest(self.model)
+
     async def _attempt(
         self,
         url: str,
@@ -580,7 +669,7 @@ class ModelHttp:
         number: int,
         deadline: float,
         read: Callable[[bytes], T],
-        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        classify: Callable[[ErrorAnswer], Verdict],
         slot: AnswerSlot | None,
     ) -> T:
         attempt_timeout = min(self.policy.timeout, max(0.001, deadline - time.monotonic()))
@@ -728,6 +817,7 @@ class HttpImageModel:
         model_setting: str,
         client: httpx.AsyncClient | None,
         sleep: Sleep | None,
+        keys: KeyPool | None = None,
     ) -> None:
         if not model:
             raise ValueError("model name is empty")
@@ -738,7 +828,8 @@ class HttpImageModel:
         self.policy = policy
         self.model_setting = model_setting
         self._http = ModelHttp(
-            label=f"{provider} {model}", secret=secret, policy=policy, client=client, sleep=sleep
+            label=f"{provider} {model}", secret=secret, policy=policy, client=client, sleep=sleep,
+            keys=keys, model=model,
         )
 
     def __repr__(self) -> str:  # never shows the key
@@ -751,11 +842,11 @@ class HttpImageModel:
         self,
         request: GenerateRequest,
         url: str,
-        headers: Mapping[str, str],
+        headers: Headers,
         *,
         body: Callable[[GenerateRequest], Any],
         read: Callable[[bytes], T],
-        classify: Callable[[ErrorAnswer], ModelError | Retryable],
+        classify: Callable[[ErrorAnswer], Verdict],
     ) -> T:
         if not request.contents:
             raise ModelError(FailureKind.BAD_REQUEST, "There is nothing to send to the model.")

@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -155,6 +156,34 @@ def make_png(width: int = 64, height: int = 64, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+def resized(data: bytes, size: tuple[int, int]) -> bytes:
+    """``data`` stretched to ``size`` (fast, for the big sizes a model answers with)."""
+    with Image.open(io.BytesIO(data)) as img:
+        if img.size == size:
+            return data
+        out = io.BytesIO()
+        img.convert("RGB").resize(size, Image.Resampling.NEAREST).save(
+            out, format="PNG", compress_level=1)
+        return out.getvalue()
+
+
+def _asked_size(data: bytes, aspect: str | None, size: str | None) -> tuple[int, int]:
+    """The sides the service answers with for ``aspect`` and ``size`` (1K ≈ 1024² pixels,
+    2K and 4K four and sixteen times that, in multiples of 16, like the live service);
+    without a size, the picture's own short side; without a ratio, its own shape."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+    ratio = width / height
+    if aspect in ASPECT_RATIOS:
+        a, b = (int(n) for n in str(aspect).split(":"))
+        ratio = a / b
+    if size not in IMAGE_SIZES:
+        return _size_for(aspect, base=min(width, height)) if aspect else (width, height)
+    pixels = round((1024 * {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}[str(size)]) ** 2)
+    return (max(16, round(math.sqrt(pixels * ratio) / 16) * 16),
+            max(16, round(math.sqrt(pixels / ratio) / 16) * 16))
+
+
 def invert_image(data: bytes) -> bytes | None:
     """The "edit" the fake performs: a colour-inverted PNG, or None if not an image."""
     try:
@@ -266,6 +295,79 @@ _DEFAULT_MESSAGES = {
     503: "The model is overloaded. Please try again later.",
     504: "Deadline expired before operation could complete.",
 }
+
+
+def google_error(
+    status: int,
+    message: str | None = None,
+    *,
+    status_name: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    retry_delay: str | None = None,
+    daily_quota: bool = False,
+) -> dict[str, Any]:
+    """A Google-shaped error body; a 429 carries the QuotaFailure and Help details the
+    service sends, and RetryInfo with ``retry_delay``."""
+    details = list(details or [])
+    if status == 429 and not details:
+        quota_id = (
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+            if daily_quota
+            else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        )
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/"
+                        "generate_content_free_tier_requests",
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": "gemini"},
+                        "quotaValue": "10",
+                    }
+                ],
+            }
+        )
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            }
+        )
+    if retry_delay is not None:
+        details.append(
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+        )
+    text = message or _DEFAULT_MESSAGES.get(status, "Error")
+    if status == 429 and retry_delay and message is None:
+        text += f"\nPlease retry in {retry_delay}."
+    body = error_body(
+        status, text, status_name or _STATUS_NAMES.get(status, "UNKNOWN"), details
+    )
+    return body
+
+
+def _key_invalid_details(key: str, reason: str) -> list[dict[str, Any]]:
+    message = "API key not valid. Please pass a valid API key."
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+         "message": message},
+        # the live service echoes the rejected key here
+        {"@type": "type.googleapis.com/google.rpc.DebugInfo",
+         "detail": f"Invalid API key: {key}"},
+    ]
 
 
 def usage_metadata(
@@ -402,6 +504,9 @@ class FakeGemini:
     ``accept_any_key``; the header is required either way); ``models=None`` accepts the
     usual image models plus any ``gemini-*image*`` name.
 
+    ``api_keys`` are accepted too; :meth:`exhaust_key` and :meth:`refuse_key` make one
+    of them answer as a key out of quota or a bad key does.
+
     ``auth`` makes it a relay that reads the key from elsewhere, like the relays that
     speak Gemini's API: ``"authorization"`` (the whole ``Authorization`` value) or
     ``"bearer"`` (``Authorization: Bearer <key>``). A relay ignores ``x-goog-api-key``
@@ -411,21 +516,29 @@ class FakeGemini:
         self,
         *,
         api_key: str = "test-gemini-key",
+        api_keys: Iterable[str] = (),
         auth: str = "x-goog-api-key",
         accept_any_key: bool = False,
         models: Iterable[str] | None = None,
         signature_bytes: int = 300,
         reply_text: str | None = None,
+        ignore_image_config: bool = False,
         port: int = 0,
     ) -> None:
         if auth not in ("x-goog-api-key", "authorization", "bearer"):
             raise ValueError(f"unknown auth scheme {auth!r}")
         self.api_key = api_key
+        #: more keys the fake accepts (a pool's)
+        self.api_keys = frozenset(api_keys)
+        #: key -> the (status, body) that key answers with, whatever is queued
+        self.key_faults: dict[str, tuple[int, Any]] = {}
         self.auth = auth
         self.accept_any_key = accept_any_key
         self.models = frozenset(models) if models is not None else None
         self.signature_bytes = signature_bytes
         self.reply_text = reply_text
+        #: a relay that drops imageConfig: every picture comes back 1K, square
+        self.ignore_image_config = ignore_image_config
         self.requests: list[RecordedRequest] = []
         #: every JSON body the fake answered with (status 200 or not), in order
         self.answers: list[Any] = []
@@ -541,50 +654,32 @@ class FakeGemini:
     ) -> None:
         """Queue a Google-shaped error. For 429, ``retry_delay`` ("1.5s") adds the
         ``RetryInfo`` detail the service sends; ``retry_after`` sets the header."""
-        details = list(details or [])
-        if status == 429 and not details:
-            quota_id = (
-                "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-                if daily_quota
-                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-            )
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [
-                        {
-                            "quotaMetric": "generativelanguage.googleapis.com/"
-                            "generate_content_free_tier_requests",
-                            "quotaId": quota_id,
-                            "quotaDimensions": {"location": "global", "model": "gemini"},
-                            "quotaValue": "10",
-                        }
-                    ],
-                }
-            )
-            details.append(
-                {
-                    "@type": "type.googleapis.com/google.rpc.Help",
-                    "links": [
-                        {
-                            "description": "Learn more about Gemini API quotas",
-                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                        }
-                    ],
-                }
-            )
-        if retry_delay is not None:
-            details.append(
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
-            )
-        text = message or _DEFAULT_MESSAGES.get(status, "Error")
-        if status == 429 and retry_delay and message is None:
-            text += f"\nPlease retry in {retry_delay}."
-        body = error_body(
-            status, text, status_name or _STATUS_NAMES.get(status, "UNKNOWN"), details
-        )
+        body = google_error(status, message, status_name=status_name, details=details,
+                            retry_delay=retry_delay, daily_quota=daily_quota)
         headers = {"Retry-After": retry_after} if retry_after is not None else None
         self.enqueue(body, status=status, headers=headers, delay=delay, times=times)
+
+    def exhaust_key(self, key: str, *, retry_delay: str | None = "30s",
+                    daily_quota: bool = False) -> None:
+        """From now on ``key`` answers 429 RESOURCE_EXHAUSTED with a QuotaFailure (and
+        RetryInfo ``retry_delay``), whatever is queued; :meth:`restore_key` ends it."""
+        self.key_faults[key] = (429, google_error(429, retry_delay=retry_delay,
+                                                  daily_quota=daily_quota))
+
+    def refuse_key(self, key: str, *, status: int = 403,
+                   reason: str | None = "API_KEY_INVALID") -> None:
+        """From now on ``key`` is refused as the service refuses a bad key: ``status``
+        with ErrorInfo ``reason`` (None: the "reported as leaked" 403, no reason)."""
+        if reason is None:
+            message = "Your API key was reported as leaked. Please use another API key."
+            body = error_body(status, message, _STATUS_NAMES[status])
+        else:
+            body = error_body(status, "API key not valid. Please pass a valid API key.",
+                              _STATUS_NAMES[status], _key_invalid_details(key, reason))
+        self.key_faults[key] = (status, body)
+
+    def restore_key(self, key: str) -> None:
+        self.key_faults.pop(key, None)
 
     def enqueue_block(self, reason: str = "SAFETY", *, message: str | None = None) -> None:
         """Queue a prompt block: HTTP 200, ``promptFeedback.blockReason``, no candidates."""
@@ -789,34 +884,12 @@ class FakeGemini:
             raise _Reject(401, error_body(401, _DEFAULT_MESSAGES[401], "UNAUTHENTICATED"))
         if not key:
             raise _Reject(403, error_body(403, _DEFAULT_MESSAGES[403], "PERMISSION_DENIED"))
-        if not self.accept_any_key and key != self.api_key:
+        if key in self.key_faults:
+            raise _Reject(*self.key_faults[key])
+        if not self.accept_any_key and key != self.api_key and key not in self.api_keys:
             message = "API key not valid. Please pass a valid API key."
-            raise _Reject(
-                400,
-                error_body(
-                    400,
-                    message,
-                    "INVALID_ARGUMENT",
-                    [
-                        {
-                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                            "reason": "API_KEY_INVALID",
-                            "domain": "googleapis.com",
-                            "metadata": {"service": "generativelanguage.googleapis.com"},
-                        },
-                        {
-                            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-                            "locale": "en-US",
-                            "message": message,
-                        },
-                        # the live service echoes the rejected key here
-                        {
-                            "@type": "type.googleapis.com/google.rpc.DebugInfo",
-                            "detail": f"Invalid API key: {key}",
-                        },
-                    ],
-                ),
-            )
+            raise _Reject(400, error_body(400, message, "INVALID_ARGUMENT",
+                                          _key_invalid_details(key, "API_KEY_INVALID")))
         if len(req.body) > MAX_REQUEST_BYTES:
             raise _invalid(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         if req.method != "POST" or not req.model or req.rpc != "generateContent":
@@ -1002,11 +1075,16 @@ class FakeGemini:
                 edited = invert_image(data)
                 if edited is not None:
                     break
+            image_config = config.get("imageConfig", config.get("image_config")) or {}
+            aspect = image_config.get("aspectRatio", image_config.get("aspect_ratio"))
+            size = image_config.get("imageSize", image_config.get("image_size"))
             if edited is None:
-                image_config = config.get("imageConfig", config.get("image_config")) or {}
-                aspect = image_config.get("aspectRatio", image_config.get("aspect_ratio"))
                 width, height = _size_for(aspect)
                 edited = make_png(width, height, seed=self._next())
+            if self.ignore_image_config:
+                edited = resized(edited, (1024, 1024))  # the service's default: 1K
+            elif size or aspect:
+                edited = resized(edited, _asked_size(edited, aspect, size))
             if req.model.startswith("gemini-3"):
                 parts.append(self.image_part(grayscale_png(edited), thought=True, signature=False))
             parts.append(self.text_part(text, signature=True))

@@ -7,6 +7,7 @@ from bot.core.store import CallReport, UsageSummary
 from bot.flow.commands.command_context import CommandContext
 from bot.kit.formatting import dollars
 from bot.kit.i18n import _, ngettext
+from bot.models.key_pool import KeyPool
 from bot.policy.budgets import day_start, month_start
 
 
@@ -81,7 +82,25 @@ async def stats(ctx: CommandContext) -> None:
     lines += _report(_("Today (UTC)"), await ctx.store.call_report(since=day_start(now)))
     lines += _report(_("This month"), await ctx.store.call_report(since=month_start(now)))
     lines += _store_lines(figures)
+    lines += _key_lines(getattr(ctx.turns.model, "key_pool", None))
     await ctx.say("\n".join(lines))
+
+
+def _key_lines(pool: KeyPool | None) -> list[str]:
+    """Calls and failures per key of the model's pool since start-up, keys masked."""
+    if pool is None:
+        return []
+    lines = [_("API keys since the bot started:")]
+    for key in pool.report():
+        line = "• " + _("{key}: {calls}, {failed} failed").format(
+            key=key.label, calls=ngettext("{count} call", "{count} calls", key.calls).format(
+                count=key.calls), failed=key.failures)
+        if key.taken_out:
+            line += " — " + _("taken out: the service refused it")
+        elif key.resting:
+            line += " — " + _("resting: its quota is spent")
+        lines.append(line)
+    return lines
 
 
 def _store_lines(figures: StoreStats) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bot.core.chat_settings import ChatSettings
 from bot.flow.commands.command_context import CommandContext
+from bot.flow.ignored_settings import came_back
 from bot.kit.formatting import dollars
 from bot.kit.i18n import N_, _
 from bot.models.options import AUTO, aspect_ratios, image_sizes
@@ -115,6 +116,15 @@ _LABELS = {
 }
 
 
+def _ignored(name: str, s: ChatSettings, stored: dict[str, str], ctx: CommandContext) -> str:
+    """What the service did instead of the chat's size or aspect ratio, if it ignored it."""
+    if name == "size":
+        return came_back(stored, "size", s.image_size or ctx.settings.gemini_image_size)
+    if name == "aspect":
+        return came_back(stored, "aspect", s.aspect_ratio or ctx.settings.gemini_aspect_ratio)
+    return ""
+
+
 async def _overview(ctx: CommandContext) -> str:
     choices = ctx.choices
     chat = ctx.event.chat
@@ -124,6 +134,7 @@ async def _overview(ctx: CommandContext) -> str:
                                   since=day_start(now))
     month = await ctx.store.usage(platform=chat.platform, chat_id=chat.chat_id,
                                   since=month_start(now))
+    stored = await ctx.store.chat_settings(chat)
     lines = [_("Settings of this chat:")]
     for name in NAMES:
         line = f"• {_(_LABELS[name])} ({name}): {_shown(name, s)}"
@@ -141,7 +152,7 @@ async def _overview(ctx: CommandContext) -> str:
         elif name == "monthly":
             line += " — " + _("spent this month: {amount}").format(
                 amount=dollars(month.cost_micros))
-        lines.append(line)
+        lines.append(line + _ignored(name, s, stored, ctx))
     p = ctx.prefix
     lines += ["", _("Chat admins change them: {examples}. “default” puts back the bot's "
                     "default. Budgets are in US dollars, per UTC day and calendar month; "
