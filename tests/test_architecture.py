@@ -171,3 +171,18 @@ def test_the_kit_imports_nothing_else_from_the_project() -> None:
         if name.split(".")[0] in project and not name.startswith("bot.kit")
     ]
     assert offenders == []
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    """A function a newcomer can read on one screen; a longer one is several steps that
+    deserve names of their own."""
+    long = []
+    for folder in ("bot", "adapters", "storage"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > 60:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                                    f"({lines} lines)")
+    assert long == []

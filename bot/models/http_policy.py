@@ -715,17 +715,7 @@ class ModelHttp:
                 )
             ) from None
         self._log_attempt(number, str(status), started)
-        if 200 <= status < 300:
-            return await asyncio.to_thread(_read_safely, read, body)
-        try:
-            outcome = classify(ErrorAnswer(status, body, answer_headers))
-        except Exception as exc:  # a classifier must not turn an HTTP error into a crash
-            outcome = ModelError(
-                FailureKind.UNAVAILABLE,
-                UNAVAILABLE_MESSAGE,
-                detail=f"HTTP {status}; classifier failed: {type(exc).__name__}",
-            )
-        raise outcome
+        return await _outcome(status, body, answer_headers, read, classify)
 
     async def _exchange(
         self, url: str, payload: bytes | Payload, headers: Mapping[str, str], seconds: float,
@@ -855,3 +845,20 @@ class HttpImageModel:
             await request.on_send()
         return await self._http.post(url, payload, headers, read=read, classify=classify,
                                      slot=request.answer_slot)
+
+
+async def _outcome(status: int, body: bytes, headers: Mapping[str, str],
+                   read: Callable[[bytes], T], classify: Callable[[ErrorAnswer], Verdict]) -> T:
+    """A 2xx answer read off the event loop; anything else, raised as the error the
+    provider's classifier makes of it (a classifier that fails is an outage, not a crash)."""
+    if 200 <= status < 300:
+        return await asyncio.to_thread(_read_safely, read, body)
+    try:
+        outcome = classify(ErrorAnswer(status, body, headers))
+    except Exception as exc:
+        outcome = ModelError(
+            FailureKind.UNAVAILABLE,
+            UNAVAILABLE_MESSAGE,
+            detail=f"HTTP {status}; classifier failed: {type(exc).__name__}",
+        )
+    raise outcome
