@@ -1,8 +1,9 @@
 """Settings from the environment and a ``.env`` file (pydantic-settings).
 
-Variable names are those of DESIGN.md, without a prefix, because that is what deployment
-guides and PaaS dashboards will show. A bad value becomes :class:`SettingsError`, a
-one-line message naming the variable, never a traceback.
+Variable names are the ones the services' own guides use (``GEMINI_API_KEY``,
+``DATABASE_URL``, ``PORT``) where there is one, and ``CHATBRUSH_*`` for the bot's own,
+because that is what deployment guides and PaaS dashboards will show. A bad value becomes
+:class:`SettingsError`, a one-line message naming the variable, never a traceback.
 
 :class:`Settings` holds the core's settings only. Each platform's settings are a group of
 their own, defined in its adapter package and read from the same environment and ``.env``
