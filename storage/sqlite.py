@@ -36,7 +36,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.core.config import Settings
+from bot.core.config import Settings, SettingsError
 from bot.core.events import ChatKey, Incoming, Sender, event_from_record, event_to_record
 from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
@@ -76,8 +76,9 @@ _CHUNK = 500
 _COMPACT_FREE_SHARE = 0.10
 
 
-class DatabaseInUse(RuntimeError):
-    """Another process has this SQLite file open as its store."""
+class DatabaseInUse(SettingsError, RuntimeError):
+    """Another process has this SQLite file open as its store: a set-up mistake, shown as
+    the one line ``str()`` gives (a :class:`SettingsError`), never as a traceback."""
 
 
 class SqliteDatabase:
