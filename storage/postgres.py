@@ -935,6 +935,12 @@ class PostgresStore:
         row = await self._row(f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED}")
         return int(row[0]) if row else 0
 
+    async def inbox_oldest_stuck(self) -> float | None:
+        row = await self._row(
+            "SELECT MIN(received_at) FROM inbox WHERE status = 'received' AND lane NOT IN"
+            " (SELECT lane FROM inbox WHERE status = 'processing')")
+        return float(row[0]) if row and row[0] is not None else None
+
     async def inbox_lane_active(self, lane: str) -> bool:
         row = await self._row(
             f"SELECT 1 FROM inbox WHERE lane = %s AND status IN {_UNFINISHED} LIMIT 1",

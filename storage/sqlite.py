@@ -69,6 +69,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _UNFINISHED_SQL = "('received', 'processing')"
+#: the oldest event received in a lane where nothing is processing (readiness)
+_OLDEST_STUCK = (
+    "SELECT MIN(received_at) FROM inbox WHERE status = 'received' AND lane NOT IN"
+    " (SELECT lane FROM inbox WHERE status = 'processing')"
+)
 #: ids per ``IN (…)`` list, well under SQLite's limit on bound variables
 _CHUNK = 500
 #: the file is compacted (VACUUM) after a purge once this share of its pages is free;
@@ -736,6 +741,10 @@ class SqliteDatabase:
         return int(self.db.execute(
             f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL}").fetchone()[0])
 
+    def inbox_oldest_stuck(self) -> float | None:
+        row = self.db.execute(_OLDEST_STUCK).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     # ------------------------------------------------------------------ inbox
     def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
         record = event_json(event)
@@ -1175,6 +1184,9 @@ class SqliteStore:
 
     async def inbox_backlog(self) -> int:
         return await self.run(self.sync.inbox_backlog)
+
+    async def inbox_oldest_stuck(self) -> float | None:
+        return await self.run(self.sync.inbox_oldest_stuck)
 
     async def inbox_lane_active(self, lane: str) -> bool:
         return await self.run(self.sync.inbox_lane_active, lane)

@@ -18,11 +18,14 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.config import Settings, SettingsError, load_settings
 from bot.core.platforms import Adapter, adapter_factories, configured_platforms, registered
 from bot.kit.logs import secret_values, setup_logging
+
+if TYPE_CHECKING:
+    from bot.app.health import Health
 
 log = logging.getLogger("chatbrush")
 
@@ -170,6 +173,7 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
     first, then running turns get their grace, then connections close."""
     from aiohttp import web
 
+    from bot.app.health import Health
     from bot.app.runtime import open_runtime
 
     stop = _stop_on_signals()
@@ -187,19 +191,10 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
             return 2
         runner: web.AppRunner | None = None
         started: list[Adapter] = []
+        health = Health(runtime.store, adapters, stuck_after=settings.chatbrush_ready_inbox_age)
         try:
-            if webhook:
-                app, mounted = build_web_app(adapters)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                await web.TCPSite(runner, host, port).start()
-                log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
-                         host, port)
-            elif settings.chatbrush_metrics_port:
-                from prometheus_client import start_http_server
-
-                start_http_server(settings.chatbrush_metrics_port)
-                log.info("metrics on port %s", settings.chatbrush_metrics_port)
+            runner = await _open_http(settings, adapters, health, webhook=webhook, host=host,
+                                      port=port)
             for adapter in adapters:
                 await adapter.start(webhook=webhook)
                 started.append(adapter)
@@ -223,6 +218,34 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
     return 0
 
 
+async def _open_http(settings: Settings, adapters: Sequence[Adapter], health: Health, *,
+                     webhook: bool, host: str, port: int) -> Any:
+    """``web``: the one server (webhooks, health, metrics) on ``port``. ``run``: health on
+    ``CHATBRUSH_HEALTH_PORT`` and metrics on ``CHATBRUSH_METRICS_PORT``, each when set.
+    The aiohttp runner to clean up, if any."""
+    from aiohttp import web
+
+    from bot.app.health import serve_health
+
+    if webhook:
+        app, mounted = build_web_app(adapters, health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
+                 host, port)
+        return runner
+    if settings.chatbrush_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.chatbrush_metrics_port)
+        log.info("metrics on port %s", settings.chatbrush_metrics_port)
+    if settings.chatbrush_health_port is None:
+        return None
+    return await serve_health(health, settings.chatbrush_health_host,
+                              settings.chatbrush_health_port)
+
+
 def _stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM (the loop keeps running: shutdown is orderly)."""
     stop = asyncio.Event()
@@ -233,8 +256,10 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
-    """The one HTTP server: health, metrics, and every adapter's webhook routes."""
+def build_web_app(adapters: Sequence[Adapter], health: Health | None = None
+                  ) -> tuple[Any, list[str]]:
+    """The one HTTP server: health (:mod:`bot.app.health`), metrics, and every adapter's
+    webhook routes."""
     from aiohttp import web
 
     from bot.kit import metrics
@@ -249,7 +274,10 @@ def build_web_app(adapters: Sequence[Adapter]) -> tuple[Any, list[str]]:
         return response
 
     app = web.Application(client_max_size=32 * 1024**2)
-    app.router.add_get("/healthz", healthz)
+    if health is not None:
+        health.mount(app)
+    else:
+        app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     mounted = [a.name for a in adapters if a.mount(app)]
     return app, mounted

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     # --- web and operations
     port: int = Field(8080, ge=0, le=65535)
     chatbrush_metrics_port: int | None = Field(None, ge=1, le=65535)
+    chatbrush_health_port: int | None = Field(
+        None, ge=0, le=65535, description="with `chatbrush run`: /healthz and /readyz here"
+    )
+    chatbrush_health_host: str = "127.0.0.1"
+    chatbrush_ready_inbox_age: float = Field(
+        300.0, gt=0, description="/readyz fails once a message nobody works on is this old"
+    )
 
     # --- providers (issue 10)
     chatbrush_provider: Literal["gemini", "openai"] = "gemini"
