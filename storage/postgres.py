@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -88,6 +89,9 @@ from storage.records import (
 )
 
 log = logging.getLogger(__name__)
+# psycopg_pool logs every failed reconnection attempt; the store's own line a minute
+# (DatabaseUnavailable, "database … unavailable") says the same without the flood
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 R = TypeVar("R")
 
 #: the channel every process listens on for "the inbox changed"
@@ -97,6 +101,15 @@ CONNECT_TIMEOUT = 15.0
 #: seconds a call may wait for a free pooled connection: a busy database makes turns
 #: wait, not fail; one that is down fails them after this long
 CONNECTION_WAIT = 60.0
+#: while the database is known to be down, calls wait this long for it instead (a webhook
+#: request gets its 503 in seconds, and the platform delivers the update again)
+DOWN_WAIT = 5.0
+#: pooled connections idle this long are closed, and none lives longer than the lifetime
+#: (each is also checked before it is lent: none that died in a restart is ever used)
+POOL_MAX_IDLE = 300.0
+POOL_MAX_LIFETIME = 1800.0
+#: at most one "database unavailable" line per this many seconds
+DOWN_LOG_EVERY = 60.0
 #: how often a transaction that lost a deadlock or serialisation race is tried again
 RACE_ATTEMPTS = 4
 
@@ -245,6 +258,10 @@ class PostgresStore:
         self._listen_connection: AsyncConnection[Any] | None = None
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._closing = False
+        #: since when (monotonic) the database has not answered; None while it does
+        self._down_since: float | None = None
+        self._down_logged = -math.inf
+        self._said_down = False
         #: parsed turn parts, reused while the stored JSON is unchanged (by any process)
         self.parsed_parts = ParsedParts(load_parts)
 
@@ -264,7 +281,8 @@ class PostgresStore:
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, name="chatbrush",
                 kwargs={"autocommit": True, "application_name": application_name},
-                timeout=CONNECTION_WAIT,
+                timeout=CONNECTION_WAIT, check=AsyncConnectionPool.check_connection,
+                max_idle=POOL_MAX_IDLE, max_lifetime=POOL_MAX_LIFETIME,
             )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
@@ -296,20 +314,44 @@ class PostgresStore:
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         """A pooled connection in autocommit mode; database trouble comes out as
         :class:`DatabaseUnavailable` (the intake logs it and tries again later)."""
+        wait = CONNECTION_WAIT if self._down_since is None else DOWN_WAIT
+        errors_before = self._pool.get_stats().get("connections_errors", 0)
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=wait) as conn:
+                self._note_up()
                 yield conn
         except PoolTimeout as exc:
+            if self._pool.get_stats().get("connections_errors", 0) > errors_before:
+                self._note_down(exc)  # not busy: the server refuses connections
             raise DatabaseUnavailable(
-                f"no database connection free within {CONNECTION_WAIT:.0f}s ({self.label}): "
+                f"no database connection free within {wait:.0f}s ({self.label}): "
                 f"{_reason(exc, self._password)}"
             ) from None
         except psycopg.errors.TransactionRollback:
             raise  # a lost race: _retrying runs it again
         except psycopg.OperationalError as exc:
+            self._note_down(exc)
             raise DatabaseUnavailable(
                 f"database {self.label}: {_reason(exc, self._password)}"
             ) from None
+
+    def _note_down(self, exc: BaseException) -> None:
+        """One warning line a minute while the database is down, never a traceback."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        if now - self._down_logged >= DOWN_LOG_EVERY:
+            self._down_logged, self._said_down = now, True
+            log.warning("database %s unavailable for %.0fs (%s); calls fail fast and are "
+                        "tried again later", self.label, now - self._down_since,
+                        _reason(exc, self._password))
+
+    def _note_up(self) -> None:
+        if self._down_since is not None:
+            if self._said_down:  # a flap within the minute stays as quiet as its outage
+                log.warning("database %s is back after %.0fs", self.label,
+                            time.monotonic() - self._down_since)
+            self._down_since, self._said_down = None, False
 
     async def _shielded(self, work: Coroutine[Any, Any, R]) -> R:
         """Run ``work`` to its end even if the caller is cancelled: a statement is never
@@ -369,8 +411,11 @@ class PostgresStore:
             except (psycopg.Error, OSError) as exc:
                 if self._closing:
                     return
-                log.warning("inbox notifications from %s interrupted (%s); polling until "
-                            "they are back", self.label, _reason(exc, self._password))
+                if self._listening.is_set():
+                    log.warning("inbox notifications from %s interrupted (%s); polling until "
+                                "they are back", self.label, _reason(exc, self._password))
+                # the first to hear of a restart: calls wait seconds, not a minute, from now
+                self._note_down(exc)
             self._listening.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
