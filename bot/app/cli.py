@@ -73,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--days", type=float, default=None,
                        help="idle for more than this many days (default "
                        "$CHATBRUSH_RETENTION_DAYS)")
+    backup = sub.add_parser("backup", help="copy the database, its pictures and the signing "
+                            "key into a new folder, while the bot runs")
+    backup.add_argument("dest", type=Path, metavar="DEST", help="the folder to create")
+    restore = sub.add_parser("restore", help="put a backup back where the settings keep the "
+                             "bot's files (refused while a bot uses them)")
+    restore.add_argument("source", type=Path, metavar="SRC", help="a folder made by backup")
+    restore.add_argument("--replace", action="store_true",
+                         help="overwrite an existing database and key with the backup's")
     return parser
 
 
@@ -98,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _console(settings, demo=args.demo, out_dir=args.out)
         if command == "purge":
             return _purge(settings, days=args.days)
+        if command in ("backup", "restore"):
+            return _backup(settings, args)
         if command == "web":
             return _serve(settings, webhook=True, demo=args.demo, host=args.host,
                           port=args.port if args.port is not None else settings.port)
@@ -156,6 +166,24 @@ def _purge(settings: Settings, *, days: float | None) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    """``chatbrush backup DEST`` / ``restore SRC``, each line of progress as it goes."""
+    from bot.app import backup
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.command == "backup":
+            backup.backup(settings, args.dest, say=say)
+        else:
+            backup.restore(settings, args.source, replace=args.replace, say=say)
+    except OSError as exc:
+        print(f"chatbrush {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str = "0.0.0.0",
