@@ -54,6 +54,17 @@ async def ask(url: str) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
+async def until_status(url: str, wanted: int) -> tuple[int, dict[str, object]]:
+    """Ask until ``url`` answers ``wanted`` (the process acts on what the fake answered a
+    moment after the fake recorded the call); the last answer after 10 s."""
+    for _ in range(100):
+        status, body = await ask(url)
+        if status == wanted:
+            break
+        await asyncio.sleep(0.1)
+    return status, body
+
+
 def message(n: int) -> Incoming:
     return Incoming(chat=ChatKey("telegram", "42"), message_id=str(n),
                     sender=Sender(id="7", display_name="Ann"), text="make it blue", is_private=True)
@@ -120,6 +131,18 @@ async def test_run_serves_health_on_its_health_port(tmp_path: Path) -> None:
             status, body = await ask(f"http://127.0.0.1:{port}/readyz")
             assert (status, body["ok"], body["store"]) == (200, True, "ok"), body
             assert (await ask(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+            # Telegram failing getUpdates twice running: the connection is down
+            calls = len(tg.calls_of("getUpdates"))
+            for _ in range(2):
+                tg.fail_next("getUpdates", code=502, description="Bad Gateway")
+            await tg.wait_for(lambda: len(tg.calls_of("getUpdates")) >= calls + 2,
+                              what="two failed polls")
+            status, body = await until_status(f"http://127.0.0.1:{port}/readyz", 503)
+            assert "telegram: polling failed 2 times in a row" in str(body["reason"]), body
+            alice = tg.user(1001, "Alice")  # an update ends the next long poll at once
+            tg.send(tg.private_chat(alice), alice, "/help")
+            status, body = await until_status(f"http://127.0.0.1:{port}/readyz", 200)
+            assert status == 200, body
         finally:
             assert await stop(proc) == 0, log.read_text()[-3000:]
 

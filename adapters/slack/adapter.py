@@ -224,6 +224,12 @@ class SlackAdapter:
         await self._socket.connect_async()
         log.info("Slack: connected over Socket Mode")
 
+    async def connection_problem(self) -> str | None:
+        """For /readyz: Socket Mode's connection, when this process uses it."""
+        if self._socket is None or await self._socket.client.is_connected():
+            return None
+        return "the Socket Mode connection is down"
+
     async def stop_receiving(self) -> None:
         self._receiving = False
         socket, self._socket = self._socket, None

@@ -57,6 +57,20 @@ class RateLimitedLog:
         self._last, self._unsaid = now, 0
 
 
+async def connection_problem(adapter: object) -> str | None:
+    """What an adapter that can tell says about its platform connection (its optional
+    ``async connection_problem()``: a line while down, None while up); None otherwise."""
+    check: Callable[[], Awaitable[str | None]] | None = getattr(
+        adapter, "connection_problem", None)
+    if check is None:
+        return None
+    try:
+        async with asyncio.timeout(STORE_ANSWER_WITHIN):
+            return await check()
+    except TimeoutError:
+        return "its connection check did not answer within a second"
+
+
 class Health:
     """The two checks, over the running store and adapters."""
 
@@ -83,8 +97,7 @@ class Health:
             return (f"the inbox is stuck: a message has waited {age:.0f}s for a worker "
                     f"(more than CHATBRUSH_READY_INBOX_AGE={self.stuck_after:g})"), details
         for adapter in self.adapters:
-            check: Callable[[], str | None] | None = getattr(adapter, "connection_problem", None)
-            trouble = check() if check is not None else None
+            trouble = await connection_problem(adapter)
             if trouble:
                 return f"{getattr(adapter, 'name', 'platform')}: {trouble}", details
         return None, details
