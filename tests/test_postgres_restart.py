@@ -19,10 +19,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.gemini import make_png
+from tests.fakes.gemini import FakeGemini, make_png
+from tests.fakes.slack_api import FakeSlack, event_callback, message_event
 from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.postgres_server import PostgresServer, server_binaries
 from tests.processes import start_chatbrush
+from tests.test_slack import start_rig
 from tests.test_telegram_cli import final_answers, free_port, stop, wait_until_serving
 
 pytestmark = pytest.mark.timeout(240)
@@ -127,3 +129,22 @@ async def test_a_restart_under_load_answers_every_update_once(
     assert "Traceback" not in text, text[-5000:]
     assert text.count("unavailable for") <= 2, text[-5000:]  # a line a minute
     assert "is back after" in text
+
+
+async def test_slack_events_get_503_while_the_database_is_down(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """Slack's HTTP events too: 503 while down (Slack retries), stored once it is back."""
+    async with FakeSlack() as slack, FakeGemini() as gemini:
+        slack.add_user("U111", name="alice")
+        rigs = start_rig(slack, gemini, tmp_path, database_url=server.fresh_database())
+        rig = await anext(rigs)
+        try:
+            event = message_event(f"<@{slack.bot_user_id}> blur it", kind="app_mention")
+            slack.remember(event)
+            await asyncio.to_thread(server.pause)
+            assert await rig.deliver(event_callback(event), wait=False) == 503
+            await asyncio.to_thread(server.resume)
+            assert await rig.deliver(event_callback(event), retry=1, wait=False) == 200
+        finally:
+            await rigs.aclose()

@@ -260,8 +260,11 @@ class SlackAdapter:
         bolt_response: BoltResponse = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
-    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+        if isinstance(error, ConnectionError):  # the database is down: the store logs it
+            return BoltResponse(status=503, body="database unavailable")  # Slack retries
         log.error("Slack listener failed: %s: %s", type(error).__name__, error)
+        return None
 
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         """Runs before the acknowledgement: translate and store, nothing else. A failure
