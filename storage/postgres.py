@@ -39,6 +39,7 @@ import os
 import re
 import socket
 import time
+import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -237,6 +238,29 @@ ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET turn_id = EXCLUDED.tur
 """
 
 
+class PooledHealth:
+    """The pool's ``check``: a pooled connection older than the last outage the store saw
+    (the listener hears of a restart at once) is tried before it is lent, and dropped if
+    it died; the others are lent as they are (a check per call would double the round
+    trips of every turn)."""
+
+    def __init__(self) -> None:
+        self._born: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary())
+        self._last_outage = -math.inf
+
+    def outage(self) -> None:
+        self._last_outage = time.monotonic()
+
+    async def born(self, conn: AsyncConnection[Any]) -> None:
+        self._born[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        if self._born.get(conn, -math.inf) <= self._last_outage:
+            await AsyncConnectionPool.check_connection(conn)  # raises if it died
+            self._born[conn] = time.monotonic()
+
+
 class DatabaseUnavailable(ConnectionError):
     """PostgreSQL could not be reached or dropped the connection; the call did nothing
     that was committed unless the message says otherwise, and may be tried again."""
@@ -259,6 +283,7 @@ class PostgresStore:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._closing = False
         #: since when (monotonic) the database has not answered; None while it does
+        self._pooled = PooledHealth()
         self._down_since: float | None = None
         self._down_logged = -math.inf
         self._said_down = False
@@ -276,12 +301,13 @@ class PostgresStore:
         application_name = f"chatbrush {socket.gethostname()}:{os.getpid()}:{id(params):x}"
         password = params.get("password")
         conninfo = url
+        health = PooledHealth()
         try:
             await migrate(conninfo)
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, name="chatbrush",
                 kwargs={"autocommit": True, "application_name": application_name},
-                timeout=CONNECTION_WAIT, check=AsyncConnectionPool.check_connection,
+                timeout=CONNECTION_WAIT, configure=health.born, check=health.check,
                 max_idle=POOL_MAX_IDLE, max_lifetime=POOL_MAX_LIFETIME,
             )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -291,6 +317,7 @@ class PostgresStore:
             ) from None
         store = cls(pool, conninfo, label=label, password=password,
                     application_name=application_name)
+        store._pooled = health
         store._listener = asyncio.create_task(store._listen(), name="chatbrush-inbox-listen")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -338,6 +365,7 @@ class PostgresStore:
     def _note_down(self, exc: BaseException) -> None:
         """One warning line a minute while the database is down, never a traceback."""
         now = time.monotonic()
+        self._pooled.outage()
         if self._down_since is None:
             self._down_since = now
         if now - self._down_logged >= DOWN_LOG_EVERY:
