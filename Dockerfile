@@ -51,7 +51,8 @@ WORKDIR /data
 # numeric, so that runAsNonRoot-style checks can see it is not root
 USER ${UID}:${UID}
 EXPOSE 8080
-# No curl in the image: the interpreter asks /healthz itself (a non-2xx answer raises).
+# No curl in the image: the interpreter asks /readyz itself (a non-2xx answer raises):
+# `web` serves it on $PORT, `run` on CHATBRUSH_HEALTH_PORT when that is set.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=4)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % (os.environ.get('CHATBRUSH_HEALTH_PORT') or os.environ.get('PORT', '8080')), timeout=4)"
 CMD ["chatbrush", "web"]

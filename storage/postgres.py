@@ -33,10 +33,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import socket
 import time
+import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -87,6 +89,9 @@ from storage.records import (
 )
 
 log = logging.getLogger(__name__)
+# psycopg_pool logs every failed reconnection attempt; the store's own line a minute
+# (DatabaseUnavailable, "database … unavailable") says the same without the flood
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 R = TypeVar("R")
 
 #: the channel every process listens on for "the inbox changed"
@@ -96,6 +101,15 @@ CONNECT_TIMEOUT = 15.0
 #: seconds a call may wait for a free pooled connection: a busy database makes turns
 #: wait, not fail; one that is down fails them after this long
 CONNECTION_WAIT = 60.0
+#: while the database is known to be down, calls wait this long for it instead (a webhook
+#: request gets its 503 in seconds, and the platform delivers the update again)
+DOWN_WAIT = 5.0
+#: pooled connections idle this long are closed, and none lives longer than the lifetime
+#: (each is also checked before it is lent: none that died in a restart is ever used)
+POOL_MAX_IDLE = 300.0
+POOL_MAX_LIFETIME = 1800.0
+#: at most one "database unavailable" line per this many seconds
+DOWN_LOG_EVERY = 60.0
 #: how often a transaction that lost a deadlock or serialisation race is tried again
 RACE_ATTEMPTS = 4
 
@@ -223,6 +237,29 @@ ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET turn_id = EXCLUDED.tur
 """
 
 
+class PooledHealth:
+    """The pool's ``check``: a pooled connection older than the last outage the store saw
+    (the listener hears of a restart at once) is tried before it is lent, and dropped if
+    it died; the others are lent as they are (a check per call would double the round
+    trips of every turn)."""
+
+    def __init__(self) -> None:
+        self._born: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary())
+        self._last_outage = -math.inf
+
+    def outage(self) -> None:
+        self._last_outage = time.monotonic()
+
+    async def born(self, conn: AsyncConnection[Any]) -> None:
+        self._born[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        if self._born.get(conn, -math.inf) <= self._last_outage:
+            await AsyncConnectionPool.check_connection(conn)  # raises if it died
+            self._born[conn] = time.monotonic()
+
+
 class DatabaseUnavailable(ConnectionError):
     """PostgreSQL could not be reached or dropped the connection; the call did nothing
     that was committed unless the message says otherwise, and may be tried again."""
@@ -244,6 +281,11 @@ class PostgresStore:
         self._listen_connection: AsyncConnection[Any] | None = None
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._closing = False
+        #: since when (monotonic) the database has not answered; None while it does
+        self._pooled = PooledHealth()
+        self._down_since: float | None = None
+        self._down_logged = -math.inf
+        self._said_down = False
         #: parsed turn parts, reused while the stored JSON is unchanged (by any process)
         self.parsed_parts = ParsedParts(load_parts)
 
@@ -258,12 +300,14 @@ class PostgresStore:
         application_name = f"chatbrush {socket.gethostname()}:{os.getpid()}:{id(params):x}"
         password = params.get("password")
         conninfo = url
+        health = PooledHealth()
         try:
             await migrate(conninfo)
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, name="chatbrush",
                 kwargs={"autocommit": True, "application_name": application_name},
-                timeout=CONNECTION_WAIT,
+                timeout=CONNECTION_WAIT, configure=health.born, check=health.check,
+                max_idle=POOL_MAX_IDLE, max_lifetime=POOL_MAX_LIFETIME,
             )
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout, OSError) as exc:
@@ -272,6 +316,7 @@ class PostgresStore:
             ) from None
         store = cls(pool, conninfo, label=label, password=password,
                     application_name=application_name)
+        store._pooled = health
         store._listener = asyncio.create_task(store._listen(), name="chatbrush-inbox-listen")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -295,20 +340,45 @@ class PostgresStore:
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         """A pooled connection in autocommit mode; database trouble comes out as
         :class:`DatabaseUnavailable` (the intake logs it and tries again later)."""
+        wait = CONNECTION_WAIT if self._down_since is None else DOWN_WAIT
+        errors_before = self._pool.get_stats().get("connections_errors", 0)
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=wait) as conn:
+                self._note_up()
                 yield conn
         except PoolTimeout as exc:
+            if self._pool.get_stats().get("connections_errors", 0) > errors_before:
+                self._note_down(exc)  # not busy: the server refuses connections
             raise DatabaseUnavailable(
-                f"no database connection free within {CONNECTION_WAIT:.0f}s ({self.label}): "
+                f"no database connection free within {wait:.0f}s ({self.label}): "
                 f"{_reason(exc, self._password)}"
             ) from None
         except psycopg.errors.TransactionRollback:
             raise  # a lost race: _retrying runs it again
         except psycopg.OperationalError as exc:
+            self._note_down(exc)
             raise DatabaseUnavailable(
                 f"database {self.label}: {_reason(exc, self._password)}"
             ) from None
+
+    def _note_down(self, exc: BaseException) -> None:
+        """One warning line a minute while the database is down, never a traceback."""
+        now = time.monotonic()
+        self._pooled.outage()
+        if self._down_since is None:
+            self._down_since = now
+        if now - self._down_logged >= DOWN_LOG_EVERY:
+            self._down_logged, self._said_down = now, True
+            log.warning("database %s unavailable for %.0fs (%s); calls fail fast and are "
+                        "tried again later", self.label, now - self._down_since,
+                        _reason(exc, self._password))
+
+    def _note_up(self) -> None:
+        if self._down_since is not None:
+            if self._said_down:  # a flap within the minute stays as quiet as its outage
+                log.warning("database %s is back after %.0fs", self.label,
+                            time.monotonic() - self._down_since)
+            self._down_since, self._said_down = None, False
 
     async def _shielded(self, work: Coroutine[Any, Any, R]) -> R:
         """Run ``work`` to its end even if the caller is cancelled: a statement is never
@@ -368,8 +438,11 @@ class PostgresStore:
             except (psycopg.Error, OSError) as exc:
                 if self._closing:
                     return
-                log.warning("inbox notifications from %s interrupted (%s); polling until "
-                            "they are back", self.label, _reason(exc, self._password))
+                if self._listening.is_set():
+                    log.warning("inbox notifications from %s interrupted (%s); polling until "
+                                "they are back", self.label, _reason(exc, self._password))
+                # the first to hear of a restart: calls wait seconds, not a minute, from now
+                self._note_down(exc)
             self._listening.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -973,6 +1046,12 @@ class PostgresStore:
     async def inbox_backlog(self) -> int:
         row = await self._row(f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED}")
         return int(row[0]) if row else 0
+
+    async def inbox_oldest_stuck(self) -> float | None:
+        row = await self._row(
+            "SELECT MIN(received_at) FROM inbox WHERE status = 'received' AND lane NOT IN"
+            " (SELECT lane FROM inbox WHERE status = 'processing')")
+        return float(row[0]) if row and row[0] is not None else None
 
     async def inbox_lane_active(self, lane: str) -> bool:
         row = await self._row(

@@ -34,7 +34,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from bot.core.config import Settings
+from bot.core.config import Settings, SettingsError
 from bot.core.events import ChatKey, Incoming
 from bot.core.failures import FailureKind
 from bot.core.ports.inbox import InboxEntry, InboxStatus, LinkedTurn
@@ -67,6 +67,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _UNFINISHED_SQL = "('received', 'processing')"
+#: the oldest event received in a lane where nothing is processing (readiness)
+_OLDEST_STUCK = (
+    "SELECT MIN(received_at) FROM inbox WHERE status = 'received' AND lane NOT IN"
+    " (SELECT lane FROM inbox WHERE status = 'processing')"
+)
 #: ids per ``IN (…)`` list, well under SQLite's limit on bound variables
 _CHUNK = 500
 #: the file is compacted (VACUUM) after a purge once this share of its pages is free;
@@ -74,8 +79,9 @@ _CHUNK = 500
 _COMPACT_FREE_SHARE = 0.10
 
 
-class DatabaseInUse(RuntimeError):
-    """Another process has this SQLite file open as its store."""
+class DatabaseInUse(SettingsError, RuntimeError):
+    """Another process has this SQLite file open as its store: a set-up mistake, shown as
+    the one line ``str()`` gives (a :class:`SettingsError`), never as a traceback."""
 
 
 class SqliteDatabase:
@@ -756,6 +762,10 @@ class SqliteDatabase:
         return int(self.db.execute(
             f"SELECT COUNT(*) FROM inbox WHERE status IN {_UNFINISHED_SQL}").fetchone()[0])
 
+    def inbox_oldest_stuck(self) -> float | None:
+        row = self.db.execute(_OLDEST_STUCK).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     # ------------------------------------------------------------------ inbox
     def inbox_add(self, event: Incoming, *, lane: str) -> tuple[InboxEntry, bool]:
         record = event_json(event)
@@ -1203,6 +1213,9 @@ class SqliteStore:
 
     async def inbox_backlog(self) -> int:
         return await self.run(self.sync.inbox_backlog)
+
+    async def inbox_oldest_stuck(self) -> float | None:
+        return await self.run(self.sync.inbox_oldest_stuck)
 
     async def inbox_lane_active(self, lane: str) -> bool:
         return await self.run(self.sync.inbox_lane_active, lane)

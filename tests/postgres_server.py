@@ -96,6 +96,7 @@ class PostgresServer:
         self._lent: set[str] = set()
         self._spare: list[str] = []
         self._started = False
+        self._options = ""
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.binaries / args[0]), *args[1:]]
@@ -129,15 +130,25 @@ class PostgresServer:
             options += ["-c fsync=off", "-c synchronous_commit=off",
                         "-c full_page_writes=off"]
         options += [f"-c {setting}" for setting in self.settings]
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-                  "-o", " ".join(options), "-w", "-t", "60", "start")
-        self._started = True
+        self._options = " ".join(options)
+        self.resume()
         with self.admin() as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
         # the template carries the current schema (on a thread of its own: this may be
         # called from inside a test's event loop)
         with ThreadPoolExecutor(max_workers=1) as thread:
             thread.submit(asyncio.run, migrate(self.url(TEMPLATE))).result()
+
+    def resume(self) -> None:
+        """Start the (initialised) server, and return once it accepts connections."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+                  "-o", self._options, "-w", "-t", "60", "start")
+        self._started = True
+
+    def pause(self) -> None:
+        """Stop the server as a restart does (``-m fast``: sessions are ended, and what
+        was committed stays); :meth:`resume` starts it again on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
     def stop(self) -> None:
         if self._started:

@@ -65,9 +65,9 @@ def test_image_runs_as_a_numeric_non_root_user() -> None:
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user), user
 
 
-def test_health_check_asks_healthz_on_port_and_command_is_chatbrush_web() -> None:
+def test_health_check_asks_readyz_on_port_and_command_is_chatbrush_web() -> None:
     check = only("HEALTHCHECK")
-    assert "/healthz" in check and "PORT" in check and "curl" not in check
+    assert "/readyz" in check and "PORT" in check and "curl" not in check
     assert only("CMD") == '["chatbrush", "web"]'
     assert only("EXPOSE") == image_env()["PORT"] == "8080"
 
@@ -97,6 +97,7 @@ def test_compose_runs_web_and_worker_on_a_healthy_postgres() -> None:
     parser = build_parser()
     assert parser.parse_args(services["web"]["command"][1:]).command == "web"
     assert parser.parse_args(services["worker"]["command"][1:]).command == "run"
+    assert services["worker"]["environment"]["CHATBRUSH_HEALTH_PORT"] == image_env()["PORT"]
     for name in ("web", "worker"):
         service = services[name]
         assert service["env_file"] == ".env"

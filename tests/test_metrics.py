@@ -84,7 +84,7 @@ async def test_the_metrics_server_serves_nothing_else(server: str) -> None:
 
 
 async def test_the_public_port_has_no_metrics_unless_asked() -> None:
-    app, mounted = build_web_app([], load_settings())
+    app, mounted = build_web_app([], settings=load_settings())
     assert mounted == []
     async for url in serve(app):
         async with httpx.AsyncClient(base_url=url) as client:
@@ -95,7 +95,7 @@ async def test_the_public_port_has_no_metrics_unless_asked() -> None:
 async def test_a_metrics_token_is_asked_for_wherever_metrics_are_served() -> None:
     settings = load_settings(chatbrush_metrics_on_web_port=True,
                              chatbrush_metrics_token="let-me-count")
-    for app in (build_web_app([], settings)[0], metrics_app(settings)):
+    for app in (build_web_app([], settings=settings)[0], metrics_app(settings)):
         async for url in serve(app):
             async with httpx.AsyncClient(base_url=url) as client:
                 anonymous = await client.get("/metrics")

@@ -137,5 +137,5 @@ def test_chatbrush_purge_needs_a_number_and_a_free_database(tmp_path: Path) -> N
         busy = run_chatbrush(["purge", "--days", "30"], "", tmp_path, env)
     finally:
         held.close()
-    assert busy.returncode == 1 and "another chatbrush process" in busy.stderr
+    assert busy.returncode == 2 and "another chatbrush process" in busy.stderr
     assert "Traceback" not in busy.stderr

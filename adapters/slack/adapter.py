@@ -231,6 +231,12 @@ class SlackAdapter:
         await self._socket.connect_async()
         log.info("Slack: connected over Socket Mode")
 
+    async def connection_problem(self) -> str | None:
+        """For /readyz: Socket Mode's connection, when this process uses it."""
+        if self._socket is None or await self._socket.client.is_connected():
+            return None
+        return "the Socket Mode connection is down"
+
     async def stop_receiving(self) -> None:
         self._receiving = False
         socket, self._socket = self._socket, None
@@ -297,8 +303,11 @@ class SlackAdapter:
         return self._rejections.reply(request, endpoint="Slack events", status=status,
                                       reason=reason)
 
-    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+        if isinstance(error, ConnectionError):  # the database is down: the store logs it
+            return BoltResponse(status=503, body="database unavailable")  # Slack retries
         log.error("Slack listener failed: %s: %s", type(error).__name__, error)
+        return None
 
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         """Runs before the acknowledgement: translate and store, nothing else. A failure

@@ -124,6 +124,8 @@ class TelegramAdapter:
         self._poll_timeout = poll_timeout
         self._poller: asyncio.Task[None] | None = None
         self._offset: int | None = None
+        #: why polling gets no updates (/readyz), while it does not
+        self._polling_trouble: str | None = None
         self._receiving = False
         self._initialized = False
         self._me: BotIdentity | None = None
@@ -228,6 +230,10 @@ class TelegramAdapter:
             with contextlib.suppress(Exception):
                 await self.bot.shutdown()
 
+    async def connection_problem(self) -> str | None:
+        """For /readyz: why long polling is not getting updates, while it is not."""
+        return self._polling_trouble
+
     # ------------------------------------------------------------------ receiving
     async def _poll(self) -> None:
         """Long polling where the offset only ever moves past updates already stored."""
@@ -241,15 +247,19 @@ class TelegramAdapter:
                     read_timeout=self._poll_timeout + 10,
                 )
                 await self._store(raw if isinstance(raw, list) else [])
-                failures = 0
+                failures, self._polling_trouble = 0, None
             except IntakeClosed:
                 return
             except (InvalidToken, Forbidden, Conflict) as exc:
                 failures += 1
+                self._polling_trouble = f"polling refused: {scrub(str(exc))}"
                 log.error("Telegram: polling refused (%s); retrying in 30s", scrub(str(exc)))
                 await asyncio.sleep(30)
             except Exception as exc:
                 failures += 1
+                if failures > 1:  # one blip is not an outage
+                    self._polling_trouble = (f"polling failed {failures} times in a row "
+                                             f"({type(exc).__name__})")
                 wait = min(30.0, 2.0 ** min(failures, 5))
                 log.warning("Telegram: polling failed (%s: %s); retrying in %.0fs",
                             type(exc).__name__, scrub(str(exc)), wait)

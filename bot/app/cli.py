@@ -18,11 +18,14 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core.config import Settings, SettingsError, load_settings
 from bot.core.platforms import Adapter, adapter_factories, configured_platforms, registered
 from bot.kit.logs import secret_values, setup_logging
+
+if TYPE_CHECKING:
+    from bot.app.health import Health
 
 log = logging.getLogger("chatbrush")
 
@@ -70,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--days", type=float, default=None,
                        help="idle for more than this many days (default "
                        "$CHATBRUSH_RETENTION_DAYS)")
+    backup = sub.add_parser("backup", help="copy the database, its pictures and the signing "
+                            "key into a new folder, while the bot runs")
+    backup.add_argument("dest", type=Path, metavar="DEST", help="the folder to create")
+    restore = sub.add_parser("restore", help="put a backup back where the settings keep the "
+                             "bot's files (refused while a bot uses them)")
+    restore.add_argument("source", type=Path, metavar="SRC", help="a folder made by backup")
+    restore.add_argument("--replace", action="store_true",
+                         help="overwrite an existing database and key with the backup's")
     return parser
 
 
@@ -95,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _console(settings, demo=args.demo, out_dir=args.out)
         if command == "purge":
             return _purge(settings, days=args.days)
+        if command in ("backup", "restore"):
+            return _backup(settings, args)
         if command == "web":
             return _serve(settings, webhook=True, demo=args.demo, host=args.host,
                           port=args.port if args.port is not None else settings.port)
@@ -156,6 +169,24 @@ def _purge(settings: Settings, *, days: float | None) -> int:
     return asyncio.run(go())
 
 
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    """``chatbrush backup DEST`` / ``restore SRC``, each line of progress as it goes."""
+    from bot.app import backup
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.command == "backup":
+            backup.backup(settings, args.dest, say=say)
+        else:
+            backup.restore(settings, args.source, replace=args.replace, say=say)
+    except OSError as exc:
+        print(f"chatbrush {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str = "0.0.0.0",
            port: int = 0) -> int:
     if not demo and settings.chatbrush_provider == "gemini" and not settings.gemini_keys():
@@ -172,6 +203,7 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
     first, then running turns get their grace, then connections close."""
     from aiohttp import web
 
+    from bot.app.health import Health
     from bot.app.runtime import open_runtime
     from bot.app.web import start_metrics_server
 
@@ -191,14 +223,10 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
         runner: web.AppRunner | None = None
         metrics_runner: web.AppRunner | None = None
         started: list[Adapter] = []
+        health = Health(runtime.store, adapters, stuck_after=settings.chatbrush_ready_inbox_age)
         try:
-            if webhook:
-                app, mounted = build_web_app(adapters, settings)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                await web.TCPSite(runner, host, port).start()
-                log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
-                         host, port)
+            runner = await _open_http(settings, adapters, health, webhook=webhook, host=host,
+                                      port=port)
             metrics_runner = await start_metrics_server(settings)
             for adapter in adapters:
                 await adapter.start(webhook=webhook)
@@ -224,6 +252,29 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
     return 0
 
 
+async def _open_http(settings: Settings, adapters: Sequence[Adapter], health: Health, *,
+                     webhook: bool, host: str, port: int) -> Any:
+    """``web``: the one public server (webhooks, health) on ``port``. ``run``: health on
+    ``CHATBRUSH_HEALTH_PORT`` when set (metrics have a server of their own, for both). The
+    aiohttp runner to clean up, if any."""
+    from aiohttp import web
+
+    from bot.app.health import serve_health
+
+    if webhook:
+        app, mounted = build_web_app(adapters, settings=settings, health=health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving %s on http://%s:%s", ", ".join(mounted) or "health only",
+                 host, port)
+        return runner
+    if settings.chatbrush_health_port is None:
+        return None
+    return await serve_health(health, settings.chatbrush_health_host,
+                              settings.chatbrush_health_port)
+
+
 def _stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM (the loop keeps running: shutdown is orderly)."""
     stop = asyncio.Event()
@@ -234,21 +285,26 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def build_web_app(adapters: Sequence[Adapter], settings: Settings | None = None
-                  ) -> tuple[Any, list[str]]:
-    """The one public HTTP server: health and every adapter's webhook routes; /metrics only
-    when CHATBRUSH_METRICS_ON_WEB_PORT asks (it tells call counts and spend to anyone)."""
+def build_web_app(adapters: Sequence[Adapter], *, settings: Settings | None = None,
+                  health: Health | None = None) -> tuple[Any, list[str]]:
+    """The one public HTTP server: health (:mod:`bot.app.health`: /healthz, /readyz) and
+    every adapter's webhook routes; /metrics only when CHATBRUSH_METRICS_ON_WEB_PORT asks (it
+    tells call counts and spend to anyone)."""
     from aiohttp import web
 
     from bot.app.web import healthz, metrics_handler, metrics_token
 
     settings = settings or load_settings()
     app = web.Application(client_max_size=settings.chatbrush_max_request_bytes)
-    app.router.add_get("/healthz", healthz)
+    if health is not None:
+        health.mount(app)
+    else:
+        app.router.add_get("/healthz", healthz)
     if settings.chatbrush_metrics_on_web_port:
         app.router.add_get("/metrics", metrics_handler(metrics_token(settings)))
     mounted = [a.name for a in adapters if a.mount(app)]
     return app, mounted
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -81,8 +81,8 @@ async def open_runtime(
     model = model or choose_model(settings, demo=demo)
     store: Store | None = None
     try:
+        store = await open_store(settings)  # first: a busy SQLite file stops it in one line
         credentials = await open_credentials(settings, store_url(settings))
-        store = await open_store(settings)
         turns = TurnService(store, model, settings, catalog=catalog, credentials=credentials)
     except BaseException:
         await model.aclose()

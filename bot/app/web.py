@@ -1,4 +1,4 @@
-"""The web server's own endpoints: health, and metrics kept private.
+"""The private metrics server (and the liveness answer it shares with the public one).
 
 What every webhook request must pass before the bot reads it (a capped body, one short log
 line per kind of rejection) is in :mod:`bot.kit.http_guard`, shared with the adapters that

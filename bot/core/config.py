@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         the console keeps the terminal quiet) when it is not set."""
         level = self.chatbrush_log_level
         return default if level is None else logging.getLevelNamesMapping()[level]
+    chatbrush_health_port: int | None = Field(
+        None, ge=0, le=65535, description="with `chatbrush run`: /healthz and /readyz here"
+    )
+    chatbrush_health_host: str = "127.0.0.1"
+    chatbrush_ready_inbox_age: float = Field(
+        300.0, gt=0, description="/readyz fails once a message nobody works on is this old"
+    )
 
     # --- providers (issue 10)
     chatbrush_provider: Literal["gemini", "openai"] = "gemini"

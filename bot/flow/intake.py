@@ -286,6 +286,8 @@ class Intake:
                         self.owner, limit=min(free, 64), lease_seconds=self.lease_seconds,
                         platforms=platforms,
                     )
+                except ConnectionError:
+                    pass  # the database is down: the store says so, once a minute
                 except Exception:
                     log.exception("could not read the inbox; trying again shortly")
             for entry in claimed:
@@ -318,6 +320,8 @@ class Intake:
             if self._running:
                 try:
                     await self.store.inbox_renew(self.owner, lease_seconds=self.lease_seconds)
+                except ConnectionError:
+                    pass  # the database is down: the store says so, once a minute
                 except Exception:
                     log.warning("could not renew inbox leases", exc_info=True)
 
@@ -326,6 +330,11 @@ class Intake:
         status = InboxStatus.FAILED
         try:
             ids, status = await self._process(entry)
+        except ConnectionError as exc:  # the database is down: one line, no traceback
+            log.warning("message %s in %s could not be handled (%s); it stays in the inbox",
+                        entry.event.message_id, entry.event.chat, exc)
+            with contextlib.suppress(Exception):
+                await self.store.inbox_release(self.owner, ids)
         except Exception:
             # Not even the fail-safe could finish it (the store itself failing, say): give
             # the claim back so it is tried again, instead of renewing it forever.
@@ -372,6 +381,8 @@ class Intake:
                         "one's lease ran out; leaving it to that one", event.message_id,
                         event.chat)
             return InboxStatus.PROCESSING
+        except ConnectionError:
+            raise  # the database is down: the message stays in the inbox for later
         except Exception as exc:
             log.exception("message %s in %s failed", event.message_id, event.chat)
             await self.router.salvage(work, reason=type(exc).__name__)
@@ -394,8 +405,9 @@ class Intake:
                 return chosen.language, chosen
             return normalize(event.sender.language
                              or await platform.language_of(event.sender)), chosen
-        except Exception:
-            log.warning("could not tell the language of %s", event.sender.id, exc_info=True)
+        except Exception as exc:  # a database that is down is one line, not a traceback
+            log.warning("could not tell the language of %s: %s", event.sender.id, exc,
+                        exc_info=not isinstance(exc, ConnectionError))
             return normalize(event.sender.language), chosen
 
     async def _collect_album(self, entry: InboxEntry) -> list[InboxEntry]:
@@ -418,12 +430,22 @@ class Intake:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_database_down_is_not_news)
 
     async def _say(self, channel: Channel, text: str) -> None:
         try:
             await channel.send_text(text)
         except Exception:
             log.warning("could not send a reply", exc_info=True)
+
+
+def _database_down_is_not_news(task: asyncio.Future[None]) -> None:
+    """A background nicety (a "you're next" notice) that met a database that is down is
+    dropped without a traceback (the store logs the outage once a minute); any other
+    failure is logged now rather than when the task is collected."""
+    failure = None if task.cancelled() else task.exception()
+    if failure is not None and not isinstance(failure, ConnectionError):
+        log.error("background work failed", exc_info=failure)
 
 
 # ---------------------------------------------------------------------- pure helpers

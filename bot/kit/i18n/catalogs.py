@@ -13,6 +13,7 @@ while a message has no translation, or one with different placeholders).
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = Path(__file__).parent / f"{DOMAIN}.pot"
 SOURCES = ("bot", "adapters")
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+#: the header line Babel stamps with the time of every run
+_CREATION_DATE = re.compile(r'^"POT-Creation-Date: .*\\n"$', re.MULTILINE)
 
 
 def extract() -> Catalog:
@@ -53,16 +56,27 @@ def po_path(language: str) -> Path:
     return LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless ``path`` already says the same (but for the creation date
+    Babel stamps on every run): a run with no new message leaves the tree clean."""
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if old is not None and _CREATION_DATE.sub("", old) == _CREATION_DATE.sub("", text):
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
 def update() -> None:
-    """Rewrite the template and merge it into every language's catalog."""
+    """Rewrite the template and merge it into every language's catalog (files whose
+    messages did not change are left untouched)."""
     template = extract()
-    TEMPLATE.write_text(render(template), encoding="utf-8")
+    write_if_changed(TEMPLATE, render(template))
     for language in LANGUAGES[1:]:
         path = po_path(language)
         with path.open("rb") as handle:
             catalog = read_po(handle, locale=language.replace("_Hans", ""))
         catalog.update(template, no_fuzzy_matching=True)
-        path.write_text(render(catalog), encoding="utf-8")
+        write_if_changed(path, render(catalog))
 
 
 if __name__ == "__main__":
