@@ -1,8 +1,10 @@
-"""The README documents every command and every setting (as sqlite-utils checks its CLI)."""
+"""The README documents every command, docs/configuration.md every setting (as sqlite-utils
+checks its CLI), and the README's map every module."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ from bot.core.config import Settings
 from bot.core.platforms import registered
 from bot.flow.commands import COMMANDS
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 
 
 def subcommands() -> list[str]:
@@ -38,7 +42,7 @@ def test_the_platform_settings_are_among_them() -> None:
 
 @pytest.mark.parametrize("name", every_setting())
 def test_every_setting_is_documented(name: str) -> None:
-    assert f"`{name.upper()}`" in README
+    assert f"`{name.upper()}`" in CONFIGURATION
 
 
 @pytest.mark.parametrize("command", [c.name for c in COMMANDS])
@@ -78,3 +82,26 @@ def test_every_module_is_on_the_map() -> None:
                or p.parent.name in ("commands", "i18n")}
     assert sorted(modules - mapped_modules()) == []
     assert sorted(mapped_modules() - modules) == []
+
+
+def test_the_contents_list_every_section() -> None:
+    """The README is long: its contents name every section, in order, and link to it."""
+    contents = README.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^- \[(.+?)\]\(#([\w-]+)\)$", contents, flags=re.M)
+    sections = [h for h in re.findall(r"^## (.+)$", README, flags=re.M) if h != "Contents"]
+    assert [title for title, _ in listed] == sections
+    for title, anchor in listed:
+        assert anchor == re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def test_every_metric_family_is_documented_with_its_labels() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import bot.kit.metrics
+
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for metric in vars(bot.kit.metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            name = metric._name + ("_total" if metric._type == "counter" else "")
+            labels = "{" + ",".join(metric._labelnames) + "}" if metric._labelnames else ""
+            assert f"`{name}{labels}`" in operations
