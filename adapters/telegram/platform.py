@@ -10,7 +10,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from adapters.telegram.settings import TelegramSettings
-from bot.core.platforms import PlatformInfo
+from bot.core.events import ChatKey
+from bot.core.platforms import PlatformInfo, SendPace
 from bot.kit.i18n import N_
 
 if TYPE_CHECKING:
@@ -27,6 +28,24 @@ HELP_TIPS = (
     N_("Send several photos as one album to combine them, or with /each to give each one "
        "the same edit."),
 )
+
+
+#: Telegram's limits per chat: a group or channel may get 20 messages in any minute, a
+#: person about one a second (beyond them it answers 429 with ``retry_after``). Kept a
+#: little under them: the request arrives a moment after it was let go
+GROUP_PACE = SendPace(messages=20, seconds=61.0)
+PRIVATE_PACE = SendPace(messages=1, seconds=1.05)
+
+
+def pace_for_chat_id(chat_id: str | int) -> SendPace:
+    """Telegram gives people positive chat ids, groups and channels negative ones."""
+    text = str(chat_id)
+    return GROUP_PACE if text.startswith("-") or not text.isdigit() else PRIVATE_PACE
+
+
+def send_pace(chat: ChatKey) -> SendPace:
+    """The pace of one chat (a forum topic shares its group's)."""
+    return pace_for_chat_id(chat.chat_id)
 
 
 def create(settings: Settings, intake: Intake) -> TelegramAdapter | None:
@@ -47,4 +66,5 @@ TELEGRAM = PlatformInfo(
     settings=TelegramSettings,
     create=create,
     setup_hint="TELEGRAM_BOT_TOKEN",
+    send_pace=send_pace,
 )
