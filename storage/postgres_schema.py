@@ -176,4 +176,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX usage_by_user_time",
         "DROP INDEX usage_by_chat_time",
     ),
+    # 3: an event a limit stopped is kept as 'refused' (SQLite's status column has no CHECK)
+    (
+        "ALTER TABLE inbox DROP CONSTRAINT inbox_status_check",
+        "ALTER TABLE inbox ADD CONSTRAINT inbox_status_check"
+        " CHECK (status IN ('received', 'processing', 'done', 'failed', 'refused'))",
+    ),
 )

@@ -43,9 +43,12 @@ def pace_for_chat_id(chat_id: str | int) -> SendPace:
     return GROUP_PACE if text.startswith("-") or not text.isdigit() else PRIVATE_PACE
 
 
-def send_pace(chat: ChatKey) -> SendPace:
-    """The pace of one chat (a forum topic shares its group's)."""
-    return pace_for_chat_id(chat.chat_id)
+def send_pace(chat: ChatKey) -> SendPace | None:
+    """The pace deliveries wait for before taking a shared place: a group's (a forum
+    topic shares it). A person's second is waited out by the adapter's limiter: holding
+    a place that long costs nobody much."""
+    pace = pace_for_chat_id(chat.chat_id)
+    return pace if pace is GROUP_PACE else None
 
 
 def create(settings: Settings, intake: Intake) -> TelegramAdapter | None:
