@@ -246,8 +246,9 @@ class Intake:
             return
         if await self.store.inbox_waiting_before(entry.lane, entry.id) != 1:
             return  # started already, or further back: the one ahead was told
-        if not self.engine.budgets.notices.may_notify((entry.event.platform,
-                                                       entry.event.sender.id)):
+        event = entry.event
+        if not self.engine.budgets.notices.may_notify((event.platform, event.sender.id),
+                                                      (event.platform, event.chat.chat_id)):
             return  # a flooding person has been told enough this minute
         platform = self._platforms[entry.event.platform]
         channel = platform.channel(entry.event)

@@ -220,7 +220,7 @@ class Budgets:
         if (self._per_person.full(person) or self._per_chat.full(chat)
                 or (self._slots is not None and self._slots.locked())):
             metrics.CALLS_QUEUED.inc()
-            if self.notices.may_notify(person):
+            if self.notices.may_notify(person, chat):
                 await notify(_(CALLS_QUEUED))
         async with self._per_person.hold(person), self._per_chat.hold(chat):
             if self._slots is None:
@@ -271,22 +271,28 @@ class Shares:
 class NoticeBudget:
     """What a flooding person is told: at most :data:`NOTICES_PER_WINDOW` notices
     ("you're next", "queued", a refusal) in any :data:`NOTICE_WINDOW` seconds, and of
-    those at most one refusal. The rest of their refused messages are kept quietly."""
+    those at most one refusal; a chat gets at most as many "you're next" and "queued"
+    notices, whoever they are for. The rest of the refused messages are kept quietly."""
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self._told: dict[Hashable, deque[float]] = {}
         self._refused: dict[Hashable, float] = {}
 
-    def may_notify(self, person: Hashable) -> bool:
-        """Whether ``person`` may be sent one more notice now (counted if so)."""
+    def may_notify(self, person: Hashable, chat: Hashable | None = None) -> bool:
+        """Whether ``person`` may be sent one more notice now, and, for a notice that is
+        no refusal, ``chat`` too: a crowd's "queued" notices must not spend a group's
+        send limit instead of its pictures (counted if so)."""
         now = self.clock()
-        told = self._told.setdefault(person, deque())
-        while told and told[0] <= now - NOTICE_WINDOW:
-            told.popleft()
-        if len(told) >= NOTICES_PER_WINDOW:
+        keys = [person] if chat is None else [person, ("chat", chat)]
+        windows = [self._told.setdefault(key, deque()) for key in keys]
+        for told in windows:
+            while told and told[0] <= now - NOTICE_WINDOW:
+                told.popleft()
+        if any(len(told) >= NOTICES_PER_WINDOW for told in windows):
             return False
-        told.append(now)
+        for told in windows:
+            told.append(now)
         self._forget_old(now)
         return True
 
