@@ -16,7 +16,16 @@ from bot.core.store import InboxStatus
 from bot.kit.i18n import speaking
 from bot.policy.budgets import day_and_month, next_month
 from tests.fakes.gemini import FakeGemini
-from tests.harness import ANN, BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
+from tests.harness import (
+    ANN,
+    BOB,
+    FLOOD_DEFAULTS_LIFTED,
+    Chat,
+    RecordingPlatform,
+    photo,
+    running_bot,
+    settings_for,
+)
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
@@ -169,7 +178,7 @@ async def test_one_person_cannot_take_every_call_slot(
 ) -> None:
     clock = Clock("2026-03-10T12:00:00")
     async with bot_at(clock, tmp_path, fake, platform, chatbrush_max_concurrent_calls=4,
-                      chatbrush_calls_per_person=None) as bot:
+                      chatbrush_calls_per_chat="") as bot:
         group = Chat(bot, platform, GROUP, private=False)
         fake.pause()
         flood = [await group.send(f"flood {n}", photo()) for n in range(6)]
@@ -191,7 +200,8 @@ async def test_a_flooding_person_is_refused_once_and_the_rest_are_kept_as_refuse
     """The default limit (10 a minute) holds without any setting; over it, one refusal
     for the window, and every refused message stays in the inbox as refused."""
     clock = Clock("2026-03-10T12:00:00")
-    async with bot_at(clock, tmp_path, fake, platform) as bot:
+    defaults = dict.fromkeys(FLOOD_DEFAULTS_LIFTED, "")  # empty: the setting's default
+    async with bot_at(clock, tmp_path, fake, platform, **defaults) as bot:
         assert bot.turns.settings.chatbrush_user_per_minute == 10
         dm = Chat(bot, platform, PRIVATE, private=True)
         receipts = [await dm.send(f"flood {n}", photo()) for n in range(25)]

@@ -34,12 +34,14 @@ from bot.kit.image_types import OutputImage
 from bot.policy.input_limits import UNSUPPORTED
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
-from tests.harness import ingredients_of, manifest_of, software_agents
+from tests.harness import FLOOD_DEFAULTS_LIFTED, ingredients_of, manifest_of, software_agents
 
 BOT = "@ChatbrushTestBot"
 GROUP_ID = -1001234567890
 
 pytestmark = pytest.mark.timeout(60)
+#: an empty value is the setting's default (what an operator who set nothing gets)
+PRODUCTION_FLOOD_DEFAULTS = dict.fromkeys(FLOOD_DEFAULTS_LIFTED, "")
 
 
 @pytest.fixture
@@ -63,6 +65,7 @@ def make_settings(tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path, **extra:
         "gemini_max_attempts": 1,
         "chatbrush_db": str(tmp_path / "chatbrush.db"),
         "telegram_album_debounce": 0.3,
+        **FLOOD_DEFAULTS_LIFTED,
     }
     values.update(extra)
     return Settings(**values)
@@ -906,7 +909,8 @@ async def test_a_flooded_group_does_not_delay_a_private_chats_picture(
     """A group has used its 20 messages of the minute and has more answers waiting; a
     person's picture in a private chat still goes out at once, and the group never gets
     a 429 (its answers wait for its own window, holding nothing others need)."""
-    settings = make_settings(tg, gemini, tmp_path, chatbrush_shutdown_grace=0.5)
+    settings = make_settings(tg, gemini, tmp_path, chatbrush_shutdown_grace=0.5,
+                             **PRODUCTION_FLOOD_DEFAULTS)
     group = tg.group(GROUP_ID)
     crowd = [tg.user(2000 + n, f"Member {n}") for n in range(10)]
     dave = tg.user(1004, "Dave")
@@ -940,10 +944,11 @@ async def test_a_429_for_one_chat_pauses_only_that_chat(
 
 
 async def test_a_flooding_person_gets_one_refusal_and_the_rest_are_kept_refused(
-    tg: FakeTelegram, gemini: FakeGemini, settings: Settings, tmp_path: Path
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
 ) -> None:
     """Default settings: 10 requests a minute a person. Over it, one short refusal for
     the window; every message stays in the inbox, the refused ones as refused."""
+    settings = make_settings(tg, gemini, tmp_path, **PRODUCTION_FLOOD_DEFAULTS)
     alice, *_ = people(tg)
     chat = tg.private_chat(alice)
     async with running(tg, settings) as adapter:
