@@ -195,10 +195,11 @@ async def test_one_person_cannot_take_every_call_slot(
 
 
 async def test_a_flooding_person_is_refused_once_and_the_rest_are_kept_as_refused(
-    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform, store_backend: str
 ) -> None:
     """The default limit (10 a minute) holds without any setting; over it, one refusal
-    for the window, and every refused message stays in the inbox as refused."""
+    for the window, and every refused message stays in the inbox as refused (on SQLite
+    and PostgreSQL both)."""
     clock = Clock("2026-03-10T12:00:00")
     defaults = dict.fromkeys(FLOOD_DEFAULTS_LIFTED, "")  # empty: the setting's default
     async with bot_at(clock, tmp_path, fake, platform, **defaults) as bot:
