@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 _UNMETERED = frozenset({"sendChatAction", "getChatMember", "getFile", "getMe", "getUpdates"})
 #: what Telegram lets a bot send overall, a second
 BOT_WIDE_PER_SECOND = 30
+#: a 429 holds only its own chat, so waiting it out again costs the others nothing; several
+#: processes sending to one chat each keep their own count and may meet it more than once
+RETRIES_AFTER_429 = 8
 
 
 class FloodLimiter(BaseRateLimiter[int]):
@@ -43,7 +46,7 @@ class FloodLimiter(BaseRateLimiter[int]):
     all of them together.
     """
 
-    def __init__(self, *, max_retries: int = 3, paced: bool = True) -> None:
+    def __init__(self, *, max_retries: int = RETRIES_AFTER_429, paced: bool = True) -> None:
         """``paced=False``: no waiting before a call, only the retries after a 429 (a
         benchmark measuring what the process itself can do)."""
         self._max_retries = max_retries

@@ -147,6 +147,8 @@ class Budgets:
         self._per_person = Shares(per_person)
         #: what a flooding person is still told (refusals, "queued")
         self.notices = NoticeBudget()
+        #: model calls each event has under way or waiting for a global slot
+        self._calls_of_event: dict[int, int] = {}
         self._reserved: set[int] = set()
 
     async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
@@ -220,14 +222,22 @@ class Budgets:
         if (self._per_person.full(person) or self._per_chat.full(chat)
                 or (self._slots is not None and self._slots.locked())):
             metrics.CALLS_QUEUED.inc()
-            if self.notices.may_notify(person, chat):
+            # an event whose other calls are under way (/each) is visibly at work already
+            if (not self._calls_of_event.get(work.entry.id)
+                    and self.notices.may_notify(person, chat)):
                 await notify(_(CALLS_QUEUED))
         async with self._per_person.hold(person), self._per_chat.hold(chat):
-            if self._slots is None:
-                yield
-                return
-            async with self._slots:
-                yield
+            self._calls_of_event[work.entry.id] = self._calls_of_event.get(work.entry.id, 0) + 1
+            try:
+                if self._slots is None:
+                    yield
+                else:
+                    async with self._slots:
+                        yield
+            finally:
+                self._calls_of_event[work.entry.id] -= 1
+                if not self._calls_of_event[work.entry.id]:
+                    del self._calls_of_event[work.entry.id]
 
 
 def share_of(cap: int | None, whole: int | None) -> int | None:
