@@ -90,8 +90,8 @@ class UsersFake(FakeTelegram):
     """The fake Bot API plus ``POST /_bench/run``: users hold conversations with the bot;
     the answer is every turn's seconds from queueing the message to its ``sendPhoto``."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, flood_limits: bool = False) -> None:
+        super().__init__(flood_limits=flood_limits)  # bench_fairness enforces them
         self.calls = RecentCalls()
         self.image = photo_jpeg()
 
@@ -198,8 +198,7 @@ class Harness:
         self.intake = runtime.intake
         options: dict[str, Any] = {}
         if not self.limiter:
-            options["rate_limiter"] = FloodLimiter(overall_max_rate=0, group_max_rate=0,
-                                                   max_retries=3)
+            options["rate_limiter"] = FloodLimiter(paced=False, max_retries=3)
         self.adapter = TelegramAdapter(self.settings, self.intake, **options)
         self.intake.register(self.adapter)
         await self.adapter.start(webhook=False)

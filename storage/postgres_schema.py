@@ -186,4 +186,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             image_sha256 TEXT
         )""",
     ),
+    # 4: an event a limit stopped is kept as 'refused' (SQLite's status column has no CHECK)
+    (
+        "ALTER TABLE inbox DROP CONSTRAINT inbox_status_check",
+        "ALTER TABLE inbox ADD CONSTRAINT inbox_status_check"
+        " CHECK (status IN ('received', 'processing', 'done', 'failed', 'refused'))",
+    ),
 )

@@ -261,6 +261,13 @@ class Chat:
         return self.channel.last
 
 
+#: tests of other things send faster than one person may by default (tests/test_budgets.py
+#: and the flood tests of each platform keep the defaults)
+FLOOD_DEFAULTS_LIFTED = {"chatbrush_user_per_minute": "none",
+                         "chatbrush_calls_per_person": "none",
+                         "chatbrush_calls_per_chat": "none"}
+
+
 def settings_for(tmp_path: Path, fake: FakeGemini, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "gemini_api_key": "test-gemini-key",
@@ -270,6 +277,7 @@ def settings_for(tmp_path: Path, fake: FakeGemini, **overrides: Any) -> Settings
         "gemini_timeout": 5.0,
         "chatbrush_delivery_backoff": 0.01,
         "telegram_album_debounce": 0.05,
+        **FLOOD_DEFAULTS_LIFTED,
     }
     values.update(overrides)
     return Settings(**values)

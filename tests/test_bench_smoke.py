@@ -96,6 +96,15 @@ def test_telegram_bench_answers_every_turn_through_the_real_adapter() -> None:
     assert concurrent["rss_mb"]["peak"] >= concurrent["rss_mb"]["before"] > 0
 
 
+def test_fairness_bench_times_quiet_chats_beside_a_flooded_group() -> None:
+    result = json.loads(run_module("bench_fairness", "--json", "--flood", "30",
+                                   "--flooders", "2", "--quiet", "3", "--latency", "0.2",
+                                   "--quiet-after", "0.5"))
+    assert result["quiet_failures"] == 0
+    assert result["baseline"]["p50_s"] > 0 and result["with_flood"]["p50_s"] > 0
+    assert result["flood_inbox"].get("refused", 0) > 0  # over the default 10 a minute
+
+
 def test_slack_bench_acknowledges_and_uploads_every_event() -> None:
     result = json.loads(run_module("bench_slack", "--json", "--events", "3", "--warmup", "1"))
     assert result["events"] == 3

@@ -3,6 +3,7 @@ file and httpx against the fake Gemini service; "now" is a clock the test moves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,10 +12,20 @@ from typing import Any
 
 from bot.app.runtime import Runtime
 from bot.core.events import ChatKey, Progress, Sender
+from bot.core.store import InboxStatus
 from bot.kit.i18n import speaking
 from bot.policy.budgets import day_and_month, next_month
 from tests.fakes.gemini import FakeGemini
-from tests.harness import ANN, BOB, Chat, RecordingPlatform, photo, running_bot, settings_for
+from tests.harness import (
+    ANN,
+    BOB,
+    FLOOD_DEFAULTS_LIFTED,
+    Chat,
+    RecordingPlatform,
+    photo,
+    running_bot,
+    settings_for,
+)
 
 PRIVATE = ChatKey("telegram", "42")
 GROUP = ChatKey("telegram", "-1001")
@@ -160,3 +171,48 @@ async def test_operators_may_be_exempt_from_personal_limits(
             assert (await group.say(prompt, photo(), sender=OPERATOR)).kind == "images"
         assert (await group.say("one", photo(), sender=ANN)).kind == "images"
         assert "a minute" in ((await group.say("two", photo(), sender=ANN)).text or "")
+
+
+async def test_one_person_cannot_take_every_call_slot(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform
+) -> None:
+    clock = Clock("2026-03-10T12:00:00")
+    async with bot_at(clock, tmp_path, fake, platform, chatbrush_max_concurrent_calls=4,
+                      chatbrush_calls_per_chat="") as bot:
+        group = Chat(bot, platform, GROUP, private=False)
+        fake.pause()
+        flood = [await group.send(f"flood {n}", photo()) for n in range(6)]
+        await fake.wait_for_requests(2)  # a chat's share of 4 slots is half of them
+        dm = Chat(bot, platform, PRIVATE, private=True)
+        quiet = await dm.send("watercolor", photo(), sender=BOB)
+        await fake.wait_for_requests(3)
+        assert fake.requests[-1].prompt == "watercolor"  # Bob is served while Ann waits
+        fake.resume()
+        for receipt in [*flood, quiet]:
+            assert receipt is not None
+            await bot.intake.wait(receipt)
+        assert dm.channel.last.kind == "images"
+
+
+async def test_a_flooding_person_is_refused_once_and_the_rest_are_kept_as_refused(
+    tmp_path: Path, fake: FakeGemini, platform: RecordingPlatform, store_backend: str
+) -> None:
+    """The default limit (10 a minute) holds without any setting; over it, one refusal
+    for the window, and every refused message stays in the inbox as refused (on SQLite
+    and PostgreSQL both)."""
+    clock = Clock("2026-03-10T12:00:00")
+    defaults = dict.fromkeys(FLOOD_DEFAULTS_LIFTED, "")  # empty: the setting's default
+    async with bot_at(clock, tmp_path, fake, platform, **defaults) as bot:
+        assert bot.turns.settings.chatbrush_user_per_minute == 10
+        dm = Chat(bot, platform, PRIVATE, private=True)
+        receipts = [await dm.send(f"flood {n}", photo()) for n in range(25)]
+        await asyncio.wait_for(bot.intake.drain(), 60)
+        assert len(fake.requests) == 10
+        refusals = [t for t in dm.channel.texts() if "faster than allowed" in t]
+        assert len(refusals) == 1
+        notices = [t for t in dm.channel.texts() if not t.startswith("v")]
+        assert len(notices) <= 3  # "you're next" and the refusal, together
+        statuses = [(await bot.store.inbox_get(r.entry_id)).status  # type: ignore[union-attr]
+                    for r in receipts if r is not None]
+        assert statuses.count(InboxStatus.REFUSED) == 15
+        assert statuses.count(InboxStatus.DONE) == 10

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import socket
+import sqlite3
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,12 +34,14 @@ from bot.kit.image_types import OutputImage
 from bot.policy.input_limits import UNSUPPORTED
 from tests.fakes.gemini import FakeGemini, make_png
 from tests.fakes.telegram_api import GROUP_ANONYMOUS_BOT, TOKEN, FakeTelegram, photos_in
-from tests.harness import ingredients_of, manifest_of, software_agents
+from tests.harness import FLOOD_DEFAULTS_LIFTED, ingredients_of, manifest_of, software_agents
 
 BOT = "@ChatbrushTestBot"
 GROUP_ID = -1001234567890
 
 pytestmark = pytest.mark.timeout(60)
+#: an empty value is the setting's default (what an operator who set nothing gets)
+PRODUCTION_FLOOD_DEFAULTS = dict.fromkeys(FLOOD_DEFAULTS_LIFTED, "")
 
 
 @pytest.fixture
@@ -62,6 +65,7 @@ def make_settings(tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path, **extra:
         "gemini_max_attempts": 1,
         "chatbrush_db": str(tmp_path / "chatbrush.db"),
         "telegram_album_debounce": 0.3,
+        **FLOOD_DEFAULTS_LIFTED,
     }
     values.update(extra)
     return Settings(**values)
@@ -896,3 +900,65 @@ async def test_a_chinese_app_is_answered_in_chinese(
     menu = {c["command"]: c["description"] for c in tg.commands_by_language["zh"]}
     assert menu["undo"] == "回退 n 个版本（默认 1 个）"
     assert {c["command"] for c in tg.commands} == set(menu)
+
+
+# ---------------------------------------------------------------------- fair under a crowd
+async def test_a_flooded_group_does_not_delay_a_private_chats_picture(
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
+) -> None:
+    """A group has used its 20 messages of the minute and has more answers waiting; a
+    person's picture in a private chat still goes out at once, and the group never gets
+    a 429 (its answers wait for its own window, holding nothing others need)."""
+    settings = make_settings(tg, gemini, tmp_path, chatbrush_shutdown_grace=0.5,
+                             **PRODUCTION_FLOOD_DEFAULTS)
+    group = tg.group(GROUP_ID)
+    crowd = [tg.user(2000 + n, f"Member {n}") for n in range(10)]
+    dave = tg.user(1004, "Dave")
+    async with running(tg, settings):
+        for n in range(30):
+            tg.send(group, crowd[n % 10], f"{BOT} draw a lighthouse {n}")
+        await tg.wait_for(lambda: len(tg.sent_to(GROUP_ID)) >= 20, what="the group's minute")
+        await gemini.wait_for_requests(30)  # every answer is made; the rest wait to go out
+        asked = tg.send(tg.private_chat(dave), dave, "draw a fox")
+        [answer] = await answers_to(tg, asked)
+        assert "photo" in answer
+        assert len(tg.sent_to(GROUP_ID)) == 20  # the group waits for its window
+    assert not tg.flooded
+
+
+async def test_a_429_for_one_chat_pauses_only_that_chat(
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
+) -> None:
+    settings = make_settings(tg, gemini, tmp_path, chatbrush_shutdown_grace=0.5)
+    alice, bob, _ = people(tg)
+    group = tg.group(GROUP_ID)
+    async with running(tg, settings):
+        tg.fail_next("sendPhoto", retry_after=30)
+        paused = tg.send(group, alice, f"{BOT} draw a lighthouse")
+        await tg.wait_calls("sendPhoto", 1)  # refused: this group waits 30 s
+        asked = tg.send(tg.private_chat(bob), bob, "draw a fox")
+        [answer] = await answers_to(tg, asked)
+        assert "photo" in answer
+        assert not [m for m in tg.sent_to(GROUP_ID)
+                    if m.get("reply_to_message", {}).get("message_id") == paused["message_id"]]
+
+
+async def test_a_flooding_person_gets_one_refusal_and_the_rest_are_kept_refused(
+    tg: FakeTelegram, gemini: FakeGemini, tmp_path: Path
+) -> None:
+    """Default settings: 10 requests a minute a person. Over it, one short refusal for
+    the window; every message stays in the inbox, the refused ones as refused."""
+    settings = make_settings(tg, gemini, tmp_path, **PRODUCTION_FLOOD_DEFAULTS)
+    alice, *_ = people(tg)
+    chat = tg.private_chat(alice)
+    async with running(tg, settings) as adapter:
+        sent = [tg.send(chat, alice, f"draw a lighthouse {n}") for n in range(16)]
+        await tg.wait_polled_past(sent[-1])
+        await adapter.intake.drain()
+    assert len(gemini.requests) == 10
+    texts = [m["text"] for m in tg.sent_to(alice["id"]) if "text" in m]
+    assert len([t for t in texts if "faster than allowed" in t]) == 1
+    assert len(texts) <= 3  # with "you're next": a handful a minute at most
+    with sqlite3.connect(tmp_path / "chatbrush.db") as db:
+        statuses = dict(db.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status"))
+    assert statuses == {"done": 10, "refused": 6}

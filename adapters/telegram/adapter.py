@@ -110,7 +110,7 @@ class TelegramAdapter:
             base_file_url=f"{base}/file/bot",
             request=AiohttpRequest(connections=group.telegram_connections),
             get_updates_request=AiohttpRequest(connections=1),
-            rate_limiter=rate_limiter or FloodLimiter(max_retries=3),
+            rate_limiter=rate_limiter or FloodLimiter(),
         )
         secret = group.telegram_webhook_secret
         self.webhook_secret = (secret.get_secret_value() if secret is not None

@@ -3,26 +3,62 @@ per-request scans, and the bot token kept out of every log line (it sits in ever
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiolimiter import AsyncLimiter
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
-from telegram.error import NetworkError, TimedOut
-from telegram.ext import AIORateLimiter
+from telegram.error import NetworkError, RetryAfter, TimedOut
+from telegram.ext import BaseRateLimiter
 from telegram.request import BaseRequest, RequestData
 
-#: Endpoints Telegram does not count as messages: they skip the flood limiter's budget
-#: (a chat action every few seconds would otherwise eat a group's 20 messages a minute).
+from adapters.telegram.pacing import pace_for_chat_id
+from bot.kit.send_window import ChatWindow
+
+log = logging.getLogger(__name__)
+
+#: Endpoints Telegram does not count as messages: they skip the per-chat pace (a chat
+#: action every few seconds would otherwise eat a group's 20 messages a minute).
 _UNMETERED = frozenset({"sendChatAction", "getChatMember", "getFile", "getMe", "getUpdates"})
+#: what Telegram lets a bot send overall, a second
+BOT_WIDE_PER_SECOND = 30
+#: a 429 holds only its own chat, so waiting it out again costs the others nothing; several
+#: processes sending to one chat each keep their own count and may meet it more than once
+RETRIES_AFTER_429 = 8
 
 
-class FloodLimiter(AIORateLimiter):
-    """``AIORateLimiter`` that still retries every call on 429, but only meters messages."""
+class FloodLimiter(BaseRateLimiter[int]):
+    """Telegram's flood limits, kept per chat.
+
+    Replaces python-telegram-bot's ``AIORateLimiter``, which pauses *every* chat while
+    any one of them waits out a 429 and lets a group get more than its 20 messages a
+    minute. Here each chat has its own window (its pace from
+    :func:`adapters.telegram.platform.pace_for_chat_id`) and its own pause: a 429 for
+    one chat holds only that chat, for the ``retry_after`` Telegram named, then the call
+    is tried again (up to ``max_retries`` times). The bot-wide 30 a second applies to
+    all of them together.
+    """
+
+    def __init__(self, *, max_retries: int = RETRIES_AFTER_429, paced: bool = True) -> None:
+        """``paced=False``: no waiting before a call, only the retries after a 429 (a
+        benchmark measuring what the process itself can do)."""
+        self._max_retries = max_retries
+        self._paced = paced
+        self._overall = AsyncLimiter(BOT_WIDE_PER_SECOND if paced else 1e9, 1)
+        self._chats: dict[str, ChatWindow] = {}
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
 
     async def process_request(
         self,
@@ -33,11 +69,52 @@ class FloodLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        if endpoint in _UNMETERED:
-            data = {k: v for k, v in data.items() if k != "chat_id"}
-        return await super().process_request(
-            callback, args, kwargs, endpoint, data, rate_limit_args
-        )
+        chat_id = data.get("chat_id")
+        key = None if chat_id is None or endpoint in _UNMETERED else str(chat_id)
+        window = self._window(key)
+        pace = pace_for_chat_id(key) if key is not None and self._paced else None
+        cost = len(data.get("media") or ()) or 1
+        max_retries = rate_limit_args if rate_limit_args is not None else self._max_retries
+        try:
+            for attempt in range(max_retries + 1):
+                if window is not None:
+                    await window.ready(pace, cost)  # a pause holds even when unpaced
+                async with self._overall:
+                    try:
+                        return await callback(*args, **kwargs)
+                    except RetryAfter as exc:
+                        if attempt == max_retries:
+                            raise
+                        wait = retry_seconds(exc) + 0.1
+                        log.info("Telegram asked chat %s to wait %.0fs", key, wait)
+                if window is not None:
+                    window.pause(wait)  # only this chat waits; the others go on
+                else:
+                    await asyncio.sleep(wait)
+        finally:
+            self._forget_idle(key)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _window(self, key: str | None) -> ChatWindow | None:
+        if key is None:
+            return None
+        window = self._chats.get(key)
+        if window is None:
+            window = self._chats[key] = ChatWindow()
+        return window
+
+    def _forget_idle(self, key: str | None) -> None:
+        window = self._chats.get(key) if key is not None else None
+        if window is not None and window.idle():
+            del self._chats[key]  # type: ignore[arg-type]
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """``retry_after`` as seconds, whichever type this python-telegram-bot gives it."""
+    value = getattr(exc, "_retry_after", None)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value if value is not None else 1)
 
 
 class RedactToken(logging.Filter):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from adapters.telegram.pacing import GROUP_PACE, pace_for_chat_id
 from adapters.telegram.settings import TelegramSettings
-from bot.core.platforms import PlatformInfo
+from bot.core.events import ChatKey
+from bot.core.platforms import PlatformInfo, SendPace
 from bot.kit.i18n import N_
 
 if TYPE_CHECKING:
@@ -27,6 +29,14 @@ HELP_TIPS = (
     N_("Send several photos as one album to combine them, or with /each to give each one "
        "the same edit."),
 )
+
+
+def send_pace(chat: ChatKey) -> SendPace | None:
+    """The pace deliveries wait for before taking a shared place: a group's (a forum
+    topic shares it). A person's second is waited out by the adapter's limiter: holding
+    a place that long costs nobody much."""
+    pace = pace_for_chat_id(chat.chat_id)
+    return pace if pace is GROUP_PACE else None
 
 
 def create(settings: Settings, intake: Receiver) -> TelegramAdapter | None:
@@ -47,4 +57,5 @@ TELEGRAM = PlatformInfo(
     settings=TelegramSettings,
     create=create,
     setup_hint="TELEGRAM_BOT_TOKEN",
+    send_pace=send_pace,
 )

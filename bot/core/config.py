@@ -17,12 +17,25 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 #: how every settings group is read: the environment and ``.env``, names without prefix
+#: safe defaults against floods (issue 18): a person starts at most this many model
+#: calls a minute and has at most this many under way; a chat at most this many
+DEFAULT_USER_PER_MINUTE = 10
+DEFAULT_CALLS_PER_PERSON = 2
+DEFAULT_CALLS_PER_CHAT = 4
+
 SETTINGS_CONFIG = SettingsConfigDict(
     env_file=".env",
     env_file_encoding="utf-8",
@@ -219,7 +232,10 @@ class Settings(BaseSettings):
     chatbrush_chat_daily_usd: float | None = Field(None, ge=0)
     chatbrush_chat_monthly_usd: float | None = Field(None, ge=0)
     chatbrush_monthly_usd: float | None = Field(None, ge=0, description="bot-wide cap")
-    chatbrush_user_per_minute: int | None = Field(None, ge=1, le=10_000)
+    chatbrush_user_per_minute: int | None = Field(
+        DEFAULT_USER_PER_MINUTE, ge=1, le=10_000,
+        description="model calls one person may start a minute (`none`: no limit)",
+    )
     chatbrush_exempt_admins: bool = Field(
         False, description="operators (CHATBRUSH_ADMINS) skip user and chat limits"
     )
@@ -227,16 +243,36 @@ class Settings(BaseSettings):
         "memory://", description="where per-minute counts live (a `limits` storage URI)"
     )
     chatbrush_max_concurrent_calls: int | None = Field(None, ge=1, le=10_000)
+    chatbrush_calls_per_person: int | None = Field(
+        DEFAULT_CALLS_PER_PERSON, ge=1, le=10_000,
+        description="model calls one person may have under way at once (`none`: no cap)",
+    )
+    chatbrush_calls_per_chat: int | None = Field(
+        DEFAULT_CALLS_PER_CHAT, ge=1, le=10_000,
+        description="model calls one chat may have under way at once (`none`: no cap)",
+    )
 
     @field_validator(
         "chatbrush_user_daily_usd", "chatbrush_user_monthly_usd", "chatbrush_chat_daily_usd",
-        "chatbrush_chat_monthly_usd", "chatbrush_monthly_usd", "chatbrush_user_per_minute",
+        "chatbrush_chat_monthly_usd", "chatbrush_monthly_usd",
         "chatbrush_max_concurrent_calls", "chatbrush_prices", "chatbrush_metrics_token",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbrush_user_per_minute", "chatbrush_calls_per_person",
+                     "chatbrush_calls_per_chat", mode="before")
+    @classmethod
+    def _none_lifts(cls, value: Any, info: ValidationInfo) -> Any:
+        """``none`` (or ``off``, ``unlimited``) lifts a limit that is on by default; an
+        empty value keeps the default."""
+        if isinstance(value, str) and value.strip().lower() in ("none", "off", "unlimited"):
+            return None
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name or ""].default
+        return value
 
     # --- provenance (issue 11)
     chatbrush_c2pa: bool = Field(True, description="sign sent pictures with Content Credentials")

@@ -16,7 +16,7 @@ sender administers the chat).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from pydantic_settings import BaseSettings
 
 from bot.core.config import SETTINGS_CONFIG, Settings
-from bot.core.events import Incoming, Platform
+from bot.core.events import ChatKey, Incoming, Platform
 from bot.core.receiving import Receiver
 
 if TYPE_CHECKING:
@@ -108,6 +108,16 @@ class PlatformSettings(BaseSettings):
 
 
 @dataclass(frozen=True)
+class SendPace:
+    """How many messages a platform lets a bot send to one chat within ``seconds``:
+    the core's deliveries wait for it before taking a shared place
+    (:mod:`bot.flow.pacing`)."""
+
+    messages: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class PlatformInfo:
     """What the core needs to know of one platform, registered by its adapter."""
 
@@ -125,6 +135,9 @@ class PlatformInfo:
     #: whoever sends from here runs the bot (the person at the terminal), like
     #: ``CHATBRUSH_ADMINS``
     senders_are_operators: bool = field(default=False, kw_only=True)
+    #: the platform's send limit for one chat (None: not paced per chat)
+    send_pace: Callable[[ChatKey], SendPace | None] | None = field(default=None,
+                                                                  kw_only=True)
 
 
 _registry: dict[str, PlatformInfo] = {}

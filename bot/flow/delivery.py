@@ -3,7 +3,9 @@ answer becomes the thread's current version.
 
 A model answer is stored the moment it arrives (:mod:`bot.flow.turns`); sending it is
 this module's business: reading its pictures back and signing them once a delivery place
-is free (:data:`DELIVERIES_IN_HAND`), sending with backoff, marking it delivered, and,
+is free (:data:`DELIVERIES_IN_HAND`, handed out fairly between chats by
+:class:`bot.flow.pacing.ChatPacer`: a send waits on its own chat's platform limit before
+it takes one), sending with backoff, marking it delivered, and,
 when the chat cannot be reached, saying the picture is ready and will follow. What could
 not be sent is sent again with the next message of the conversation or with /resend,
 from the stored picture, without a new model call.
@@ -11,19 +13,21 @@ from the stored picture, without a new model call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 import bot.kit.images as imaging
 from bot.core.config import Settings
-from bot.core.events import Channel, Progress
+from bot.core.events import Channel, ChatKey, Progress
+from bot.core.platforms import platform_info
 from bot.core.store import Store
 from bot.core.threads import Turn
 from bot.core.work import Work
 from bot.flow.choices import ChatChoices
+from bot.flow.pacing import ChatPacer
 from bot.kit import metrics
 from bot.kit.i18n import N_, _
 from bot.kit.image_types import OutputImage
@@ -53,8 +57,19 @@ class Delivery:
         self.choices = choices
         #: signs what goes out (Content Credentials); stored turns stay as the model sent them
         self.provenance = provenance
-        #: deliveries holding their pictures, at most (see DELIVERIES_IN_HAND)
-        self.deliveries_in_hand = asyncio.Semaphore(DELIVERIES_IN_HAND)
+        #: deliveries holding their pictures, at most (see DELIVERIES_IN_HAND), shared
+        #: fairly between chats
+        self.pacer = ChatPacer(DELIVERIES_IN_HAND)
+
+    @asynccontextmanager
+    async def in_hand(self, chat: ChatKey, *, messages: int = 1) -> AsyncIterator[None]:
+        """A delivery place for a send of ``messages`` to ``chat``, taken once that chat
+        may send (its platform's per-chat pace): a chat's backlog waits on itself."""
+        pace = platform_info(chat.platform).send_pace
+        async with self.pacer.place((chat.platform, chat.chat_id),
+                                    pace(chat) if pace is not None else None,
+                                    cost=max(1, messages)):
+            yield
 
     async def deliver(self, work: Work, turn: Turn, caption: str, *,
                       done_event: int | None) -> bool:
@@ -63,7 +78,7 @@ class Delivery:
         stored). Its pictures are read and signed once a delivery slot is free."""
         chosen = await self.choices.settings_for(work)
         failure: Exception | None = None
-        async with self.deliveries_in_hand:
+        async with self.in_hand(work.event.chat, messages=len(turn.images)):
             outputs = await self.stored_outputs(turn)
             out = await self.provenance.outgoing(turn, outputs, chosen)
             try:

@@ -292,7 +292,8 @@ class _LinkedRun:
         picture i; failures named in the same message."""
         pending = [s for s in slots
                    if s.answer is not None and s.answer.status is TurnStatus.UNDELIVERED]
-        async with self.delivery.deliveries_in_hand:  # the pictures are read back only now
+        async with self.delivery.in_hand(self.work.event.chat,  # pictures are read only now
+                                         messages=len(pending)):
             return await self._send(slots, pending)
 
     async def _send(self, slots: list[_Slot], pending: list[_Slot]) -> InboxStatus:

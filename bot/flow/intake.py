@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 NOT_ALLOWED = N_("Sorry, this bot isn't available here.")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+FINISHED = (InboxStatus.DONE, InboxStatus.FAILED, InboxStatus.REFUSED)
 #: how long finished events are kept: re-deliveries within it are recognised
 KEEP_FINISHED_SECONDS = 7 * 86400
 
@@ -173,7 +174,7 @@ class Intake:
             self._idle.clear()
             self._wake.set()
             self._spawn(self._maybe_queued_notice(entry))
-        elif entry.status in (InboxStatus.DONE, InboxStatus.FAILED):
+        elif entry.status in FINISHED:
             log.debug("message %s in %s was already handled", event.message_id, event.chat)
         else:
             self._wake.set()  # delivered again while unfinished: make sure it is running
@@ -234,6 +235,10 @@ class Intake:
             return
         if await self.store.inbox_waiting_before(entry.lane, entry.id) != 1:
             return  # started already, or further back: the one ahead was told
+        event = entry.event
+        if not self.engine.budgets.notices.may_notify((event.platform, event.sender.id),
+                                                      (event.platform, event.chat.chat_id)):
+            return  # a flooding person has been told enough this minute
         platform = self._platforms[entry.event.platform]
         channel = platform.channel(entry.event)
         language, _chosen = await self._language(entry.event, platform)
@@ -252,7 +257,7 @@ class Intake:
         if future is None:
             future = self._finished[entry_id] = asyncio.get_running_loop().create_future()
             entry = await self.store.inbox_get(entry_id)
-            if entry is not None and entry.status in (InboxStatus.DONE, InboxStatus.FAILED):
+            if entry is not None and entry.status in FINISHED:
                 self._resolve(entry_id, entry.status)
         return await asyncio.shield(future)
 

@@ -139,7 +139,7 @@ class ModelStep:
         metrics.REQUEST_BYTES.observe(request_bytes)
         call = CallRecord(work, user_turn, model.name, chosen.image_size, request_bytes)
         try:
-            async with self.budgets.slot(lambda text: self._notify_queued(work, text)):
+            async with self.budgets.slot(work, lambda text: self._notify_queued(work, text)):
                 called = await self._call(model, request, call, announce, answer_slot)
             if isinstance(called, ModelError):
                 return called

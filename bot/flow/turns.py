@@ -268,9 +268,11 @@ class TurnService:
                                          event_id=work.entry.id, region=region)
         except LimitReached as refused:
             # No call: the turn is kept, failed with the reason, so "try again" works later.
+            # A flooding person is told once a window; the rest are kept quietly.
             await self.store.mark_failed(user_turn.id, refused.reason)
-            await self.delivery.tell_about(work, user_turn, str(refused))
-            return InboxStatus.FAILED
+            if self.budgets.notices.may_refuse((work.event.platform, work.event.sender.id)):
+                await self.delivery.tell_about(work, user_turn, str(refused))
+            return InboxStatus.REFUSED
         if isinstance(answer, ModelError):
             await safe_progress(work.channel, Progress.FAILED)
             await self.delivery.tell_about(work, user_turn, failure_message(answer))

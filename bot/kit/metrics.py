@@ -10,7 +10,8 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 MESSAGES = Counter(
-    "chatbrush_messages_total", "Messages handled, by platform and kind (edit or command)", ["platform", "kind"]
+    "chatbrush_messages_total", "Messages handled, by platform and kind (edit or command)",
+    ["platform", "kind"],
 )
 MODEL_CALLS = Counter(
     "chatbrush_model_calls_total", "Model calls by outcome (ok or a failure kind)",

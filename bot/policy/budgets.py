@@ -18,8 +18,14 @@ the `limits` library). With ``CHATBRUSH_RATE_LIMIT_STORAGE=memory://`` every pro
 counts on its own, so N processes allow up to N times the rate; a shared storage
 (``async+redis://…``) makes it one count.
 
+**Defaults against floods**: a person may start ``CHATBRUSH_USER_PER_MINUTE`` (10) calls a
+minute; over it, they are told once per window (:class:`NoticeBudget`) and the rest of
+their messages are kept in the inbox as refused, quietly.
+
 **Concurrency**: ``CHATBRUSH_MAX_CONCURRENT_CALLS`` caps the model calls one process makes
-at once; a request that has to wait for a free slot is told so once.
+at once; one person has at most ``CHATBRUSH_CALLS_PER_PERSON`` (2) of them and one chat
+``CHATBRUSH_CALLS_PER_CHAT`` (4), and neither ever all of them, so others keep being
+served. A request that has to wait for a free slot is told so once.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -54,6 +61,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+#: a flooding person is told at most this many things in any NOTICE_WINDOW seconds, and
+#: of them one refusal
+NOTICES_PER_WINDOW = 3
+NOTICE_WINDOW = 60.0
 #: how long a reservation holds money when nobody releases it (a crashed process)
 RESERVATION_SECONDS = 3600.0
 
@@ -128,6 +139,16 @@ class Budgets:
         self._limiter = MovingWindowRateLimiter(storage)
         cap = settings.chatbrush_max_concurrent_calls
         self._slots = asyncio.Semaphore(cap) if cap else None
+        per_chat = share_of(settings.chatbrush_calls_per_chat, cap)
+        self._per_chat = Shares(per_chat)
+        per_person = share_of(settings.chatbrush_calls_per_person, cap)
+        if per_person is None or (per_chat is not None and per_chat < per_person):
+            per_person = per_chat  # a person's share never exceeds their chat's
+        self._per_person = Shares(per_person)
+        #: what a flooding person is still told (refusals, "queued")
+        self.notices = NoticeBudget()
+        #: model calls each event has under way or waiting for a global slot
+        self._calls_of_event: dict[int, int] = {}
         self._reserved: set[int] = set()
 
     async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
@@ -190,14 +211,113 @@ class Budgets:
             await self.store.release_spend(work.entry.id)
 
     @asynccontextmanager
-    async def slot(self, notify: Callable[[str], Awaitable[None]]) -> AsyncIterator[None]:
-        """Hold one of the process's model-call slots for the block; ``notify`` tells
-        the user once when the request has to wait for one."""
-        if self._slots is None:
+    async def slot(self, work: Work, notify: Callable[[str], Awaitable[None]]
+                   ) -> AsyncIterator[None]:
+        """Hold one of the process's model-call slots for the block, within the sender's
+        and the chat's share of them; ``notify`` tells the user once when the request has
+        to wait (if their notices allow: see :class:`NoticeBudget`)."""
+        event = work.event
+        person = (event.platform, event.sender.id)
+        chat = (event.chat.platform, event.chat.chat_id)
+        if (self._per_person.full(person) or self._per_chat.full(chat)
+                or (self._slots is not None and self._slots.locked())):
+            metrics.CALLS_QUEUED.inc()
+            # an event whose other calls are under way (/each) is visibly at work already
+            if (not self._calls_of_event.get(work.entry.id)
+                    and self.notices.may_notify(person, chat)):
+                await notify(_(CALLS_QUEUED))
+        async with self._per_person.hold(person), self._per_chat.hold(chat):
+            self._calls_of_event[work.entry.id] = self._calls_of_event.get(work.entry.id, 0) + 1
+            try:
+                if self._slots is None:
+                    yield
+                else:
+                    async with self._slots:
+                        yield
+            finally:
+                self._calls_of_event[work.entry.id] -= 1
+                if not self._calls_of_event[work.entry.id]:
+                    del self._calls_of_event[work.entry.id]
+
+
+def share_of(cap: int | None, whole: int | None) -> int | None:
+    """A chat's or a person's share of ``whole`` slots: at most ``cap``, and when the
+    whole is capped, at most half of it (one of two, when there are two or fewer), so
+    one chat or one person never holds every slot while others wait."""
+    if whole is None:
+        return cap
+    half = max(1, whole // 2)
+    return half if cap is None else min(cap, half)
+
+
+class Shares:
+    """At most ``cap`` holders per key (a person, a chat); keys are dropped when idle."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self._held: dict[Hashable, asyncio.Semaphore] = {}
+        self._users: dict[Hashable, int] = {}
+
+    def full(self, key: Hashable) -> bool:
+        held = self._held.get(key)
+        return held is not None and held.locked()
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        if self.cap is None:
             yield
             return
-        if self._slots.locked():
-            metrics.CALLS_QUEUED.inc()
-            await notify(_(CALLS_QUEUED))
-        async with self._slots:
-            yield
+        held = self._held.setdefault(key, asyncio.Semaphore(self.cap))
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with held:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._held[key]
+
+
+class NoticeBudget:
+    """What a flooding person is told: at most :data:`NOTICES_PER_WINDOW` notices
+    ("you're next", "queued", a refusal) in any :data:`NOTICE_WINDOW` seconds, and of
+    those at most one refusal; a chat gets at most as many "you're next" and "queued"
+    notices, whoever they are for. The rest of the refused messages are kept quietly."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self._told: dict[Hashable, deque[float]] = {}
+        self._refused: dict[Hashable, float] = {}
+
+    def may_notify(self, person: Hashable, chat: Hashable | None = None) -> bool:
+        """Whether ``person`` may be sent one more notice now, and, for a notice that is
+        no refusal, ``chat`` too: a crowd's "queued" notices must not spend a group's
+        send limit instead of its pictures (counted if so)."""
+        now = self.clock()
+        keys = [person] if chat is None else [person, ("chat", chat)]
+        windows = [self._told.setdefault(key, deque()) for key in keys]
+        for told in windows:
+            while told and told[0] <= now - NOTICE_WINDOW:
+                told.popleft()
+        if any(len(told) >= NOTICES_PER_WINDOW for told in windows):
+            return False
+        for told in windows:
+            told.append(now)
+        self._forget_old(now)
+        return True
+
+    def may_refuse(self, person: Hashable) -> bool:
+        """Whether ``person`` is told about this refusal: the first of its window only."""
+        now = self.clock()
+        if self._refused.get(person, -NOTICE_WINDOW) > now - NOTICE_WINDOW:
+            return False
+        if not self.may_notify(person):
+            return False
+        self._refused[person] = now
+        return True
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._told) < 10_000:
+            return
+        self._told = {k: v for k, v in self._told.items() if v and v[-1] > now - NOTICE_WINDOW}
+        self._refused = {k: t for k, t in self._refused.items() if t > now - NOTICE_WINDOW}

@@ -27,8 +27,10 @@ import copy
 import io
 import itertools
 import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +44,10 @@ BOT_USERNAME = "ChatbrushTestBot"
 
 #: Telegram's limits that the fake enforces (https://core.telegram.org/bots/api)
 MAX_TEXT = 4096
+#: Telegram's flood limits (see FakeTelegram.flood_limits)
+GROUP_LIMIT, GROUP_WINDOW = 20, 60.0
+PRIVATE_LIMIT, PRIVATE_WINDOW = 1, 1.0
+BOT_LIMIT = 30
 MAX_CAPTION = 1024
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -148,8 +154,17 @@ class FakeTelegram:
         bot_id: int = BOT_ID,
         bot_username: str = BOT_USERNAME,
         port: int = 0,
+        flood_limits: bool = True,
     ) -> None:
         self.token = token
+        #: Telegram's flood limits, enforced like the real service: a group or channel
+        #: gets GROUP_LIMIT messages in any GROUP_WINDOW seconds, a person PRIVATE_LIMIT in
+        #: PRIVATE_WINDOW, the bot BOT_LIMIT a second overall; beyond them 429 with
+        #: ``retry_after`` (each media-group item counts)
+        self.flood_limits = flood_limits
+        self._sends: dict[int | None, deque[float]] = {}
+        #: every call refused with 429 by the flood limits
+        self.flooded: list[Call] = []
         self.bot: dict[str, Any] = {
             "id": bot_id,
             "is_bot": True,
@@ -589,6 +604,10 @@ class FakeTelegram:
         queued = self._failures.get(method)
         if queued:
             return self._error(queued.pop(0))
+        flood = self._flood_check(method, call.params)
+        if flood is not None:
+            self.flooded.append(call)
+            return self._error(flood)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return self._error(BotApiError(404, "Not Found: method not found"))
@@ -603,6 +622,30 @@ class FakeTelegram:
                 if isinstance(message, dict):
                     self._resolve_reply(message, call.at)
         return web.json_response({"ok": True, "result": result})
+
+    def _flood_check(self, method: str, params: dict[str, Any]) -> BotApiError | None:
+        """A 429 when this send would pass a limit; otherwise it is counted."""
+        if not self.flood_limits or not method.startswith("send") or method == "sendChatAction":
+            return None
+        try:
+            chat_id = int(params["chat_id"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        cost = len(params.get("media") or ()) or 1
+        limit, window = ((GROUP_LIMIT, GROUP_WINDOW) if chat_id < 0
+                         else (PRIVATE_LIMIT, PRIVATE_WINDOW))
+        now = time.monotonic()
+        for key, most, span in ((None, BOT_LIMIT, 1.0), (chat_id, limit, window)):
+            sent = self._sends.setdefault(key, deque())
+            while sent and sent[0] <= now - span:
+                sent.popleft()
+            if sent and len(sent) + cost > most:
+                wait = max(1, math.ceil(sent[0] + span - now))
+                return BotApiError(429, f"Too Many Requests: retry after {wait}",
+                                   retry_after=wait)
+        for key in (None, chat_id):
+            self._sends[key].extend([now] * cost)
+        return None
 
     def expect_reply(
         self, message: dict[str, Any], kind: str = "photo"

@@ -22,6 +22,7 @@ class InboxStatus(enum.Enum):
     PROCESSING = "processing"  # claimed by a process (under a lease)
     DONE = "done"
     FAILED = "failed"  # handled, but the turn failed: its inputs are kept for "try again"
+    REFUSED = "refused"  # a limit stopped it before any model call (kept, not lost)
 
 
 @dataclass(frozen=True)
