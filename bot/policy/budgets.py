@@ -129,6 +129,8 @@ class Budgets:
         cap = settings.chatbrush_max_concurrent_calls
         self._slots = asyncio.Semaphore(cap) if cap else None
         self._reserved: set[int] = set()
+        if settings.chatbrush_monthly_usd is not None:
+            metrics.BUDGET.labels("bot_monthly").set(settings.chatbrush_monthly_usd)
 
     async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
                     exempt: bool) -> None:
