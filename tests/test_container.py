@@ -93,7 +93,7 @@ def test_build_context_holds_every_package_the_image_installs() -> None:
 
 def test_compose_runs_web_and_worker_on_a_healthy_postgres() -> None:
     services = compose()["services"]
-    assert set(services) == {"web", "worker", "db"}
+    assert set(services) == {"web", "worker", "db", "prometheus"}  # see tests/test_alerts.py
     parser = build_parser()
     assert parser.parse_args(services["web"]["command"][1:]).command == "web"
     assert parser.parse_args(services["worker"]["command"][1:]).command == "run"
@@ -108,7 +108,7 @@ def test_compose_runs_web_and_worker_on_a_healthy_postgres() -> None:
     assert db["image"] == "postgres:16"
     assert "pg_isready" in " ".join(db["healthcheck"]["test"])
     assert any(v.endswith(":/var/lib/postgresql/data") for v in db["volumes"])
-    assert set(compose()["volumes"]) == {"data", "pgdata"}
+    assert set(compose()["volumes"]) == {"data", "pgdata", "prometheus"}
 
 
 def test_env_example_names_only_real_settings() -> None:

@@ -223,7 +223,8 @@ async def _serve_async(settings: Settings, *, webhook: bool, demo: bool, host: s
         runner: web.AppRunner | None = None
         metrics_runner: web.AppRunner | None = None
         started: list[Adapter] = []
-        health = Health(runtime.store, adapters, stuck_after=settings.chatbrush_ready_inbox_age)
+        health = Health(runtime.store, adapters, stuck_after=settings.chatbrush_ready_inbox_age,
+                        usage=runtime.store)
         try:
             runner = await _open_http(settings, adapters, health, webhook=webhook, host=host,
                                       port=port)

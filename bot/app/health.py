@@ -23,6 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.core.ports.inbox import InboxStore
+from bot.core.ports.usage import UsageStore
+from bot.kit import metrics
+from bot.policy.budgets import month_start
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 STORE_ANSWER_WITHIN = 1.0
 #: at most one "answered 503" line per this many seconds
 LOG_EVERY = 60.0
+#: the month's spend (a sum over the month's calls) is asked at most this often
+SPEND_EVERY = 60.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -75,8 +80,10 @@ class Health:
     """The two checks, over the running store and adapters."""
 
     def __init__(self, store: InboxStore, adapters: Sequence[object] = (), *,
-                 stuck_after: float = 300.0) -> None:
+                 stuck_after: float = 300.0, usage: UsageStore | None = None) -> None:
         self.store = store
+        self.usage = usage
+        self._spend_asked = -math.inf
         self.adapters = list(adapters)
         self.stuck_after = stuck_after
         self._not_ready_log = RateLimitedLog()
@@ -92,6 +99,8 @@ class Health:
         except Exception as exc:
             return f"the database does not answer: {one_line(exc)}", {}
         age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        metrics.INBOX_OLDEST_WAITING.set(age)
+        await self._refresh_spend()
         details: dict[str, Any] = {"store": "ok", "oldest_waiting_seconds": round(age, 1)}
         if age > self.stuck_after:
             return (f"the inbox is stuck: a message has waited {age:.0f}s for a worker "
@@ -101,6 +110,21 @@ class Health:
             if trouble:
                 return f"{getattr(adapter, 'name', 'platform')}: {trouble}", details
         return None, details
+
+    async def _refresh_spend(self) -> None:
+        """The month's bot-wide spend for the "near the budget" alert: every process reads
+        the shared store, so it is right however many processes run."""
+        now = time.time()
+        if self.usage is None or now - self._spend_asked < SPEND_EVERY:
+            return
+        self._spend_asked = now
+        try:
+            async with asyncio.timeout(STORE_ANSWER_WITHIN):
+                report = await self.usage.call_report(since=month_start(now), top=0)
+        except Exception as exc:  # readiness must not fail for a gauge
+            log.debug("month's spend not refreshed: %s", one_line(exc))
+            return
+        metrics.SPEND_THIS_MONTH.set(report.cost_micros / 1e6)
 
     async def healthz(self, request: web.Request) -> web.Response:
         from aiohttp import web

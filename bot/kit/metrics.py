@@ -7,7 +7,7 @@ or user id.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 MESSAGES = Counter(
     "chatbrush_messages_total", "Messages handled, by platform and kind (edit or command)",
@@ -53,6 +53,18 @@ QUEUED = Counter(
 REJECTED_INPUTS = Counter(
     "chatbrush_rejected_inputs_total", "Messages refused before a model call (bad images, "
     "prompts too long)", ["platform"],
+)
+INBOX_OLDEST_WAITING = Gauge(
+    "chatbrush_inbox_oldest_waiting_seconds", "How long the oldest message nobody works on "
+    "has waited (0 when none); refreshed by each readiness check",
+)
+SPEND_THIS_MONTH = Gauge(
+    "chatbrush_spend_this_month_usd", "Bot-wide spend on model calls since the month began "
+    "(UTC), in US dollars, from the store; refreshed by readiness checks, once a minute",
+)
+BUDGET = Gauge(
+    "chatbrush_budget_usd", "A configured bot-wide budget in US dollars (absent when unset)",
+    ["budget"],
 )
 
 

@@ -150,6 +150,8 @@ class Budgets:
         #: model calls each event has under way or waiting for a global slot
         self._calls_of_event: dict[int, int] = {}
         self._reserved: set[int] = set()
+        if settings.chatbrush_monthly_usd is not None:
+            metrics.BUDGET.labels("bot_monthly").set(settings.chatbrush_monthly_usd)
 
     async def admit(self, work: Work, chosen: ChatSettings, *, calls: int,
                     exempt: bool) -> None:
