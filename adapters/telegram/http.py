@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -20,6 +19,7 @@ from telegram.ext import BaseRateLimiter
 from telegram.request import BaseRequest, RequestData
 
 from adapters.telegram.pacing import pace_for_chat_id
+from bot.kit.logs import RedactSecrets
 from bot.kit.send_window import ChatWindow
 
 log = logging.getLogger(__name__)
@@ -117,40 +117,21 @@ def retry_seconds(exc: RetryAfter) -> float:
     return float(value if value is not None else 1)
 
 
-class RedactToken(logging.Filter):
-    """Keep the bot token (it sits in every Bot API URL) out of library log lines."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
-        # file downloads carry it URL-encoded (``123%3AABC``)
-        self._forms = {token, quote(token, safe=""), quote(token)}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        if any(form in message for form in self._forms):
-            for form in self._forms:
-                message = message.replace(form, "<telegram-token>")
-            record.msg = message
-            record.args = None
-        return True
-
-
 def scrub(text: str) -> str:
     """Error texts can quote the request URL, which holds the token: keep only the gist."""
     return re.sub(r"/bot[^/\s]+", "/bot<telegram-token>", text)[:200]
 
 
 def install_redaction(token: str) -> None:
-    redact = RedactToken(token)
+    """Mask the token on the libraries' own loggers too, with the kit's one scrubber (any
+    case, percent-encoded): records reach handlers other than the root's (pytest's, an
+    embedding program's) before :func:`bot.kit.logs.setup_logging` sees them."""
+    redact = RedactSecrets([token])
     names = ["httpx", "httpcore", "telegram", "telegram.ext", "telegram.Bot", "telegram.ext.ExtBot"]
     names += [n for n in logging.Logger.manager.loggerDict if n.startswith(("telegram", "httpx"))]
     for name in set(names):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactToken) and f._token == token for f in logger.filters):
+        if not any(isinstance(f, RedactSecrets) and token in f.secrets for f in logger.filters):
             logger.addFilter(redact)
 
 
