@@ -6,7 +6,6 @@ discord.py loads only when the adapter is built.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from adapters.discord.settings import DiscordSettings
@@ -37,8 +36,6 @@ def create(settings: Settings, intake: Receiver) -> DiscordAdapter | None:
         return None
     from adapters.discord.adapter import DiscordAdapter
 
-    # discord.py logs every gateway event at DEBUG and each connection at INFO
-    logging.getLogger("discord").setLevel(logging.WARNING)
     return DiscordAdapter(settings, intake)
 
 
@@ -49,4 +46,6 @@ DISCORD = PlatformInfo(
     settings=DiscordSettings,
     create=create,
     setup_hint="DISCORD_BOT_TOKEN",
+    # discord.py logs every gateway event at DEBUG and each connection at INFO
+    chatty_loggers=("discord",),
 )

@@ -45,8 +45,6 @@ def create(settings: Settings, intake: Receiver) -> SlackAdapter | None:
         return None
     from adapters.slack.adapter import SlackAdapter
 
-    # its request lines are noise at INFO
-    logging.getLogger("slack_bolt").setLevel(logging.WARNING)
     return SlackAdapter(settings, intake)
 
 
@@ -57,4 +55,6 @@ SLACK = PlatformInfo(
     settings=SlackSettings,
     create=create,
     setup_hint="SLACK_BOT_TOKEN with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET",
+    # its request lines are noise at INFO
+    chatty_loggers=("slack_bolt",),
 )

@@ -6,7 +6,6 @@ allow-list, so python-telegram-bot loads only when the adapter is built.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from adapters.telegram.pacing import GROUP_PACE, pace_for_chat_id
@@ -45,8 +44,6 @@ def create(settings: Settings, intake: Receiver) -> TelegramAdapter | None:
         return None
     from adapters.telegram.adapter import TelegramAdapter
 
-    # its request lines are noise at INFO (and carry the token in URLs)
-    logging.getLogger("telegram.ext.Updater").setLevel(logging.WARNING)
     return TelegramAdapter(settings, intake)
 
 
@@ -58,4 +55,6 @@ TELEGRAM = PlatformInfo(
     create=create,
     setup_hint="TELEGRAM_BOT_TOKEN",
     send_pace=send_pace,
+    # its request lines are noise at INFO (and carry the token in URLs)
+    chatty_loggers=("telegram.ext.Updater",),
 )

@@ -124,7 +124,7 @@ def _console(settings: Settings, *, demo: bool, out_dir: Path) -> int:
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(secret_values(settings, *settings.groups_read()),
-                  level=settings.log_level(logging.WARNING))
+                  level=settings.log_level(logging.WARNING), chatty=chatty_loggers())
     (run_console,) = [ep.load() for ep in entry_points(group="chatbrush.console")]
     from bot.app.runtime import open_runtime
 
@@ -187,13 +187,18 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def chatty_loggers() -> list[str]:
+    """The loggers every registered platform's SDK chatters on."""
+    return [name for info in registered().values() for name in info.chatty_loggers]
+
+
 def _serve(settings: Settings, *, webhook: bool, demo: bool = False, host: str = "0.0.0.0",
            port: int = 0) -> int:
     if not demo and settings.chatbrush_provider == "gemini" and not settings.gemini_keys():
         print(NO_KEY, file=sys.stderr)
         return 2
     setup_logging(secret_values(settings, *settings.groups_read()),
-                  level=settings.log_level(logging.INFO))
+                  level=settings.log_level(logging.INFO), chatty=chatty_loggers())
     return asyncio.run(_serve_async(settings, webhook=webhook, demo=demo, host=host, port=port))
 
 

@@ -138,6 +138,8 @@ class PlatformInfo:
     #: the platform's send limit for one chat (None: not paced per chat)
     send_pace: Callable[[ChatKey], SendPace | None] | None = field(default=None,
                                                                   kw_only=True)
+    #: its SDK's loggers that are noise below WARNING unless the operator asks for DEBUG
+    chatty_loggers: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 _registry: dict[str, PlatformInfo] = {}

@@ -143,10 +143,13 @@ def _log_uncaught(kind: type[BaseException], error: BaseException,
                                             exc_info=(kind, error, trace))
 
 
-def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> RedactSecrets:
+def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO,
+                  chatty: Iterable[str] = ()) -> RedactSecrets:
     """Log to stderr at ``level`` with secrets masked in every record, whichever logger
     made it (see :func:`secret_values` and :func:`add_secret`). The filter sits on the root
-    handler, not on loggers, because a logger's filters do not see its children's records."""
+    handler, not on loggers, because a logger's filters do not see its children's records.
+    ``chatty`` names more loggers held at WARNING like the HTTP clients' (the platforms'
+    SDKs), unless ``level`` is DEBUG."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     redactor = RedactSecrets(secrets)
@@ -158,9 +161,9 @@ def setup_logging(secrets: Iterable[str], *, level: int = logging.INFO) -> Redac
     # the traceback of an error nothing caught
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
-    # Request lines of HTTP clients are noise at INFO; at DEBUG the operator asked for them.
-    # Adapters quiet their own SDK's.
-    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+    # Request lines of HTTP clients and the SDKs' chatter are noise at INFO; at DEBUG the
+    # operator asked for them.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", *chatty):
         logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG
                                           else max(level, logging.WARNING))
     return redactor
