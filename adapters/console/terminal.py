@@ -197,7 +197,7 @@ async def run_console(
     user = getpass.getuser() or "you"
     sender = Sender(id=user, display_name=user, language=_terminal_language())
     if interactive:
-        print(f"Chatbrush console — model: {intake.engine.model.name}. Attach images with "
+        print(f"Chatbrush console — model: {intake.turns.model.name}. Attach images with "
               "@path/to/photo.jpg, /help for commands, # for comments, Ctrl-D to quit.",
               file=stdout)
     # Unique message ids across runs: the console's history lives in the same database.

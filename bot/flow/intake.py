@@ -105,9 +105,9 @@ class Intake:
         return self.router.admins
 
     @property
-    def engine(self) -> TurnService:
-        """The turn service behind the router, by the name adapters knew it as (the
-        console shows its model)."""
+    def turns(self) -> TurnService:
+        """The turn service behind the router (its budgets' notice limits; the console
+        shows its model)."""
         return self.router.turns
 
     async def start(self) -> None:
@@ -236,7 +236,7 @@ class Intake:
         if await self.store.inbox_waiting_before(entry.lane, entry.id) != 1:
             return  # started already, or further back: the one ahead was told
         event = entry.event
-        if not self.engine.budgets.notices.may_notify((event.platform, event.sender.id),
+        if not self.turns.budgets.notices.may_notify((event.platform, event.sender.id),
                                                       (event.platform, event.chat.chat_id)):
             return  # a flooding person has been told enough this minute
         platform = self._platforms[entry.event.platform]
