@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from bot.core.ports.inbox import InboxStore
 from bot.core.ports.usage import UsageStore
 from bot.kit import metrics
+from bot.kit.formatting import usd
 from bot.policy.budgets import month_start
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class Health:
         except Exception as exc:  # readiness must not fail for a gauge
             log.debug("month's spend not refreshed: %s", one_line(exc))
             return
-        metrics.SPEND_THIS_MONTH.set(report.cost_micros / 1e6)
+        metrics.SPEND_THIS_MONTH.set(usd(report.cost_micros))
 
     async def healthz(self, request: web.Request) -> web.Response:
         from aiohttp import web

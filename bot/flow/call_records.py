@@ -12,6 +12,7 @@ from bot.core.store import Store
 from bot.core.threads import Turn
 from bot.core.work import Work
 from bot.kit import metrics
+from bot.kit.formatting import usd
 from bot.models.base import ModelError, Usage
 from bot.models.pricing import PriceTable
 
@@ -46,8 +47,8 @@ class CallLedger:
         outcome = "ok" if failure is None else failure.value
         metrics.MODEL_SECONDS.labels(call.model).observe(call.seconds)
         metrics.MODEL_CALLS.labels(call.model, outcome).inc()
-        metrics.MODEL_COST.labels(call.model).inc(cost / 1e6)
-        metrics.CALL_COST.labels(call.model).observe(cost / 1e6)
+        metrics.MODEL_COST.labels(call.model).inc(usd(cost))
+        metrics.CALL_COST.labels(call.model).observe(usd(cost))
         incoming = call.work.event
         await self.store.record_usage(
             chat=incoming.chat, user_id=incoming.sender.id,

@@ -18,6 +18,11 @@ MICROS_PER_USD: Final = 1_000_000
 _CENT_MICROS: Final = MICROS_PER_USD // 100
 
 
+def usd(micros: int) -> float:
+    """Micro-dollars (what the bot counts in) as dollars, for metrics and exports."""
+    return micros / MICROS_PER_USD
+
+
 def readable_size(size: int) -> str:
     """``512 B``, ``270 kB``, ``3.4 MB``, ``1.2 GB``."""
     if size < 1000:

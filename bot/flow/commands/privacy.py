@@ -19,7 +19,7 @@ from bot.core.store import AuthoredSummary, Store
 from bot.core.threads import Thread, Turn
 from bot.flow.commands.command_context import CommandContext
 from bot.history.export import ExportTooLarge, ThreadExport, export_thread
-from bot.kit.formatting import readable_size
+from bot.kit.formatting import readable_size, usd
 from bot.kit.i18n import _, ngettext
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ async def build_export(store: Store, thread: Thread, turns: list[Turn], *, max_b
 async def export_costs(store: Store, thread: Thread) -> Mapping[int, float]:
     """USD per model turn of ``thread``, from the usage records of the calls that made
     them (a turn stored before calls were linked to their turns has no cost shown)."""
-    return {turn_id: micros / 1_000_000
+    return {turn_id: usd(micros)
             for turn_id, micros in (await store.turn_costs(thread.id)).items()}
 
 
