@@ -36,3 +36,6 @@ class ChatSettings:
     #: words and patterns refused before any model call, besides the operator's
     blocked_terms: tuple[str, ...] = ()
     limits: ChatLimits = field(default_factory=ChatLimits)
+    #: a size or ratio the service ignored is on record for this chat (read with the rest,
+    #: so an answer that followed every setting costs no second read)
+    ignored_on_record: bool = False

@@ -39,15 +39,20 @@ def asked_of(model: ImageModel, request: GenerateRequest, *, chat_aspect: str | 
 
 
 async def tell_once(store: Store, chat: ChatKey, model: ImageModel, request: GenerateRequest,
-                    outputs: Sequence[OutputImage], *, chat_aspect: str | None) -> str:
+                    outputs: Sequence[OutputImage], *, chat_aspect: str | None,
+                    on_record: bool) -> str:
     """The line to add to the answer when it ignored a setting the chat was not yet told
-    about ("" otherwise); the record is kept up to date either way. Never fails a turn."""
+    about ("" otherwise); the record is kept up to date either way. Never fails a turn.
+    ``on_record``: the chat's settings, as the event read them, hold a record; without one
+    an answer that followed every setting has nothing to update, and the store is not read."""
     asked = asked_of(model, request, chat_aspect=chat_aspect)
     if not asked or not outputs:
         return ""
     final = outputs[-1]
     found = ignored(final.width, final.height, size=asked.get("size"),
                     aspect=asked.get("aspect"))
+    if not found and not on_record:
+        return ""
     try:
         stored = await store.chat_settings(chat)
         record = load(stored.get(STORED_AS))

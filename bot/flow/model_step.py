@@ -146,7 +146,8 @@ class ModelStep:
             answer = await self._store_answer(call, model, *called, event_id=event_id,
                                               region=region)
             ignored = await tell_once(self.store, work.event.chat, model, request, called[1],
-                                      chat_aspect=chosen.aspect_ratio)
+                                      chat_aspect=chosen.aspect_ratio,
+                                      on_record=chosen.ignored_on_record)
             return replace(answer, note=capped_note(context) + answer.note + ignored)
         finally:
             answer_slot.give_back()  # the answer is stored (or failed)

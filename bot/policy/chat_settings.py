@@ -28,6 +28,7 @@ from bot.core.config import Settings
 from bot.core.errors import UserFacingError
 from bot.kit.formatting import dollars
 from bot.kit.i18n import _, normalize
+from bot.models.ignored_settings import STORED_AS as IGNORED_STORED_AS
 from bot.models.options import AUTO, aspect_ratios, image_sizes
 from bot.models.pricing import to_micros
 
@@ -116,6 +117,7 @@ def resolve(settings: Settings, stored: Mapping[str, str], *, default_model: str
         credentials_prompt=stored.get("credentials_prompt") == "on",
         send_originals=stored.get("send_originals") == "on",
         blocked_terms=terms,
+        ignored_on_record=IGNORED_STORED_AS in stored,
         limits=ChatLimits(
             user_daily=_limit(stored.get("user_daily"), limits.user_daily, money=True),
             user_monthly=_limit(stored.get("user_monthly"), limits.user_monthly, money=True),
